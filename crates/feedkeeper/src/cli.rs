@@ -1,0 +1,293 @@
+//! The `feedkeeper` command line. Each subcommand loads config, then hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::{self, AppState, DemoAccount, DemoInfo};
+use crate::clock::Clock;
+use crate::config::{self, Config, Secret};
+use crate::crypto::NamedKey;
+use crate::db::Db;
+use crate::telemetry;
+
+/// Keeps embedded Instagram feeds alive: refreshes tokens, notices revocations, serves images.
+#[derive(Debug, Parser)]
+#[command(name = "feedkeeper", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML config file (see `feedkeeper print-config`). Environment variables
+    /// FEEDKEEPER_<SECTION>__<KEY> override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Try feedkeeper on this machine: SQLite, the built-in Meta simulator with demo accounts.
+    Demo(DemoArgs),
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// Print a commented example configuration (all defaults).
+    PrintConfig,
+    /// Run only the Meta simulator (for development without a Meta app).
+    SimulateMeta(SimulateArgs),
+    /// Print a new random token-encryption key for `security.token_keys`.
+    GenerateKey {
+        /// The key's id (name it so rotations are easy to follow, e.g. by date).
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Listen address (overrides server.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Listen address of the dashboard.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the demo keeps its database and images.
+    #[arg(long, value_name = "DIR", default_value = "./feedkeeper-demo")]
+    pub data_dir: PathBuf,
+    /// Listen address of the built-in Meta simulator.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+    pub simulator_listen: SocketAddr,
+    /// Seed for the simulator's accounts, posts and images.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Seed for ids, tokens, posts and images: the same seed gives the same simulator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Create a few demo accounts with posts and print how to log in as them.
+    #[arg(long)]
+    pub seed_demo: bool,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::PrintConfig => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = Config::load(cli.config.as_deref())?;
+            telemetry::init(&config.log);
+            if config.storage.database_url.is_empty() {
+                std::fs::create_dir_all(&config.storage.data_dir)?;
+            }
+            let db = Db::connect(&config.database_url()).await?;
+            db.migrate().await?;
+            db.close().await;
+            println!("The database schema is up to date.");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let mut config = Config::load(cli.config.as_deref())?;
+            if let Some(listen) = args.listen {
+                config.server.listen = listen;
+            }
+            if let Some(dir) = args.data_dir {
+                config.storage.data_dir = dir;
+            }
+            telemetry::init(&config.log);
+            let listener = bind(config.server.listen, "server.listen").await?;
+            let state = AppState::build(config, Clock::System).await?;
+            tracing::info!(url = %state.config.public_url(), "feedkeeper is serving");
+            app::run(state, listener).await
+        }
+        Command::GenerateKey { id } => {
+            let key = NamedKey::generate(&id);
+            // Parse it back: this checks the id the user chose.
+            NamedKey::parse(&key.to_config_string()).map_err(anyhow::Error::msg)?;
+            println!("{}", key.to_config_string());
+            Ok(())
+        }
+        Command::Demo(args) => demo(cli.config, args).await,
+        Command::SimulateMeta(args) => simulate_meta(args).await,
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what}); is another program using it?"))
+}
+
+/// Points every Meta endpoint of `config` at a simulator running at `base`.
+pub fn point_at_simulator(
+    config: &mut Config,
+    base: &str,
+    app: &meta_sim::AppConfig,
+) -> anyhow::Result<()> {
+    let url = |path: &str| url::Url::parse(&format!("{base}/{path}"));
+    config.meta.instagram_oauth_url = url("www.instagram.com/oauth/authorize")?;
+    config.meta.instagram_api_url = url("api.instagram.com")?;
+    config.meta.instagram_graph_url = url("graph.instagram.com")?;
+    config.meta.facebook_www_url = url("www.facebook.com")?;
+    config.meta.facebook_graph_url = url("graph.facebook.com")?;
+    config.meta.instagram_app_id = app.instagram_app_id.clone();
+    config.meta.instagram_app_secret = Secret::new(app.instagram_app_secret.clone());
+    config.meta.facebook_app_id = app.facebook_app_id.clone();
+    config.meta.facebook_app_secret = Secret::new(app.facebook_app_secret.clone());
+    if let Some(host) = url("")?.host_str()
+        && !config.meta.cdn_hosts.iter().any(|h| h == host)
+    {
+        config.meta.cdn_hosts.push(host.to_owned());
+    }
+    config.validate()?;
+    Ok(())
+}
+
+async fn demo(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(config_file.as_deref())?;
+    telemetry::init(&config.log);
+    config.storage.data_dir = args.data_dir.clone();
+    config.storage.database_url = String::new();
+    if config.security.token_keys.is_empty() {
+        config.security.token_keys = vec![Secret::new(demo_token_key(&args.data_dir)?)];
+    }
+
+    let sim = meta_sim::Simulator::new(meta_sim::SimOptions {
+        seed: args.seed,
+        real_time: true,
+        ..Default::default()
+    });
+    let seeded = sim.seed_demo().context("cannot create the demo accounts")?;
+    let sim_listener = bind(args.simulator_listen, "--simulator-listen").await?;
+    let running = meta_sim::serve(sim.clone(), sim_listener).await?;
+    let sim_url = running.base_url.clone();
+
+    let listener = bind(args.listen, "--listen").await?;
+    config.server.listen = listener.local_addr()?;
+    config.server.public_url = String::new();
+    point_at_simulator(&mut config, &sim_url, &sim.app())?;
+
+    let mut state = AppState::build(config, Clock::System).await?;
+    let accounts: Vec<DemoAccount> = seeded
+        .iter()
+        .map(|a| DemoAccount {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            description: a.description.clone(),
+        })
+        .collect();
+    let dashboard = state.config.public_url();
+    println!("feedkeeper demo is running.");
+    println!();
+    println!("  Dashboard:       {dashboard}/");
+    println!("  Meta simulator:  {sim_url}/");
+    println!("  Data directory:  {}", args.data_dir.display());
+    println!();
+    println!("Log in to the simulated Instagram with:");
+    for a in &accounts {
+        println!(
+            "  {:<16} password {:<16} {}",
+            a.username, a.password, a.description
+        );
+    }
+    println!();
+    println!("Press Ctrl-C to stop.");
+    state.demo = Some(Arc::new(DemoInfo {
+        simulator_url: sim_url,
+        accounts,
+    }));
+    let result = app::run(state, listener).await;
+    running.shutdown().await;
+    result
+}
+
+/// The demo's token key: read from its data directory, or made and saved there on first run
+/// (readable by the owner only), so tokens stored by one demo run open in the next.
+fn demo_token_key(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("token-key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim().to_owned();
+        NamedKey::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a token key: {e}", path.display()))?;
+        return Ok(text);
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let key = NamedKey::generate("demo").to_config_string();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes())?;
+    Ok(key)
+}
+
+async fn simulate_meta(args: SimulateArgs) -> anyhow::Result<()> {
+    telemetry::init(&config::LogConfig::default());
+    let sim = meta_sim::Simulator::new(meta_sim::SimOptions {
+        seed: args.seed,
+        real_time: true,
+        ..Default::default()
+    });
+    let seeded = if args.seed_demo {
+        sim.seed_demo().context("cannot create the demo accounts")?
+    } else {
+        Vec::new()
+    };
+    let listener = bind(args.listen, "--listen").await?;
+    let running = meta_sim::serve(sim.clone(), listener).await?;
+    let base = &running.base_url;
+    println!("Meta simulator listening on {base}/");
+    println!("Point feedkeeper at it with:");
+    println!("  FEEDKEEPER_META__INSTAGRAM_OAUTH_URL={base}/www.instagram.com/oauth/authorize");
+    println!("  FEEDKEEPER_META__INSTAGRAM_API_URL={base}/api.instagram.com");
+    println!("  FEEDKEEPER_META__INSTAGRAM_GRAPH_URL={base}/graph.instagram.com");
+    println!("  FEEDKEEPER_META__FACEBOOK_WWW_URL={base}/www.facebook.com");
+    println!("  FEEDKEEPER_META__FACEBOOK_GRAPH_URL={base}/graph.facebook.com");
+    let app = sim.app();
+    println!(
+        "  FEEDKEEPER_META__INSTAGRAM_APP_ID={}",
+        app.instagram_app_id
+    );
+    println!(
+        "  FEEDKEEPER_META__INSTAGRAM_APP_SECRET={}",
+        app.instagram_app_secret
+    );
+    println!("  FEEDKEEPER_META__FACEBOOK_APP_ID={}", app.facebook_app_id);
+    println!(
+        "  FEEDKEEPER_META__FACEBOOK_APP_SECRET={}",
+        app.facebook_app_secret
+    );
+    println!("Control API: {base}/__sim/ (see docs/simulator.md)");
+    for a in &seeded {
+        println!(
+            "  account {:<16} password {:<16} {}",
+            a.username, a.password, a.description
+        );
+    }
+    tokio::signal::ctrl_c().await?;
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,640 @@
+//! Configuration: defaults -> TOML file -> `FEEDKEEPER_*` environment variables.
+//!
+//! Loaded and validated once at start; a bad value is reported with its key and what is wrong.
+//! Secrets are wrapped in [`Secret`] so they never reach a log line through `Debug`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The commented example configuration, printed by `feedkeeper print-config`.
+pub const EXAMPLE: &str = include_str!("../config.example.toml");
+
+/// Prefix of the environment variables that override the file (`FEEDKEEPER_META__INSTAGRAM_APP_ID`).
+pub const ENV_PREFIX: &str = "FEEDKEEPER_";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub meta: MetaConfig,
+    pub security: SecurityConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Keys that encrypt tokens at rest, `<id>:<base64 of 32 bytes>`. The first seals new
+    /// values; the others only open old ones (rotation).
+    #[serde(deserialize_with = "list_or_string")]
+    pub token_keys: Vec<Secret>,
+}
+
+impl SecurityConfig {
+    /// The parsed keys (validated at load, so this only fails on a config built by hand).
+    pub fn keys(&self) -> Result<Vec<crate::crypto::NamedKey>, ConfigError> {
+        self.token_keys
+            .iter()
+            .map(|k| {
+                crate::crypto::NamedKey::parse(k.expose())
+                    .map_err(|problem| invalid("security.token_keys", problem))
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Public base URL; empty means `http://<listen>`.
+    pub public_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Folder for the SQLite database and stored images.
+    pub data_dir: PathBuf,
+    /// Empty means SQLite in `data_dir`.
+    pub database_url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./feedkeeper-data"),
+            database_url: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    pub instagram_oauth_url: Url,
+    pub instagram_api_url: Url,
+    pub instagram_graph_url: Url,
+    pub facebook_www_url: Url,
+    pub facebook_graph_url: Url,
+    pub graph_api_version: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub instagram_app_id: String,
+    pub instagram_app_secret: Secret,
+    #[serde(deserialize_with = "string_or_number")]
+    pub facebook_app_id: String,
+    pub facebook_app_secret: Secret,
+    pub cdn_hosts: Vec<String>,
+    pub request_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        let url = |s: &str| Url::parse(s).expect("default Meta URLs are valid");
+        MetaConfig {
+            instagram_oauth_url: url("https://www.instagram.com/oauth/authorize"),
+            instagram_api_url: url("https://api.instagram.com"),
+            instagram_graph_url: url("https://graph.instagram.com"),
+            facebook_www_url: url("https://www.facebook.com"),
+            facebook_graph_url: url("https://graph.facebook.com"),
+            graph_api_version: "v23.0".into(),
+            instagram_app_id: String::new(),
+            instagram_app_secret: Secret::default(),
+            facebook_app_id: String::new(),
+            facebook_app_secret: Secret::default(),
+            cdn_hosts: vec!["*.cdninstagram.com".into(), "*.fbcdn.net".into()],
+            request_timeout_secs: 20,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter directive.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A configuration value that must never be printed (app secrets, keys).
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(#[serde(deserialize_with = "string_or_number")] String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+/// A configuration problem, named by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    /// Like [`Config::load`] with an explicit environment provider (tests pass a fake one).
+    pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML string on top of the defaults (no environment); for tests and `print-config`.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.server.public_url.is_empty() {
+            let url = Url::parse(&self.server.public_url)
+                .map_err(|e| invalid("server.public_url", format!("not a URL ({e})")))?;
+            check_http_scheme("server.public_url", &url)?;
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(invalid("storage.data_dir", "must not be empty"));
+        }
+        if !self.storage.database_url.is_empty() {
+            database_kind(&self.storage.database_url)?;
+        }
+        let meta = &self.meta;
+        for (key, url) in [
+            ("meta.instagram_oauth_url", &meta.instagram_oauth_url),
+            ("meta.instagram_api_url", &meta.instagram_api_url),
+            ("meta.instagram_graph_url", &meta.instagram_graph_url),
+            ("meta.facebook_www_url", &meta.facebook_www_url),
+            ("meta.facebook_graph_url", &meta.facebook_graph_url),
+        ] {
+            check_http_scheme(key, url)?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(invalid(key, "must not carry a query or fragment"));
+            }
+        }
+        if !is_graph_version(&meta.graph_api_version) {
+            return Err(invalid(
+                "meta.graph_api_version",
+                format!(
+                    "{:?} is not a Graph API version like \"v23.0\"",
+                    meta.graph_api_version
+                ),
+            ));
+        }
+        for (key, id) in [
+            ("meta.instagram_app_id", &meta.instagram_app_id),
+            ("meta.facebook_app_id", &meta.facebook_app_id),
+        ] {
+            if !id.chars().all(|c| c.is_ascii_digit()) {
+                return Err(invalid(key, format!("{id:?} is not a numeric app id")));
+            }
+        }
+        if meta.cdn_hosts.is_empty() {
+            return Err(invalid("meta.cdn_hosts", "must list at least one host"));
+        }
+        for pattern in &meta.cdn_hosts {
+            if let Err(problem) = HostPattern::parse(pattern) {
+                return Err(invalid("meta.cdn_hosts", problem));
+            }
+        }
+        for (key, secs) in [
+            ("meta.request_timeout_secs", meta.request_timeout_secs),
+            ("meta.connect_timeout_secs", meta.connect_timeout_secs),
+        ] {
+            if !(1..=600).contains(&secs) {
+                return Err(invalid(key, format!("{secs} is not between 1 and 600")));
+            }
+        }
+        let keys = self.security.keys()?;
+        let mut ids = std::collections::HashSet::new();
+        for key in &keys {
+            if !ids.insert(&key.id) {
+                return Err(invalid(
+                    "security.token_keys",
+                    format!("key id {:?} appears twice", key.id),
+                ));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a log filter like \"info\"", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.storage.database_url.is_empty() {
+            format!(
+                "sqlite://{}",
+                self.storage.data_dir.join("feedkeeper.db").display()
+            )
+        } else {
+            self.storage.database_url.clone()
+        }
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        if self.server.public_url.is_empty() {
+            format!("http://{}", self.server.listen)
+        } else {
+            self.server.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+/// Which backend a database URL selects; anything else is a config error.
+pub fn database_kind(url: &str) -> Result<DatabaseKind, ConfigError> {
+    if url.starts_with("sqlite:") {
+        Ok(DatabaseKind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseKind::Postgres)
+    } else {
+        Err(invalid(
+            "storage.database_url",
+            "must start with sqlite: or postgres:// (or be empty for SQLite in storage.data_dir)",
+        ))
+    }
+}
+
+fn check_http_scheme(key: &'static str, url: &Url) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(()),
+        "http" | "https" => Err(invalid(key, format!("{url} has no host"))),
+        other => Err(invalid(
+            key,
+            format!("scheme {other:?} is not http or https"),
+        )),
+    }
+}
+
+fn is_graph_version(v: &str) -> bool {
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
+    let mut parts = rest.splitn(2, '.');
+    let major = parts.next().unwrap_or("");
+    let minor = parts.next().unwrap_or("");
+    !major.is_empty()
+        && !minor.is_empty()
+        && major.chars().all(|c| c.is_ascii_digit())
+        && minor.chars().all(|c| c.is_ascii_digit())
+}
+
+/// Figment's messages name the key and where the value came from; keep them, minus its
+/// "default." profile prefix, which means nothing to a user.
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| lowercase_key(&e.to_string().replace("key \"default.", "key \"")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Environment keys arrive upper-case (`META.INSTAGRAM_APP_ID`); name them as the file does.
+fn lowercase_key(message: &str) -> String {
+    match message.find("key \"") {
+        Some(start) => {
+            let key_start = start + 5;
+            let key_end = message[key_start..]
+                .find('"')
+                .map_or(message.len(), |i| key_start + i);
+            format!(
+                "{}{}{}",
+                &message[..key_start],
+                message[key_start..key_end].to_ascii_lowercase(),
+                &message[key_end..]
+            )
+        }
+        None => message.to_owned(),
+    }
+}
+
+/// A list from the file, or one comma-separated string from the environment.
+fn list_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::List(list) => list,
+        Raw::One(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .map(Secret)
+        .collect())
+}
+
+/// Ids and secrets set through the environment arrive as numbers when they are all digits.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        U(u64),
+        I(i64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::U(n) => n.to_string(),
+        Raw::I(n) => n.to_string(),
+    })
+}
+
+/// A host allow-list entry: `host.example` or `*.example` (any subdomain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    AnySubdomainOf(String),
+}
+
+impl HostPattern {
+    pub fn parse(pattern: &str) -> Result<HostPattern, String> {
+        let lower = pattern.trim().to_ascii_lowercase();
+        let (wildcard, host) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, lower.clone()),
+        };
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok()
+            || host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+        if host.is_empty() || (!is_ip && !host.split('.').all(valid_label)) {
+            return Err(format!(
+                "{pattern:?} is not a host name or \"*.domain\" pattern"
+            ));
+        }
+        if wildcard && is_ip {
+            return Err(format!(
+                "{pattern:?}: a wildcard cannot apply to an IP address"
+            ));
+        }
+        Ok(if wildcard {
+            HostPattern::AnySubdomainOf(host)
+        } else {
+            HostPattern::Exact(host)
+        })
+    }
+
+    /// Whether `host` (as in a URL) is allowed by this pattern.
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        match self {
+            HostPattern::Exact(h) => host == *h,
+            HostPattern::AnySubdomainOf(domain) => host
+                .strip_suffix(domain.as_str())
+                .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.')),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_exactly_the_defaults() {
+        let parsed = Config::from_toml(EXAMPLE).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[meta]\ninstagram_app_id = \"111\"\nfacebook_app_id = \"222\"\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FKTEST_META__INSTAGRAM_APP_ID", "333");
+            jail.set_env("FKTEST_SERVER__LISTEN", "0.0.0.0:9000");
+            let config =
+                Config::load_with_env(Some(&file), Env::prefixed("FKTEST_").split("__")).unwrap();
+            assert_eq!(config.meta.instagram_app_id, "333");
+            assert_eq!(config.meta.facebook_app_id, "222");
+            assert_eq!(config.server.listen.port(), 9000);
+            Ok(())
+        });
+    }
+
+    fn error_of(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[server]\npublic_url = \"ftp://x\"", "server.public_url"),
+            (
+                "[meta]\ninstagram_graph_url = \"not a url\"",
+                "meta.instagram_graph_url",
+            ),
+            (
+                "[meta]\nfacebook_graph_url = \"file:///etc\"",
+                "meta.facebook_graph_url",
+            ),
+            (
+                "[meta]\ngraph_api_version = \"23\"",
+                "meta.graph_api_version",
+            ),
+            (
+                "[meta]\ninstagram_app_id = \"abc\"",
+                "meta.instagram_app_id",
+            ),
+            ("[meta]\ncdn_hosts = [\"bad host!\"]", "meta.cdn_hosts"),
+            ("[meta]\ncdn_hosts = []", "meta.cdn_hosts"),
+            (
+                "[meta]\nrequest_timeout_secs = 0",
+                "meta.request_timeout_secs",
+            ),
+            (
+                "[meta]\nrequest_timeout_secs = \"soon\"",
+                "meta.request_timeout_secs",
+            ),
+            (
+                "[storage]\ndatabase_url = \"mysql://x\"",
+                "storage.database_url",
+            ),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            (
+                "[security]\ntoken_keys = [\"k1:short\"]",
+                "security.token_keys",
+            ),
+            (
+                "[security]\ntoken_keys = [\"nocolon\"]",
+                "security.token_keys",
+            ),
+            ("[meta]\nno_such_key = 1", "no_such_key"),
+        ];
+        for (toml, key) in cases {
+            let message = error_of(toml);
+            assert!(message.contains(key), "{toml:?} gave {message:?}");
+        }
+    }
+
+    #[test]
+    fn token_keys_come_as_a_list_or_one_env_string() {
+        let a = crate::crypto::NamedKey::generate("a").to_config_string();
+        let b = crate::crypto::NamedKey::generate("b").to_config_string();
+        let from_file =
+            Config::from_toml(&format!("[security]\ntoken_keys = [\"{a}\", \"{b}\"]")).unwrap();
+        assert_eq!(from_file.security.keys().unwrap().len(), 2);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FKTEST_SECURITY__TOKEN_KEYS", format!("{a},{b}"));
+            let config = Config::load_with_env(None, Env::prefixed("FKTEST_").split("__")).unwrap();
+            assert_eq!(config.security.keys().unwrap()[1].id, "b");
+            Ok(())
+        });
+        let dup = Config::from_toml(&format!("[security]\ntoken_keys = [\"{a}\", \"{a}\"]"));
+        assert!(dup.unwrap_err().to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error_not_silence() {
+        let err =
+            Config::load_with_env(Some(Path::new("/nonexistent/fk.toml")), Env::raw()).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/fk.toml"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut config = Config::default();
+        config.meta.instagram_app_secret = Secret::new("s3cr3t-value");
+        assert!(!format!("{config:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn database_url_defaults_to_sqlite_in_the_data_dir() {
+        let config = Config::default();
+        assert_eq!(
+            config.database_url(),
+            "sqlite://./feedkeeper-data/feedkeeper.db"
+        );
+        assert_eq!(
+            database_kind("postgres://localhost/x").unwrap(),
+            DatabaseKind::Postgres
+        );
+    }
+
+    #[test]
+    fn host_patterns_match_subdomains_only() {
+        let any = HostPattern::parse("*.cdninstagram.com").unwrap();
+        assert!(any.matches("scontent-iad3-1.cdninstagram.com"));
+        assert!(any.matches("SCONTENT.cdninstagram.com"));
+        assert!(!any.matches("cdninstagram.com"));
+        assert!(!any.matches("evilcdninstagram.com"));
+        assert!(!any.matches("cdninstagram.com.evil.net"));
+        let exact = HostPattern::parse("127.0.0.1").unwrap();
+        assert!(exact.matches("127.0.0.1"));
+        assert!(HostPattern::parse("*.127.0.0.1").is_err());
+    }
+}

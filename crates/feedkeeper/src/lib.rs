@@ -1,0 +1,22 @@
+//! feedkeeper: shows a site owner's Instagram posts in an embeddable widget and keeps it alive.
+//!
+//! A map of the modules:
+//! - [`cli`]: the `feedkeeper` command (serve, demo, migrate, print-config, simulate-meta).
+//! - [`config`]: defaults -> TOML -> environment, validated once.
+//! - [`app`]: shared state, router, graceful shutdown; [`http`]: the routes, per audience.
+//! - [`db`]: SQLite or PostgreSQL behind one set of queries; [`db::jobs`] is the lease queue
+//!   every background worker claims from.
+//! - [`meta`]: the Meta client, with every failure classified into an action.
+//! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation).
+//! - [`clock`]: the only source of "now"; [`error`]: the only place that knows HTTP statuses.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod meta;
+pub mod telemetry;

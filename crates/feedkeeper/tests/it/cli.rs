@@ -1,0 +1,267 @@
+//! The binary as a user runs it: help, print-config, config errors, migrate, demo, serve.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::TestDb;
+
+fn feedkeeper() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedkeeper"));
+    // The tests' own environment must not leak config into the binary.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FEEDKEEPER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Kills the child when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = feedkeeper().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "demo", "migrate", "print-config", "simulate-meta"] {
+        assert!(text.contains(sub), "--help lacks {sub}: {text}");
+    }
+}
+
+#[test]
+fn print_config_prints_the_commented_defaults() {
+    let out = feedkeeper().arg("print-config").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("instagram_graph_url = \"https://graph.instagram.com\""));
+    assert!(text.contains("# "));
+    feedkeeper::config::Config::from_toml(&text).expect("printed config parses");
+}
+
+#[test]
+fn a_bad_config_value_fails_startup_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[meta]\ngraph_api_version = \"latest\"\n").unwrap();
+    let out = feedkeeper()
+        .args(["--config", file.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("meta.graph_api_version"), "{err}");
+
+    let out = feedkeeper()
+        .arg("serve")
+        .env("FEEDKEEPER_SERVER__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listen"), "{err}");
+
+    let out = feedkeeper()
+        .arg("serve")
+        .env("FEEDKEEPER_META__TYPO", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("typo"));
+}
+
+#[tokio::test]
+async fn migrate_brings_the_configured_database_up_to_date() {
+    let t = TestDb::new().await;
+    let out = feedkeeper()
+        .arg("migrate")
+        .env("FEEDKEEPER_STORAGE__DATABASE_URL", t.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+}
+
+/// Reads the child's stdout until a line contains `marker`; returns all lines read.
+fn read_until(child: &mut Child, marker: &str) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let done = line.contains(marker);
+                lines.push(line);
+                if done {
+                    return lines;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(_) => break,
+        }
+    }
+    panic!("never printed {marker:?}; got {lines:#?}");
+}
+
+fn url_after(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(label)
+                .map(|rest| rest.trim().trim_end_matches('/').to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {label:?} line in {lines:#?}"))
+}
+
+#[tokio::test]
+async fn demo_runs_the_service_and_the_simulator_with_accounts_to_log_in_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = feedkeeper()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--simulator-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = read_until(&mut child, "Ctrl-C");
+    let _guard = Running(child);
+    let dashboard = url_after(&lines, "Dashboard:");
+    let simulator = url_after(&lines, "Meta simulator:");
+    assert!(lines.iter().any(|l| l.contains("password")), "{lines:#?}");
+
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{dashboard}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Demo") && body.contains(&simulator), "{body}");
+    assert_eq!(
+        http.get(format!("{dashboard}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The simulator is up and has the demo accounts.
+    let accounts: serde_json::Value = http
+        .get(format!("{simulator}/__sim/accounts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        accounts.as_array().is_some_and(|a| a.len() >= 3),
+        "{accounts}"
+    );
+    // SQLite and the generated token key live in the data directory.
+    assert!(dir.path().join("feedkeeper.db").exists());
+    let key = std::fs::read_to_string(dir.path().join("token-key")).unwrap();
+    feedkeeper::crypto::NamedKey::parse(&key).unwrap();
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_token_key() {
+    let t = TestDb::new().await;
+    let out = feedkeeper()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FEEDKEEPER_STORAGE__DATABASE_URL", t.url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("security.token_keys") && err.contains("generate-key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generated_keys_are_fresh_and_valid() {
+    let make = || {
+        let out = feedkeeper()
+            .args(["generate-key", "--id", "2026-11"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (a, b) = (make(), make());
+    assert_ne!(a, b);
+    assert!(a.starts_with("2026-11:"));
+    feedkeeper::crypto::NamedKey::parse(&a).unwrap();
+    let out = feedkeeper()
+        .args(["generate-key", "--id", "bad id!"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn serve_answers_health_checks_on_the_configured_database() {
+    let t = TestDb::new().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let key = feedkeeper().arg("generate-key").output().unwrap();
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let child = feedkeeper()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("FEEDKEEPER_STORAGE__DATABASE_URL", t.url())
+        .env("FEEDKEEPER_SECURITY__TOKEN_KEYS", key)
+        .spawn()
+        .unwrap();
+    let _guard = Running(child);
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => break,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("serve never became ready: {other:?}"),
+        }
+    }
+    let page = http
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("real hosts"), "{page}");
+}

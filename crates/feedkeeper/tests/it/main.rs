@@ -1,0 +1,12 @@
+//! feedkeeper's integration tests: one binary, modules per area, shared helpers.
+//!
+//! Database tests run on SQLite by default and on PostgreSQL when `TEST_DATABASE_URL` names a
+//! server (each test gets its own fresh database there). Meta is always the simulator, over real
+//! HTTP on loopback.
+
+mod browser;
+mod cli;
+mod helpers;
+mod meta_client;
+mod meta_client_malformed;
+mod store;
