@@ -1,0 +1,110 @@
+//! The layout context every dashboard page passes to `templates/layout.html`, and the one way to
+//! turn a dashboard template into a response (with headers that keep pages out of caches and
+//! frames).
+//!
+//! Owns what the layout needs; page-specific data lives in each page's own template struct.
+
+use std::sync::LazyLock;
+
+use askama::Template;
+use axum::http::HeaderValue;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderName, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::response::{Html, IntoResponse, Response};
+use sha2::{Digest as _, Sha256};
+
+use super::CurrentUser;
+use crate::error::AppError;
+
+/// The dashboard stylesheet, served at `/static/app.css`.
+pub const STYLESHEET: &str = include_str!("../../static/app.css");
+
+/// The stylesheet's address with a content hash, so it can be cached for a year and still change
+/// the moment a new version is deployed.
+pub fn stylesheet_url() -> &'static str {
+    static URL: LazyLock<String> = LazyLock::new(|| {
+        let digest = hex::encode(Sha256::digest(STYLESHEET.as_bytes()));
+        format!("/static/app.css?v={}", &digest[..12])
+    });
+    &URL
+}
+
+/// What `layout.html` needs. A template that extends the layout has a field `page: Page`.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// The `<title>` and the page's heading.
+    pub title: String,
+    /// The logged-in user: the nav and the logout button show only when set.
+    pub user_email: Option<String>,
+    /// The CSRF token for this page's forms (`<input type="hidden" name="csrf" value="{{
+    /// page.csrf }}">`). Pre-login pages carry a pre-login token here.
+    pub csrf: String,
+    /// A one-time notice shown above the content ("Password changed.").
+    pub flash: Option<String>,
+}
+
+impl Page {
+    /// A page for the logged-in `user`, showing the flash the session held, if any.
+    pub fn for_user(user: &CurrentUser, title: impl Into<String>) -> Page {
+        Page {
+            title: title.into(),
+            user_email: Some(user.email.clone()),
+            csrf: user.csrf.clone(),
+            flash: user.flash.clone(),
+        }
+    }
+
+    /// A page for someone not logged in (sign-up, log-in, error pages).
+    pub fn public(title: impl Into<String>, csrf: impl Into<String>) -> Page {
+        Page {
+            title: title.into(),
+            user_email: None,
+            csrf: csrf.into(),
+            flash: None,
+        }
+    }
+
+    /// The versioned stylesheet address, for the layout.
+    pub fn stylesheet(&self) -> &'static str {
+        stylesheet_url()
+    }
+}
+
+/// Headers every dashboard page gets: never cached (pages hold personal data and CSRF tokens),
+/// never framed by another site (clickjacking), no content sniffing.
+pub fn page_headers() -> [(HeaderName, HeaderValue); 4] {
+    [
+        (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        ),
+        (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    ]
+}
+
+/// Renders a page template to HTML (for [`AppError::InvalidForm`] and for responses that add
+/// their own headers, e.g. a cookie).
+pub fn render_html<T: Template>(template: &T) -> Result<Html<String>, AppError> {
+    Ok(Html(template.render().map_err(anyhow::Error::from)?))
+}
+
+/// Renders a page template into a 200 response with [`page_headers`].
+pub fn render<T: Template>(template: &T) -> Result<Response, AppError> {
+    Ok((page_headers(), render_html(template)?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stylesheet_url_changes_with_its_content() {
+        let url = stylesheet_url();
+        assert!(url.starts_with("/static/app.css?v="), "{url}");
+        assert_eq!(url.len(), "/static/app.css?v=".len() + 12);
+        assert!(!STYLESHEET.is_empty());
+    }
+}

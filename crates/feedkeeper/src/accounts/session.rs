@@ -1,0 +1,275 @@
+//! Login sessions: the `fk_session` cookie, the [`CurrentUser`] extractor, starting and ending
+//! sessions.
+//!
+//! The cookie holds 32 random bytes (base64url); the database holds only their SHA-256, so a
+//! leaked database yields no usable session. Cookies are HttpOnly, SameSite=Lax, Path=/, and
+//! Secure when the public URL is https.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts, OriginalUri};
+use axum::http::header::COOKIE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use sha2::{Digest as _, Sha256};
+
+use super::csrf;
+use crate::app::AppState;
+use crate::config::Config;
+use crate::db::sessions::{self, NewSession, SessionId};
+use crate::error::AppError;
+use crate::ids::UserId;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "fk_session";
+/// A session unused for this long has ended (30 days).
+pub const IDLE_LIFETIME_SECS: i64 = 30 * 86_400;
+/// A session ends this long after log-in, however much it is used (90 days).
+pub const ABSOLUTE_LIFETIME_SECS: i64 = 90 * 86_400;
+/// `last_seen_at` is written at most this often, so that browsing is not a database write per
+/// request; the idle lifetime is therefore exact to within this much.
+const TOUCH_EVERY_SECS: i64 = 300;
+
+/// The logged-in user of a request, and the session's CSRF token.
+///
+/// As an extractor: without a live session, a GET or HEAD is answered with a redirect to
+/// `/login?next=<this path>` ([`AppError::LoginRequired`]) and anything else with a 401
+/// ([`AppError::Unauthorized`]). `Option<CurrentUser>` never rejects for a missing session.
+#[derive(Clone)]
+pub struct CurrentUser {
+    pub id: UserId,
+    pub email: String,
+    /// The session's CSRF token: put it in every form (`name="csrf"`).
+    pub csrf: String,
+    /// A one-time message left by the previous request ("Password changed."); it has now been
+    /// taken, so show it on this page or it is gone.
+    pub flash: Option<String>,
+    session_id: SessionId,
+}
+
+// By hand: the CSRF token stays out of logs.
+impl std::fmt::Debug for CurrentUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CurrentUser {
+    /// Checks the `csrf` field of a submitted form: `user.verify_csrf(&form.csrf)?;` at the top
+    /// of every POST handler. A mismatch is a 403 with a message telling the user to reload.
+    pub fn verify_csrf(&self, submitted: &str) -> Result<(), AppError> {
+        if csrf::tokens_match(&self.csrf, submitted) {
+            Ok(())
+        } else {
+            tracing::info!(user = %self.id, "refused a form with a missing or wrong CSRF token");
+            Err(AppError::Forbidden(
+                "This form has expired or did not come from this site, so nothing was changed. \
+                 Go back, reload the page and try again."
+                    .into(),
+            ))
+        }
+    }
+
+    /// Leaves `message` for the next page this session shows (typically after a redirect).
+    pub async fn flash(&self, state: &AppState, message: &str) -> Result<(), AppError> {
+        sessions::set_flash(&state.db, self.session_id, message).await?;
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(user) = find_session(&parts.headers, state).await? {
+            return Ok(user);
+        }
+        if parts.method == Method::GET || parts.method == Method::HEAD {
+            // Behind `nest`, `parts.uri` lacks the prefix; the original URI has it.
+            let uri = parts
+                .extensions
+                .get::<OriginalUri>()
+                .map_or(&parts.uri, |o| &o.0);
+            let next = uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_owned();
+            Err(AppError::LoginRequired { next })
+        } else {
+            Err(AppError::Unauthorized)
+        }
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, AppError> {
+        find_session(&parts.headers, state).await
+    }
+}
+
+/// The live session named by the request's cookie, if any. Marks it used and takes its flash.
+async fn find_session(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<CurrentUser>, AppError> {
+    let Some(token) = read_cookie(headers, SESSION_COOKIE).filter(|t| csrf::is_well_formed(t))
+    else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let Some(found) =
+        sessions::find_active(&state.db, &hash_token(token), now, now - IDLE_LIFETIME_SECS).await?
+    else {
+        return Ok(None);
+    };
+    let id = SessionId(found.session_id);
+    let stale = now - found.last_seen_at >= TOUCH_EVERY_SECS;
+    if stale || found.flash.is_some() {
+        sessions::touch(&state.db, id, now, found.flash.is_some()).await?;
+    }
+    Ok(Some(CurrentUser {
+        id: found.user_id,
+        email: found.email,
+        csrf: found.csrf_token,
+        flash: found.flash,
+        session_id: id,
+    }))
+}
+
+/// Opens a session for `user_id` and returns the `Set-Cookie` value that hands it to the
+/// browser. Ended sessions of everyone are swept at the same time (log-ins are rare enough).
+pub async fn start(state: &AppState, user_id: UserId) -> Result<HeaderValue, AppError> {
+    let now = state.clock.now();
+    sessions::delete_ended(&state.db, now, now - IDLE_LIFETIME_SECS).await?;
+    let token = csrf::random_token();
+    let csrf_token = csrf::random_token();
+    sessions::create(
+        &state.db,
+        NewSession {
+            token_hash: &hash_token(&token),
+            user_id,
+            csrf_token: &csrf_token,
+            now,
+            expires_at: now + ABSOLUTE_LIFETIME_SECS,
+        },
+    )
+    .await?;
+    Ok(set_cookie(
+        &state.config,
+        SESSION_COOKIE,
+        &token,
+        ABSOLUTE_LIFETIME_SECS,
+    ))
+}
+
+/// Ends the user's current session (log out) and returns the `Set-Cookie` value that removes
+/// the cookie.
+pub async fn end(state: &AppState, user: &CurrentUser) -> Result<HeaderValue, AppError> {
+    sessions::delete(&state.db, user.session_id).await?;
+    Ok(clear_cookie(&state.config, SESSION_COOKIE))
+}
+
+/// Ends every session of the user except the current one (after a password change). Returns
+/// how many ended.
+pub async fn end_others(state: &AppState, user: &CurrentUser) -> Result<u64, AppError> {
+    Ok(sessions::delete_others(&state.db, user.id, user.session_id).await?)
+}
+
+/// What the database stores for a session token: hex SHA-256. A fast hash is enough because the
+/// token is 256 random bits, not something a person chose.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The value of cookie `name` in the request, if sent.
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// A `Set-Cookie` value for one of our cookies: HttpOnly, SameSite=Lax, Path=/, and Secure when
+/// the public URL is https. `value` must be cookie-safe (our values are base64url).
+pub fn set_cookie(config: &Config, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if config
+        .public_url()
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie =
+        format!("{name}={value}; Max-Age={max_age_secs}; Path=/; HttpOnly; SameSite=Lax{secure}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| {
+        // Only our own names and base64url values get here; never reached, but never a panic.
+        tracing::error!(cookie = name, "a cookie value was not a valid header");
+        HeaderValue::from_static("fk_invalid=; Max-Age=0; Path=/")
+    })
+}
+
+/// A `Set-Cookie` value that deletes cookie `name`.
+pub fn clear_cookie(config: &Config, name: &str) -> HeaderValue {
+    set_cookie(config, name, "", 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(public_url: &str) -> Config {
+        let mut c = Config::default();
+        c.server.public_url = public_url.into();
+        c
+    }
+
+    #[test]
+    fn cookies_are_http_only_lax_and_secure_only_on_https() {
+        let plain = set_cookie(&config(""), SESSION_COOKIE, "abc", 60);
+        assert_eq!(
+            plain.to_str().unwrap(),
+            "fk_session=abc; Max-Age=60; Path=/; HttpOnly; SameSite=Lax"
+        );
+        let secure = set_cookie(&config("https://fk.example"), SESSION_COOKIE, "abc", 60);
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+        let cleared = clear_cookie(&config(""), SESSION_COOKIE);
+        assert!(
+            cleared
+                .to_str()
+                .unwrap()
+                .starts_with("fk_session=; Max-Age=0;")
+        );
+    }
+
+    #[test]
+    fn cookies_are_read_from_any_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1; fk_session=tok"));
+        headers.append(COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(read_cookie(&headers, "fk_session"), Some("tok"));
+        assert_eq!(read_cookie(&headers, "b"), Some("2"));
+        assert_eq!(read_cookie(&headers, "fk"), None);
+        assert_eq!(read_cookie(&HeaderMap::new(), "fk_session"), None);
+    }
+
+    #[test]
+    fn the_stored_hash_is_not_the_token() {
+        let token = csrf::random_token();
+        let hash = hash_token(&token);
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(&token));
+        assert_eq!(hash, hash_token(&token));
+    }
+}

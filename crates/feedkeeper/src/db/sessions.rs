@@ -1,0 +1,194 @@
+//! Login sessions and the failed-login log behind the login rate limit.
+//!
+//! Sessions are found by the SHA-256 of their cookie value: this file never sees (or stores) a raw
+//! session token. Lifetimes and limits are decided in `accounts`; the queries here take the
+//! cut-off times as arguments.
+
+use super::{Db, DbError, on_pool};
+use crate::clock::UnixSeconds;
+use crate::ids::UserId;
+
+/// A row of `sessions`. Only `accounts` hands these out; elsewhere, use `accounts::CurrentUser`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(pub i64);
+
+/// What is needed to open a session.
+pub struct NewSession<'a> {
+    /// Hex SHA-256 of the cookie value.
+    pub token_hash: &'a str,
+    pub user_id: UserId,
+    pub csrf_token: &'a str,
+    pub now: UnixSeconds,
+    /// The absolute end of the session.
+    pub expires_at: UnixSeconds,
+}
+
+/// A live session together with its user.
+#[derive(Clone, sqlx::FromRow)]
+pub struct ActiveSession {
+    pub session_id: i64,
+    pub user_id: UserId,
+    pub email: String,
+    pub csrf_token: String,
+    pub flash: Option<String>,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+// By hand: the CSRF token stays out of logs.
+impl std::fmt::Debug for ActiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveSession")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user_id)
+            .field("email", &self.email)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stores a new session and returns its id.
+pub async fn create(db: &Db, new: NewSession<'_>) -> Result<SessionId, DbError> {
+    const SQL: &str = "INSERT INTO sessions
+        (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
+        VALUES ($1, $2, $3, $4, $4, $5) RETURNING id";
+    let id: i64 = on_pool!(db, pool => sqlx::query_scalar(SQL)
+        .bind(new.token_hash)
+        .bind(new.user_id.0)
+        .bind(new.csrf_token)
+        .bind(new.now)
+        .bind(new.expires_at)
+        .fetch_one(pool)
+        .await)?;
+    Ok(SessionId(id))
+}
+
+/// The session whose token hashes to `token_hash`, if it has not ended: `expires_at` is after
+/// `now` and it was last seen after `idle_since`.
+pub async fn find_active(
+    db: &Db,
+    token_hash: &str,
+    now: UnixSeconds,
+    idle_since: UnixSeconds,
+) -> Result<Option<ActiveSession>, DbError> {
+    const SQL: &str = "SELECT s.id AS session_id, s.user_id, u.email, s.csrf_token, s.flash,
+            s.last_seen_at, s.expires_at
+        FROM sessions s JOIN users u ON u.id = s.user_id
+        WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3";
+    let found = on_pool!(db, pool => sqlx::query_as(SQL)
+        .bind(token_hash)
+        .bind(now)
+        .bind(idle_since)
+        .fetch_optional(pool)
+        .await)?;
+    Ok(found)
+}
+
+/// Marks the session as used at `now` and, when `clear_flash`, drops its flash message (it has
+/// been shown).
+pub async fn touch(
+    db: &Db,
+    id: SessionId,
+    now: UnixSeconds,
+    clear_flash: bool,
+) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE sessions SET last_seen_at = $1,
+        flash = CASE WHEN $2 THEN NULL ELSE flash END WHERE id = $3";
+    on_pool!(db, pool => sqlx::query(SQL)
+        .bind(now)
+        .bind(clear_flash)
+        .bind(id.0)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Leaves a one-time message for the session's next page.
+pub async fn set_flash(db: &Db, id: SessionId, message: &str) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE sessions SET flash = $1 WHERE id = $2";
+    on_pool!(db, pool => sqlx::query(SQL).bind(message).bind(id.0).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Ends one session (log out).
+pub async fn delete(db: &Db, id: SessionId) -> Result<(), DbError> {
+    const SQL: &str = "DELETE FROM sessions WHERE id = $1";
+    on_pool!(db, pool => sqlx::query(SQL).bind(id.0).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Ends every session of `user_id` except `keep` (after a password change). Returns how many.
+pub async fn delete_others(db: &Db, user_id: UserId, keep: SessionId) -> Result<u64, DbError> {
+    const SQL: &str = "DELETE FROM sessions WHERE user_id = $1 AND id <> $2";
+    let n = on_pool!(db, pool => sqlx::query(SQL)
+        .bind(user_id.0)
+        .bind(keep.0)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n)
+}
+
+/// Removes sessions that have ended (absolute or idle), so the table does not grow forever.
+pub async fn delete_ended(
+    db: &Db,
+    now: UnixSeconds,
+    idle_since: UnixSeconds,
+) -> Result<u64, DbError> {
+    const SQL: &str = "DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2";
+    let n = on_pool!(db, pool => sqlx::query(SQL)
+        .bind(now)
+        .bind(idle_since)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n)
+}
+
+/// Failed log-ins for one subject after a time: how many, and when the oldest of them was.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub count: i64,
+    pub oldest: Option<UnixSeconds>,
+}
+
+/// Records one failed log-in under each of `subjects` (e.g. the email and the client address),
+/// and forgets failures from before `forget_before`, which no window looks at any more.
+pub async fn record_login_failure(
+    db: &Db,
+    subjects: &[String],
+    now: UnixSeconds,
+    forget_before: UnixSeconds,
+) -> Result<(), DbError> {
+    const INSERT: &str = "INSERT INTO login_failures (subject, failed_at) VALUES ($1, $2)";
+    const PRUNE: &str = "DELETE FROM login_failures WHERE failed_at < $1";
+    for subject in subjects {
+        on_pool!(db, pool => sqlx::query(INSERT).bind(subject).bind(now).execute(pool).await.map(|_| ()))?;
+    }
+    on_pool!(db, pool => sqlx::query(PRUNE).bind(forget_before).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Failed log-ins recorded for `subject` strictly after `after`.
+pub async fn login_failures_after(
+    db: &Db,
+    subject: &str,
+    after: UnixSeconds,
+) -> Result<Failures, DbError> {
+    const SQL: &str =
+        "SELECT COUNT(*), MIN(failed_at) FROM login_failures WHERE subject = $1 AND failed_at > $2";
+    let (count, oldest): (i64, Option<i64>) = on_pool!(db, pool => sqlx::query_as(SQL)
+        .bind(subject)
+        .bind(after)
+        .fetch_one(pool)
+        .await)?;
+    Ok(Failures { count, oldest })
+}
+
+/// Forgets the failed log-ins of `subject` (after a successful log-in with that email).
+pub async fn clear_login_failures(db: &Db, subject: &str) -> Result<(), DbError> {
+    const SQL: &str = "DELETE FROM login_failures WHERE subject = $1";
+    on_pool!(db, pool => sqlx::query(SQL).bind(subject).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
