@@ -76,6 +76,13 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The lifecycle rules in effect.
+    pub fn policy(&self) -> crate::connections::policy::Policy {
+        crate::connections::policy::Policy::from(&self.config.lifecycle)
+    }
+}
+
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
     http::router()
@@ -83,14 +90,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves on `listener` until Ctrl-C or SIGTERM, then finishes in-flight requests and closes the
-/// database.
+/// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM, then finishes
+/// in-flight requests, stops the workers and closes the database.
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     let db = state.db.clone();
-    axum::serve(listener, router(state))
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let workers = crate::jobs::spawn(state.clone(), workers_stopped);
+    // With the peer address, the login rate limit can count per client address too.
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")?;
+    // Workers finish the check in hand; an unfinished lease simply expires for another node.
+    let _ = stop_workers.send(true);
+    let _ = workers.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -39,11 +39,30 @@ pub enum Command {
     PrintConfig,
     /// Run only the Meta simulator (for development without a Meta app).
     SimulateMeta(SimulateArgs),
+    /// Inspect and act on connected Instagram accounts (all tenants: an operator's tool).
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
     /// Print a new random token-encryption key for `security.token_keys`.
     GenerateKey {
         /// The key's id (name it so rotations are easy to follow, e.g. by date).
         #[arg(long, default_value = "k1")]
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// List every connection with its status, token expiry and last error.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a connection's token now (refresh it when Meta allows, else probe it) and print
+    /// the result.
+    Refresh {
+        /// The connection id (first column of `connections list`).
+        id: i64,
     },
 }
 
@@ -126,6 +145,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.to_config_string());
             Ok(())
         }
+        Command::Connections(command) => {
+            let config = Config::load(cli.config.as_deref())?;
+            telemetry::init(&config.log);
+            let state = AppState::build(config, Clock::System).await?;
+            let result = connections_command(&state, command).await;
+            state.db.close().await;
+            result
+        }
         Command::Demo(args) => demo(cli.config, args).await,
         Command::SimulateMeta(args) => simulate_meta(args).await,
     }
@@ -135,6 +162,136 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} ({what}); is another program using it?"))
+}
+
+/// One connection as the operator sees it (never the token).
+#[derive(serde::Serialize)]
+struct ConnectionSummary {
+    id: i64,
+    owner: String,
+    username: String,
+    login: &'static str,
+    status: &'static str,
+    reason: Option<String>,
+    token_expires_at: Option<i64>,
+    last_refresh_at: Option<i64>,
+    last_check_at: Option<i64>,
+    last_error: Option<String>,
+}
+
+async fn summarize(
+    state: &AppState,
+    c: &crate::db::connections::Connection,
+) -> anyhow::Result<ConnectionSummary> {
+    let owner = crate::db::users::get(&state.db, c.owner_id)
+        .await
+        .map(|u| u.email)
+        .unwrap_or_else(|_| format!("user {}", c.owner_id));
+    Ok(ConnectionSummary {
+        id: c.id.0,
+        owner,
+        username: c.username.clone(),
+        login: c.login_kind().as_str(),
+        status: c.status().as_str(),
+        reason: c.reason.clone(),
+        token_expires_at: c.token_expires_at,
+        last_refresh_at: c.last_refresh_at,
+        last_check_at: c.last_check_at,
+        last_error: c.last_error.clone(),
+    })
+}
+
+async fn connections_command(state: &AppState, command: ConnectionsCommand) -> anyhow::Result<()> {
+    use crate::db::connections as stored;
+    let when = |t: Option<i64>| t.map_or("-".to_owned(), crate::clock::format_utc);
+    match command {
+        ConnectionsCommand::List { json } => {
+            let mut rows = Vec::new();
+            for c in stored::list_all(&state.db).await? {
+                rows.push(summarize(state, &c).await?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            if rows.is_empty() {
+                println!("No connections yet.");
+                return Ok(());
+            }
+            println!(
+                "{:<6} {:<24} {:<24} {:<10} {:<28} {:<22} {:<22}",
+                "ID", "OWNER", "ACCOUNT", "LOGIN", "STATUS", "TOKEN EXPIRES", "LAST CHECK"
+            );
+            for r in rows {
+                let status = match &r.reason {
+                    Some(reason) => format!("{} ({reason})", r.status),
+                    None => r.status.to_owned(),
+                };
+                println!(
+                    "{:<6} {:<24} {:<24} {:<10} {:<28} {:<22} {:<22}",
+                    r.id,
+                    r.owner,
+                    format!("@{}", r.username),
+                    r.login,
+                    status,
+                    when(r.token_expires_at),
+                    when(r.last_check_at)
+                );
+                if let Some(error) = r.last_error {
+                    println!("       last error: {error}");
+                }
+            }
+            Ok(())
+        }
+        ConnectionsCommand::Refresh { id } => {
+            let id = crate::ids::ConnectionId(id);
+            let c = match stored::get(&state.db, id).await {
+                Ok(c) => c,
+                Err(crate::db::DbError::NotFound) => anyhow::bail!("there is no connection {id}"),
+                Err(e) => return Err(e.into()),
+            };
+            if c.token_sealed.is_none() {
+                anyhow::bail!(
+                    "connection {id} has no token (its data was deleted); it needs a reconnect"
+                );
+            }
+            let now = state.clock.now();
+            let outcome = crate::connections::lifecycle::check(state, &c, now).await;
+            let updated = crate::connections::lifecycle::apply(
+                state,
+                &c,
+                outcome,
+                crate::connections::Actor::User,
+                now,
+            )
+            .await?;
+            if let Some(next) = state.policy().next_due(&updated, now, rand::random()) {
+                crate::db::jobs::schedule(
+                    &state.db,
+                    crate::connections::LIFECYCLE_JOB,
+                    &id.to_string(),
+                    next,
+                    now,
+                )
+                .await?;
+            }
+            let r = summarize(state, &updated).await?;
+            println!(
+                "@{}: {}{}",
+                r.username,
+                r.status,
+                r.reason.map(|x| format!(" ({x})")).unwrap_or_default()
+            );
+            println!("token expires: {}", when(r.token_expires_at));
+            if updated.status() != crate::db::connections::Status::Active {
+                if let Some(error) = r.last_error {
+                    println!("last error: {error}");
+                }
+                anyhow::bail!("connection {id} is not healthy");
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Points every Meta endpoint of `config` at a simulator running at `base`.
@@ -187,6 +344,17 @@ async fn demo(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
     point_at_simulator(&mut config, &sim_url, &sim.app())?;
 
     let mut state = AppState::build(config, Clock::System).await?;
+    // What an operator enters in Meta's App Dashboard: our redirect and callback URLs.
+    let public = state.config.public_url();
+    sim.set_app(meta_sim::AppConfig {
+        redirect_uris: vec![
+            format!("{public}/connect/instagram/callback"),
+            format!("{public}/connect/facebook/callback"),
+        ],
+        deauthorize_callback_url: Some(format!("{public}/meta/deauthorize")),
+        data_deletion_callback_url: Some(format!("{public}/meta/data-deletion")),
+        ..sim.app()
+    });
     let accounts: Vec<DemoAccount> = seeded
         .iter()
         .map(|a| DemoAccount {

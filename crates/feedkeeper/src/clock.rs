@@ -52,6 +52,20 @@ impl Clock {
     }
 }
 
+/// `2026-01-31 14:05 UTC`, for audit details and pages.
+pub fn format_utc(t: UnixSeconds) -> String {
+    use time::macros::format_description;
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| format!("@{t}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +86,11 @@ mod tests {
         let b = a.clone();
         a.advance(5);
         assert_eq!(b.now(), 15);
+    }
+
+    #[test]
+    fn times_format_in_utc() {
+        assert_eq!(format_utc(1_767_225_600), "2026-01-01 00:00 UTC");
     }
 
     #[test]

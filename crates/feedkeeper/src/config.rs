@@ -26,7 +26,45 @@ pub struct Config {
     pub storage: StorageConfig,
     pub meta: MetaConfig,
     pub security: SecurityConfig,
+    pub lifecycle: LifecycleConfig,
     pub log: LogConfig,
+}
+
+/// How the lifecycle worker keeps tokens alive and when it asks a person to act.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Refresh Instagram Login tokens this often (never before they are 24 h old).
+    pub refresh_interval_hours: u64,
+    /// Check every connection's token at least this often (revocations show up here).
+    pub probe_interval_minutes: u64,
+    /// Spread scheduled work by up to this percentage, so connections do not move in lockstep.
+    pub jitter_percent: u64,
+    /// Open an incident when a connection stays degraded this long.
+    pub degraded_incident_after_hours: u64,
+    /// Open an incident when a token is this close to expiry and refreshing keeps failing.
+    pub expiry_warning_days: u64,
+    /// Open an incident this long before a Facebook connection's data access runs out.
+    pub data_access_warning_days: u64,
+    /// Delete a deauthorized connection's data this long after Meta told us, unless reconnected.
+    pub deauthorized_grace_days: u64,
+    /// How often a node looks for due work.
+    pub worker_poll_secs: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            refresh_interval_hours: 72,
+            probe_interval_minutes: 60,
+            jitter_percent: 10,
+            degraded_incident_after_hours: 24,
+            expiry_warning_days: 7,
+            data_access_warning_days: 14,
+            deauthorized_grace_days: 30,
+            worker_poll_secs: 15,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -295,6 +333,52 @@ impl Config {
         ] {
             if !(1..=600).contains(&secs) {
                 return Err(invalid(key, format!("{secs} is not between 1 and 600")));
+            }
+        }
+        let l = &self.lifecycle;
+        for (key, value, range) in [
+            (
+                "lifecycle.refresh_interval_hours",
+                l.refresh_interval_hours,
+                25..=24 * 50,
+            ),
+            (
+                "lifecycle.probe_interval_minutes",
+                l.probe_interval_minutes,
+                5..=24 * 60,
+            ),
+            ("lifecycle.jitter_percent", l.jitter_percent, 0..=50),
+            (
+                "lifecycle.degraded_incident_after_hours",
+                l.degraded_incident_after_hours,
+                1..=24 * 30,
+            ),
+            (
+                "lifecycle.expiry_warning_days",
+                l.expiry_warning_days,
+                1..=30,
+            ),
+            (
+                "lifecycle.data_access_warning_days",
+                l.data_access_warning_days,
+                1..=60,
+            ),
+            (
+                "lifecycle.deauthorized_grace_days",
+                l.deauthorized_grace_days,
+                0..=365,
+            ),
+            ("lifecycle.worker_poll_secs", l.worker_poll_secs, 1..=3600),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{value} is not between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
             }
         }
         let keys = self.security.keys()?;
@@ -574,6 +658,14 @@ mod tests {
                 "security.token_keys",
             ),
             ("[meta]\nno_such_key = 1", "no_such_key"),
+            (
+                "[lifecycle]\nrefresh_interval_hours = 24",
+                "lifecycle.refresh_interval_hours",
+            ),
+            (
+                "[lifecycle]\njitter_percent = 90",
+                "lifecycle.jitter_percent",
+            ),
         ];
         for (toml, key) in cases {
             let message = error_of(toml);

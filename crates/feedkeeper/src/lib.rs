@@ -6,17 +6,23 @@
 //! - [`app`]: shared state, router, graceful shutdown; [`http`]: the routes, per audience.
 //! - [`db`]: SQLite or PostgreSQL behind one set of queries; [`db::jobs`] is the lease queue
 //!   every background worker claims from.
+//! - [`connections`]: connecting accounts, and their lifecycle (refresh, probe, status,
+//!   incidents, audit); [`jobs`]: the background workers that drive it.
 //! - [`meta`]: the Meta client, with every failure classified into an action.
 //! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation).
 //! - [`clock`]: the only source of "now"; [`error`]: the only place that knows HTTP statuses.
 
+pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod ids;
+pub mod jobs;
 pub mod meta;
 pub mod telemetry;

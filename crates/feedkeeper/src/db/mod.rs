@@ -4,7 +4,16 @@
 //! `BIGINT` Unix seconds). Queries fork only where the backends really differ. Each table group has
 //! its own file; nothing outside `db/` writes SQL.
 
+pub mod audit;
+pub mod connections;
+pub mod deletion_requests;
+pub mod incidents;
 pub mod jobs;
+pub mod links;
+pub mod oauth_states;
+pub mod page_choices;
+pub mod sessions;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -169,7 +169,34 @@ impl MetaError {
             _ => None,
         }
     }
-    pub(crate) fn refused(endpoint: &'static str, detail: impl Into<String>) -> Self {
+    /// An error Meta reported inside a successful reply (`debug_token`'s `data.error`),
+    /// classified like any other.
+    pub fn reported(
+        endpoint: &'static str,
+        code: i64,
+        subcode: Option<i64>,
+        message: &str,
+        now: UnixSeconds,
+    ) -> Self {
+        let failure = Failure::Meta {
+            http_status: 200,
+            code: Some(code),
+            subcode,
+            error_type: None,
+            message: scrub(message),
+            is_transient: None,
+            fbtrace_id: None,
+        };
+        let action = classify(&failure, &Usage::default(), now);
+        MetaError {
+            endpoint,
+            failure,
+            action,
+        }
+    }
+
+    /// A request we refused to make (wrong token family, corrupted token, foreign `next` link).
+    pub fn refused(endpoint: &'static str, detail: impl Into<String>) -> Self {
         MetaError {
             endpoint,
             failure: Failure::Refused {

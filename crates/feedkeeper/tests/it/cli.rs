@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::TestDb;
+use crate::lifecycle::World;
 
 fn feedkeeper() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedkeeper"));
@@ -264,4 +265,62 @@ async fn serve_answers_health_checks_on_the_configured_database() {
         .await
         .unwrap();
     assert!(page.contains("real hosts"), "{page}");
+}
+
+// Multi-threaded: the simulator runs in this test's runtime while the binary blocks a thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_can_be_listed_and_checked_from_the_command_line() {
+    let w = World::new().await;
+    w.at_system_time();
+    let owner = w.user("ops@example.com").await;
+    let healthy = w.connect_instagram(owner, "cli_shop").await;
+    let broken = w.connect_instagram(owner, "cli_broken").await;
+    w.sim
+        .apply_event("cli_broken", meta_sim::AccountEvent::PasswordChanged)
+        .await
+        .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = feedkeeper();
+        cmd.args(args).envs(w.binary_env());
+        cmd.output().unwrap()
+    };
+
+    let out = run(&["connections", "refresh", &healthy.id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("@cli_shop: active"));
+
+    let out = run(&["connections", "refresh", &broken.id.to_string()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("needs_reconnect (password_changed)"),
+        "{text}"
+    );
+
+    let out = run(&["connections", "list"]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("@cli_shop")
+            && table.contains("ops@example.com")
+            && table.contains("password_changed"),
+        "{table}"
+    );
+
+    let out = run(&["connections", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    let text = rows.to_string();
+    let token = feedkeeper::connections::open_token(&w.state, &w.reload(&healthy).await).unwrap();
+    assert!(!text.contains(token.expose()) && !text.contains("token_sealed"));
+
+    let out = run(&["connections", "refresh", "999999"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no connection 999999"));
+    let out = run(&["connections", "refresh", "abc"]);
+    assert!(!out.status.success());
 }

@@ -1,8 +1,20 @@
-//! Shared test helpers: a fresh database per test on either backend.
+//! Shared test helpers: a fresh database per test on either backend ([`TestDb`]), and the app
+//! running on a real socket with a cookie-keeping browser ([`TestApp`], [`Session`]).
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use feedkeeper::app::AppState;
+use feedkeeper::clock::Clock;
+use feedkeeper::config::{Config, Secret};
 use feedkeeper::db::Db;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use url::Url;
+
+use crate::browser::{self, Form};
 
 /// The PostgreSQL server to test against, if any (`postgres://user@host/db`, any existing db).
 pub fn postgres_admin_url() -> Option<String> {
@@ -103,4 +115,309 @@ fn with_database(url: &str, name: &str) -> String {
     let mut parsed = url::Url::parse(url).expect("TEST_DATABASE_URL is a URL");
     parsed.set_path(&format!("/{name}"));
     parsed.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A running app and a cookie-keeping browser, for tests of the dashboard over real HTTP.
+// ---------------------------------------------------------------------------------------------
+
+/// Where a [`TestApp`]'s manual clock starts (2025-06-15 UTC).
+pub const T0: i64 = 1_750_000_000;
+
+/// The password [`TestApp::signup_and_login`] signs up with.
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+/// feedkeeper serving on `127.0.0.1:<free port>` over a fresh [`TestDb`], with a token key, a
+/// manual clock at [`T0`] (`app.state.clock.advance(..)` moves it) and `public_url` set to its
+/// own address. The server stops when the `TestApp` is dropped.
+pub struct TestApp {
+    pub state: AppState,
+    /// Our Meta, with the app's redirect and callback URLs registered to this server.
+    pub sim: meta_sim::Simulator,
+    _sim_server: meta_sim::RunningSim,
+    /// `http://127.0.0.1:<port>/`.
+    pub base: Url,
+    /// Kept so the database lives as long as the app (`state.db` is the pool to use).
+    _db: TestDb,
+    _data_dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    /// Starts the app with the test configuration.
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// Starts the app after `configure` has changed the test configuration (e.g. an https
+    /// `server.public_url`, or Meta endpoints pointing at a simulator). The result must validate.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new().await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sim = meta_sim::Simulator::new(meta_sim::SimOptions {
+            seed: 5,
+            start_time: T0,
+            ..Default::default()
+        });
+        let sim_server = meta_sim::start(sim.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        sim.set_app(meta_sim::AppConfig {
+            redirect_uris: vec![
+                format!("http://{addr}/connect/instagram/callback"),
+                format!("http://{addr}/connect/facebook/callback"),
+            ],
+            deauthorize_callback_url: Some(format!("http://{addr}/meta/deauthorize")),
+            data_deletion_callback_url: Some(format!("http://{addr}/meta/data-deletion")),
+            ..sim.app()
+        });
+        let mut config = Config::default();
+        feedkeeper::cli::point_at_simulator(&mut config, &sim_server.base_url, &sim.app()).unwrap();
+        config.server.listen = addr;
+        config.server.public_url = format!("http://{addr}");
+        config.storage.data_dir = data_dir.path().to_owned();
+        config.storage.database_url = db.url();
+        config.security.token_keys = vec![Secret::new(
+            feedkeeper::crypto::NamedKey::generate("t").to_config_string(),
+        )];
+        configure(&mut config);
+        config.validate().expect("the test configuration is valid");
+        let state = AppState::build(config, Clock::manual(T0))
+            .await
+            .expect("app state");
+        // With connection info, as `serve` should run, so the per-address rate limit applies.
+        let app = feedkeeper::app::router(state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestApp {
+            state,
+            sim,
+            _sim_server: sim_server,
+            base: Url::parse(&format!("http://{addr}/")).unwrap(),
+            _db: db,
+            _data_dir: data_dir,
+            server,
+        }
+    }
+
+    /// Moves our clock and Meta's together.
+    pub fn advance(&self, secs: i64) {
+        self.state.clock.advance(secs);
+        self.sim.advance_clock(secs);
+    }
+
+    /// An account on the simulated Instagram (business unless `kind` says otherwise).
+    pub fn instagram_account(
+        &self,
+        username: &str,
+        kind: meta_sim::AccountKind,
+        facebook_page: bool,
+    ) {
+        self.sim
+            .create_account(meta_sim::NewAccount {
+                username: username.into(),
+                kind,
+                facebook_page,
+                posts: 2,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+
+    /// `path` on this app.
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("a path")
+    }
+
+    /// A browser with no cookies yet.
+    pub fn browser(&self) -> Session {
+        Session {
+            http: browser::client(),
+            base: self.base.clone(),
+            cookies: Mutex::new(BTreeMap::new()),
+            csrf: String::new(),
+        }
+    }
+
+    /// Signs `email` up with [`TEST_PASSWORD`] through the sign-up page and returns the
+    /// logged-in browser, its CSRF token in [`Session::csrf`].
+    pub async fn signup_and_login(&self, email: &str) -> Session {
+        let mut session = self.browser();
+        let mut form = session.get("/signup").await.form("/signup");
+        form.set("email", email)
+            .set("password", TEST_PASSWORD)
+            .set("password_confirm", TEST_PASSWORD);
+        let reply = session.submit(&form).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "sign-up: {}",
+            reply.body
+        );
+        session.csrf = session.fetch_csrf().await;
+        session
+    }
+
+    /// Logs an existing user in from a new browser and returns it (CSRF token included).
+    pub async fn login(&self, email: &str, password: &str) -> Session {
+        let mut session = self.browser();
+        let mut form = session.get("/login").await.form("/login");
+        form.set("email", email).set("password", password);
+        let reply = session.submit(&form).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "log-in: {}",
+            reply.body
+        );
+        session.csrf = session.fetch_csrf().await;
+        session
+    }
+}
+
+/// A browser: keeps the cookies the app sets (by hand: reqwest's cookie store is not enabled)
+/// and never follows redirects, so tests see every `Location`.
+pub struct Session {
+    http: reqwest::Client,
+    base: Url,
+    cookies: Mutex<BTreeMap<String, String>>,
+    /// The logged-in session's CSRF token (empty before log-in); send it as `csrf` in POSTs.
+    pub csrf: String,
+}
+
+/// A reply, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    /// The page's address (the base for its forms' actions).
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The redirect target, if any.
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every `Set-Cookie` line of the reply.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// The form on this page that posts to `action_path` (panics, showing the page, if none).
+    pub fn form(&self, action_path: &str) -> Form {
+        browser::forms(&self.url, &self.body)
+            .into_iter()
+            .find(|f| f.action.path() == action_path)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no form posting to {action_path} on {}: {}",
+                    self.url, self.body
+                )
+            })
+    }
+}
+
+impl Session {
+    /// `GET path` with this browser's cookies.
+    pub async fn get(&self, path: &str) -> Reply {
+        let url = self.base.join(path).expect("a path");
+        let request = self.http.get(url.clone());
+        self.send(url, request).await
+    }
+
+    /// `POST path` with `fields` form-encoded (add `("csrf", &session.csrf)` yourself: tests of
+    /// CSRF need to leave it out).
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let url = self.base.join(path).expect("a path");
+        let request = self.http.post(url.clone()).form(fields);
+        self.send(url, request).await
+    }
+
+    /// Submits a form read from a page.
+    pub async fn submit(&self, form: &Form) -> Reply {
+        let request = self.http.post(form.action.clone()).form(&form.fields);
+        self.send(form.action.clone(), request).await
+    }
+
+    /// The value of cookie `name`, if the browser holds it.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.lock().unwrap().get(name).cloned()
+    }
+
+    /// Sets (or, with `None`, removes) a cookie, as if the app had.
+    pub fn set_cookie(&self, name: &str, value: Option<&str>) {
+        let mut jar = self.cookies.lock().unwrap();
+        match value {
+            Some(v) => jar.insert(name.to_owned(), v.to_owned()),
+            None => jar.remove(name),
+        };
+    }
+
+    /// The session's CSRF token, read from the logout form of the account page.
+    pub async fn fetch_csrf(&self) -> String {
+        let page = self.get("/account").await;
+        assert_eq!(page.status, StatusCode::OK, "/account: {}", page.body);
+        let form = page.form("/logout");
+        form.fields
+            .iter()
+            .find(|(n, _)| n == "csrf")
+            .map(|(_, v)| v.clone())
+            .expect("the logout form carries a csrf field")
+    }
+
+    async fn send(&self, url: Url, request: reqwest::RequestBuilder) -> Reply {
+        let cookie_header = {
+            let jar = self.cookies.lock().unwrap();
+            jar.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let request = if cookie_header.is_empty() {
+            request
+        } else {
+            request.header(COOKIE, cookie_header)
+        };
+        let response = request.send().await.expect("request to the test app");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        let reply = Reply {
+            status,
+            url,
+            headers,
+            body,
+        };
+        for line in reply.set_cookies() {
+            self.store_cookie(&line);
+        }
+        reply
+    }
+
+    fn store_cookie(&self, line: &str) {
+        let mut parts = line.split(';');
+        let Some((name, value)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
+            return;
+        };
+        let removed =
+            value.is_empty() || parts.any(|attr| attr.trim().eq_ignore_ascii_case("max-age=0"));
+        self.set_cookie(name, (!removed).then_some(value));
+    }
 }

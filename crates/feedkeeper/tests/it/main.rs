@@ -4,9 +4,14 @@
 //! server (each test gets its own fresh database there). Meta is always the simulator, over real
 //! HTTP on loopback.
 
+mod accounts;
 mod browser;
+mod callbacks;
 mod cli;
+mod connect_flows;
 mod helpers;
+mod lifecycle;
 mod meta_client;
 mod meta_client_malformed;
+mod sim_login;
 mod store;

@@ -2,15 +2,14 @@
 //! class of failure the simulator can produce, ends in the right typed value or `Action`.
 
 use feedkeeper::clock::Clock;
-use feedkeeper::config::{MetaConfig, Secret};
+use feedkeeper::config::MetaConfig;
 use feedkeeper::meta::oauth::parse_callback;
 use feedkeeper::meta::{
     AccessToken, Action, ExpiringToken, Failure, MediaType, MetaClient, ReconnectReason,
 };
 use meta_sim::{AccountEvent, NewAccount, NewMedia, SimOptions, Simulator};
-use url::Url;
 
-use crate::browser;
+use crate::sim_login;
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/connect/callback";
 const DAY: i64 = 86_400;
@@ -68,28 +67,15 @@ impl Harness {
 
     /// Logs `username` in through the simulated Instagram pages; returns where Meta redirects.
     async fn instagram_login(&self, username: &str, password: &str, allow: bool) -> String {
-        let http = browser::client();
-        let url = self
-            .client
-            .instagram_authorize_url(REDIRECT_URI, "state-123", false);
-        let page = http
-            .get(url.clone())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut login = browser::only_form(&url, &page);
-        login.set("username", username).set("password", password);
-        let reply = login.submit(&http).await;
-        let consent_url = reply.url().clone();
-        let consent_page = reply.text().await.unwrap();
-        let mut consent = browser::only_form(&consent_url, &consent_page);
-        consent.set("action", if allow { "allow" } else { "cancel" });
-        let redirect = consent.submit(&http).await;
-        assert_eq!(redirect.status(), 302, "consent did not redirect");
-        redirect.headers()["location"].to_str().unwrap().to_owned()
+        sim_login::instagram(
+            &self.client,
+            REDIRECT_URI,
+            "state-123",
+            username,
+            password,
+            allow,
+        )
+        .await
     }
 
     /// A long-lived Instagram Login token for a fresh login of `username`.
@@ -109,45 +95,17 @@ impl Harness {
 
     /// Logs a Facebook user in through the simulated dialog; returns the redirect.
     async fn facebook_login(&self, fb_user: &str, password: &str) -> String {
-        let http = browser::client();
-        let url = self.client.facebook_dialog_url(REDIRECT_URI, "fb-state");
-        let page = http
-            .get(url.clone())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let mut login = browser::only_form(&url, &page);
-        login.set("email", fb_user).set("pass", password);
-        let reply = login.submit(&http).await;
-        let consent_url = reply.url().clone();
-        let consent_page = reply.text().await.unwrap();
-        let mut consent = browser::only_form(&consent_url, &consent_page);
-        consent.set("action", "allow");
-        let redirect = consent.submit(&http).await;
-        assert_eq!(redirect.status(), 302, "consent did not redirect");
-        redirect.headers()["location"].to_str().unwrap().to_owned()
+        sim_login::facebook(&self.client, REDIRECT_URI, "fb-state", fb_user, password).await
     }
 }
 
 fn meta_config(base: &str, sim: &Simulator, request_timeout_secs: u64) -> MetaConfig {
-    let app = sim.app();
-    let url = |path: &str| Url::parse(&format!("{base}/{path}")).unwrap();
+    let mut config = feedkeeper::config::Config::default();
+    feedkeeper::cli::point_at_simulator(&mut config, base, &sim.app()).unwrap();
     MetaConfig {
-        instagram_oauth_url: url("www.instagram.com/oauth/authorize"),
-        instagram_api_url: url("api.instagram.com"),
-        instagram_graph_url: url("graph.instagram.com"),
-        facebook_www_url: url("www.facebook.com"),
-        facebook_graph_url: url("graph.facebook.com"),
-        instagram_app_id: app.instagram_app_id.clone(),
-        instagram_app_secret: Secret::new(app.instagram_app_secret.clone()),
-        facebook_app_id: app.facebook_app_id.clone(),
-        facebook_app_secret: Secret::new(app.facebook_app_secret.clone()),
         request_timeout_secs,
         connect_timeout_secs: 2,
-        ..MetaConfig::default()
+        ..config.meta
     }
 }
 

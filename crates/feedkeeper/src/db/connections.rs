@@ -1,0 +1,429 @@
+//! Connected Instagram accounts: profile, sealed token, and health.
+//!
+//! Every read that serves a dashboard user goes through an `*_owned` function that filters by
+//! owner, so one user can never load another's connection. Status changes are made by the
+//! lifecycle module, which also writes the audit log; this file only stores.
+
+use serde::Serialize;
+
+use super::{Db, DbError, on_pool};
+use crate::clock::UnixSeconds;
+use crate::ids::{ConnectionId, UserId};
+
+/// How the account was connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginKind {
+    /// Instagram API with Instagram Login: a 60-day token we refresh.
+    Instagram,
+    /// Business connection with Facebook Login: a Page token that does not expire.
+    Facebook,
+}
+
+impl LoginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginKind::Instagram => "instagram",
+            LoginKind::Facebook => "facebook",
+        }
+    }
+    fn parse(s: &str) -> LoginKind {
+        if s == "facebook" {
+            LoginKind::Facebook
+        } else {
+            LoginKind::Instagram
+        }
+    }
+}
+
+/// A connection's health (see "Connection lifecycle" in DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    /// Transient trouble; returns to `Active` by itself.
+    Degraded,
+    /// Only a new login by the account holder fixes it; `reason` says why.
+    NeedsReconnect,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Degraded => "degraded",
+            Status::NeedsReconnect => "needs_reconnect",
+        }
+    }
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "degraded" => Status::Degraded,
+            "needs_reconnect" => Status::NeedsReconnect,
+            _ => Status::Active,
+        }
+    }
+}
+
+/// A stored connection. `token_sealed` is ciphertext; it never leaves the server.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub owner_id: UserId,
+    pub ig_user_id: String,
+    pub app_scoped_id: Option<String>,
+    pub fb_user_id: Option<String>,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub account_type: Option<String>,
+    pub profile_picture_url: Option<String>,
+    login_kind: String,
+    pub fb_page_id: Option<String>,
+    pub fb_page_name: Option<String>,
+    pub token_sealed: Option<String>,
+    pub token_issued_at: Option<i64>,
+    pub token_expires_at: Option<i64>,
+    pub data_access_expires_at: Option<i64>,
+    status: String,
+    pub reason: Option<String>,
+    pub status_changed_at: i64,
+    pub degraded_since: Option<i64>,
+    pub consecutive_failures: i64,
+    pub backoff_until: Option<i64>,
+    pub last_refresh_at: Option<i64>,
+    pub last_check_at: Option<i64>,
+    pub last_sync_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_code: Option<i64>,
+    pub last_error_subcode: Option<i64>,
+    pub last_error_at: Option<i64>,
+    pub deauthorized_at: Option<i64>,
+    pub data_purged_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Connection {
+    pub fn login_kind(&self) -> LoginKind {
+        LoginKind::parse(&self.login_kind)
+    }
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status)
+    }
+    /// What Meta's `signed_request` callbacks may call this person.
+    pub fn meta_user_ids(&self) -> impl Iterator<Item = &str> {
+        [
+            Some(&self.ig_user_id),
+            self.app_scoped_id.as_ref(),
+            self.fb_user_id.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+    }
+}
+
+const COLUMNS: &str = "id, owner_id, ig_user_id, app_scoped_id, fb_user_id, username, display_name,
+    account_type, profile_picture_url, login_kind, fb_page_id, fb_page_name, token_sealed,
+    token_issued_at, token_expires_at, data_access_expires_at, status, reason, status_changed_at,
+    degraded_since, consecutive_failures, backoff_until, last_refresh_at, last_check_at,
+    last_sync_at, last_error, last_error_code, last_error_subcode, last_error_at, deauthorized_at,
+    data_purged_at, created_at, updated_at";
+
+/// What a completed login gives us about the account.
+#[derive(Clone, Debug)]
+pub struct LoginResult {
+    pub owner_id: UserId,
+    pub ig_user_id: String,
+    pub app_scoped_id: Option<String>,
+    pub fb_user_id: Option<String>,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub account_type: Option<String>,
+    pub profile_picture_url: Option<String>,
+    pub login_kind: LoginKind,
+    pub fb_page_id: Option<String>,
+    pub fb_page_name: Option<String>,
+    pub token_issued_at: i64,
+    pub token_expires_at: Option<i64>,
+    pub data_access_expires_at: Option<i64>,
+}
+
+/// Finds the owner's connection for an Instagram account, if any.
+pub async fn find_by_ig_user(
+    db: &Db,
+    owner: UserId,
+    ig_user_id: &str,
+) -> Result<Option<Connection>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM connections WHERE owner_id = $1 AND ig_user_id = $2");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).bind(ig_user_id).fetch_optional(pool).await)?,
+    )
+}
+
+/// Creates the connection, or — when the owner already has this Instagram account — updates it
+/// in place (same id, so widgets keep working). The token is sealed by the caller for the id it
+/// gets back, so it is stored in a second step ([`store_token`]).
+pub async fn upsert_from_login(
+    db: &Db,
+    login: &LoginResult,
+    now: UnixSeconds,
+) -> Result<Connection, DbError> {
+    let sql = format!(
+        "INSERT INTO connections (owner_id, ig_user_id, app_scoped_id, fb_user_id, username,
+            display_name, account_type, profile_picture_url, login_kind, fb_page_id, fb_page_name,
+            token_issued_at, token_expires_at, data_access_expires_at, status, status_changed_at,
+            created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $15, $15)
+         ON CONFLICT (owner_id, ig_user_id) DO UPDATE SET
+            app_scoped_id = COALESCE(excluded.app_scoped_id, connections.app_scoped_id),
+            fb_user_id = COALESCE(excluded.fb_user_id, connections.fb_user_id),
+            username = excluded.username, display_name = excluded.display_name,
+            account_type = excluded.account_type, profile_picture_url = excluded.profile_picture_url,
+            login_kind = excluded.login_kind, fb_page_id = excluded.fb_page_id,
+            fb_page_name = excluded.fb_page_name, token_issued_at = excluded.token_issued_at,
+            token_expires_at = excluded.token_expires_at,
+            data_access_expires_at = excluded.data_access_expires_at,
+            updated_at = excluded.updated_at
+         RETURNING {COLUMNS}"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql)
+        .bind(login.owner_id)
+        .bind(&login.ig_user_id)
+        .bind(&login.app_scoped_id)
+        .bind(&login.fb_user_id)
+        .bind(&login.username)
+        .bind(&login.display_name)
+        .bind(&login.account_type)
+        .bind(&login.profile_picture_url)
+        .bind(login.login_kind.as_str())
+        .bind(&login.fb_page_id)
+        .bind(&login.fb_page_name)
+        .bind(login.token_issued_at)
+        .bind(login.token_expires_at)
+        .bind(login.data_access_expires_at)
+        .bind(now)
+        .fetch_one(pool)
+        .await)?)
+}
+
+/// Stores a freshly sealed token with its times.
+pub async fn store_token(
+    db: &Db,
+    id: ConnectionId,
+    sealed: &str,
+    issued_at: UnixSeconds,
+    expires_at: Option<UnixSeconds>,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE connections SET token_sealed = $1, token_issued_at = $2,
+        token_expires_at = $3, data_purged_at = NULL, updated_at = $4 WHERE id = $5";
+    on_pool!(db, pool => sqlx::query(SQL).bind(sealed).bind(issued_at).bind(expires_at).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Any connection by id (workers, callbacks). Dashboard code uses [`get_owned`].
+pub async fn get(db: &Db, id: ConnectionId) -> Result<Connection, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)?)
+}
+
+/// The connection if `owner` owns it; `NotFound` otherwise (the same answer as a missing one, so
+/// ids of other tenants reveal nothing).
+pub async fn get_owned(db: &Db, owner: UserId, id: ConnectionId) -> Result<Connection, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1 AND owner_id = $2");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).bind(owner).fetch_one(pool).await)?)
+}
+
+/// The owner's connections, by username.
+pub async fn list_owned(db: &Db, owner: UserId) -> Result<Vec<Connection>, DbError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM connections WHERE owner_id = $1 ORDER BY username, id");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).fetch_all(pool).await)?)
+}
+
+/// Every connection (operator CLI).
+pub async fn list_all(db: &Db) -> Result<Vec<Connection>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM connections ORDER BY id");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).fetch_all(pool).await)?)
+}
+
+/// Connections a Meta callback about `meta_user_id` (a person, or a Page) refers to (any tenant: it is about the
+/// Instagram/Facebook person, wherever they are connected).
+pub async fn find_by_meta_user(db: &Db, meta_user_id: &str) -> Result<Vec<Connection>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections
+         WHERE ig_user_id = $1 OR app_scoped_id = $1 OR fb_user_id = $1 OR fb_page_id = $1
+         ORDER BY id"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(meta_user_id).fetch_all(pool).await)?)
+}
+
+/// The health fields the lifecycle module sets together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub status: Status,
+    pub reason: Option<String>,
+    pub status_changed_at: i64,
+    pub degraded_since: Option<i64>,
+    pub consecutive_failures: i64,
+    pub backoff_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_code: Option<i64>,
+    pub last_error_subcode: Option<i64>,
+    pub last_error_at: Option<i64>,
+}
+
+impl Health {
+    pub fn of(c: &Connection) -> Health {
+        Health {
+            status: c.status(),
+            reason: c.reason.clone(),
+            status_changed_at: c.status_changed_at,
+            degraded_since: c.degraded_since,
+            consecutive_failures: c.consecutive_failures,
+            backoff_until: c.backoff_until,
+            last_error: c.last_error.clone(),
+            last_error_code: c.last_error_code,
+            last_error_subcode: c.last_error_subcode,
+            last_error_at: c.last_error_at,
+        }
+    }
+}
+
+pub async fn store_health(
+    db: &Db,
+    id: ConnectionId,
+    h: &Health,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE connections SET status = $1, reason = $2, status_changed_at = $3,
+        degraded_since = $4, consecutive_failures = $5, backoff_until = $6, last_error = $7,
+        last_error_code = $8, last_error_subcode = $9, last_error_at = $10, updated_at = $11
+        WHERE id = $12";
+    on_pool!(db, pool => sqlx::query(SQL)
+        .bind(h.status.as_str())
+        .bind(&h.reason)
+        .bind(h.status_changed_at)
+        .bind(h.degraded_since)
+        .bind(h.consecutive_failures)
+        .bind(h.backoff_until)
+        .bind(&h.last_error)
+        .bind(h.last_error_code)
+        .bind(h.last_error_subcode)
+        .bind(h.last_error_at)
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Records a successful call that proved the token alive (`last_check_at`), and a refresh.
+pub async fn mark_checked(
+    db: &Db,
+    id: ConnectionId,
+    refreshed: bool,
+    data_access_expires_at: Option<i64>,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE connections SET last_check_at = $1,
+        last_refresh_at = CASE WHEN $2 THEN $1 ELSE last_refresh_at END,
+        data_access_expires_at = COALESCE($3, data_access_expires_at), updated_at = $1
+        WHERE id = $4";
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(refreshed).bind(data_access_expires_at).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Meta said the user removed the app.
+pub async fn mark_deauthorized(db: &Db, id: ConnectionId, now: UnixSeconds) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE connections SET deauthorized_at = COALESCE(deauthorized_at, $1),
+        updated_at = $1 WHERE id = $2";
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// A reconnect after app removal: the data stays.
+pub async fn clear_deauthorization(
+    db: &Db,
+    id: ConnectionId,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
+    const SQL: &str =
+        "UPDATE connections SET deauthorized_at = NULL, updated_at = $1 WHERE id = $2";
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Deauthorized connections whose grace period ended before `cutoff` and whose data remains.
+pub async fn due_for_purge(db: &Db, cutoff: UnixSeconds) -> Result<Vec<Connection>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections
+         WHERE deauthorized_at IS NOT NULL AND deauthorized_at <= $1 AND data_purged_at IS NULL
+         ORDER BY id"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(cutoff).fetch_all(pool).await)?)
+}
+
+/// Deletes what we hold of the account (token and profile details), keeping a stub row so its
+/// owner sees what happened. Posts and images, once stored, go with it.
+pub async fn purge_data(db: &Db, id: ConnectionId, now: UnixSeconds) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE connections SET token_sealed = NULL, token_expires_at = NULL,
+        profile_picture_url = NULL, display_name = NULL, data_purged_at = $1, updated_at = $1
+        WHERE id = $2";
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Removes the connection and everything hanging off it (audit log, incidents).
+pub async fn delete(db: &Db, id: ConnectionId) -> Result<bool, DbError> {
+    const SQL: &str = "DELETE FROM connections WHERE id = $1";
+    let n = on_pool!(db, pool => sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+#[cfg(test)]
+impl Connection {
+    /// A connection for unit tests of pure rules.
+    pub fn example(kind: LoginKind, status: Status) -> Connection {
+        Connection {
+            id: ConnectionId(1),
+            owner_id: UserId(1),
+            ig_user_id: "17841400000000001".into(),
+            app_scoped_id: None,
+            fb_user_id: None,
+            username: "example".into(),
+            display_name: None,
+            account_type: Some("BUSINESS".into()),
+            profile_picture_url: None,
+            login_kind: kind.as_str().into(),
+            fb_page_id: None,
+            fb_page_name: None,
+            token_sealed: Some("v1.k.x".into()),
+            token_issued_at: Some(0),
+            token_expires_at: None,
+            data_access_expires_at: None,
+            status: status.as_str().into(),
+            reason: None,
+            status_changed_at: 0,
+            degraded_since: None,
+            consecutive_failures: 0,
+            backoff_until: None,
+            last_refresh_at: None,
+            last_check_at: None,
+            last_sync_at: None,
+            last_error: None,
+            last_error_code: None,
+            last_error_subcode: None,
+            last_error_at: None,
+            deauthorized_at: None,
+            data_purged_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status.as_str().into();
+    }
+}

@@ -1,0 +1,91 @@
+//! Incidents: periods in which a person must act on a connection. At most one is open per
+//! connection (a unique partial index); it escalates in place and closes when the connection is
+//! healthy again. The notifier (a later part) turns them into emails and banners.
+
+use serde::Serialize;
+
+use super::{Db, DbError, on_pool};
+use crate::ids::{ConnectionId, IncidentId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub connection_id: ConnectionId,
+    /// `reconnect_needed`, `degraded_too_long`, `expiry_at_risk`, `data_access_expiring`.
+    pub kind: String,
+    pub reason: Option<String>,
+    pub opened_at: i64,
+    pub updated_at: i64,
+    pub closed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, connection_id, kind, reason, opened_at, updated_at, closed_at";
+
+/// The open incident of a connection, if any.
+pub async fn open_for(db: &Db, connection: ConnectionId) -> Result<Option<Incident>, DbError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM incidents WHERE connection_id = $1 AND closed_at IS NULL");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(connection).fetch_optional(pool).await)?)
+}
+
+/// Opens an incident, or updates the open one's kind and reason. Returns it and whether it is new.
+pub async fn open_or_update(
+    db: &Db,
+    connection: ConnectionId,
+    kind: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(Incident, bool), DbError> {
+    if let Some(open) = open_for(db, connection).await? {
+        if open.kind != kind || open.reason.as_deref() != reason {
+            const SQL: &str =
+                "UPDATE incidents SET kind = $1, reason = $2, updated_at = $3 WHERE id = $4";
+            on_pool!(db, pool => sqlx::query(SQL).bind(kind).bind(reason).bind(now).bind(open.id).execute(pool).await.map(|_| ()))?;
+        }
+        let updated = open_for(db, connection).await?.ok_or(DbError::NotFound)?;
+        return Ok((updated, false));
+    }
+    let sql = format!(
+        "INSERT INTO incidents (connection_id, kind, reason, opened_at, updated_at)
+         VALUES ($1, $2, $3, $4, $4) RETURNING {COLUMNS}"
+    );
+    let created = on_pool!(db, pool => sqlx::query_as(&sql).bind(connection).bind(kind).bind(reason).bind(now).fetch_one(pool).await);
+    match created {
+        Ok(incident) => Ok((incident, true)),
+        // Another node opened one at the same moment: use theirs.
+        Err(e) => match DbError::from(e) {
+            DbError::Conflict(_) => Ok((
+                open_for(db, connection).await?.ok_or(DbError::NotFound)?,
+                false,
+            )),
+            other => Err(other),
+        },
+    }
+}
+
+/// Closes the open incident, if any; returns it.
+pub async fn close(
+    db: &Db,
+    connection: ConnectionId,
+    now: i64,
+) -> Result<Option<Incident>, DbError> {
+    let Some(open) = open_for(db, connection).await? else {
+        return Ok(None);
+    };
+    const SQL: &str =
+        "UPDATE incidents SET closed_at = $1, updated_at = $1 WHERE id = $2 AND closed_at IS NULL";
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(open.id).execute(pool).await.map(|_| ()))?;
+    Ok(Some(Incident {
+        closed_at: Some(now),
+        updated_at: now,
+        ..open
+    }))
+}
+
+/// Every incident of a connection, newest first.
+pub async fn list(db: &Db, connection: ConnectionId) -> Result<Vec<Incident>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM incidents WHERE connection_id = $1 ORDER BY opened_at DESC, id DESC"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(connection).fetch_all(pool).await)?)
+}

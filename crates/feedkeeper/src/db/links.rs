@@ -1,0 +1,112 @@
+//! Connect and reconnect links handed to clients. Only the SHA-256 of a link's secret is stored;
+//! every dashboard read filters by owner.
+
+use serde::Serialize;
+
+use super::{Db, DbError, on_pool};
+use crate::ids::{ConnectionId, LinkId, UserId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ConnectLink {
+    pub id: LinkId,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub owner_id: UserId,
+    pub label: String,
+    pub client_email: Option<String>,
+    pub connection_id: Option<ConnectionId>,
+    pub single_use: bool,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub used_at: Option<i64>,
+    pub use_count: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Why a link cannot be used (shown to the client in plain words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unusable {
+    Revoked,
+    Expired,
+    AlreadyUsed,
+}
+
+impl ConnectLink {
+    pub fn unusable(&self, now: i64) -> Option<Unusable> {
+        if self.revoked_at.is_some() {
+            Some(Unusable::Revoked)
+        } else if now >= self.expires_at {
+            Some(Unusable::Expired)
+        } else if self.single_use && self.used_at.is_some() {
+            Some(Unusable::AlreadyUsed)
+        } else {
+            None
+        }
+    }
+}
+
+const COLUMNS: &str = "id, token_hash, owner_id, label, client_email, connection_id, single_use,
+    expires_at, created_at, used_at, use_count, revoked_at";
+
+pub struct NewLink<'a> {
+    pub token_hash: &'a str,
+    pub owner_id: UserId,
+    pub label: &'a str,
+    pub client_email: Option<&'a str>,
+    pub connection_id: Option<ConnectionId>,
+    pub single_use: bool,
+    pub expires_at: i64,
+}
+
+pub async fn create(db: &Db, new: &NewLink<'_>, now: i64) -> Result<ConnectLink, DbError> {
+    let sql = format!(
+        "INSERT INTO connect_links (token_hash, owner_id, label, client_email, connection_id,
+            single_use, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         RETURNING {COLUMNS}"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql)
+        .bind(new.token_hash)
+        .bind(new.owner_id)
+        .bind(new.label)
+        .bind(new.client_email)
+        .bind(new.connection_id)
+        .bind(new.single_use)
+        .bind(new.expires_at)
+        .bind(now)
+        .fetch_one(pool)
+        .await)?)
+}
+
+pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<ConnectLink>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM connect_links WHERE token_hash = $1");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(token_hash).fetch_optional(pool).await)?)
+}
+
+pub async fn get(db: &Db, id: LinkId) -> Result<ConnectLink, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM connect_links WHERE id = $1");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)?)
+}
+
+pub async fn list_owned(db: &Db, owner: UserId) -> Result<Vec<ConnectLink>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connect_links WHERE owner_id = $1 ORDER BY created_at DESC, id DESC"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).fetch_all(pool).await)?)
+}
+
+/// Records a completed login through the link. For a single-use link this succeeds only once
+/// (returns `false` when it was used meanwhile).
+pub async fn record_use(db: &Db, link: &ConnectLink, now: i64) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE connect_links SET used_at = $1, use_count = use_count + 1
+        WHERE id = $2 AND revoked_at IS NULL AND (single_use = FALSE OR used_at IS NULL)";
+    let n = on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(link.id).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Revokes the owner's link; `false` if it is not theirs.
+pub async fn revoke_owned(db: &Db, owner: UserId, id: LinkId, now: i64) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE connect_links SET revoked_at = COALESCE(revoked_at, $1)
+        WHERE id = $2 AND owner_id = $3";
+    let n = on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).bind(owner).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}

@@ -1,0 +1,97 @@
+//! The lifecycle worker: refreshes tokens before they expire, probes them for revocation, and
+//! deletes the data of connections whose app removal outlived the grace period.
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::connections::{Actor, LIFECYCLE_JOB, lifecycle};
+use crate::db::connections::{self, Status};
+use crate::db::{DbError, audit, jobs};
+use crate::ids::ConnectionId;
+
+/// How long a claimed check may take before another node may take it over.
+const LEASE_SECS: i64 = 300;
+const BATCH: i64 = 25;
+/// Bound on batches per pass, so one pass always ends; the rest waits for the next tick.
+const MAX_BATCHES: usize = 40;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct PassReport {
+    pub checked: usize,
+    pub failed: usize,
+    pub purged: usize,
+}
+
+/// One pass: every due check, then due purges.
+pub async fn run_once(state: &AppState, node: &str, now: i64) -> anyhow::Result<PassReport> {
+    let mut report = PassReport::default();
+    for _ in 0..MAX_BATCHES {
+        let due = jobs::claim_due(&state.db, LIFECYCLE_JOB, node, now, LEASE_SECS, BATCH)
+            .await
+            .context("claiming lifecycle checks")?;
+        if due.is_empty() {
+            break;
+        }
+        for job in due {
+            match check_one(state, &job.subject, now).await {
+                Ok(next) => {
+                    jobs::finish(&state.db, job.id, node, next).await?;
+                    report.checked += 1;
+                }
+                Err(e) => {
+                    // A database hiccup: try this connection again in a minute.
+                    tracing::error!(error = ?e, subject = %job.subject, "lifecycle check failed");
+                    jobs::fail(&state.db, job.id, node, &e.to_string(), now + 60).await?;
+                    report.failed += 1;
+                }
+            }
+        }
+    }
+    report.purged = purge_deauthorized(state, now).await?;
+    Ok(report)
+}
+
+/// Checks one connection; returns when it is next due (`None`: nothing left to do).
+async fn check_one(state: &AppState, subject: &str, now: i64) -> anyhow::Result<Option<i64>> {
+    let Ok(id) = subject.parse::<ConnectionId>() else {
+        tracing::warn!(subject, "dropping a lifecycle job with a malformed subject");
+        return Ok(None);
+    };
+    let connection = match connections::get(&state.db, id).await {
+        Ok(c) => c,
+        Err(DbError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if connection.status() == Status::NeedsReconnect || connection.token_sealed.is_none() {
+        return Ok(None);
+    }
+    let outcome = lifecycle::check(state, &connection, now).await;
+    let updated = lifecycle::apply(state, &connection, outcome, Actor::Worker, now).await?;
+    Ok(state.policy().next_due(&updated, now, rand::random()))
+}
+
+/// Deletes the data of connections deauthorized longer ago than the grace period.
+async fn purge_deauthorized(state: &AppState, now: i64) -> anyhow::Result<usize> {
+    let cutoff = now - state.policy().deauthorized_grace;
+    let due = connections::due_for_purge(&state.db, cutoff).await?;
+    for c in &due {
+        connections::purge_data(&state.db, c.id, now).await?;
+        jobs::cancel_for_subject(&state.db, &c.id.to_string()).await?;
+        audit::record(
+            &state.db,
+            c.id,
+            now,
+            &audit::NewEntry {
+                event: "data_purged",
+                detail: Some("the app was removed on Instagram and the grace period ended"),
+                actor: Actor::Worker.as_str(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        tracing::info!(connection = %c.id, "deauthorized connection's data deleted");
+    }
+    Ok(due.len())
+}

@@ -1,0 +1,490 @@
+//! Connecting accounts end to end, as people do it: the owner's buttons, Meta's login pages (the
+//! simulator's), the redirect back; client links opened in a second browser; Facebook Page
+//! choice; and every way a login can go wrong.
+
+use axum::http::StatusCode;
+use feedkeeper::accounts::csrf::random_token;
+use feedkeeper::accounts::session::hash_token;
+use feedkeeper::db::connections::{self as stored, Connection, LoginKind, Status};
+use feedkeeper::db::{incidents, links, users};
+use feedkeeper::ids::{ConnectionId, UserId};
+use meta_sim::{AccountEvent, AccountKind};
+use url::Url;
+
+use crate::helpers::{Reply, Session, TestApp};
+use crate::sim_login;
+
+/// The path and query of a URL on our server (a browser never sends Meta's `#_` fragment).
+fn local(url: &str) -> String {
+    let url = Url::parse(url).expect("an absolute URL");
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Presses a login button in `browser` (a POST answered with a redirect to Meta's dialog) and
+/// logs in on Meta's page; returns where Meta sends the browser back.
+async fn login_at_meta(start: Reply, credentials: &[(&str, &str)], allow: bool) -> String {
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let dialog = Url::parse(start.location().unwrap()).unwrap();
+    sim_login::through_dialog(dialog, credentials, allow).await
+}
+
+fn ig(username: &str) -> [(&str, &str); 2] {
+    [("username", username), ("password", "sim-password")]
+}
+
+async fn user_id(app: &TestApp, email: &str) -> UserId {
+    users::find_by_email(&app.state.db, email)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+async fn owned(app: &TestApp, owner: UserId) -> Vec<Connection> {
+    stored::list_owned(&app.state.db, owner).await.unwrap()
+}
+
+/// The owner connects `username` with Instagram Login from `browser`.
+async fn owner_connects(app: &TestApp, browser: &Session, username: &str) -> Reply {
+    let start = browser
+        .post("/connections/connect/instagram", &[("csrf", &browser.csrf)])
+        .await;
+    let back = login_at_meta(start, &ig(username), true).await;
+    browser.get(&local(&back)).await
+}
+
+/// A link as the dashboard makes it; returns its secret.
+async fn make_link(
+    app: &TestApp,
+    owner: UserId,
+    connection: Option<ConnectionId>,
+    single_use: bool,
+) -> String {
+    let token = random_token();
+    let now = app.state.clock.now();
+    links::create(
+        &app.state.db,
+        &links::NewLink {
+            token_hash: &hash_token(&token),
+            owner_id: owner,
+            label: "Website of Bakery & Co",
+            client_email: Some("client@bakery.example"),
+            connection_id: connection,
+            single_use,
+            expires_at: now + 7 * 86_400,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    token
+}
+
+/// A client (no feedkeeper account, own browser) uses the link with Instagram Login.
+async fn client_uses_link(client: &Session, token: &str, username: &str) -> Reply {
+    let landing = client.get(&format!("/l/{token}")).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    let form = landing.form(&format!("/l/{token}/instagram"));
+    let back = login_at_meta(client.submit(&form).await, &ig(username), true).await;
+    client.get(&local(&back)).await
+}
+
+#[tokio::test]
+async fn the_owner_connects_an_instagram_account() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    let browser = app.signup_and_login("owner@example.com").await;
+    let done = owner_connects(&app, &browser, "bakery").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), Some("/connections"));
+    let owner = user_id(&app, "owner@example.com").await;
+    let all = owned(&app, owner).await;
+    assert_eq!(all.len(), 1);
+    let c = &all[0];
+    assert_eq!(
+        (c.username.as_str(), c.status(), c.login_kind()),
+        ("bakery", Status::Active, LoginKind::Instagram)
+    );
+    assert!(c.token_expires_at.unwrap() > app.state.clock.now() + 59 * 86_400);
+    assert!(c.ig_user_id.starts_with("17841"));
+}
+
+#[tokio::test]
+async fn reconnecting_renews_the_same_connection_and_resolves_the_incident() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    app.instagram_account("someone_else", AccountKind::Business, false);
+    let browser = app.signup_and_login("owner@example.com").await;
+    owner_connects(&app, &browser, "bakery").await;
+    let owner = user_id(&app, "owner@example.com").await;
+    let c = owned(&app, owner).await.remove(0);
+
+    app.sim
+        .apply_event("bakery", AccountEvent::PasswordChanged)
+        .await
+        .unwrap();
+    app.advance(2 * 3600);
+    feedkeeper::jobs::lifecycle::run_once(&app.state, "n", app.state.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored::get(&app.state.db, c.id)
+            .await
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("password_changed")
+    );
+    assert!(
+        incidents::open_for(&app.state.db, c.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Logging in as the wrong account changes nothing and says why.
+    let start = browser
+        .post(
+            &format!("/connections/{}/reconnect", c.id),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    let back = login_at_meta(start, &ig("someone_else"), true).await;
+    let wrong = browser.get(&local(&back)).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(
+        wrong.body.contains("@someone_else") && wrong.body.contains("@bakery"),
+        "{}",
+        wrong.body
+    );
+    assert_eq!(owned(&app, owner).await.len(), 1);
+
+    let start = browser
+        .post(
+            &format!("/connections/{}/reconnect", c.id),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    let back = login_at_meta(start, &ig("bakery"), true).await;
+    assert_eq!(
+        browser.get(&local(&back)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let renewed = stored::get(&app.state.db, c.id).await.unwrap();
+    assert_eq!(renewed.status(), Status::Active);
+    assert!(
+        incidents::open_for(&app.state.db, c.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        owned(&app, owner).await.len(),
+        1,
+        "the same connection, not a second one"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_login_and_a_personal_account_connect_nothing_and_say_why() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("shy", AccountKind::Business, false);
+    app.instagram_account("just_me", AccountKind::Personal, false);
+    let browser = app.signup_and_login("owner@example.com").await;
+    let start = browser
+        .post("/connections/connect/instagram", &[("csrf", &browser.csrf)])
+        .await;
+    let back = login_at_meta(start, &ig("shy"), false).await;
+    let cancelled = browser.get(&local(&back)).await;
+    assert_eq!(cancelled.status, StatusCode::BAD_REQUEST);
+    assert!(
+        cancelled.body.contains("You cancelled the Instagram login"),
+        "{}",
+        cancelled.body
+    );
+
+    let personal = owner_connects(&app, &browser, "just_me").await;
+    assert_eq!(personal.status, StatusCode::BAD_REQUEST);
+    assert!(
+        personal.body.contains("personal Instagram account")
+            && personal.body.contains("Creator or Business"),
+        "{}",
+        personal.body
+    );
+    assert!(
+        owned(&app, user_id(&app, "owner@example.com").await)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_login_state_is_single_use_bound_to_the_browser_and_expires() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    let owner_browser = app.signup_and_login("owner@example.com").await;
+    let intruder = app.signup_and_login("intruder@example.com").await;
+
+    // Completed in another session: refused, nothing connected for anyone.
+    let start = owner_browser
+        .post(
+            "/connections/connect/instagram",
+            &[("csrf", &owner_browser.csrf)],
+        )
+        .await;
+    let back = login_at_meta(start, &ig("bakery"), true).await;
+    let stolen = intruder.get(&local(&back)).await;
+    assert_eq!(stolen.status, StatusCode::FORBIDDEN, "{}", stolen.body);
+    assert!(stolen.body.contains("another browser"));
+    let anonymous = app.browser().get(&local(&back)).await;
+    assert!(anonymous.status.is_client_error());
+    // The state was spent by the refused attempt: the owner must start again.
+    let replay = owner_browser.get(&local(&back)).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
+    assert!(replay.body.contains("already completed"), "{}", replay.body);
+
+    // Used once, then never again.
+    let start = owner_browser
+        .post(
+            "/connections/connect/instagram",
+            &[("csrf", &owner_browser.csrf)],
+        )
+        .await;
+    let back = login_at_meta(start, &ig("bakery"), true).await;
+    assert_eq!(
+        owner_browser.get(&local(&back)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let again = owner_browser.get(&local(&back)).await;
+    assert!(again.body.contains("already completed"));
+
+    // Too slow.
+    let start = owner_browser
+        .post(
+            "/connections/connect/instagram",
+            &[("csrf", &owner_browser.csrf)],
+        )
+        .await;
+    let back = login_at_meta(start, &ig("bakery"), true).await;
+    app.advance(16 * 60);
+    let late = owner_browser.get(&local(&back)).await;
+    assert!(late.body.contains("took too long"), "{}", late.body);
+
+    // Made up.
+    let forged = owner_browser
+        .get("/connect/instagram/callback?code=abc&state=forged")
+        .await;
+    assert!(forged.body.contains("not started here"));
+    let bare = owner_browser.get("/connect/instagram/callback").await;
+    assert_eq!(bare.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        owner_browser
+            .get("/connect/myspace/callback?state=x")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Starting a login needs the session's CSRF token.
+    let no_csrf = owner_browser
+        .post("/connections/connect/instagram", &[])
+        .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+
+    assert_eq!(
+        owned(&app, user_id(&app, "intruder@example.com").await)
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        owned(&app, user_id(&app, "owner@example.com").await)
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_client_link_used_from_a_second_browser_lands_in_the_owners_dashboard() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+    let token = make_link(&app, owner, None, true).await;
+
+    let client = app.browser();
+    let landing = client.get(&format!("/l/{token}")).await;
+    assert!(
+        landing.body.contains("agency@example.com")
+            && landing.body.contains("Website of Bakery &#38; Co"),
+        "{}",
+        landing.body
+    );
+    assert!(
+        landing.body.contains("password"),
+        "the page says the password stays theirs"
+    );
+    let done = client_uses_link(&client, &token, "bakery").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("@bakery") && done.body.contains("agency@example.com"));
+    let all = owned(&app, owner).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].username, "bakery");
+
+    // Single use: the link is spent.
+    let reused = app.browser().get(&format!("/l/{token}")).await;
+    assert_eq!(reused.status, StatusCode::GONE);
+    assert!(reused.body.contains("already been used"));
+    // A made-up link.
+    assert_eq!(
+        app.browser().get("/l/not-a-real-link").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn expired_and_revoked_links_are_refused_with_a_clear_page() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+    let expiring = make_link(&app, owner, None, false).await;
+    let revoked = make_link(&app, owner, None, false).await;
+    let link = links::list_owned(&app.state.db, owner).await.unwrap();
+    let revoked_id = link
+        .iter()
+        .find(|l| l.token_hash == hash_token(&revoked))
+        .unwrap()
+        .id;
+    links::revoke_owned(&app.state.db, owner, revoked_id, app.state.clock.now())
+        .await
+        .unwrap();
+    let page = app.browser().get(&format!("/l/{revoked}")).await;
+    assert_eq!(page.status, StatusCode::GONE);
+    assert!(page.body.contains("withdrawn"));
+
+    // Opened in time, but the link expires before the login comes back.
+    let client = app.browser();
+    let landing = client.get(&format!("/l/{expiring}")).await;
+    let form = landing.form(&format!("/l/{expiring}/instagram"));
+    let back = login_at_meta(client.submit(&form).await, &ig("bakery"), true).await;
+    app.advance(7 * 86_400);
+    let late = client.get(&local(&back)).await;
+    assert!(late.status.is_client_error());
+    assert!(owned(&app, owner).await.is_empty());
+    let page = app.browser().get(&format!("/l/{expiring}")).await;
+    assert!(page.body.contains("expired"));
+
+    // A link's button needs the cookie its page set.
+    let client = app.browser();
+    let landing = client.get(&format!("/l/{revoked}")).await;
+    assert_eq!(landing.status, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn a_reconnect_link_lets_the_account_holder_renew_the_same_connection() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    let browser = app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+    let token = make_link(&app, owner, None, true).await;
+    client_uses_link(&app.browser(), &token, "bakery").await;
+    let c = owned(&app, owner).await.remove(0);
+    app.sim
+        .apply_event("bakery", AccountEvent::AppRemoved)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored::get(&app.state.db, c.id)
+            .await
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("app_removed")
+    );
+
+    let reconnect = make_link(&app, owner, Some(c.id), true).await;
+    let client = app.browser();
+    let landing = client.get(&format!("/l/{reconnect}")).await;
+    assert!(
+        landing.body.contains("Reconnect @bakery"),
+        "{}",
+        landing.body
+    );
+    let done = client_uses_link(&client, &reconnect, "bakery").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let renewed = stored::get(&app.state.db, c.id).await.unwrap();
+    assert_eq!(
+        (renewed.status(), renewed.deauthorized_at),
+        (Status::Active, None)
+    );
+    assert_eq!(owned(&app, owner).await.len(), 1);
+    drop(browser);
+}
+
+#[tokio::test]
+async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
+    let app = TestApp::spawn().await;
+    for (username, page) in [("harbor_cafe", "Harbor Cafe"), ("harbor_bar", "Harbor Bar")] {
+        app.sim
+            .create_account(meta_sim::NewAccount {
+                username: username.into(),
+                facebook_page: true,
+                facebook_user: Some("harbor.owner".into()),
+                page_name: Some(page.into()),
+                posts: 1,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    let browser = app.signup_and_login("owner@example.com").await;
+    let start = browser
+        .post("/connections/connect/facebook", &[("csrf", &browser.csrf)])
+        .await;
+    let back = login_at_meta(
+        start,
+        &[("email", "harbor.owner"), ("pass", "sim-password")],
+        true,
+    )
+    .await;
+    let to_picker = browser.get(&local(&back)).await;
+    assert_eq!(
+        to_picker.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        to_picker.body
+    );
+    let picker_path = to_picker.location().unwrap().to_owned();
+    let picker = browser.get(&picker_path).await;
+    assert!(
+        picker.body.contains("Harbor Cafe") && picker.body.contains("Harbor Bar"),
+        "{}",
+        picker.body
+    );
+
+    // Another browser cannot use the choice.
+    let other = app.signup_and_login("other@example.com").await;
+    assert_eq!(other.get(&picker_path).await.status, StatusCode::FORBIDDEN);
+
+    let mut form = picker.form(&picker_path);
+    let bar_id = app.sim.account("harbor_bar").unwrap().page_id.unwrap();
+    assert_eq!(
+        form.fields.iter().filter(|(n, _)| n == "page_id").count(),
+        2
+    );
+    form.fields.retain(|(n, v)| n != "page_id" || *v == bar_id);
+    let done = browser.submit(&form).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let owner = user_id(&app, "owner@example.com").await;
+    let all = owned(&app, owner).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].username, "harbor_bar");
+    assert_eq!(all[0].login_kind(), LoginKind::Facebook);
+    assert_eq!(all[0].fb_page_name.as_deref(), Some("Harbor Bar"));
+    assert_eq!(all[0].token_expires_at, None, "Page tokens do not expire");
+    // The choice is spent.
+    assert_eq!(browser.submit(&form).await.status, StatusCode::GONE);
+}
