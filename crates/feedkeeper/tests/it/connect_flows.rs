@@ -48,7 +48,7 @@ async fn owned(app: &TestApp, owner: UserId) -> Vec<Connection> {
 }
 
 /// The owner connects `username` with Instagram Login from `browser`.
-async fn owner_connects(app: &TestApp, browser: &Session, username: &str) -> Reply {
+async fn owner_connects(browser: &Session, username: &str) -> Reply {
     let start = browser
         .post("/connections/connect/instagram", &[("csrf", &browser.csrf)])
         .await;
@@ -97,7 +97,7 @@ async fn the_owner_connects_an_instagram_account() {
     let app = TestApp::spawn().await;
     app.instagram_account("bakery", AccountKind::Business, false);
     let browser = app.signup_and_login("owner@example.com").await;
-    let done = owner_connects(&app, &browser, "bakery").await;
+    let done = owner_connects(&browser, "bakery").await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location(), Some("/connections"));
     let owner = user_id(&app, "owner@example.com").await;
@@ -118,7 +118,7 @@ async fn reconnecting_renews_the_same_connection_and_resolves_the_incident() {
     app.instagram_account("bakery", AccountKind::Business, false);
     app.instagram_account("someone_else", AccountKind::Business, false);
     let browser = app.signup_and_login("owner@example.com").await;
-    owner_connects(&app, &browser, "bakery").await;
+    owner_connects(&browser, "bakery").await;
     let owner = user_id(&app, "owner@example.com").await;
     let c = owned(&app, owner).await.remove(0);
 
@@ -206,7 +206,7 @@ async fn a_cancelled_login_and_a_personal_account_connect_nothing_and_say_why() 
         cancelled.body
     );
 
-    let personal = owner_connects(&app, &browser, "just_me").await;
+    let personal = owner_connects(&browser, "just_me").await;
     assert_eq!(personal.status, StatusCode::BAD_REQUEST);
     assert!(
         personal.body.contains("personal Instagram account")
