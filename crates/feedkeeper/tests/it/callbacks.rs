@@ -7,12 +7,14 @@ use meta_sim::AccountEvent;
 
 use crate::lifecycle::{DAY, World};
 
+/// A world whose simulated Meta app has our callback URLs (as `TestApp` registers them).
 async fn with_callbacks() -> World {
     let w = World::new().await;
-    let mut app = w.sim.app();
-    app.deauthorize_callback_url = Some(format!("{}/meta/deauthorize", w.base_url));
-    app.data_deletion_callback_url = Some(format!("{}/meta/data-deletion", w.base_url));
-    w.sim.set_app(app);
+    let app = w.sim.app();
+    assert_eq!(
+        app.deauthorize_callback_url,
+        Some(format!("{}/meta/deauthorize", w.base_url))
+    );
     w
 }
 

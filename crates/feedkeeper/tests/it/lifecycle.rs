@@ -4,63 +4,40 @@
 
 use feedkeeper::app::AppState;
 use feedkeeper::clock::Clock;
-use feedkeeper::config::{Config, Secret};
 use feedkeeper::connections::{self, Actor};
-use feedkeeper::crypto::NamedKey;
 use feedkeeper::db::connections::{Connection, Status};
 use feedkeeper::db::{audit, connections as stored, incidents};
 use feedkeeper::ids::UserId;
 use feedkeeper::jobs::lifecycle::{PassReport, run_once};
 use feedkeeper::meta::oauth::parse_callback;
-use meta_sim::{AccountEvent, NewAccount, Outage, SimOptions, Simulator};
+use meta_sim::{AccountEvent, NewAccount, Outage, Simulator};
 
-use crate::helpers::TestDb;
+use crate::helpers::TestApp;
 use crate::sim_login;
 
 pub const HOUR: i64 = 3600;
 pub const DAY: i64 = 86_400;
-const REDIRECT_URI: &str = "http://127.0.0.1:9/connect/callback";
 
-/// The service and the simulator sharing one clock that only the test moves.
+/// The service and the simulator sharing one clock that only the test moves: a [`TestApp`]
+/// probing every six hours, with helpers for lifecycle scenarios.
 pub struct World {
     pub sim: Simulator,
     /// Where this world's feedkeeper serves HTTP (Meta's callbacks reach it here).
     pub base_url: String,
-    _running: meta_sim::RunningSim,
     pub state: AppState,
     pub clock: Clock,
-    _db: TestDb,
+    _app: TestApp,
 }
 
 impl World {
     pub async fn new() -> World {
-        let sim = Simulator::new(SimOptions {
-            seed: 11,
-            ..Default::default()
-        });
-        let running = meta_sim::start(sim.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let db = TestDb::new().await;
-        let mut config = Config::default();
-        feedkeeper::cli::point_at_simulator(&mut config, &running.base_url, &sim.app()).unwrap();
-        config.storage.database_url = db.url();
-        config.security.token_keys = vec![Secret::new(NamedKey::generate("t").to_config_string())];
-        config.lifecycle.probe_interval_minutes = 6 * 60;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        config.server.listen = listener.local_addr().unwrap();
-        let clock = Clock::manual(sim.now());
-        let state = AppState::build(config, clock.clone()).await.unwrap();
-        let base_url = state.config.public_url();
-        let app = feedkeeper::app::router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let app = TestApp::spawn_with(|c| c.lifecycle.probe_interval_minutes = 6 * 60).await;
         World {
-            sim,
-            base_url,
-            _running: running,
-            state,
-            clock,
-            _db: db,
+            sim: app.sim.clone(),
+            base_url: app.state.config.public_url(),
+            state: app.state.clone(),
+            clock: app.state.clock.clone(),
+            _app: app,
         }
     }
 
@@ -152,9 +129,10 @@ impl World {
                 })
                 .unwrap();
         }
+        let redirect = format!("{}/connect/instagram/callback", self.base_url);
         let location = sim_login::instagram(
             &self.state.meta,
-            REDIRECT_URI,
+            &redirect,
             "s",
             username,
             "sim-password",
@@ -165,7 +143,7 @@ impl World {
         let short = self
             .state
             .meta
-            .exchange_instagram_code(&code, REDIRECT_URI)
+            .exchange_instagram_code(&code, &redirect)
             .await
             .unwrap();
         let long = self
@@ -191,20 +169,12 @@ impl World {
                 })
                 .unwrap();
         }
-        let location = sim_login::facebook(
-            &self.state.meta,
-            REDIRECT_URI,
-            "s",
-            username,
-            "sim-password",
-        )
-        .await;
+        let redirect = format!("{}/connect/facebook/callback", self.base_url);
+        let location =
+            sim_login::facebook(&self.state.meta, &redirect, "s", username, "sim-password").await;
         let code = parse_callback(&location).unwrap().code;
         let meta = &self.state.meta;
-        let short = meta
-            .exchange_facebook_code(&code, REDIRECT_URI)
-            .await
-            .unwrap();
+        let short = meta.exchange_facebook_code(&code, &redirect).await.unwrap();
         let long = meta
             .exchange_facebook_long_lived(&short.access_token)
             .await
