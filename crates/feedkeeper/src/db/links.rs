@@ -110,3 +110,10 @@ pub async fn revoke_owned(db: &Db, owner: UserId, id: LinkId, now: i64) -> Resul
     let n = on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).bind(owner).execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
+
+/// The link if `owner` owns it; `NotFound` otherwise (the same answer as a missing one, so ids
+/// of other tenants reveal nothing).
+pub async fn get_owned(db: &Db, owner: UserId, id: LinkId) -> Result<ConnectLink, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM connect_links WHERE id = $1 AND owner_id = $2");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).bind(owner).fetch_one(pool).await)?)
+}

@@ -154,11 +154,11 @@ pub async fn start_owner(
 pub async fn start_reconnect(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
-    let c = stored::get_owned(&state.db, user.id, ConnectionId(id)).await?;
+    let c = stored::get_owned(&state.db, user.id, super::path_id(&id)?).await?;
     let provider = provider_of(&c);
     begin(
         &state,

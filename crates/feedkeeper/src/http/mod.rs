@@ -9,6 +9,12 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::app::AppState;
+use crate::error::AppError;
+
+/// An id from the path. Anything that is not a number is a 404, like an id nobody owns.
+pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,5 +59,26 @@ pub fn router() -> Router<AppState> {
             "/account/password",
             post(dashboard::account::change_password),
         )
+        // The dashboard's connections and client links (owner-only; others' ids answer 404)
+        .route("/connections", get(dashboard::connections::list))
+        .route("/connections/{id}", get(dashboard::connections::detail))
+        .route(
+            "/connections/{id}/refresh",
+            post(dashboard::connections::refresh),
+        )
+        .route(
+            "/connections/{id}/reconnect-link",
+            post(dashboard::connections::reconnect_link),
+        )
+        .route(
+            "/connections/{id}/disconnect",
+            get(dashboard::connections::confirm_disconnect)
+                .post(dashboard::connections::disconnect),
+        )
+        .route(
+            "/links",
+            get(dashboard::links::list).post(dashboard::links::create),
+        )
+        .route("/links/{id}/revoke", post(dashboard::links::revoke))
         .route("/static/app.css", get(dashboard::assets::stylesheet))
 }

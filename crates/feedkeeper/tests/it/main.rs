@@ -9,6 +9,7 @@ mod browser;
 mod callbacks;
 mod cli;
 mod connect_flows;
+mod dashboard;
 mod helpers;
 mod lifecycle;
 mod meta_client;

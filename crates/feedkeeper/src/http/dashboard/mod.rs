@@ -6,3 +6,5 @@
 pub mod account;
 pub mod assets;
 pub mod auth;
+pub mod connections;
+pub mod links;
