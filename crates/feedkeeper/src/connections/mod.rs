@@ -216,6 +216,15 @@ pub async fn connect(
         ..connections::Health::of(&stored)
     };
     connections::store_health(&state.db, stored.id, &health, now).await?;
+    // The login itself just proved the token works.
+    connections::mark_checked(
+        &state.db,
+        stored.id,
+        false,
+        login.data_access_expires_at,
+        now,
+    )
+    .await?;
     if existing.is_some() {
         clear_deauthorization(state, stored.id, now).await?;
     }

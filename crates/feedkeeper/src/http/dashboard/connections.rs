@@ -39,9 +39,9 @@ pub struct ConnectionView {
     pub id: i64,
     pub username: String,
     pub display_name: Option<String>,
-    /// Only `http(s)` addresses: the URL comes from Meta, and an `<img src>` is no place for
-    /// anything else.
-    pub avatar_url: Option<String>,
+    /// Shown instead of the profile picture. Meta's picture URLs expire within days and are
+    /// served with `cross-origin-resource-policy: same-origin`, and a browser of ours should
+    /// never contact Meta: the picture shows once the image store keeps its own copy.
     pub initials: String,
     /// A "Business connection FB" (Facebook Login, Page token).
     pub business_fb: bool,
@@ -132,10 +132,6 @@ impl ConnectionView {
             id: c.id.0,
             username: c.username.clone(),
             display_name: c.display_name.clone().filter(|n| !n.trim().is_empty()),
-            avatar_url: c
-                .profile_picture_url
-                .clone()
-                .filter(|u| u.starts_with("https://") || u.starts_with("http://")),
             initials: initials(c.display_name.as_deref().unwrap_or(&c.username)),
             business_fb,
             page_name: c.fb_page_name.clone(),
