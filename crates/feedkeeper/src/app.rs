@@ -86,8 +86,18 @@ impl AppState {
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
     http::router()
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of a request names its route pattern (`/l/{token}`), never the raw URI: paths and
+/// queries carry link secrets and OAuth codes, which must not reach a log.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", |p| p.as_str());
+    tracing::info_span!("request", method = %request.method(), route)
 }
 
 /// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM, then finishes

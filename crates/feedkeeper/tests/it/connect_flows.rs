@@ -488,3 +488,75 @@ async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
     // The choice is spent.
     assert_eq!(browser.submit(&form).await.status, StatusCode::GONE);
 }
+
+#[tokio::test]
+async fn a_client_link_works_with_facebook_login_too() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("harbor", AccountKind::Business, true);
+    app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+    let token = make_link(&app, owner, None, true).await;
+    let client = app.browser();
+    let landing = client.get(&format!("/l/{token}")).await;
+    let form = landing.form(&format!("/l/{token}/facebook"));
+    let back = login_at_meta(
+        client.submit(&form).await,
+        &[("email", "harbor"), ("pass", "sim-password")],
+        true,
+    )
+    .await;
+    let done = client.get(&local(&back)).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("@harbor"));
+    let all = owned(&app, owner).await;
+    assert_eq!((all.len(), all[0].login_kind()), (1, LoginKind::Facebook));
+}
+
+#[tokio::test]
+async fn request_logs_name_routes_not_secrets() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+    let token = make_link(&app, owner, None, true).await;
+    let client = app.browser();
+    let done = client_uses_link(&client, &token, "bakery").await;
+    assert_eq!(done.status, StatusCode::OK);
+    let c = owned(&app, owner).await.remove(0);
+    let access_token = feedkeeper::connections::open_token(&app.state, &c).unwrap();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("/l/{token}"), "requests are logged by route");
+    for secret in [
+        token.as_str(),
+        access_token.expose(),
+        &app.state
+            .config
+            .meta
+            .instagram_app_secret
+            .expose()
+            .to_owned(),
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+}
