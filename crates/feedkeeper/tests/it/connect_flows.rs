@@ -550,12 +550,7 @@ async fn request_logs_name_routes_not_secrets() {
     for secret in [
         token.as_str(),
         access_token.expose(),
-        &app.state
-            .config
-            .meta
-            .instagram_app_secret
-            .expose()
-            .to_owned(),
+        app.state.config.meta.instagram_app_secret.expose(),
     ] {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
