@@ -335,30 +335,38 @@ pub async fn callback(
         );
     };
     let state_hash = hash_token(&state_value);
-    let Some(started) = oauth_states::consume(&state.db, &state_hash, now).await? else {
-        let message = match oauth_states::lookup(&state.db, &state_hash).await? {
-            Some(s) if s.used_at.is_some() => {
-                "This login was already completed. If the account does not show up, start the connection again."
-            }
-            Some(_) => {
-                "This login took too long (more than 15 minutes). Start the connection again."
-            }
-            None => {
-                "This login was not started here, or its address was changed. Start the connection again."
-            }
-        };
-        return problem(
+    let not_usable = |message: &str| {
+        problem(
             StatusCode::BAD_REQUEST,
             "This login cannot be completed",
             message,
             None,
-        );
+        )
+    };
+    let started = match oauth_states::lookup(&state.db, &state_hash).await? {
+        None => {
+            return not_usable(
+                "This login was not started here, or its address was changed. Start the connection again.",
+            );
+        }
+        Some(s) if s.used_at.is_some() => {
+            return not_usable(
+                "This login was already completed. If the account does not show up, start the connection again.",
+            );
+        }
+        Some(s) if s.expires_at <= now => {
+            return not_usable(
+                "This login took too long (more than 15 minutes). Start the connection again.",
+            );
+        }
+        Some(s) => s,
     };
     let link = match started.link_id {
         Some(id) => Some(link_store::get(&state.db, id).await?),
         None => None,
     };
-    // The browser must be the one that started the login.
+    // The browser must be the one that started the login. A refused attempt does not spend the
+    // state, so whoever saw the address cannot spoil the real login.
     let bound = match &link {
         None => user.as_ref().is_some_and(|u| {
             u.id == started.owner_id && hash_token(&u.csrf) == started.binding_hash
@@ -372,6 +380,15 @@ pub async fn callback(
             "This login cannot be completed",
             "This login was started in another browser or session, so it was not used. Start the connection again from this browser.",
             None,
+        );
+    }
+    // Single use, even when two requests race here.
+    if oauth_states::consume(&state.db, &state_hash, now)
+        .await?
+        .is_none()
+    {
+        return not_usable(
+            "This login was already completed. If the account does not show up, start the connection again.",
         );
     }
     let flow = Flow {
