@@ -256,6 +256,14 @@ async fn connections_command(state: &AppState, command: ConnectionsCommand) -> a
                 );
             }
             let now = state.clock.now();
+            let pause = crate::db::meta_pauses::APP;
+            if let Some(until) = crate::db::meta_pauses::paused_until(&state.db, pause, now).await?
+            {
+                anyhow::bail!(
+                    "Meta throttles this app until {}; checking now would prolong it",
+                    crate::clock::format_utc(until)
+                );
+            }
             let outcome = crate::connections::lifecycle::check(state, &c, now).await;
             let updated = crate::connections::lifecycle::apply(
                 state,

@@ -10,6 +10,7 @@ pub mod deletion_requests;
 pub mod incidents;
 pub mod jobs;
 pub mod links;
+pub mod meta_pauses;
 pub mod oauth_states;
 pub mod page_choices;
 pub mod sessions;

@@ -7,8 +7,9 @@ use serde::Serialize;
 use crate::app::AppState;
 use crate::connections::{Actor, LIFECYCLE_JOB, lifecycle};
 use crate::db::connections::{self, Status};
-use crate::db::{DbError, audit, jobs};
+use crate::db::{DbError, audit, jobs, meta_pauses};
 use crate::ids::ConnectionId;
+use crate::meta::Action;
 
 /// How long a claimed check may take before another node may take it over.
 const LEASE_SECS: i64 = 300;
@@ -25,11 +26,21 @@ pub struct PassReport {
     pub checked: usize,
     pub failed: usize,
     pub purged: usize,
+    /// Set when Meta throttles the whole app: no check runs before this time, on any node.
+    pub paused_until: Option<i64>,
 }
 
 /// One pass: every due check, then due purges.
 pub async fn run_once(state: &AppState, node: &str, now: i64) -> anyhow::Result<PassReport> {
-    let mut report = PassReport::default();
+    let mut report = PassReport {
+        purged: purge_deauthorized(state, now).await?,
+        ..PassReport::default()
+    };
+    // Calling while Meta throttles the app extends the block; due checks wait, unclaimed.
+    if let Some(until) = meta_pauses::paused_until(&state.db, meta_pauses::APP, now).await? {
+        report.paused_until = Some(until);
+        return Ok(report);
+    }
     for _ in 0..MAX_BATCHES {
         let due = jobs::claim_due(&state.db, LIFECYCLE_JOB, node, now, LEASE_SECS, BATCH)
             .await
@@ -53,8 +64,11 @@ pub async fn run_once(state: &AppState, node: &str, now: i64) -> anyhow::Result<
         while let Some(done) = running.join_next().await {
             record(state, node, now, done?, &mut report).await?;
         }
+        if let Some(until) = meta_pauses::paused_until(&state.db, meta_pauses::APP, now).await? {
+            report.paused_until = Some(until);
+            break;
+        }
     }
-    report.purged = purge_deauthorized(state, now).await?;
     Ok(report)
 }
 
@@ -96,6 +110,13 @@ async fn check_one(state: &AppState, subject: &str, now: i64) -> anyhow::Result<
         return Ok(None);
     }
     let outcome = lifecycle::check(state, &connection, now).await;
+    if let lifecycle::Outcome::Failed(error) = &outcome
+        && error.code() == Some(4)
+        && let Action::BackOff { until } = error.action
+    {
+        meta_pauses::pause(&state.db, meta_pauses::APP, until, &error.message(), now).await?;
+        tracing::warn!(until, "Meta throttles the whole app; pausing every check");
+    }
     let updated = lifecycle::apply(state, &connection, outcome, Actor::Worker, now).await?;
     Ok(state.policy().next_due(&updated, now, rand::random()))
 }

@@ -474,3 +474,56 @@ async fn the_database_never_holds_a_token_in_clear() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_app_wide_throttle_pauses_every_check_on_every_node() {
+    let w = World::new().await;
+    let owner = w.user("busy@example.com").await;
+    let mut all = Vec::new();
+    for name in ["one", "two", "three"] {
+        all.push(w.connect_instagram(owner, name).await);
+    }
+    w.advance(7 * HOUR);
+    w.sim
+        .throttle(meta_sim::Throttle {
+            scope: meta_sim::ThrottleScope::App,
+            account: None,
+            secs: 3600,
+        })
+        .unwrap();
+    let report = w.pass().await;
+    let until = report
+        .paused_until
+        .unwrap_or_else(|| panic!("code 4 pauses the app: {report:?}"));
+    assert!(until > w.clock.now());
+
+    // Any node, while paused: no call to Meta at all.
+    w.advance(5 * 60);
+    let before = w.sim.requests(None).len();
+    let other_node = run_once(&w.state, "another-node", w.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(other_node.checked, 0);
+    assert_eq!(other_node.paused_until, Some(until));
+    assert_eq!(
+        w.sim.requests(None).len(),
+        before,
+        "paused nodes do not call Meta"
+    );
+
+    // After the throttle, every connection recovers by itself; no incident for a short pause.
+    w.sim.clear_throttles();
+    w.advance(2 * HOUR);
+    w.pass().await;
+    for c in &all {
+        let c = w.reload(c).await;
+        assert_eq!(
+            c.status(),
+            Status::Active,
+            "{}: {:?}",
+            c.username,
+            c.last_error
+        );
+        assert!(w.open_incident(&c).await.is_none());
+    }
+}

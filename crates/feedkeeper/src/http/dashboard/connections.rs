@@ -394,8 +394,10 @@ pub async fn refresh(
         return Ok(Redirect::to(&back).into_response());
     }
     let now = state.clock.now();
-    // Meta is throttling this account: asking again now would only prolong it.
-    if let Some(until) = c.backoff_until.filter(|&until| until > now) {
+    // Meta is throttling this account (or the whole app): asking again now would only prolong it.
+    let app_pause =
+        crate::db::meta_pauses::paused_until(&state.db, crate::db::meta_pauses::APP, now).await?;
+    if let Some(until) = c.backoff_until.filter(|&until| until > now).max(app_pause) {
         user.flash(
             &state,
             &format!(
