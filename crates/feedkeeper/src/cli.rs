@@ -332,6 +332,8 @@ async fn demo(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
     telemetry::init(&config.log);
     config.storage.data_dir = args.data_dir.clone();
     config.storage.database_url = String::new();
+    // Anyone trying the demo may make as many accounts as they like.
+    config.accounts.open_signup = true;
     if config.security.token_keys.is_empty() {
         config.security.token_keys = vec![Secret::new(demo_token_key(&args.data_dir)?)];
     }

@@ -26,8 +26,18 @@ pub struct Config {
     pub storage: StorageConfig,
     pub meta: MetaConfig,
     pub security: SecurityConfig,
+    pub accounts: AccountsConfig,
     pub lifecycle: LifecycleConfig,
     pub log: LogConfig,
+}
+
+/// Who may create a dashboard account.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Anyone who reaches the server may sign up. Off by default: the first account (the
+    /// operator's) can always be created, later ones only while this is on.
+    pub open_signup: bool,
 }
 
 /// How the lifecycle worker keeps tokens alive and when it asks a person to act.

@@ -84,3 +84,10 @@ pub async fn set_password_hash(
     }
     Ok(())
 }
+
+/// Whether any account exists (the first sign-up is always allowed).
+pub async fn any(db: &Db) -> Result<bool, DbError> {
+    const SQL: &str = "SELECT COUNT(*) FROM users";
+    let n: i64 = on_pool!(db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)?;
+    Ok(n > 0)
+}

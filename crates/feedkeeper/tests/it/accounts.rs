@@ -688,3 +688,41 @@ async fn accounts_stylesheet_is_served_and_cached_long() {
     );
     assert!(css.text().await.unwrap().contains(".card"));
 }
+
+#[tokio::test]
+async fn sign_up_closes_after_the_first_account_unless_opened() {
+    let app = TestApp::spawn_with(|c| c.accounts.open_signup = false).await;
+    app.signup_and_login("operator@example.com").await;
+    let stranger = app.browser();
+    let page = stranger.get("/signup").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("Sign-up is closed"), "{}", page.body);
+    // Posting the form anyway changes nothing.
+    let login_page = stranger.get("/login").await;
+    let form = login_page.form("/login");
+    let csrf = form
+        .fields
+        .iter()
+        .find(|(n, _)| n == "csrf")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let reply = stranger
+        .post(
+            "/signup",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", "stranger@example.com"),
+                ("password", "a long enough password"),
+                ("password_confirm", "a long enough password"),
+            ],
+        )
+        .await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
+    let db = &app.state.db;
+    assert!(
+        feedkeeper::db::users::find_by_email(db, "stranger@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

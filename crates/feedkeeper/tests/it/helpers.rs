@@ -188,6 +188,8 @@ impl TestApp {
         config.security.token_keys = vec![Secret::new(
             feedkeeper::crypto::NamedKey::generate("t").to_config_string(),
         )];
+        // Tests sign up many users; closed sign-up has its own test.
+        config.accounts.open_signup = true;
         configure(&mut config);
         config.validate().expect("the test configuration is valid");
         let state = AppState::build(config, Clock::manual(T0))

@@ -167,6 +167,25 @@ fn login_page(
     }
 }
 
+#[derive(Template)]
+#[template(path = "signup_closed.html")]
+struct SignupClosedPage {
+    page: Page,
+}
+
+/// Sign-up is closed once the first account exists, unless `accounts.open_signup` is on.
+async fn signup_closed(state: &AppState) -> Result<Option<Response>, AppError> {
+    if state.config.accounts.open_signup || !users::any(&state.db).await? {
+        return Ok(None);
+    }
+    let mut response = render_html(&SignupClosedPage {
+        page: Page::public("Sign-up is closed", String::new()),
+    })?
+    .into_response();
+    *response.status_mut() = axum::http::StatusCode::FORBIDDEN;
+    Ok(Some(response))
+}
+
 /// `GET /signup`. Someone already logged in goes straight on.
 pub async fn signup_form(
     State(state): State<AppState>,
@@ -176,6 +195,9 @@ pub async fn signup_form(
 ) -> Result<Response, AppError> {
     if user.is_some() {
         return Ok(Redirect::to(after_login(query.next.as_deref())).into_response());
+    }
+    if let Some(closed) = signup_closed(&state).await? {
+        return Ok(closed);
     }
     let (browser, cookie) = prelogin_browser(&state, &headers);
     let page = signup_page(&state, &browser, None, String::new(), query.next.as_deref());
@@ -189,6 +211,9 @@ pub async fn signup(
     Form(form): Form<SignupForm>,
 ) -> Result<Response, AppError> {
     check_prelogin(&state, &headers, &form.csrf)?;
+    if let Some(closed) = signup_closed(&state).await? {
+        return Ok(closed);
+    }
     // check_prelogin passed, so the browser has a well-formed pre-login cookie.
     let browser = session::read_cookie(&headers, PRELOGIN_COOKIE).unwrap_or_default();
     let refuse = |message: &str| -> AppError {
