@@ -548,6 +548,18 @@ impl State {
         code
     }
 
+    /// Spends a consent form's ticket: once, before it expires, on the platform that issued it.
+    pub(crate) fn take_ticket(&mut self, platform: Platform, id: &str) -> Option<LoginTicket> {
+        let now = self.now();
+        match self.tickets.get_mut(id) {
+            Some(t) if t.platform == platform && !t.used && now < t.expires_at => {
+                t.used = true;
+                Some(t.clone())
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn issue_ticket(
         &mut self,
         platform: Platform,

@@ -2,12 +2,12 @@
 //! form, the consent step choosing Pages and permissions, and the redirect back with
 //! `code` (+ `#_=_`) or `error=access_denied`.
 
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 use crate::http::instagram_login::{append_query, split_scopes};
 use crate::http::pages::{self, FacebookConsent, FacebookLogin, Hidden, PageRow, ScopeRow};
-use crate::http::{MetaRequest, form, html_response, redirect};
+use crate::http::{MetaRequest, form, html_response, redirect, with_ticket_header};
 use crate::state::State;
 use crate::token::{AuthorizeRequest, Platform};
 
@@ -253,7 +253,7 @@ fn login_submit(st: &mut State, req: &MetaRequest, pairs: &[(String, String)]) -
         })
         .collect();
     let ticket = st.issue_ticket(Platform::Facebook, &user.name, request);
-    let mut resp = html_response(
+    let resp = html_response(
         StatusCode::OK,
         pages::render(&FacebookConsent {
             action: req.full_path.clone(),
@@ -268,20 +268,13 @@ fn login_submit(st: &mut State, req: &MetaRequest, pairs: &[(String, String)]) -
             }),
         }),
     );
-    if let Ok(v) = HeaderValue::from_str(&ticket) {
-        resp.headers_mut().insert("x-sim-login-ticket", v);
-    }
-    resp
+    with_ticket_header(resp, &ticket)
 }
 
 fn consent_submit(st: &mut State, pairs: &[(String, String)]) -> Response {
-    let now = st.now();
     let ticket_id = field(pairs, "login_ticket").unwrap_or_default().to_owned();
-    let ticket = match st.tickets.get_mut(&ticket_id) {
-        Some(t) if t.platform == Platform::Facebook && !t.used && now < t.expires_at => {
-            t.used = true;
-            t.clone()
-        }
+    let ticket = match st.take_ticket(Platform::Facebook, &ticket_id) {
+        Some(t) => t,
         _ => {
             return error_page(
                 "This login has expired or was already used (login_ticket). Please go back to the app and try again.",

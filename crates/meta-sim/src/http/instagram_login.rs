@@ -2,14 +2,14 @@
 //! alias `api.instagram.com/oauth/authorize`): request validation, the login form, the
 //! consent form, and the redirect back with `code` (+ `#_`) or `error=access_denied`.
 
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 use crate::account::AccountKind;
 use crate::http::pages::{
     self, Hidden, InstagramConsent, InstagramLogin, ProfessionalOnly, ScopeRow,
 };
-use crate::http::{MetaRequest, form, html_response, redirect};
+use crate::http::{MetaRequest, form, html_response, redirect, with_ticket_header};
 use crate::settings::PersonalAccountLogin;
 use crate::state::State;
 use crate::token::{AuthorizeRequest, Platform};
@@ -261,9 +261,7 @@ fn login_submit(st: &mut State, req: &MetaRequest, pairs: &[(String, String)]) -
     }
     let ticket = st.issue_ticket(Platform::Instagram, &username, request.clone());
     let action = req.full_path.clone();
-    let mut resp = if personal
-        && st.settings.personal_account_login == PersonalAccountLogin::Refused
-    {
+    let resp = if personal && st.settings.personal_account_login == PersonalAccountLogin::Refused {
         html_response(
             StatusCode::OK,
             pages::render(&ProfessionalOnly {
@@ -301,20 +299,13 @@ fn login_submit(st: &mut State, req: &MetaRequest, pairs: &[(String, String)]) -
             }),
         )
     };
-    if let Ok(v) = HeaderValue::from_str(&ticket) {
-        resp.headers_mut().insert("x-sim-login-ticket", v);
-    }
-    resp
+    with_ticket_header(resp, &ticket)
 }
 
 fn consent_submit(st: &mut State, pairs: &[(String, String)]) -> Response {
-    let now = st.now();
     let ticket_id = field(pairs, "login_ticket").unwrap_or_default().to_owned();
-    let ticket = match st.tickets.get_mut(&ticket_id) {
-        Some(t) if t.platform == Platform::Instagram && !t.used && now < t.expires_at => {
-            t.used = true;
-            t.clone()
-        }
+    let ticket = match st.take_ticket(Platform::Instagram, &ticket_id) {
+        Some(t) => t,
         _ => {
             return error_page(
                 "Invalid login_ticket",

@@ -113,6 +113,14 @@ pub(crate) fn json_response(
     resp
 }
 
+/// Adds the consent form's ticket as a header too, so tests can skip parsing the HTML.
+pub(crate) fn with_ticket_header(mut response: Response, ticket: &str) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(ticket) {
+        response.headers_mut().insert("x-sim-login-ticket", v);
+    }
+    response
+}
+
 pub(crate) fn html_response(status: StatusCode, html: String) -> Response {
     (
         status,
