@@ -226,7 +226,8 @@ pub async fn connect(
     )
     .await?;
     if existing.is_some() {
-        clear_deauthorization(state, stored.id, now).await?;
+        // A reconnect after app removal keeps the data: forget the pending purge.
+        connections::clear_deauthorization(&state.db, stored.id, now).await?;
     }
     let detail = format!(
         "@{} via {}",
@@ -257,13 +258,10 @@ pub async fn connect(
     if let Some(closed) = incidents::close(&state.db, stored.id, now).await? {
         tracing::info!(connection = %stored.id, incident = %closed.id, "incident resolved by reconnect");
     }
+    let connected = connections::get(&state.db, stored.id).await?;
     let first_check = state
         .policy()
-        .next_due(
-            &connections::get(&state.db, stored.id).await?,
-            now,
-            rand::random(),
-        )
+        .next_due(&connected, now, rand::random())
         .unwrap_or(now);
     jobs::schedule(
         &state.db,
@@ -273,16 +271,7 @@ pub async fn connect(
         now,
     )
     .await?;
-    connections::get(&state.db, stored.id).await
-}
-
-/// A reconnect after app removal keeps the data: forget the pending purge.
-async fn clear_deauthorization(
-    state: &AppState,
-    id: ConnectionId,
-    now: i64,
-) -> Result<(), DbError> {
-    connections::clear_deauthorization(&state.db, id, now).await
+    Ok(connected)
 }
 
 /// Removes a connection and everything stored about it.
