@@ -527,3 +527,33 @@ async fn an_app_wide_throttle_pauses_every_check_on_every_node() {
         assert!(w.open_incident(&c).await.is_none());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_loop_checks_due_connections_and_stops_on_shutdown() {
+    let w = World::new().await;
+    let owner = w.user("loop@example.com").await;
+    let c = w.connect_instagram(owner, "looped").await;
+    w.sim
+        .apply_event("looped", AccountEvent::PasswordChanged)
+        .await
+        .unwrap();
+    w.advance(7 * HOUR);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = feedkeeper::jobs::spawn(w.state.clone(), stopped);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if w.reload(&c).await.status() == Status::NeedsReconnect {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop never checked the connection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), workers)
+        .await
+        .expect("workers stop on shutdown")
+        .unwrap();
+}
