@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
-use crate::accounts::page::render_html;
+use crate::accounts::page::invalid_form;
 use crate::accounts::rate_limit::{self, ClientAddress, Subjects};
 use crate::accounts::{CurrentUser, Email, Page, password, render, session};
 use crate::app::AppState;
@@ -61,10 +61,7 @@ async fn account_page(
 /// The account page again, with `message` over the password form (422).
 async fn refused(state: &AppState, user: &CurrentUser, message: &str) -> AppError {
     match account_page(state, user, Some(message.to_owned())).await {
-        Ok(page) => match render_html(&page) {
-            Ok(html) => AppError::InvalidForm(html),
-            Err(e) => e,
-        },
+        Ok(page) => invalid_form(&page),
         Err(e) => e,
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::accounts::csrf::{self, PRELOGIN_COOKIE, PRELOGIN_LIFETIME_SECS};
-use crate::accounts::page::{page_headers, render_html};
+use crate::accounts::page::{invalid_form, page_headers, render_html};
 use crate::accounts::rate_limit::{self, ClientAddress, Subjects};
 use crate::accounts::redirect::{after_login, safe_next, with_next};
 use crate::accounts::session::{self, SESSION_COOKIE};
@@ -224,10 +224,7 @@ pub async fn signup(
             form.email.trim().to_owned(),
             Some(&form.next),
         );
-        match render_html(&page) {
-            Ok(html) => AppError::InvalidForm(html),
-            Err(e) => e,
-        }
+        invalid_form(&page)
     };
     let email = Email::parse(&form.email).map_err(refuse)?;
     password::check_new(&form.password).map_err(refuse)?;
@@ -281,10 +278,7 @@ pub async fn login(
             form.email.trim().to_owned(),
             Some(&form.next),
         );
-        match render_html(&page) {
-            Ok(html) => AppError::InvalidForm(html),
-            Err(e) => e,
-        }
+        invalid_form(&page)
     };
     let email = Email::parse(&form.email).map_err(refuse)?;
     if form.password.is_empty() {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::connections::usernames;
 use crate::accounts::csrf::random_token;
-use crate::accounts::page::render_html;
+use crate::accounts::page::invalid_form;
 use crate::accounts::session::hash_token;
 use crate::accounts::{CurrentUser, Email, Page, render};
 use crate::app::AppState;
@@ -218,7 +218,7 @@ pub async fn create(
         Ok(valid) => valid,
         Err(message) => {
             let page = links_page(&state, &user, values, Some(message.to_owned())).await?;
-            return Err(AppError::InvalidForm(render_html(&page)?));
+            return Err(invalid_form(&page));
         }
     };
     issue(
