@@ -7,11 +7,11 @@ fn datetime(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// `2019-04-05T07:56:32+0000` (note `+0000`, not `Z`).
-pub(crate) fn graph_timestamp(unix: i64) -> String {
+/// `2019-04-05T07:56:32` followed by `zone`.
+fn utc_with_zone(unix: i64, zone: &str) -> String {
     let dt = datetime(unix);
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+0000",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{zone}",
         dt.year(),
         u8::from(dt.month()),
         dt.day(),
@@ -21,18 +21,14 @@ pub(crate) fn graph_timestamp(unix: i64) -> String {
     )
 }
 
+/// `2019-04-05T07:56:32+0000` (note `+0000`, not `Z`).
+pub(crate) fn graph_timestamp(unix: i64) -> String {
+    utc_with_zone(unix, "+0000")
+}
+
 /// RFC 3339 in UTC, for the control API.
 pub(crate) fn iso(unix: i64) -> String {
-    let dt = datetime(unix);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
+    utc_with_zone(unix, "Z")
 }
 
 /// The unix second of 02:00 local on the `nth` Sunday of `month`, given the UTC offset in hours
