@@ -1,5 +1,9 @@
 //! The log of requests made to the simulated Meta hosts, with secrets redacted, readable
-//! through `GET /__sim/requests?since=<seq>`.
+//! through `GET /__sim/requests?since=<seq>`. Each record names the account and token family
+//! the call was about and its wall-clock span, so tests can find overlapping calls; it never
+//! holds a token, code or secret.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -32,6 +36,40 @@ pub struct RequestRecord {
     pub query: String,
     /// HTTP status; `None` when the request was left hanging (timeout outage).
     pub status: Option<u16>,
+    /// Instagram username the call was about, when its credential resolves: the account of an
+    /// Instagram or Page token, of the code being exchanged, of the token being exchanged or
+    /// inspected (`fb_exchange_token`, `debug_token`'s `input_token`), or, for a Facebook user
+    /// token, the shared Page's account the path names (else the only one shared).
+    pub account: Option<String>,
+    /// Family of the credential: `instagram_user`, `facebook_user`, `facebook_page` or `app`
+    /// (`<app id>|<app secret>`); for a code exchange, the family of the token it yields.
+    pub token_family: Option<String>,
+    /// Wall-clock Unix milliseconds when the simulator began handling the request.
+    pub started_at_ms: i64,
+    /// Wall-clock Unix milliseconds when it finished, after any `latency_ms`; for a hanging
+    /// request, when the hang is scheduled to end. Never before `started_at_ms`.
+    pub ended_at_ms: i64,
+}
+
+impl RequestRecord {
+    /// Whether the two calls' `[started_at_ms, ended_at_ms]` intervals intersect (both ends
+    /// included, so calls within the same millisecond count as overlapping).
+    pub fn overlaps(&self, other: &RequestRecord) -> bool {
+        self.started_at_ms <= other.ended_at_ms && other.started_at_ms <= self.ended_at_ms
+    }
+}
+
+/// The machine's wall clock in Unix milliseconds (not the simulator clock: overlap is about
+/// real time).
+pub(crate) fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Redacts secret parameter values in a raw query string.
@@ -77,6 +115,37 @@ impl RequestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spanning(started_at_ms: i64, ended_at_ms: i64) -> RequestRecord {
+        RequestRecord {
+            seq: 0,
+            time: 0,
+            method: "GET".into(),
+            host: "graph.instagram.com".into(),
+            path: "/me".into(),
+            query: String::new(),
+            status: Some(200),
+            account: None,
+            token_family: None,
+            started_at_ms,
+            ended_at_ms,
+        }
+    }
+
+    #[test]
+    fn overlap_includes_both_ends_and_is_symmetric() {
+        let a = spanning(100, 200);
+        for (b, expected) in [
+            (spanning(150, 160), true),
+            (spanning(50, 100), true),
+            (spanning(200, 300), true),
+            (spanning(201, 300), false),
+            (spanning(0, 99), false),
+        ] {
+            assert_eq!(a.overlaps(&b), expected, "{b:?}");
+            assert_eq!(b.overlaps(&a), expected, "{b:?}");
+        }
+    }
 
     #[test]
     fn secrets_are_redacted() {

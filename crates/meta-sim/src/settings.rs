@@ -129,6 +129,9 @@ pub struct Settings {
     pub ig_account_calls_per_day: u32,
     /// How long a simulated "timeout" outage keeps the request hanging.
     pub outage_hang_secs: u64,
+    /// Milliseconds every Meta-host response waits before it is sent (never the control API),
+    /// to widen race windows in tests.
+    pub latency_ms: u64,
     /// Timeout for the simulator's own POSTs to deauthorize/data-deletion callbacks.
     pub callback_timeout_secs: u64,
 }
@@ -164,6 +167,7 @@ impl Default for Settings {
             app_calls_per_hour: 5_000,
             ig_account_calls_per_day: 4_800,
             outage_hang_secs: 60,
+            latency_ms: 0,
             callback_timeout_secs: 10,
         }
     }
@@ -245,6 +249,8 @@ mod tests {
         assert_eq!(s.code_exchange_shape, CodeExchangeShape::Wrapped);
         assert_eq!(s.app_calls_per_hour, 3);
         assert!(s.refresh_returns_new_token);
+        let s = s.patched(&json!({"latency_ms": 250})).expect("valid patch");
+        assert_eq!(s.latency_ms, 250);
     }
 
     #[test]

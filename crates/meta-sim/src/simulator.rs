@@ -179,6 +179,17 @@ impl Simulator {
         Ok(next)
     }
 
+    /// How long every Meta-host response waits before it is sent (setting `latency_ms`).
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.lock().settings.latency_ms)
+    }
+
+    /// Delays every Meta-host response (not the control API) by `latency`, in whole
+    /// milliseconds, to widen race windows; `Duration::ZERO` turns the delay off.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().settings.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    }
+
     /// The app configuration.
     pub fn app(&self) -> AppConfig {
         self.lock().app.clone()

@@ -44,6 +44,34 @@ impl TokenKind {
     pub(crate) fn is_instagram(self) -> bool {
         matches!(self, TokenKind::IgShort | TokenKind::IgLong)
     }
+
+    /// The family the request log names: short- and long-lived tokens of one kind share it.
+    pub(crate) fn family(self) -> &'static str {
+        match self {
+            TokenKind::IgShort | TokenKind::IgLong => INSTAGRAM_USER_FAMILY,
+            TokenKind::FbUserShort | TokenKind::FbUserLong => FACEBOOK_USER_FAMILY,
+            TokenKind::Page => FACEBOOK_PAGE_FAMILY,
+        }
+    }
+}
+
+/// Request-log family of Instagram-Login user tokens (`IG…`).
+pub(crate) const INSTAGRAM_USER_FAMILY: &str = "instagram_user";
+/// Request-log family of Facebook-Login user tokens (`EA…`).
+pub(crate) const FACEBOOK_USER_FAMILY: &str = "facebook_user";
+/// Request-log family of Page tokens from `/me/accounts`.
+pub(crate) const FACEBOOK_PAGE_FAMILY: &str = "facebook_page";
+/// Request-log family of the app token `<app id>|<app secret>`.
+pub(crate) const APP_FAMILY: &str = "app";
+
+impl Platform {
+    /// The family of the user tokens this platform's codes are exchanged for.
+    pub(crate) fn user_family(self) -> &'static str {
+        match self {
+            Platform::Instagram => INSTAGRAM_USER_FAMILY,
+            Platform::Facebook => FACEBOOK_USER_FAMILY,
+        }
+    }
 }
 
 /// Why a token stopped working before its expiry.

@@ -11,5 +11,6 @@ mod sim {
     pub mod ig_tokens;
     pub mod outages;
     pub mod rate_limits;
+    pub mod request_log;
     pub mod support;
 }

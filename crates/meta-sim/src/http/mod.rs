@@ -1,6 +1,7 @@
 //! The HTTP face of the simulator: one router serving the control API under `/__sim/` and,
 //! as the fallback, every Meta host under its path prefix. The Meta dispatcher logs each
-//! request, rolls the outage dice, and hands the request to the host's module.
+//! request (with its account, token family and wall-clock span), rolls the outage dice, hands
+//! the request to the host's module, and holds the answer back for `latency_ms`.
 
 pub(crate) mod cdn_host;
 pub(crate) mod control;
@@ -12,6 +13,7 @@ pub(crate) mod instagram_graph;
 pub(crate) mod instagram_login;
 pub(crate) mod instagram_token;
 pub(crate) mod pages;
+pub(crate) mod subject;
 
 use std::time::Duration;
 
@@ -25,10 +27,11 @@ use serde_json::Value;
 use crate::graph::GraphError;
 use crate::image::ImageSpec;
 use crate::outage::Failure;
-use crate::request_log::{RequestRecord, redact};
+use crate::request_log::{RequestRecord, millis, redact, wall_clock_ms};
 use crate::simulator::Simulator;
 use crate::state::State;
 use host::{Host, split_path};
+use subject::Subject;
 
 /// A request to a Meta host, parsed once.
 pub(crate) struct MetaRequest {
@@ -243,6 +246,7 @@ async fn serve_meta(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started_at_ms = wall_clock_ms();
     let Some(hp) = split_path(uri.path()) else {
         return control::not_found(uri.path());
     };
@@ -282,8 +286,11 @@ async fn serve_meta(
         bearer,
     };
 
-    let (outcome, hang) = {
+    let (handling, subject, latency) = {
         let mut st = sim.lock();
+        // Resolved before routing, which may spend the code or token the request carries.
+        let subject = subject::of(&st, &req);
+        let latency = Duration::from_millis(st.settings.latency_ms);
         let roll = st
             .outage
             .clone()
@@ -292,43 +299,73 @@ async fn serve_meta(
                 let r = st.dice.unit();
                 o.pick(r)
             });
-        match roll {
+        let handling = match roll {
             Some(failure) => match outage_response(&mut st, failure, req.host) {
-                Some(resp) => (Some(Outcome::Ready(resp)), None),
-                None => (None, Some(st.settings.outage_hang_secs)),
+                Some(resp) => Handling::Answer(Outcome::Ready(resp)),
+                None => Handling::Hang(Duration::from_secs(st.settings.outage_hang_secs)),
             },
-            None => (Some(route(&mut st, &req)), None),
-        }
+            None => Handling::Answer(route(&mut st, &req)),
+        };
+        (handling, subject, latency)
     };
 
-    let response = match (outcome, hang) {
-        (Some(Outcome::Ready(resp)), _) => resp,
-        (Some(Outcome::Image { spec, headers }), _) => match sim.images().fetch(spec).await {
-            Ok(bytes) => {
-                let mut resp = (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "image/jpeg")],
-                    Body::from(bytes),
-                )
-                    .into_response();
-                for (k, v) in headers {
-                    resp.headers_mut().insert(k, v);
+    let response = match handling {
+        Handling::Answer(Outcome::Ready(resp)) => resp,
+        Handling::Answer(Outcome::Image { spec, headers }) => {
+            match sim.images().fetch(spec).await {
+                Ok(bytes) => {
+                    let mut resp = (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "image/jpeg")],
+                        Body::from(bytes),
+                    )
+                        .into_response();
+                    for (k, v) in headers {
+                        resp.headers_mut().insert(k, v);
+                    }
+                    resp
                 }
-                resp
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
             }
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
-        },
-        (None, hang) => {
-            log_request(&sim, &req, None);
-            tokio::time::sleep(Duration::from_secs(hang.unwrap_or(60))).await;
+        }
+        Handling::Hang(hang) => {
+            // Logged before the hang, so tests can see the request while it hangs.
+            let wait = hang.saturating_add(latency);
+            let ends_at_ms = wall_clock_ms().saturating_add(millis(wait));
+            log_request(&sim, &req, subject, (started_at_ms, ends_at_ms), None);
+            tokio::time::sleep(wait).await;
             return StatusCode::GATEWAY_TIMEOUT.into_response();
         }
     };
-    log_request(&sim, &req, Some(response.status().as_u16()));
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let status = response.status().as_u16();
+    log_request(
+        &sim,
+        &req,
+        subject,
+        (started_at_ms, wall_clock_ms()),
+        Some(status),
+    );
     response
 }
 
-fn log_request(sim: &Simulator, req: &MetaRequest, status: Option<u16>) {
+/// What the dispatcher does with a request once the outage dice have rolled.
+enum Handling {
+    Answer(Outcome),
+    /// A timeout outage: hang this long, then give up with a 504.
+    Hang(Duration),
+}
+
+/// Appends the record of `req`, spanning the wall-clock `(started, ended)` Unix milliseconds.
+fn log_request(
+    sim: &Simulator,
+    req: &MetaRequest,
+    subject: Subject,
+    (started_at_ms, ended_at_ms): (i64, i64),
+    status: Option<u16>,
+) {
     let mut st = sim.lock();
     let time = st.now();
     st.requests.push(RequestRecord {
@@ -339,5 +376,10 @@ fn log_request(sim: &Simulator, req: &MetaRequest, status: Option<u16>) {
         path: req.rest.clone(),
         query: redact(&req.raw_query),
         status,
+        account: subject.account,
+        token_family: subject.family.map(str::to_owned),
+        started_at_ms,
+        // The wall clock may step back; a span never runs backwards.
+        ended_at_ms: ended_at_ms.max(started_at_ms),
     });
 }
