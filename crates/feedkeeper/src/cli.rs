@@ -8,11 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use crate::app::{self, AppState, DemoAccount, DemoInfo};
+use crate::app;
 use crate::clock::Clock;
 use crate::config::{self, Config, Secret};
 use crate::crypto::NamedKey;
 use crate::db::Db;
+use crate::state::{AppState, DemoAccount, DemoInfo};
 use crate::telemetry;
 
 /// Keeps embedded Instagram feeds alive: refreshes tokens, notices revocations, serves images.
@@ -250,39 +251,32 @@ async fn connections_command(state: &AppState, command: ConnectionsCommand) -> a
                 Err(crate::db::DbError::NotFound) => anyhow::bail!("there is no connection {id}"),
                 Err(e) => return Err(e.into()),
             };
-            if c.token_sealed.is_none() {
-                anyhow::bail!(
+            use crate::connections::{Actor, CheckNow, check_now};
+            let updated = match check_now(state, id, Actor::Operator, &state.node).await? {
+                CheckNow::Checked(report) => match report.connection {
+                    Some(c) => c,
+                    None => anyhow::bail!("connection {id} was deleted meanwhile"),
+                },
+                CheckNow::NoToken => anyhow::bail!(
                     "connection {id} has no token (its data was deleted); it needs a reconnect"
-                );
-            }
-            let now = state.clock.now();
-            let pause = crate::db::meta_pauses::APP;
-            if let Some(until) = crate::db::meta_pauses::paused_until(&state.db, pause, now).await?
-            {
-                anyhow::bail!(
-                    "Meta throttles this app until {}; checking now would prolong it",
+                ),
+                CheckNow::Paused { until } => anyhow::bail!(
+                    "Meta asked feedkeeper to slow down for @{} until {}; checking now would \
+                     prolong it. The next check is automatic.",
+                    c.username,
                     crate::clock::format_utc(until)
-                );
-            }
-            let outcome = crate::connections::lifecycle::check(state, &c, now).await;
-            let updated = crate::connections::lifecycle::apply(
-                state,
-                &c,
-                outcome,
-                crate::connections::Actor::User,
-                now,
-            )
-            .await?;
-            if let Some(next) = state.policy().next_due(&updated, now, rand::random()) {
-                crate::db::jobs::schedule(
-                    &state.db,
-                    crate::connections::LIFECYCLE_JOB,
-                    &id.to_string(),
-                    next,
-                    now,
-                )
-                .await?;
-            }
+                ),
+                CheckNow::Cooldown { until } => anyhow::bail!(
+                    "@{} was checked moments ago; try again after {} (lifecycle.manual_check_cooldown_secs)",
+                    c.username,
+                    crate::clock::format_utc(until)
+                ),
+                CheckNow::Busy { node } => anyhow::bail!(
+                    "@{} is being checked right now{}; its result shows in `connections list` in a moment",
+                    c.username,
+                    node.map(|n| format!(" by {n}")).unwrap_or_default()
+                ),
+            };
             let r = summarize(state, &updated).await?;
             println!(
                 "@{}: {}{}",

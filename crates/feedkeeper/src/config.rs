@@ -28,7 +28,39 @@ pub struct Config {
     pub security: SecurityConfig,
     pub accounts: AccountsConfig,
     pub lifecycle: LifecycleConfig,
+    pub workers: WorkersConfig,
     pub log: LogConfig,
+}
+
+/// How this node runs background jobs (see `jobs::runner`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// This node's name in leases, logs and the status page; empty means the host name plus a
+    /// random suffix (so two processes on one host never share a name).
+    pub node_name: String,
+    /// A claimed job is this node's for this long, renewed while it runs; after a crash, another
+    /// node takes the job over once it runs out.
+    pub lease_secs: u64,
+    /// On shutdown, wait this long for running jobs before handing them back.
+    pub shutdown_grace_secs: u64,
+    /// Lifecycle checks in flight at once on this node.
+    pub lifecycle_concurrency: u64,
+    /// A job that fails (not a Meta error: a crash, a database error) this many times in a row
+    /// stops and waits for an operator (`feedkeeper jobs retry`).
+    pub max_attempts: u64,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            node_name: String::new(),
+            lease_secs: 60,
+            shutdown_grace_secs: 20,
+            lifecycle_concurrency: 8,
+            max_attempts: 10,
+        }
+    }
 }
 
 /// Who may create a dashboard account.
@@ -60,6 +92,11 @@ pub struct LifecycleConfig {
     pub deauthorized_grace_days: u64,
     /// How often a node looks for due work.
     pub worker_poll_secs: u64,
+    /// Probe connections that need a reconnect again this often: when Meta accepts the token
+    /// after all (a false alarm), the connection heals by itself.
+    pub reconnect_reprobe_hours: u64,
+    /// "Check now" (dashboard or CLI) runs at most once per connection in this many seconds.
+    pub manual_check_cooldown_secs: u64,
 }
 
 impl Default for LifecycleConfig {
@@ -73,6 +110,8 @@ impl Default for LifecycleConfig {
             data_access_warning_days: 14,
             deauthorized_grace_days: 30,
             worker_poll_secs: 15,
+            reconnect_reprobe_hours: 12,
+            manual_check_cooldown_secs: 60,
         }
     }
 }
@@ -379,6 +418,28 @@ impl Config {
                 0..=365,
             ),
             ("lifecycle.worker_poll_secs", l.worker_poll_secs, 1..=3600),
+            (
+                "lifecycle.reconnect_reprobe_hours",
+                l.reconnect_reprobe_hours,
+                1..=24 * 30,
+            ),
+            (
+                "lifecycle.manual_check_cooldown_secs",
+                l.manual_check_cooldown_secs,
+                0..=3600,
+            ),
+            ("workers.lease_secs", self.workers.lease_secs, 1..=3600),
+            (
+                "workers.shutdown_grace_secs",
+                self.workers.shutdown_grace_secs,
+                0..=600,
+            ),
+            (
+                "workers.lifecycle_concurrency",
+                self.workers.lifecycle_concurrency,
+                1..=256,
+            ),
+            ("workers.max_attempts", self.workers.max_attempts, 1..=1000),
         ] {
             if !range.contains(&value) {
                 return Err(invalid(
@@ -390,6 +451,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        let name = &self.workers.node_name;
+        if name.len() > 100 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(invalid(
+                "workers.node_name",
+                "must be at most 100 characters, without spaces",
+            ));
         }
         let keys = self.security.keys()?;
         let mut ids = std::collections::HashSet::new();

@@ -3,11 +3,13 @@
 //! A map of the modules:
 //! - [`cli`]: the `feedkeeper` command (serve, demo, migrate, print-config, simulate-meta).
 //! - [`config`]: defaults -> TOML -> environment, validated once.
-//! - [`app`]: shared state, router, graceful shutdown; [`http`]: the routes, per audience.
+//! - [`state`]: what every part shares (config, db, Meta client, cipher, clock);
+//!   [`app`]: the router with its edge layers, the workers, graceful shutdown;
+//!   [`http`]: the routes, per audience.
 //! - [`db`]: SQLite or PostgreSQL behind one set of queries; [`db::jobs`] is the lease queue
 //!   every background worker claims from.
 //! - [`connections`]: connecting accounts, and their lifecycle (refresh, probe, status,
-//!   incidents, audit); [`jobs`]: the background workers that drive it.
+//!   incidents, audit); [`jobs`]: the one job runner and the workers plugged into it.
 //! - [`meta`]: the Meta client, with every failure classified into an action.
 //! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation).
 //! - [`clock`]: the only source of "now"; [`error`]: the only place that knows HTTP statuses.
@@ -21,8 +23,10 @@ pub mod connections;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod failpoint;
 pub mod http;
 pub mod ids;
 pub mod jobs;
 pub mod meta;
+pub mod state;
 pub mod telemetry;

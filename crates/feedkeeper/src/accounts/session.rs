@@ -12,11 +12,11 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use sha2::{Digest as _, Sha256};
 
 use super::csrf;
-use crate::app::AppState;
 use crate::config::Config;
 use crate::db::sessions::{self, NewSession, SessionId};
 use crate::error::AppError;
 use crate::ids::UserId;
+use crate::state::AppState;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "fk_session";

@@ -3,14 +3,25 @@
 //!
 //! Reconnect-needed reasons move the connection to `needs_reconnect` at once; transient trouble
 //! makes it `degraded`, and a later success returns it to `active`. A token past its expiry is
-//! treated as dead without calling Meta, and never refreshed.
+//! treated as dead without calling Meta, and never refreshed. A configuration mistake (a wrong
+//! app secret) is an operator problem and leaves the connection as it was.
+//!
+//! Every write is one transaction, fenced: it happens only if the row is still the version the
+//! checker read (and, for a worker, while it still holds the job's lease). A probe of an old
+//! token racing a reconnect, or a node whose lease ran out, changes nothing.
 
 use super::policy::{Check, IncidentDecision};
 use super::{Actor, open_token, token_context};
-use crate::app::AppState;
-use crate::db::connections::{self, Connection, Health, LoginKind, Status};
-use crate::db::{DbError, audit, incidents};
+use crate::db::connections::{
+    self, CheckResult, Connection, Health, LoginKind, RenewedToken, Status,
+};
+use crate::db::jobs::{self, Lease};
+use crate::db::{DbError, Tx, audit, incidents, meta_pauses, operator_problems};
+use crate::failpoint;
+use crate::ids::ConnectionId;
+use crate::jobs::runner::wall_ms;
 use crate::meta::{Action, ExpiringToken, MetaError, ReconnectReason};
+use crate::state::AppState;
 
 /// What Meta said about the token.
 #[derive(Debug)]
@@ -75,46 +86,120 @@ pub async fn check(state: &AppState, c: &Connection, now: i64) -> Outcome {
     }
 }
 
-/// Applies an outcome: stores a renewed token, moves the status, writes the audit log, and opens,
-/// escalates or closes the incident. Returns the connection as it now is.
+/// How a check's writes are fenced.
+#[derive(Clone, Copy, Debug)]
+pub enum Fence<'a> {
+    /// A worker (or "check now") holding the job's lease: the lease must still be held, and the
+    /// row unchanged since it was read.
+    Lease(&'a Lease),
+    /// No lease (Meta's callbacks): the row must be unchanged since it was read.
+    Version,
+}
+
+/// What became of an outcome.
+#[derive(Debug)]
+pub enum Applied {
+    /// Stored; the connection as it now is.
+    Stored(Connection),
+    /// Not stored: the row changed since it was read (or the lease was lost). The connection as
+    /// it now is.
+    Stale(Connection),
+}
+
+impl Applied {
+    pub fn connection(&self) -> &Connection {
+        match self {
+            Applied::Stored(c) | Applied::Stale(c) => c,
+        }
+    }
+    pub fn into_connection(self) -> Connection {
+        match self {
+            Applied::Stored(c) | Applied::Stale(c) => c,
+        }
+    }
+}
+
+/// Applies an outcome in one transaction: stores a renewed token, moves the status, writes the
+/// audit log, and opens, escalates or closes the incident, if the fence holds. Times are read
+/// when the write happens.
 pub async fn apply(
     state: &AppState,
     c: &Connection,
     outcome: Outcome,
     actor: Actor,
-    now: i64,
-) -> Result<Connection, DbError> {
-    let db = &state.db;
+    fence: Fence<'_>,
+) -> Result<Applied, DbError> {
+    let mut tx = state.db.begin().await?;
+    if let Fence::Lease(lease) = fence
+        && !jobs::is_held(&mut tx, lease).await?
+    {
+        drop(tx);
+        tracing::warn!(connection = %c.id, "check result discarded: the job's lease was lost");
+        return Ok(Applied::Stale(connections::get(&state.db, c.id).await?));
+    }
+    match apply_in(&mut tx, state, c, &outcome, actor).await? {
+        Some(updated) => {
+            tx.commit().await?;
+            Ok(Applied::Stored(updated))
+        }
+        None => {
+            drop(tx);
+            tracing::warn!(
+                connection = %c.id,
+                "check result discarded: the connection changed while it was checked (a reconnect?)"
+            );
+            Ok(Applied::Stale(connections::get(&state.db, c.id).await?))
+        }
+    }
+}
+
+/// The writes of [`apply`] inside the caller's transaction. `None` when the row is no longer the
+/// version `c` was read at (nothing was written then).
+pub async fn apply_in(
+    tx: &mut Tx,
+    state: &AppState,
+    c: &Connection,
+    outcome: &Outcome,
+    actor: Actor,
+) -> Result<Option<Connection>, DbError> {
+    let now = state.clock.now();
+    if let Outcome::Failed(error) = outcome
+        && let Action::Operator { problem } = error.action
+    {
+        // Not the account holder's doing: the connection keeps its status; one problem for the
+        // operator instead, whatever number of connections run into it.
+        let family = c.login_kind().as_str();
+        operator_problems::record(
+            &mut *tx,
+            family,
+            problem,
+            &error.to_string(),
+            error.code(),
+            now,
+        )
+        .await?;
+        return Ok(Some(c.clone()));
+    }
     let before = Health::of(c);
     let mut after = before.clone();
-    match &outcome {
+    let mut sealed = None;
+    let mut alive = false;
+    let mut data_access = None;
+    match outcome {
         Outcome::Alive {
             refreshed,
             data_access_expires_at,
         } => {
             if let Some(token) = refreshed {
-                let sealed = state
-                    .cipher
-                    .seal(token.access_token.expose(), &token_context(c.id));
-                connections::store_token(db, c.id, &sealed, now, token.expires_at, now).await?;
-                let until = token
-                    .expires_at
-                    .map_or("an unknown date".to_owned(), crate::clock::format_utc);
-                audit::record(
-                    db,
-                    c.id,
-                    now,
-                    &audit::NewEntry {
-                        event: "refreshed",
-                        detail: Some(&format!("token renewed, valid until {until}")),
-                        actor: actor.as_str(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
+                sealed = Some((
+                    state
+                        .cipher
+                        .seal(token.access_token.expose(), &token_context(c.id)),
+                    token.expires_at,
+                ));
             }
-            connections::mark_checked(db, c.id, refreshed.is_some(), *data_access_expires_at, now)
-                .await?;
+            alive = true;
+            data_access = *data_access_expires_at;
             after.status = Status::Active;
             after.reason = None;
             after.degraded_since = None;
@@ -140,7 +225,11 @@ pub async fn apply(
                     after.reason = Some(reason.as_str().to_owned());
                     after.backoff_until = None;
                 }
-                Action::BackOff { .. } | Action::Retry | Action::Gone | Action::Bug => {
+                Action::BackOff { .. }
+                | Action::Retry
+                | Action::Gone
+                | Action::Bug
+                | Action::Operator { .. } => {
                     if after.status != Status::NeedsReconnect {
                         after.status = Status::Degraded;
                     }
@@ -156,15 +245,55 @@ pub async fn apply(
             }
         }
     }
-    if after.status != before.status || after.reason != before.reason {
+    let status_changed = after.status != before.status || after.reason != before.reason;
+    if status_changed {
         after.status_changed_at = now;
-        let (code, subcode, detail) = match &outcome {
+    }
+    let result = CheckResult {
+        health: &after,
+        renewed: sealed.as_ref().map(|(sealed, expires_at)| RenewedToken {
+            sealed,
+            issued_at: now,
+            expires_at: *expires_at,
+        }),
+        alive,
+        data_access_expires_at: data_access,
+    };
+    if !connections::store_check_result(&mut *tx, c.id, c.version, &result, now).await? {
+        return Ok(None);
+    }
+    if let Some((_, expires_at)) = &sealed {
+        let until = expires_at.map_or("an unknown date".to_owned(), crate::clock::format_utc);
+        audit::record(
+            &mut *tx,
+            c.id,
+            now,
+            &audit::NewEntry {
+                event: "refreshed",
+                detail: Some(&format!("token renewed, valid until {until}")),
+                actor: actor.as_str(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if alive {
+        operator_problems::resolve_family(&mut *tx, c.login_kind().as_str(), now).await?;
+        if c.deauthorized_at.is_some() {
+            // Meta said the app was removed, yet the token works: the removal did not hold (or
+            // was undone), so its pending data deletion is off.
+            connections::clear_deauthorization(&mut *tx, c.id, now).await?;
+            jobs::cancel(&mut *tx, super::PURGE_JOB, &c.id.to_string()).await?;
+        }
+    }
+    if status_changed {
+        let (code, subcode, detail) = match outcome {
             Outcome::Failed(e) => (e.code(), e.subcode(), Some(e.to_string())),
             Outcome::ExpiredLocally => (None, None, after.last_error.clone()),
             Outcome::Alive { .. } => (None, None, Some("Meta accepts the token again".to_owned())),
         };
         audit::record(
-            db,
+            &mut *tx,
             c.id,
             now,
             &audit::NewEntry {
@@ -187,16 +316,14 @@ pub async fn apply(
             "connection status changed"
         );
     }
-    if after != before {
-        connections::store_health(db, c.id, &after, now).await?;
-    }
-    let updated = connections::get(db, c.id).await?;
-    apply_incident_decision(state, &updated, now).await?;
-    Ok(updated)
+    let updated = connections::get(&mut *tx, c.id).await?;
+    apply_incident_decision(tx, state, &updated, now).await?;
+    Ok(Some(updated))
 }
 
 /// Opens, escalates, keeps or closes the connection's incident per the policy.
 pub async fn apply_incident_decision(
+    tx: &mut Tx,
     state: &AppState,
     c: &Connection,
     now: i64,
@@ -204,17 +331,99 @@ pub async fn apply_incident_decision(
     match state.policy().incident_for(c, now) {
         IncidentDecision::Open { kind, reason } => {
             let (incident, created) =
-                incidents::open_or_update(&state.db, c.id, kind, reason.as_deref(), now).await?;
+                incidents::open_or_update(&mut *tx, c.id, kind, reason.as_deref(), now).await?;
             if created {
                 tracing::warn!(connection = %c.id, incident = %incident.id, kind, "incident opened");
             }
         }
         IncidentDecision::Close => {
-            if let Some(closed) = incidents::close(&state.db, c.id, now).await? {
+            if let Some(closed) = incidents::close(&mut *tx, c.id, now).await? {
                 tracing::info!(connection = %c.id, incident = %closed.id, "incident resolved");
             }
         }
         IncidentDecision::Keep => {}
     }
     Ok(())
+}
+
+/// What one check did, for the worker, the dashboard and the CLI.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The connection as it now is (`None`: it no longer exists).
+    pub connection: Option<Connection>,
+    /// The token was renewed.
+    pub renewed: bool,
+    /// The result was not stored: the connection changed meanwhile, or the lease was lost.
+    pub stale: bool,
+    /// When the next check is due (`None`: nothing left to check).
+    pub next_due: Option<i64>,
+}
+
+/// One lifecycle check of one connection under a job's lease: ask Meta what the policy says,
+/// then apply the answer, fenced. The same function serves the worker, the dashboard's "check
+/// now" and the CLI, so the three never drift.
+pub async fn check_and_apply(
+    state: &AppState,
+    id: ConnectionId,
+    lease: &Lease,
+    lease_ms: i64,
+    actor: Actor,
+) -> Result<CheckReport, DbError> {
+    let gone = CheckReport {
+        connection: None,
+        renewed: false,
+        stale: false,
+        next_due: None,
+    };
+    let c = match connections::get(&state.db, id).await {
+        Ok(c) => c,
+        Err(DbError::NotFound) => return Ok(gone),
+        Err(e) => return Err(e),
+    };
+    if c.token_sealed.is_none() {
+        // Its data was deleted: nothing to check until a new login.
+        return Ok(CheckReport {
+            connection: Some(c),
+            ..gone
+        });
+    }
+    // Make sure the job is still ours (and will stay ours for a full lease) before calling Meta:
+    // a refresh is not something two nodes should both do.
+    if !jobs::hold(&state.db, lease, wall_ms(), lease_ms).await? {
+        tracing::warn!(connection = %id, "check skipped: the job's lease was lost");
+        return Ok(CheckReport {
+            connection: Some(c),
+            stale: true,
+            ..gone
+        });
+    }
+    let outcome = check(state, &c, state.clock.now()).await;
+    failpoint::hit(failpoint::AFTER_META_ANSWER, &id.to_string()).await;
+    let renewed = matches!(
+        outcome,
+        Outcome::Alive {
+            refreshed: Some(_),
+            ..
+        }
+    );
+    if let Outcome::Failed(error) = &outcome
+        && error.code() == Some(4)
+        && let Action::BackOff { until } = error.action
+    {
+        let now = state.clock.now();
+        meta_pauses::pause(&state.db, meta_pauses::APP, until, &error.message(), now).await?;
+        tracing::warn!(until, "Meta throttles the whole app; pausing every check");
+    }
+    let applied = apply(state, &c, outcome, actor, Fence::Lease(lease)).await?;
+    let stale = matches!(applied, Applied::Stale(_));
+    let current = applied.into_connection();
+    let next_due = state
+        .policy()
+        .next_due(&current, state.clock.now(), rand::random());
+    Ok(CheckReport {
+        renewed: renewed && !stale,
+        stale,
+        next_due,
+        connection: Some(current),
+    })
 }

@@ -8,11 +8,12 @@
 pub mod lifecycle;
 pub mod policy;
 
-use crate::app::AppState;
 use crate::db::connections::{self, Connection, LoginKind, LoginResult, Status};
-use crate::db::{DbError, audit, incidents, jobs};
+use crate::db::{DbError, audit, incidents, jobs, meta_pauses};
 use crate::ids::{ConnectionId, UserId};
+use crate::jobs::runner::wall_ms;
 use crate::meta::{AccessToken, ExpiringToken, FacebookPage, MetaError};
+use crate::state::AppState;
 
 /// Why a login could not become a connection.
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +132,10 @@ pub async fn connect_facebook_page(
     Ok(connect(state, &login, &page.access_token, actor).await?)
 }
 
-/// The job kind of a connection's lifecycle checks.
+/// The job kind of a connection's lifecycle checks (subject: the connection id).
 pub const LIFECYCLE_JOB: &str = "lifecycle";
+/// The job kind that deletes a deauthorized connection's data after the grace period.
+pub const PURGE_JOB: &str = "purge";
 
 /// Associated data binding a sealed token to its connection row.
 fn token_context(id: ConnectionId) -> String {
@@ -165,6 +168,8 @@ pub enum Actor {
     User,
     Client,
     Meta,
+    /// Someone at the server's command line.
+    Operator,
 }
 
 impl Actor {
@@ -174,26 +179,29 @@ impl Actor {
             Actor::User => "user",
             Actor::Client => "client",
             Actor::Meta => "meta",
+            Actor::Operator => "operator",
         }
     }
 }
 
-/// Stores the account a login produced: creates the connection or updates the owner's existing
-/// one for the same Instagram account (same id, so widgets keep working), seals the token, marks
-/// it active, closes any incident, and schedules its lifecycle checks.
+/// Stores the account a login produced, in one transaction: creates the connection or updates
+/// the owner's existing one for the same Instagram account (same id, so widgets keep working),
+/// seals the token, marks it active, closes any incident, forgets a pending purge, and schedules
+/// its lifecycle checks. The version bump makes any check of the old token that is still in
+/// flight discard its result.
 pub async fn connect(
     state: &AppState,
     login: &LoginResult,
     token: &AccessToken,
     actor: Actor,
 ) -> Result<Connection, DbError> {
+    let mut tx = state.db.begin().await?;
     let now = state.clock.now();
-    let existing =
-        connections::find_by_ig_user(&state.db, login.owner_id, &login.ig_user_id).await?;
-    let stored = connections::upsert_from_login(&state.db, login, now).await?;
+    let existing = connections::find_by_ig_user(&mut tx, login.owner_id, &login.ig_user_id).await?;
+    let stored = connections::upsert_from_login(&mut tx, login, now).await?;
     let sealed = state.cipher.seal(token.expose(), &token_context(stored.id));
     connections::store_token(
-        &state.db,
+        &mut tx,
         stored.id,
         &sealed,
         login.token_issued_at,
@@ -215,19 +223,14 @@ pub async fn connect(
         backoff_until: None,
         ..connections::Health::of(&stored)
     };
-    connections::store_health(&state.db, stored.id, &health, now).await?;
+    connections::store_health(&mut tx, stored.id, &health, now).await?;
     // The login itself just proved the token works.
-    connections::mark_checked(
-        &state.db,
-        stored.id,
-        false,
-        login.data_access_expires_at,
-        now,
-    )
-    .await?;
+    connections::mark_checked(&mut tx, stored.id, false, login.data_access_expires_at, now).await?;
+    let subject = stored.id.to_string();
     if existing.is_some() {
         // A reconnect after app removal keeps the data: forget the pending purge.
-        connections::clear_deauthorization(&state.db, stored.id, now).await?;
+        connections::clear_deauthorization(&mut tx, stored.id, now).await?;
+        jobs::cancel(&mut tx, PURGE_JOB, &subject).await?;
     }
     let detail = format!(
         "@{} via {}",
@@ -238,7 +241,7 @@ pub async fn connect(
         }
     );
     audit::record(
-        &state.db,
+        &mut tx,
         stored.id,
         now,
         &audit::NewEntry {
@@ -255,38 +258,180 @@ pub async fn connect(
         },
     )
     .await?;
-    if let Some(closed) = incidents::close(&state.db, stored.id, now).await? {
+    if let Some(closed) = incidents::close(&mut tx, stored.id, now).await? {
         tracing::info!(connection = %stored.id, incident = %closed.id, "incident resolved by reconnect");
     }
-    let connected = connections::get(&state.db, stored.id).await?;
+    let connected = connections::get(&mut tx, stored.id).await?;
     let first_check = state
         .policy()
         .next_due(&connected, now, rand::random())
         .unwrap_or(now);
-    jobs::schedule(
-        &state.db,
-        LIFECYCLE_JOB,
-        &stored.id.to_string(),
-        first_check,
-        now,
-    )
-    .await?;
+    jobs::schedule(&mut tx, LIFECYCLE_JOB, &subject, first_check, now).await?;
+    tx.commit().await?;
     Ok(connected)
 }
 
-/// Removes a connection and everything stored about it.
+/// Removes a connection and everything stored about it, its jobs included, in one transaction.
 pub async fn disconnect(state: &AppState, id: ConnectionId) -> Result<bool, DbError> {
-    jobs::cancel_for_subject(&state.db, &id.to_string()).await?;
-    connections::delete(&state.db, id).await
+    let mut tx = state.db.begin().await?;
+    jobs::cancel_for_subject(&mut tx, &id.to_string()).await?;
+    let deleted = connections::delete(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(deleted)
 }
 
-/// Makes the connection's next check due now ("Refresh now" in the dashboard, or the CLI).
-pub async fn check_soon(state: &AppState, c: &Connection, actor: Actor) -> Result<(), DbError> {
+/// Meta told us the person removed the app: the connection needs a reconnect at once (with an
+/// incident), and its data is deleted after the grace period unless they reconnect. One
+/// transaction; retried on a concurrent change, since Meta's word overrides any check in flight.
+pub async fn deauthorize(state: &AppState, id: ConnectionId) -> Result<(), DbError> {
+    for _ in 0..5 {
+        let c = connections::get(&state.db, id).await?;
+        let now = state.clock.now();
+        let removal = MetaError::reported(
+            "meta deauthorize callback",
+            190,
+            Some(458),
+            "The account holder removed the app from their account (Meta deauthorize callback).",
+            now,
+        );
+        let mut tx = state.db.begin().await?;
+        let outcome = lifecycle::Outcome::Failed(removal);
+        if lifecycle::apply_in(&mut tx, state, &c, &outcome, Actor::Meta)
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        connections::mark_deauthorized(&mut tx, id, now).await?;
+        let purge_at = now + state.policy().deauthorized_grace;
+        jobs::schedule(&mut tx, PURGE_JOB, &id.to_string(), purge_at, now).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    Err(DbError::Conflict(
+        "the connection kept changing while the app removal was stored".into(),
+    ))
+}
+
+/// Deletes a deauthorized connection's data once the grace period has passed, under the purge
+/// job's lease. Returns when to look again (`None`: done, or nothing to do any more).
+pub async fn purge_if_due(
+    state: &AppState,
+    id: ConnectionId,
+    lease: &jobs::Lease,
+) -> Result<Option<i64>, DbError> {
+    let mut tx = state.db.begin().await?;
+    if !jobs::is_held(&mut tx, lease).await? {
+        return Ok(None);
+    }
+    let c = match connections::get(&mut tx, id).await {
+        Ok(c) => c,
+        Err(DbError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (Some(deauthorized_at), None) = (c.deauthorized_at, c.data_purged_at) else {
+        // Reconnected since, or already purged.
+        return Ok(None);
+    };
     let now = state.clock.now();
-    jobs::schedule(&state.db, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
+    let due = deauthorized_at + state.policy().deauthorized_grace;
+    if now < due {
+        return Ok(Some(due));
+    }
+    connections::purge_data(&mut tx, id, now).await?;
+    jobs::cancel(&mut tx, LIFECYCLE_JOB, &id.to_string()).await?;
+    audit::record(
+        &mut tx,
+        id,
+        now,
+        &audit::NewEntry {
+            event: "data_purged",
+            detail: Some("the app was removed on Instagram and the grace period ended"),
+            actor: Actor::Worker.as_str(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(connection = %id, "deauthorized connection's data deleted");
+    Ok(None)
+}
+
+/// What "check now" did.
+#[derive(Debug)]
+pub enum CheckNow {
+    /// Checked; what it found.
+    Checked(Box<lifecycle::CheckReport>),
+    /// The connection holds no token (its data was deleted): only a reconnect helps.
+    NoToken,
+    /// Meta asked us to slow down (for this account or the whole app) until then.
+    Paused { until: i64 },
+    /// Checked moments ago; the next manual check is possible at `until`.
+    Cooldown { until: i64 },
+    /// A check of this connection is running right now (on `node`).
+    Busy { node: Option<String> },
+}
+
+/// "Check now" for the dashboard and the CLI: the same check the worker makes, through the same
+/// queue: it takes the job's lease (so it never runs beside the worker's check), honours Meta's
+/// back-offs and the app-wide pause, and runs at most once per cooldown per connection (so a
+/// loop cannot spend the app's shared Meta budget).
+pub async fn check_now(
+    state: &AppState,
+    id: ConnectionId,
+    actor: Actor,
+    node: &str,
+) -> Result<CheckNow, DbError> {
+    let c = connections::get(&state.db, id).await?;
+    if c.token_sealed.is_none() {
+        return Ok(CheckNow::NoToken);
+    }
+    let now = state.clock.now();
+    let app_pause = meta_pauses::paused_until(&state.db, meta_pauses::APP, now).await?;
+    if let Some(until) = c.backoff_until.filter(|&until| until > now).max(app_pause) {
+        return Ok(CheckNow::Paused { until });
+    }
+    let subject = id.to_string();
+    let lease_ms = (state.config.workers.lease_secs as i64).saturating_mul(1000);
+    let mut claimed = jobs::claim_one(
+        &state.db,
+        LIFECYCLE_JOB,
+        &subject,
+        node,
+        wall_ms(),
+        lease_ms,
+    )
+    .await?;
+    if claimed.is_none() && jobs::get(&state.db, LIFECYCLE_JOB, &subject).await.is_err() {
+        // No job (a connection from before jobs were kept for every token): make one.
+        jobs::schedule(&state.db, LIFECYCLE_JOB, &subject, now, now).await?;
+        claimed = jobs::claim_one(
+            &state.db,
+            LIFECYCLE_JOB,
+            &subject,
+            node,
+            wall_ms(),
+            lease_ms,
+        )
+        .await?;
+    }
+    let Some(lease) = claimed.and_then(|job| job.lease()) else {
+        let node = jobs::get(&state.db, LIFECYCLE_JOB, &subject)
+            .await
+            .ok()
+            .and_then(|j| j.lease_owner);
+        return Ok(CheckNow::Busy { node });
+    };
+    let cooldown = state.policy().manual_check_cooldown;
+    if let Some(last) = connections::take_manual_check(&state.db, id, now, cooldown).await? {
+        jobs::release(&state.db, &lease).await?;
+        return Ok(CheckNow::Cooldown {
+            until: last + cooldown,
+        });
+    }
     audit::record(
         &state.db,
-        c.id,
+        id,
         now,
         &audit::NewEntry {
             event: "check_requested",
@@ -294,5 +439,17 @@ pub async fn check_soon(state: &AppState, c: &Connection, actor: Actor) -> Resul
             ..Default::default()
         },
     )
-    .await
+    .await?;
+    let report = match lifecycle::check_and_apply(state, id, &lease, lease_ms, actor).await {
+        Ok(report) => report,
+        Err(e) => {
+            // Give the job back as it was; the worker will get to it.
+            let _ = jobs::release(&state.db, &lease).await;
+            return Err(e);
+        }
+    };
+    if !jobs::finish(&state.db, &lease, report.next_due).await? {
+        tracing::warn!(connection = %id, "check now: the job's lease was lost before it finished");
+    }
+    Ok(CheckNow::Checked(Box::new(report)))
 }

@@ -22,6 +22,8 @@ pub struct Policy {
     pub expiry_warning: i64,
     pub data_access_warning: i64,
     pub deauthorized_grace: i64,
+    pub reconnect_reprobe: i64,
+    pub manual_check_cooldown: i64,
 }
 
 impl From<&LifecycleConfig> for Policy {
@@ -35,6 +37,8 @@ impl From<&LifecycleConfig> for Policy {
             expiry_warning: secs(c.expiry_warning_days, 86_400),
             data_access_warning: secs(c.data_access_warning_days, 86_400),
             deauthorized_grace: secs(c.deauthorized_grace_days, 86_400),
+            reconnect_reprobe: secs(c.reconnect_reprobe_hours, 3600),
+            manual_check_cooldown: secs(c.manual_check_cooldown_secs, 1),
         }
     }
 }
@@ -91,13 +95,20 @@ impl Policy {
         if c.login_kind() == LoginKind::Instagram && c.token_expires_at.is_some_and(|e| now >= e) {
             return Check::ExpiredLocally;
         }
+        // A token Meta refused is only asked whether it works after all; renewing it could not
+        // succeed, and would look like an attack to Meta if it did.
+        if c.status() == Status::NeedsReconnect {
+            return Check::Probe;
+        }
         match self.refresh_due_at(c) {
             Some(due) if now >= due && self.can_refresh(c, now) => Check::Refresh,
             _ => Check::Probe,
         }
     }
 
-    /// When the next pass for this connection is due; `None` when only a person can help.
+    /// When the next pass for this connection is due; `None` when only a new login can help (the
+    /// token has expired). A connection that needs a reconnect is probed again on a slow
+    /// schedule, so a false alarm heals by itself.
     /// `roll` in `[0, 1)` spreads probes (earlier, never later) so connections do not align.
     pub fn next_due(&self, c: &Connection, now: i64, roll: f64) -> Option<i64> {
         let jitter = |interval: i64| {
@@ -105,7 +116,11 @@ impl Policy {
             (spread * roll.clamp(0.0, 1.0)) as i64
         };
         match c.status() {
-            Status::NeedsReconnect => None,
+            Status::NeedsReconnect => {
+                let expired = c.token_sealed.is_none()
+                    || c.token_expires_at.is_some_and(|e| e > 0 && now >= e);
+                (!expired).then(|| now + self.reconnect_reprobe - jitter(self.reconnect_reprobe))
+            }
             Status::Degraded => {
                 let failures = c.consecutive_failures.clamp(1, 20) as u32;
                 let delay = FIRST_RETRY_DELAY
@@ -270,9 +285,19 @@ mod tests {
     }
 
     #[test]
-    fn only_a_person_can_help_a_connection_that_needs_reconnecting() {
-        let c = Connection::example(LoginKind::Instagram, Status::NeedsReconnect);
-        assert_eq!(policy().next_due(&c, 0, 0.5), None);
+    fn a_connection_that_needs_reconnecting_is_probed_again_slowly_and_never_refreshed() {
+        let p = policy();
+        let mut c = instagram(0, Some(60 * DAY));
+        c.set_status(Status::NeedsReconnect);
+        let next = p.next_due(&c, 10 * DAY, 0.0).unwrap();
+        assert_eq!(next, 10 * DAY + 12 * HOUR);
+        // Even when a refresh would be due, a refused token is only probed.
+        assert_eq!(p.check_for(&c, 10 * DAY), Check::Probe);
+        // Once its expiry has passed, or its data is gone, only a new login helps.
+        assert_eq!(p.next_due(&c, 60 * DAY, 0.0), None);
+        c.token_expires_at = Some(90 * DAY);
+        c.token_sealed = None;
+        assert_eq!(p.next_due(&c, 10 * DAY, 0.0), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::ids::ConnectionId;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -39,7 +39,7 @@ pub struct NewEntry<'a> {
 }
 
 pub async fn record(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     connection: ConnectionId,
     at: i64,
     e: &NewEntry<'_>,
@@ -65,7 +65,7 @@ pub async fn record(
 
 /// The newest `limit` entries of a connection, newest first.
 pub async fn list(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     connection: ConnectionId,
     limit: i64,
 ) -> Result<Vec<AuditEntry>, DbError> {

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
 use crate::ids::{ConnectionId, UserId};
 
@@ -27,11 +27,18 @@ impl LoginKind {
             LoginKind::Facebook => "facebook",
         }
     }
-    fn parse(s: &str) -> LoginKind {
-        if s == "facebook" {
-            LoginKind::Facebook
-        } else {
-            LoginKind::Instagram
+}
+
+impl TryFrom<String> for LoginKind {
+    type Error = String;
+    /// A stored value we do not know fails the row's load (never silently becomes another kind).
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "instagram" => Ok(LoginKind::Instagram),
+            "facebook" => Ok(LoginKind::Facebook),
+            _ => Err(format!(
+                "unknown login kind {s:?} in connections.login_kind"
+            )),
         }
     }
 }
@@ -55,12 +62,22 @@ impl Status {
             Status::NeedsReconnect => "needs_reconnect",
         }
     }
-    pub fn parse(s: &str) -> Status {
+    pub fn parse(s: &str) -> Option<Status> {
         match s {
-            "degraded" => Status::Degraded,
-            "needs_reconnect" => Status::NeedsReconnect,
-            _ => Status::Active,
+            "active" => Some(Status::Active),
+            "degraded" => Some(Status::Degraded),
+            "needs_reconnect" => Some(Status::NeedsReconnect),
+            _ => None,
         }
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+    /// A stored status we do not know fails the row's load: taking it for `active` would hide a
+    /// broken connection.
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Status::parse(&s).ok_or_else(|| format!("unknown status {s:?} in connections.status"))
     }
 }
 
@@ -76,14 +93,16 @@ pub struct Connection {
     pub display_name: Option<String>,
     pub account_type: Option<String>,
     pub profile_picture_url: Option<String>,
-    login_kind: String,
+    #[sqlx(try_from = "String")]
+    login_kind: LoginKind,
     pub fb_page_id: Option<String>,
     pub fb_page_name: Option<String>,
     pub token_sealed: Option<String>,
     pub token_issued_at: Option<i64>,
     pub token_expires_at: Option<i64>,
     pub data_access_expires_at: Option<i64>,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: Status,
     pub reason: Option<String>,
     pub status_changed_at: i64,
     pub degraded_since: Option<i64>,
@@ -100,14 +119,16 @@ pub struct Connection {
     pub data_purged_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Bumped by every write about the connection's token or health; fenced writes compare it.
+    pub version: i64,
 }
 
 impl Connection {
     pub fn login_kind(&self) -> LoginKind {
-        LoginKind::parse(&self.login_kind)
+        self.login_kind
     }
     pub fn status(&self) -> Status {
-        Status::parse(&self.status)
+        self.status
     }
     /// What Meta's `signed_request` callbacks may call this person.
     pub fn meta_user_ids(&self) -> impl Iterator<Item = &str> {
@@ -127,7 +148,7 @@ const COLUMNS: &str = "id, owner_id, ig_user_id, app_scoped_id, fb_user_id, user
     token_issued_at, token_expires_at, data_access_expires_at, status, reason, status_changed_at,
     degraded_since, consecutive_failures, backoff_until, last_refresh_at, last_check_at,
     last_sync_at, last_error, last_error_code, last_error_subcode, last_error_at, deauthorized_at,
-    data_purged_at, created_at, updated_at";
+    data_purged_at, created_at, updated_at, version";
 
 /// What a completed login gives us about the account.
 #[derive(Clone, Debug)]
@@ -150,7 +171,7 @@ pub struct LoginResult {
 
 /// Finds the owner's connection for an Instagram account, if any.
 pub async fn find_by_ig_user(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     owner: UserId,
     ig_user_id: &str,
 ) -> Result<Option<Connection>, DbError> {
@@ -164,7 +185,7 @@ pub async fn find_by_ig_user(
 /// in place (same id, so widgets keep working). The token is sealed by the caller for the id it
 /// gets back, so it is stored in a second step ([`store_token`]).
 pub async fn upsert_from_login(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     login: &LoginResult,
     now: UnixSeconds,
 ) -> Result<Connection, DbError> {
@@ -183,7 +204,7 @@ pub async fn upsert_from_login(
             fb_page_name = excluded.fb_page_name, token_issued_at = excluded.token_issued_at,
             token_expires_at = excluded.token_expires_at,
             data_access_expires_at = excluded.data_access_expires_at,
-            updated_at = excluded.updated_at
+            updated_at = excluded.updated_at, version = connections.version + 1
          RETURNING {COLUMNS}"
     );
     Ok(on_pool!(db, pool => sqlx::query_as(&sql)
@@ -208,7 +229,7 @@ pub async fn upsert_from_login(
 
 /// Stores a freshly sealed token with its times.
 pub async fn store_token(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     id: ConnectionId,
     sealed: &str,
     issued_at: UnixSeconds,
@@ -222,34 +243,41 @@ pub async fn store_token(
 }
 
 /// Any connection by id (workers, callbacks). Dashboard code uses [`get_owned`].
-pub async fn get(db: &Db, id: ConnectionId) -> Result<Connection, DbError> {
+pub async fn get(db: impl Into<Ex<'_>>, id: ConnectionId) -> Result<Connection, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)?)
 }
 
 /// The connection if `owner` owns it; `NotFound` otherwise (the same answer as a missing one, so
 /// ids of other tenants reveal nothing).
-pub async fn get_owned(db: &Db, owner: UserId, id: ConnectionId) -> Result<Connection, DbError> {
+pub async fn get_owned(
+    db: impl Into<Ex<'_>>,
+    owner: UserId,
+    id: ConnectionId,
+) -> Result<Connection, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1 AND owner_id = $2");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).bind(owner).fetch_one(pool).await)?)
 }
 
 /// The owner's connections, by username.
-pub async fn list_owned(db: &Db, owner: UserId) -> Result<Vec<Connection>, DbError> {
+pub async fn list_owned(db: impl Into<Ex<'_>>, owner: UserId) -> Result<Vec<Connection>, DbError> {
     let sql =
         format!("SELECT {COLUMNS} FROM connections WHERE owner_id = $1 ORDER BY username, id");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).fetch_all(pool).await)?)
 }
 
 /// Every connection (operator CLI).
-pub async fn list_all(db: &Db) -> Result<Vec<Connection>, DbError> {
+pub async fn list_all(db: impl Into<Ex<'_>>) -> Result<Vec<Connection>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM connections ORDER BY id");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).fetch_all(pool).await)?)
 }
 
 /// Connections a Meta callback about `meta_user_id` (a person, or a Page) refers to (any tenant: it is about the
 /// Instagram/Facebook person, wherever they are connected).
-pub async fn find_by_meta_user(db: &Db, meta_user_id: &str) -> Result<Vec<Connection>, DbError> {
+pub async fn find_by_meta_user(
+    db: impl Into<Ex<'_>>,
+    meta_user_id: &str,
+) -> Result<Vec<Connection>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM connections
          WHERE ig_user_id = $1 OR app_scoped_id = $1 OR fb_user_id = $1 OR fb_page_id = $1
@@ -291,15 +319,15 @@ impl Health {
 }
 
 pub async fn store_health(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     id: ConnectionId,
     h: &Health,
     now: UnixSeconds,
 ) -> Result<(), DbError> {
     const SQL: &str = "UPDATE connections SET status = $1, reason = $2, status_changed_at = $3,
         degraded_since = $4, consecutive_failures = $5, backoff_until = $6, last_error = $7,
-        last_error_code = $8, last_error_subcode = $9, last_error_at = $10, updated_at = $11
-        WHERE id = $12";
+        last_error_code = $8, last_error_subcode = $9, last_error_at = $10, updated_at = $11,
+        version = version + 1 WHERE id = $12";
     on_pool!(db, pool => sqlx::query(SQL)
         .bind(h.status.as_str())
         .bind(&h.reason)
@@ -321,7 +349,7 @@ pub async fn store_health(
 
 /// Records a successful call that proved the token alive (`last_check_at`), and a refresh.
 pub async fn mark_checked(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     id: ConnectionId,
     refreshed: bool,
     data_access_expires_at: Option<i64>,
@@ -335,8 +363,112 @@ pub async fn mark_checked(
     Ok(())
 }
 
+/// A renewed token to store with a check's result.
+#[derive(Clone, Copy, Debug)]
+pub struct RenewedToken<'a> {
+    pub sealed: &'a str,
+    pub issued_at: UnixSeconds,
+    pub expires_at: Option<UnixSeconds>,
+}
+
+/// What one check found, written in one statement.
+#[derive(Clone, Debug)]
+pub struct CheckResult<'a> {
+    pub health: &'a Health,
+    /// Set when the check renewed the token.
+    pub renewed: Option<RenewedToken<'a>>,
+    /// The token was proven alive (`last_check_at` moves).
+    pub alive: bool,
+    pub data_access_expires_at: Option<UnixSeconds>,
+}
+
+/// Stores a check's result if the row is still at `expected_version` (nobody reconnected,
+/// refreshed or changed it since the checker read it), bumping the version. Returns `false`, and
+/// changes nothing, when it is not: the checker's view is stale.
+pub async fn store_check_result(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    expected_version: i64,
+    r: &CheckResult<'_>,
+    now: UnixSeconds,
+) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE connections SET status = $1, reason = $2, status_changed_at = $3,
+        degraded_since = $4, consecutive_failures = $5, backoff_until = $6, last_error = $7,
+        last_error_code = $8, last_error_subcode = $9, last_error_at = $10,
+        token_sealed = COALESCE($11, token_sealed),
+        token_issued_at = CASE WHEN $11 IS NULL THEN token_issued_at ELSE $12 END,
+        token_expires_at = CASE WHEN $11 IS NULL THEN token_expires_at ELSE $13 END,
+        last_refresh_at = CASE WHEN $11 IS NULL THEN last_refresh_at ELSE $15 END,
+        last_check_at = CASE WHEN $14 THEN $15 ELSE last_check_at END,
+        data_access_expires_at = COALESCE($16, data_access_expires_at),
+        updated_at = $15, version = version + 1
+        WHERE id = $17 AND version = $18";
+    let h = r.health;
+    let n = on_pool!(db, conn => sqlx::query(SQL)
+        .bind(h.status.as_str())
+        .bind(&h.reason)
+        .bind(h.status_changed_at)
+        .bind(h.degraded_since)
+        .bind(h.consecutive_failures)
+        .bind(h.backoff_until)
+        .bind(&h.last_error)
+        .bind(h.last_error_code)
+        .bind(h.last_error_subcode)
+        .bind(h.last_error_at)
+        .bind(r.renewed.map(|t| t.sealed))
+        .bind(r.renewed.map(|t| t.issued_at))
+        .bind(r.renewed.and_then(|t| t.expires_at))
+        .bind(r.alive)
+        .bind(now)
+        .bind(r.data_access_expires_at)
+        .bind(id)
+        .bind(expected_version)
+        .execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Re-seals a connection's token under the current key (key rotation), if the row still holds
+/// exactly `old_sealed`. Returns whether it did.
+pub async fn reseal_token(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    old_sealed: &str,
+    new_sealed: &str,
+) -> Result<bool, DbError> {
+    const SQL: &str =
+        "UPDATE connections SET token_sealed = $1 WHERE id = $2 AND token_sealed = $3";
+    let n = on_pool!(db, conn => sqlx::query(SQL).bind(new_sealed).bind(id).bind(old_sealed).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Takes the connection's manual-check slot at `now` unless one was taken within `cooldown`
+/// seconds; atomic, so parallel requests get one check between them. Returns the time of the
+/// earlier check when refused.
+pub async fn take_manual_check(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    now: UnixSeconds,
+    cooldown: i64,
+) -> Result<Option<i64>, DbError> {
+    let mut ex: Ex = db.into();
+    const SQL: &str = "UPDATE connections SET manual_check_at = $1
+        WHERE id = $2 AND (manual_check_at IS NULL OR manual_check_at <= $3 OR manual_check_at > $1)";
+    let n = on_pool!(ex.re(), conn => sqlx::query(SQL).bind(now).bind(id).bind(now - cooldown).execute(conn).await.map(|r| r.rows_affected()))?;
+    if n == 1 {
+        return Ok(None);
+    }
+    const LAST: &str = "SELECT manual_check_at FROM connections WHERE id = $1";
+    let last: Option<i64> =
+        on_pool!(ex, conn => sqlx::query_scalar(LAST).bind(id).fetch_one(conn).await)?;
+    Ok(Some(last.unwrap_or(now)))
+}
+
 /// Meta said the user removed the app.
-pub async fn mark_deauthorized(db: &Db, id: ConnectionId, now: UnixSeconds) -> Result<(), DbError> {
+pub async fn mark_deauthorized(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
     const SQL: &str = "UPDATE connections SET deauthorized_at = COALESCE(deauthorized_at, $1),
         updated_at = $1 WHERE id = $2";
     on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
@@ -345,7 +477,7 @@ pub async fn mark_deauthorized(db: &Db, id: ConnectionId, now: UnixSeconds) -> R
 
 /// A reconnect after app removal: the data stays.
 pub async fn clear_deauthorization(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     id: ConnectionId,
     now: UnixSeconds,
 ) -> Result<(), DbError> {
@@ -356,7 +488,10 @@ pub async fn clear_deauthorization(
 }
 
 /// Deauthorized connections whose grace period ended before `cutoff` and whose data remains.
-pub async fn due_for_purge(db: &Db, cutoff: UnixSeconds) -> Result<Vec<Connection>, DbError> {
+pub async fn due_for_purge(
+    db: impl Into<Ex<'_>>,
+    cutoff: UnixSeconds,
+) -> Result<Vec<Connection>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM connections
          WHERE deauthorized_at IS NOT NULL AND deauthorized_at <= $1 AND data_purged_at IS NULL
@@ -367,16 +502,20 @@ pub async fn due_for_purge(db: &Db, cutoff: UnixSeconds) -> Result<Vec<Connectio
 
 /// Deletes what we hold of the account (token and profile details), keeping a stub row so its
 /// owner sees what happened. Posts and images, once stored, go with it.
-pub async fn purge_data(db: &Db, id: ConnectionId, now: UnixSeconds) -> Result<(), DbError> {
+pub async fn purge_data(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
     const SQL: &str = "UPDATE connections SET token_sealed = NULL, token_expires_at = NULL,
-        profile_picture_url = NULL, display_name = NULL, data_purged_at = $1, updated_at = $1
-        WHERE id = $2";
+        profile_picture_url = NULL, display_name = NULL, data_purged_at = $1, updated_at = $1,
+        version = version + 1 WHERE id = $2";
     on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
 
 /// Removes the connection and everything hanging off it (audit log, incidents).
-pub async fn delete(db: &Db, id: ConnectionId) -> Result<bool, DbError> {
+pub async fn delete(db: impl Into<Ex<'_>>, id: ConnectionId) -> Result<bool, DbError> {
     const SQL: &str = "DELETE FROM connections WHERE id = $1";
     let n = on_pool!(db, pool => sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
@@ -396,14 +535,14 @@ impl Connection {
             display_name: None,
             account_type: Some("BUSINESS".into()),
             profile_picture_url: None,
-            login_kind: kind.as_str().into(),
+            login_kind: kind,
             fb_page_id: None,
             fb_page_name: None,
             token_sealed: Some("v1.k.x".into()),
             token_issued_at: Some(0),
             token_expires_at: None,
             data_access_expires_at: None,
-            status: status.as_str().into(),
+            status,
             reason: None,
             status_changed_at: 0,
             degraded_since: None,
@@ -420,10 +559,11 @@ impl Connection {
             data_purged_at: None,
             created_at: 0,
             updated_at: 0,
+            version: 0,
         }
     }
 
     pub fn set_status(&mut self, status: Status) {
-        self.status = status.as_str().into();
+        self.status = status;
     }
 }

@@ -1,6 +1,6 @@
 //! Meta data-deletion requests we answered, looked up by confirmation code for the status page.
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeletionRequest {
@@ -11,7 +11,7 @@ pub struct DeletionRequest {
     pub connections_deleted: i64,
 }
 
-pub async fn insert(db: &Db, r: &DeletionRequest) -> Result<(), DbError> {
+pub async fn insert(db: impl Into<Ex<'_>>, r: &DeletionRequest) -> Result<(), DbError> {
     const SQL: &str =
         "INSERT INTO deletion_requests (confirmation_code, meta_user_id, requested_at,
         completed_at, connections_deleted) VALUES ($1, $2, $3, $4, $5)";
@@ -27,7 +27,7 @@ pub async fn insert(db: &Db, r: &DeletionRequest) -> Result<(), DbError> {
     Ok(())
 }
 
-pub async fn get(db: &Db, code: &str) -> Result<DeletionRequest, DbError> {
+pub async fn get(db: impl Into<Ex<'_>>, code: &str) -> Result<DeletionRequest, DbError> {
     const SQL: &str = "SELECT confirmation_code, meta_user_id, requested_at, completed_at,
         connections_deleted FROM deletion_requests WHERE confirmation_code = $1";
     Ok(on_pool!(db, pool => sqlx::query_as(SQL).bind(code).fetch_one(pool).await)?)

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::ids::{ConnectionId, IncidentId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -22,7 +22,10 @@ pub struct Incident {
 const COLUMNS: &str = "id, connection_id, kind, reason, opened_at, updated_at, closed_at";
 
 /// The open incident of a connection, if any.
-pub async fn open_for(db: &Db, connection: ConnectionId) -> Result<Option<Incident>, DbError> {
+pub async fn open_for(
+    db: impl Into<Ex<'_>>,
+    connection: ConnectionId,
+) -> Result<Option<Incident>, DbError> {
     let sql =
         format!("SELECT {COLUMNS} FROM incidents WHERE connection_id = $1 AND closed_at IS NULL");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(connection).fetch_optional(pool).await)?)
@@ -30,51 +33,45 @@ pub async fn open_for(db: &Db, connection: ConnectionId) -> Result<Option<Incide
 
 /// Opens an incident, or updates the open one's kind and reason. Returns it and whether it is new.
 pub async fn open_or_update(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     connection: ConnectionId,
     kind: &str,
     reason: Option<&str>,
     now: i64,
 ) -> Result<(Incident, bool), DbError> {
-    if let Some(open) = open_for(db, connection).await? {
+    let mut ex: Ex = db.into();
+    if let Some(open) = open_for(ex.re(), connection).await? {
         if open.kind != kind || open.reason.as_deref() != reason {
             const SQL: &str =
                 "UPDATE incidents SET kind = $1, reason = $2, updated_at = $3 WHERE id = $4";
-            on_pool!(db, pool => sqlx::query(SQL).bind(kind).bind(reason).bind(now).bind(open.id).execute(pool).await.map(|_| ()))?;
+            on_pool!(ex.re(), pool => sqlx::query(SQL).bind(kind).bind(reason).bind(now).bind(open.id).execute(pool).await.map(|_| ()))?;
         }
-        let updated = open_for(db, connection).await?.ok_or(DbError::NotFound)?;
+        let updated = open_for(ex, connection).await?.ok_or(DbError::NotFound)?;
         return Ok((updated, false));
     }
     let sql = format!(
         "INSERT INTO incidents (connection_id, kind, reason, opened_at, updated_at)
          VALUES ($1, $2, $3, $4, $4) RETURNING {COLUMNS}"
     );
-    let created = on_pool!(db, pool => sqlx::query_as(&sql).bind(connection).bind(kind).bind(reason).bind(now).fetch_one(pool).await);
-    match created {
-        Ok(incident) => Ok((incident, true)),
-        // Another node opened one at the same moment: use theirs.
-        Err(e) => match DbError::from(e) {
-            DbError::Conflict(_) => Ok((
-                open_for(db, connection).await?.ok_or(DbError::NotFound)?,
-                false,
-            )),
-            other => Err(other),
-        },
-    }
+    // The caller's transaction holds the connection row (its version was compared and bumped),
+    // so no other writer can open an incident for it at the same moment.
+    let created = on_pool!(ex, pool => sqlx::query_as(&sql).bind(connection).bind(kind).bind(reason).bind(now).fetch_one(pool).await)?;
+    Ok((created, true))
 }
 
 /// Closes the open incident, if any; returns it.
 pub async fn close(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     connection: ConnectionId,
     now: i64,
 ) -> Result<Option<Incident>, DbError> {
-    let Some(open) = open_for(db, connection).await? else {
+    let mut ex: Ex = db.into();
+    let Some(open) = open_for(ex.re(), connection).await? else {
         return Ok(None);
     };
     const SQL: &str =
         "UPDATE incidents SET closed_at = $1, updated_at = $1 WHERE id = $2 AND closed_at IS NULL";
-    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(open.id).execute(pool).await.map(|_| ()))?;
+    on_pool!(ex, pool => sqlx::query(SQL).bind(now).bind(open.id).execute(pool).await.map(|_| ()))?;
     Ok(Some(Incident {
         closed_at: Some(now),
         updated_at: now,
@@ -83,7 +80,10 @@ pub async fn close(
 }
 
 /// Every incident of a connection, newest first.
-pub async fn list(db: &Db, connection: ConnectionId) -> Result<Vec<Incident>, DbError> {
+pub async fn list(
+    db: impl Into<Ex<'_>>,
+    connection: ConnectionId,
+) -> Result<Vec<Incident>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM incidents WHERE connection_id = $1 ORDER BY opened_at DESC, id DESC"
     );

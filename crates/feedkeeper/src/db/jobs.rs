@@ -1,14 +1,19 @@
 //! Due-time rows with leases: the queue every background worker claims from.
 //!
-//! A job is one `(kind, subject)` pair, e.g. ("refresh_token", connection id). Claiming sets a
-//! lease; only the lease holder may finish or fail it; an expired lease makes the job claimable
-//! again, so a crashed node's work is taken over. On PostgreSQL, claims skip rows another node is
-//! claiming at the same moment (`FOR UPDATE SKIP LOCKED`); SQLite has a single writer.
+//! A job is one `(kind, subject)` pair, e.g. ("lifecycle", connection id). A claim sets a lease:
+//! the node's name (for people), a random token (for fencing) and an expiry on the wall clock in
+//! milliseconds, renewed while the job runs. Only the holder of the token may renew, finish, fail
+//! or release the job; an expired lease makes it claimable again, so a crashed node's work is
+//! taken over. Due times are in the service's clock (seconds), which tests move; leases are not,
+//! since they are about processes being alive, not about the domain. On PostgreSQL, claims skip
+//! rows another node is claiming at the same moment (`FOR UPDATE SKIP LOCKED`); SQLite has a
+//! single writer.
 
 use serde::Serialize;
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
+use crate::config::DatabaseKind;
 
 /// A claimed (or listed) job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -17,116 +22,330 @@ pub struct Job {
     pub kind: String,
     pub subject: String,
     pub due_at: i64,
+    /// The node holding the lease, if any.
     pub lease_owner: Option<String>,
-    pub lease_until: Option<i64>,
+    /// The claim's fencing token; never shown.
+    #[serde(skip)]
+    pub lease_token: Option<String>,
+    pub lease_expires_ms: Option<i64>,
     /// Claims since the job last succeeded.
     pub attempts: i64,
     pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    /// Set when the job failed too often; it then waits for an operator (`feedkeeper jobs retry`).
+    pub dead_at: Option<i64>,
 }
 
-const JOB_COLUMNS: &str =
-    "id, kind, subject, due_at, lease_owner, lease_until, attempts, last_error";
+impl Job {
+    /// The lease this job was claimed under (`None` for a listed, unclaimed job).
+    pub fn lease(&self) -> Option<Lease> {
+        Some(Lease {
+            job_id: self.id,
+            token: self.lease_token.clone()?,
+        })
+    }
+}
 
-/// Makes `(kind, subject)` due at `due_at`, creating it if needed. An existing job keeps its
-/// lease: a running worker finishes first, and its `finish` sets the next due time.
+/// Proof of a claim: writes about the job (and, through [`hold`], about what it works on) succeed
+/// only while the token still matches, so a node whose lease ran out changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: i64,
+    pub token: String,
+}
+
+const JOB_COLUMNS: &str = "id, kind, subject, due_at, lease_owner, lease_token, lease_expires_ms,
+    attempts, last_error, last_error_at, dead_at";
+
+fn new_lease_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Makes `(kind, subject)` due at `due_at`, creating it if needed, and revives a dead job. A job
+/// running right now keeps its lease; the request is remembered and honoured when it finishes
+/// (the earlier of the two times wins), so asking during a run is never lost.
 pub async fn schedule(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     kind: &str,
     subject: &str,
     due_at: UnixSeconds,
     now: UnixSeconds,
 ) -> Result<(), DbError> {
     const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (kind, subject) DO UPDATE SET due_at = excluded.due_at";
-    on_pool!(db, pool => sqlx::query(SQL).bind(kind).bind(subject).bind(due_at).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+        ON CONFLICT (kind, subject) DO UPDATE SET
+            due_at = CASE WHEN jobs.lease_token IS NULL THEN excluded.due_at ELSE jobs.due_at END,
+            requested_due_at = CASE
+                WHEN jobs.lease_token IS NULL THEN NULL
+                WHEN jobs.requested_due_at IS NOT NULL AND jobs.requested_due_at < excluded.due_at
+                    THEN jobs.requested_due_at
+                ELSE excluded.due_at END,
+            dead_at = NULL,
+            attempts = CASE WHEN jobs.dead_at IS NULL THEN jobs.attempts ELSE 0 END";
+    on_pool!(db, conn => sqlx::query(SQL).bind(kind).bind(subject).bind(due_at).bind(now).execute(conn).await.map(|_| ()))?;
     Ok(())
 }
 
-/// Claims up to `limit` due jobs of `kind` for `owner` until `now + lease_secs`.
+/// Claims up to `limit` due jobs of `kind` for `owner`, leased until `now_ms + lease_ms` (wall
+/// clock). Dead jobs and jobs under a live lease are skipped.
+#[allow(clippy::too_many_arguments)]
 pub async fn claim_due(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     kind: &str,
     owner: &str,
     now: UnixSeconds,
-    lease_secs: i64,
+    now_ms: i64,
+    lease_ms: i64,
     limit: i64,
 ) -> Result<Vec<Job>, DbError> {
+    let ex: Ex = db.into();
     // The only query that differs between backends: PostgreSQL must lock the chosen rows and skip
     // rows locked by a concurrent claim; SQLite runs one write at a time, so the plain form is
     // already atomic.
-    let lock = match db {
-        Db::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-        Db::Sqlite(_) => "",
+    let lock = match ex.kind() {
+        DatabaseKind::Postgres => "FOR UPDATE SKIP LOCKED",
+        DatabaseKind::Sqlite => "",
     };
     let sql = format!(
-        "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
+        "UPDATE jobs SET lease_owner = $1, lease_token = $2, lease_expires_ms = $3,
+             attempts = attempts + 1
          WHERE id IN (
              SELECT id FROM jobs
-             WHERE kind = $3 AND due_at <= $4 AND (lease_until IS NULL OR lease_until <= $4)
+             WHERE kind = $4 AND due_at <= $5 AND dead_at IS NULL
+               AND (lease_token IS NULL OR lease_expires_ms <= $6)
              ORDER BY due_at, id
-             LIMIT $5 {lock})
+             LIMIT $7 {lock})
          RETURNING {JOB_COLUMNS}"
     );
-    let mut jobs: Vec<Job> = on_pool!(db, pool => sqlx::query_as(&sql)
+    let mut jobs: Vec<Job> = on_pool!(ex, conn => sqlx::query_as(&sql)
         .bind(owner)
-        .bind(now + lease_secs)
+        .bind(new_lease_token())
+        .bind(now_ms + lease_ms)
         .bind(kind)
         .bind(now)
+        .bind(now_ms)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await)?;
     jobs.sort_by_key(|j| (j.due_at, j.id));
     Ok(jobs)
 }
 
-/// Ends `owner`'s lease on a successful run: the job becomes due again at `next_due`, or is
-/// removed when `None`. Returns `false` if the lease was lost (expired and taken by another node),
-/// in which case nothing changes.
-pub async fn finish(
-    db: &Db,
-    id: i64,
+/// Claims one job by name whatever its due time (a person asked for it now), unless another
+/// claim holds it. Dead jobs are revived. `None` when it does not exist or is busy.
+pub async fn claim_one(
+    db: impl Into<Ex<'_>>,
+    kind: &str,
+    subject: &str,
     owner: &str,
-    next_due: Option<UnixSeconds>,
-) -> Result<bool, DbError> {
-    let result = match next_due {
-        Some(due) => {
-            const SQL: &str = "UPDATE jobs SET due_at = $1, lease_owner = NULL, lease_until = NULL,
-                attempts = 0, last_error = NULL WHERE id = $2 AND lease_owner = $3";
-            on_pool!(db, pool => sqlx::query(SQL).bind(due).bind(id).bind(owner).execute(pool).await.map(|r| r.rows_affected()))?
-        }
-        None => {
-            const SQL: &str = "DELETE FROM jobs WHERE id = $1 AND lease_owner = $2";
-            on_pool!(db, pool => sqlx::query(SQL).bind(id).bind(owner).execute(pool).await.map(|r| r.rows_affected()))?
-        }
-    };
-    Ok(result == 1)
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Option<Job>, DbError> {
+    let sql = format!(
+        "UPDATE jobs SET lease_owner = $1, lease_token = $2, lease_expires_ms = $3,
+             attempts = attempts + 1, dead_at = NULL
+         WHERE kind = $4 AND subject = $5 AND (lease_token IS NULL OR lease_expires_ms <= $6)
+         RETURNING {JOB_COLUMNS}"
+    );
+    Ok(on_pool!(db, conn => sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(new_lease_token())
+        .bind(now_ms + lease_ms)
+        .bind(kind)
+        .bind(subject)
+        .bind(now_ms)
+        .fetch_optional(conn)
+        .await)?)
 }
 
-/// Ends `owner`'s lease on a failed run, recording why and when to try again. The attempt count
-/// is kept so callers can back off further each time. Returns `false` if the lease was lost.
+/// Extends a lease the caller still holds; `false` when it was lost (taken over after expiring,
+/// or released). Inside a transaction this is also the fence for the transaction's other writes:
+/// it locks the job row, so no other node can take the job over until the transaction ends.
+pub async fn hold(
+    db: impl Into<Ex<'_>>,
+    lease: &Lease,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE jobs SET lease_expires_ms = $1 WHERE id = $2 AND lease_token = $3";
+    let n = on_pool!(db, conn => sqlx::query(SQL).bind(now_ms + lease_ms).bind(lease.job_id).bind(&lease.token).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Whether the caller still holds `lease`. Inside a transaction this is the fence for the
+/// transaction's other writes: it locks the job row (PostgreSQL; SQLite's write lock is already
+/// held), so no other node can take the job over until the transaction ends.
+pub async fn is_held(db: impl Into<Ex<'_>>, lease: &Lease) -> Result<bool, DbError> {
+    const SQL: &str =
+        "UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_token = $2";
+    let n = on_pool!(db, conn => sqlx::query(SQL).bind(lease.job_id).bind(&lease.token).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Ends a lease on a successful run: the job becomes due again at `next_due` (or earlier, if
+/// someone asked for it during the run), or is removed when `None` and nobody asked. Returns
+/// `false` if the lease was lost, in which case nothing changes.
+pub async fn finish(
+    db: impl Into<Ex<'_>>,
+    lease: &Lease,
+    next_due: Option<UnixSeconds>,
+) -> Result<bool, DbError> {
+    let mut ex: Ex = db.into();
+    if next_due.is_none() {
+        const DELETE: &str =
+            "DELETE FROM jobs WHERE id = $1 AND lease_token = $2 AND requested_due_at IS NULL";
+        let n = on_pool!(ex.re(), conn => sqlx::query(DELETE).bind(lease.job_id).bind(&lease.token).execute(conn).await.map(|r| r.rows_affected()))?;
+        if n == 1 {
+            return Ok(true);
+        }
+    }
+    const SQL: &str = "UPDATE jobs SET
+            due_at = CASE
+                WHEN requested_due_at IS NOT NULL AND ($1 IS NULL OR requested_due_at < $1)
+                    THEN requested_due_at
+                ELSE $1 END,
+            requested_due_at = NULL, lease_owner = NULL, lease_token = NULL,
+            lease_expires_ms = NULL, attempts = 0, last_error = NULL, last_error_at = NULL,
+            dead_at = NULL
+        WHERE id = $2 AND lease_token = $3 AND ($1 IS NOT NULL OR requested_due_at IS NOT NULL)";
+    let n = on_pool!(ex, conn => sqlx::query(SQL).bind(next_due).bind(lease.job_id).bind(&lease.token).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Ends a lease on a failed run, recording why and when to try again (or, once `dead` is set,
+/// parking the job for an operator). The attempt count is kept so the caller backs off further
+/// each time. Returns `false` if the lease was lost.
 pub async fn fail(
-    db: &Db,
-    id: i64,
-    owner: &str,
+    db: impl Into<Ex<'_>>,
+    lease: &Lease,
     error: &str,
     retry_at: UnixSeconds,
+    dead: bool,
+    now: UnixSeconds,
 ) -> Result<bool, DbError> {
-    const SQL: &str = "UPDATE jobs SET due_at = $1, lease_owner = NULL, lease_until = NULL,
-        last_error = $2 WHERE id = $3 AND lease_owner = $4";
-    let affected = on_pool!(db, pool => sqlx::query(SQL).bind(retry_at).bind(error).bind(id).bind(owner).execute(pool).await.map(|r| r.rows_affected()))?;
-    Ok(affected == 1)
+    const SQL: &str = "UPDATE jobs SET due_at = $1, lease_owner = NULL, lease_token = NULL,
+        lease_expires_ms = NULL, requested_due_at = NULL, last_error = $2, last_error_at = $3,
+        dead_at = CASE WHEN $4 THEN $3 ELSE NULL END
+        WHERE id = $5 AND lease_token = $6";
+    let n = on_pool!(db, conn => sqlx::query(SQL)
+        .bind(retry_at)
+        .bind(error)
+        .bind(now)
+        .bind(dead)
+        .bind(lease.job_id)
+        .bind(&lease.token)
+        .execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Gives a claimed job back untouched (a node shutting down before it could run it): due as it
+/// was, and the claim does not count as an attempt.
+pub async fn release(db: impl Into<Ex<'_>>, lease: &Lease) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE jobs SET lease_owner = NULL, lease_token = NULL,
+        lease_expires_ms = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+        due_at = CASE WHEN requested_due_at IS NOT NULL AND requested_due_at < due_at
+            THEN requested_due_at ELSE due_at END,
+        requested_due_at = NULL
+        WHERE id = $1 AND lease_token = $2";
+    let n = on_pool!(db, conn => sqlx::query(SQL).bind(lease.job_id).bind(&lease.token).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
 }
 
 /// Removes every job about `subject` (e.g. when a connection is deleted).
-pub async fn cancel_for_subject(db: &Db, subject: &str) -> Result<u64, DbError> {
+pub async fn cancel_for_subject(db: impl Into<Ex<'_>>, subject: &str) -> Result<u64, DbError> {
     const SQL: &str = "DELETE FROM jobs WHERE subject = $1";
     Ok(
-        on_pool!(db, pool => sqlx::query(SQL).bind(subject).execute(pool).await.map(|r| r.rows_affected()))?,
+        on_pool!(db, conn => sqlx::query(SQL).bind(subject).execute(conn).await.map(|r| r.rows_affected()))?,
     )
 }
 
+/// Removes the job `(kind, subject)`, if any.
+pub async fn cancel(db: impl Into<Ex<'_>>, kind: &str, subject: &str) -> Result<bool, DbError> {
+    const SQL: &str = "DELETE FROM jobs WHERE kind = $1 AND subject = $2";
+    let n = on_pool!(db, conn => sqlx::query(SQL).bind(kind).bind(subject).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 /// The job for `(kind, subject)`, if any.
-pub async fn get(db: &Db, kind: &str, subject: &str) -> Result<Job, DbError> {
+pub async fn get(db: impl Into<Ex<'_>>, kind: &str, subject: &str) -> Result<Job, DbError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 AND subject = $2");
-    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(kind).bind(subject).fetch_one(pool).await)?)
+    Ok(on_pool!(db, conn => sqlx::query_as(&sql).bind(kind).bind(subject).fetch_one(conn).await)?)
+}
+
+/// Dead jobs, oldest first (for operators).
+pub async fn list_dead(db: impl Into<Ex<'_>>) -> Result<Vec<Job>, DbError> {
+    let sql =
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE dead_at IS NOT NULL ORDER BY dead_at, id");
+    Ok(on_pool!(db, conn => sqlx::query_as(&sql).fetch_all(conn).await)?)
+}
+
+/// Makes dead jobs due again with a clean attempt count: one job by id, or all of them.
+/// Returns how many were revived.
+pub async fn retry_dead(
+    db: impl Into<Ex<'_>>,
+    id: Option<i64>,
+    now: UnixSeconds,
+) -> Result<u64, DbError> {
+    const SQL: &str = "UPDATE jobs SET dead_at = NULL, attempts = 0, due_at = $1
+        WHERE dead_at IS NOT NULL AND ($2 IS NULL OR id = $2)";
+    Ok(
+        on_pool!(db, conn => sqlx::query(SQL).bind(now).bind(id).execute(conn).await.map(|r| r.rows_affected()))?,
+    )
+}
+
+/// Makes every live job of `kind` due now (an operator's "check everything"); jobs running right
+/// now run again when they finish. Returns how many.
+pub async fn make_all_due(
+    db: impl Into<Ex<'_>>,
+    kind: &str,
+    now: UnixSeconds,
+) -> Result<u64, DbError> {
+    const SQL: &str = "UPDATE jobs SET
+            due_at = CASE WHEN lease_token IS NULL AND due_at > $1 THEN $1 ELSE due_at END,
+            requested_due_at = CASE WHEN lease_token IS NULL THEN NULL ELSE $1 END
+        WHERE kind = $2 AND dead_at IS NULL";
+    Ok(
+        on_pool!(db, conn => sqlx::query(SQL).bind(now).bind(kind).execute(conn).await.map(|r| r.rows_affected()))?,
+    )
+}
+
+/// How many jobs of one kind are in each state, for the status page and `feedkeeper jobs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct KindCounts {
+    pub kind: String,
+    /// Waiting for a later due time.
+    pub scheduled: i64,
+    /// Due and not claimed (a growing number means the workers fall behind).
+    pub due: i64,
+    /// Under a live lease.
+    pub running: i64,
+    /// Failed too often; waiting for an operator.
+    pub dead: i64,
+}
+
+pub async fn counts(
+    db: impl Into<Ex<'_>>,
+    now: UnixSeconds,
+    now_ms: i64,
+) -> Result<Vec<KindCounts>, DbError> {
+    const SQL: &str = "SELECT kind,
+            COALESCE(SUM(CASE WHEN dead_at IS NULL AND due_at > $1
+                AND (lease_token IS NULL OR lease_expires_ms <= $2) THEN 1 ELSE 0 END), 0) AS scheduled,
+            COALESCE(SUM(CASE WHEN dead_at IS NULL AND due_at <= $1
+                AND (lease_token IS NULL OR lease_expires_ms <= $2) THEN 1 ELSE 0 END), 0) AS due,
+            COALESCE(SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_ms > $2
+                THEN 1 ELSE 0 END), 0) AS running,
+            COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead
+        FROM jobs GROUP BY kind ORDER BY kind";
+    Ok(on_pool!(db, conn => sqlx::query_as(SQL).bind(now).bind(now_ms).fetch_all(conn).await)?)
+}
+
+/// Who holds leases now, for the status page: (node, jobs held).
+pub async fn lease_holders(
+    db: impl Into<Ex<'_>>,
+    now_ms: i64,
+) -> Result<Vec<(String, i64)>, DbError> {
+    const SQL: &str = "SELECT lease_owner, COUNT(*) FROM jobs
+        WHERE lease_token IS NOT NULL AND lease_expires_ms > $1 AND lease_owner IS NOT NULL
+        GROUP BY lease_owner ORDER BY lease_owner";
+    Ok(on_pool!(db, conn => sqlx::query_as(SQL).bind(now_ms).fetch_all(conn).await)?)
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::ids::{ConnectionId, LinkId, UserId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -58,7 +58,11 @@ pub struct NewLink<'a> {
     pub expires_at: i64,
 }
 
-pub async fn create(db: &Db, new: &NewLink<'_>, now: i64) -> Result<ConnectLink, DbError> {
+pub async fn create(
+    db: impl Into<Ex<'_>>,
+    new: &NewLink<'_>,
+    now: i64,
+) -> Result<ConnectLink, DbError> {
     let sql = format!(
         "INSERT INTO connect_links (token_hash, owner_id, label, client_email, connection_id,
             single_use, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -77,17 +81,20 @@ pub async fn create(db: &Db, new: &NewLink<'_>, now: i64) -> Result<ConnectLink,
         .await)?)
 }
 
-pub async fn find_by_token_hash(db: &Db, token_hash: &str) -> Result<Option<ConnectLink>, DbError> {
+pub async fn find_by_token_hash(
+    db: impl Into<Ex<'_>>,
+    token_hash: &str,
+) -> Result<Option<ConnectLink>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM connect_links WHERE token_hash = $1");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(token_hash).fetch_optional(pool).await)?)
 }
 
-pub async fn get(db: &Db, id: LinkId) -> Result<ConnectLink, DbError> {
+pub async fn get(db: impl Into<Ex<'_>>, id: LinkId) -> Result<ConnectLink, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM connect_links WHERE id = $1");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)?)
 }
 
-pub async fn list_owned(db: &Db, owner: UserId) -> Result<Vec<ConnectLink>, DbError> {
+pub async fn list_owned(db: impl Into<Ex<'_>>, owner: UserId) -> Result<Vec<ConnectLink>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM connect_links WHERE owner_id = $1 ORDER BY created_at DESC, id DESC"
     );
@@ -96,7 +103,11 @@ pub async fn list_owned(db: &Db, owner: UserId) -> Result<Vec<ConnectLink>, DbEr
 
 /// Records a completed login through the link. For a single-use link this succeeds only once
 /// (returns `false` when it was used meanwhile).
-pub async fn record_use(db: &Db, link: &ConnectLink, now: i64) -> Result<bool, DbError> {
+pub async fn record_use(
+    db: impl Into<Ex<'_>>,
+    link: &ConnectLink,
+    now: i64,
+) -> Result<bool, DbError> {
     const SQL: &str = "UPDATE connect_links SET used_at = $1, use_count = use_count + 1
         WHERE id = $2 AND revoked_at IS NULL AND (single_use = FALSE OR used_at IS NULL)";
     let n = on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(link.id).execute(pool).await.map(|r| r.rows_affected()))?;
@@ -104,7 +115,12 @@ pub async fn record_use(db: &Db, link: &ConnectLink, now: i64) -> Result<bool, D
 }
 
 /// Revokes the owner's link; `false` if it is not theirs.
-pub async fn revoke_owned(db: &Db, owner: UserId, id: LinkId, now: i64) -> Result<bool, DbError> {
+pub async fn revoke_owned(
+    db: impl Into<Ex<'_>>,
+    owner: UserId,
+    id: LinkId,
+    now: i64,
+) -> Result<bool, DbError> {
     const SQL: &str = "UPDATE connect_links SET revoked_at = COALESCE(revoked_at, $1)
         WHERE id = $2 AND owner_id = $3";
     let n = on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).bind(owner).execute(pool).await.map(|r| r.rows_affected()))?;
@@ -113,7 +129,11 @@ pub async fn revoke_owned(db: &Db, owner: UserId, id: LinkId, now: i64) -> Resul
 
 /// The link if `owner` owns it; `NotFound` otherwise (the same answer as a missing one, so ids
 /// of other tenants reveal nothing).
-pub async fn get_owned(db: &Db, owner: UserId, id: LinkId) -> Result<ConnectLink, DbError> {
+pub async fn get_owned(
+    db: impl Into<Ex<'_>>,
+    owner: UserId,
+    id: LinkId,
+) -> Result<ConnectLink, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM connect_links WHERE id = $1 AND owner_id = $2");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).bind(owner).fetch_one(pool).await)?)
 }

@@ -1,13 +1,13 @@
 //! Pauses Meta asked for beyond one connection (an app-wide throttle), shared by every node.
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 
 /// The scope of an app-wide throttle (code 4, `Application request limit reached`).
 pub const APP: &str = "app";
 
 /// Pauses `scope` until `until` (keeping a later pause if one is already set).
 pub async fn pause(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     scope: &str,
     until: i64,
     reason: &str,
@@ -22,7 +22,11 @@ pub async fn pause(
 }
 
 /// Until when `scope` is paused, if it is at `now`.
-pub async fn paused_until(db: &Db, scope: &str, now: i64) -> Result<Option<i64>, DbError> {
+pub async fn paused_until(
+    db: impl Into<Ex<'_>>,
+    scope: &str,
+    now: i64,
+) -> Result<Option<i64>, DbError> {
     const SQL: &str = "SELECT until_at FROM meta_pauses WHERE scope = $1 AND until_at > $2";
     Ok(
         on_pool!(db, pool => sqlx::query_scalar(SQL).bind(scope).bind(now).fetch_optional(pool).await)?,

@@ -12,7 +12,9 @@ pub mod jobs;
 pub mod links;
 pub mod meta_pauses;
 pub mod oauth_states;
+pub mod operator_problems;
 pub mod page_choices;
+pub mod processed_callbacks;
 pub mod sessions;
 pub mod users;
 
@@ -35,13 +37,94 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// Runs the same expression against whichever pool `db` holds. The body is compiled once per
-/// backend, which is what lets one SQL string serve both.
+/// Where a query runs: straight on the pool (its own implicit transaction), or inside an open
+/// [`Tx`] so that several writes commit together. Every query function takes
+/// `impl Into<Ex<'_>>`, so callers pass `&state.db` or `&mut tx` alike.
+pub enum Ex<'a> {
+    Pool(&'a Db),
+    Tx(&'a mut Tx),
+}
+
+impl<'a> From<&'a Db> for Ex<'a> {
+    fn from(db: &'a Db) -> Self {
+        Ex::Pool(db)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for Ex<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        Ex::Tx(tx)
+    }
+}
+
+impl Ex<'_> {
+    /// A shorter-lived copy, for functions that run several queries on one executor.
+    pub fn re(&mut self) -> Ex<'_> {
+        match self {
+            Ex::Pool(db) => Ex::Pool(db),
+            Ex::Tx(tx) => Ex::Tx(tx),
+        }
+    }
+
+    /// Which backend the queries run on.
+    pub fn kind(&self) -> DatabaseKind {
+        match self {
+            Ex::Pool(db) => db.kind(),
+            Ex::Tx(tx) => match tx.0 {
+                TxInner::Sqlite(_) => DatabaseKind::Sqlite,
+                TxInner::Postgres(_) => DatabaseKind::Postgres,
+            },
+        }
+    }
+}
+
+/// An open transaction on either backend. Dropped without [`Tx::commit`], it rolls back, so a
+/// task cancelled half-way (or a process that dies) leaves nothing half-written.
+pub struct Tx(TxInner);
+
+enum TxInner {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+impl Tx {
+    /// Makes every write of the transaction visible at once.
+    pub async fn commit(self) -> Result<(), DbError> {
+        match self.0 {
+            TxInner::Sqlite(tx) => tx.commit().await?,
+            TxInner::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Runs the same expression on a connection of whichever backend `ex` (a `&Db`, a `&mut Tx` or
+/// an [`Ex`]) holds. `$conn` is a `&mut SqliteConnection` or `&mut PgConnection`, so the body is
+/// compiled once per backend, which is what lets one SQL string serve both. Outside a
+/// transaction a pooled connection is taken for the one query.
 macro_rules! on_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            $crate::db::Db::Sqlite($pool) => $body,
-            $crate::db::Db::Postgres($pool) => $body,
+    ($ex:expr, $conn:ident => $body:expr) => {
+        match Into::<$crate::db::Ex<'_>>::into($ex) {
+            $crate::db::Ex::Pool($crate::db::Db::Sqlite(pool)) => {
+                let mut held = pool.acquire().await?;
+                let $conn = &mut *held;
+                $body
+            }
+            $crate::db::Ex::Pool($crate::db::Db::Postgres(pool)) => {
+                let mut held = pool.acquire().await?;
+                let $conn = &mut *held;
+                $body
+            }
+            $crate::db::Ex::Tx(tx) => match tx.conn() {
+                $crate::db::TxConn::Sqlite($conn) => $body,
+                $crate::db::TxConn::Postgres($conn) => $body,
+            },
         }
     };
 }
@@ -69,6 +152,23 @@ impl From<sqlx::Error> for DbError {
                 DbError::Conflict(db.constraint().unwrap_or("unknown").to_owned())
             }
             _ => DbError::Other(error),
+        }
+    }
+}
+
+/// The connection inside a [`Tx`], for [`on_pool!`].
+#[doc(hidden)]
+pub enum TxConn<'a> {
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+impl Tx {
+    #[doc(hidden)]
+    pub fn conn(&mut self) -> TxConn<'_> {
+        match &mut self.0 {
+            TxInner::Sqlite(tx) => TxConn::Sqlite(tx),
+            TxInner::Postgres(tx) => TxConn::Postgres(tx),
         }
     }
 }
@@ -126,13 +226,26 @@ impl Db {
 
     /// A cheap round trip, for health checks.
     pub async fn ping(&self) -> Result<(), DbError> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        on_pool!(self, conn => sqlx::query("SELECT 1").execute(conn).await.map(|_| ()))?;
         Ok(())
+    }
+
+    /// Opens a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that reads and then writes could fail with "database is locked"
+    /// when another writer got in between, where an immediate one simply waits its turn.
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        Ok(Tx(match self {
+            Db::Sqlite(pool) => TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+        }))
     }
 
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        match self {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

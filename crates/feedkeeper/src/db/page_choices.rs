@@ -1,6 +1,6 @@
 //! Facebook Pages waiting for the person to pick which to connect (their tokens sealed).
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::ids::{ConnectionId, LinkId, UserId};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -19,7 +19,7 @@ pub struct PageChoice {
 const COLUMNS: &str = "id_hash, owner_id, binding_hash, link_id, connection_id, fb_user_id,
     pages_sealed, created_at, expires_at";
 
-pub async fn insert(db: &Db, c: &PageChoice) -> Result<(), DbError> {
+pub async fn insert(db: impl Into<Ex<'_>>, c: &PageChoice) -> Result<(), DbError> {
     let sql =
         format!("INSERT INTO page_choices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
     on_pool!(db, pool => sqlx::query(&sql)
@@ -39,7 +39,11 @@ pub async fn insert(db: &Db, c: &PageChoice) -> Result<(), DbError> {
 }
 
 /// The unexpired choice with this id, if any.
-pub async fn get(db: &Db, id_hash: &str, now: i64) -> Result<Option<PageChoice>, DbError> {
+pub async fn get(
+    db: impl Into<Ex<'_>>,
+    id_hash: &str,
+    now: i64,
+) -> Result<Option<PageChoice>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM page_choices WHERE id_hash = $1 AND expires_at > $2");
     Ok(
         on_pool!(db, pool => sqlx::query_as(&sql).bind(id_hash).bind(now).fetch_optional(pool).await)?,
@@ -47,8 +51,24 @@ pub async fn get(db: &Db, id_hash: &str, now: i64) -> Result<Option<PageChoice>,
 }
 
 /// Removes the choice once made (returns `false` if it was already gone: made twice).
-pub async fn take(db: &Db, id_hash: &str) -> Result<bool, DbError> {
+pub async fn take(db: impl Into<Ex<'_>>, id_hash: &str) -> Result<bool, DbError> {
     const SQL: &str = "DELETE FROM page_choices WHERE id_hash = $1";
     let n = on_pool!(db, pool => sqlx::query(SQL).bind(id_hash).execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// Removes every pending choice of a Facebook user (Meta's data-deletion request).
+pub async fn delete_for_fb_user(db: impl Into<Ex<'_>>, fb_user_id: &str) -> Result<u64, DbError> {
+    const SQL: &str = "DELETE FROM page_choices WHERE fb_user_id = $1";
+    Ok(
+        on_pool!(db, pool => sqlx::query(SQL).bind(fb_user_id).execute(pool).await.map(|r| r.rows_affected()))?,
+    )
+}
+
+/// Removes expired choices: their sealed Page tokens must not outlive the 15 minutes they serve.
+pub async fn sweep_expired(db: impl Into<Ex<'_>>, now: i64) -> Result<u64, DbError> {
+    const SQL: &str = "DELETE FROM page_choices WHERE expires_at <= $1";
+    Ok(
+        on_pool!(db, pool => sqlx::query(SQL).bind(now).execute(pool).await.map(|r| r.rows_affected()))?,
+    )
 }

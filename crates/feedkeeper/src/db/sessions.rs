@@ -4,7 +4,7 @@
 //! session token. Lifetimes and limits are decided in `accounts`; the queries here take the
 //! cut-off times as arguments.
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
 use crate::ids::UserId;
 
@@ -48,7 +48,7 @@ impl std::fmt::Debug for ActiveSession {
 }
 
 /// Stores a new session and returns its id.
-pub async fn create(db: &Db, new: NewSession<'_>) -> Result<SessionId, DbError> {
+pub async fn create(db: impl Into<Ex<'_>>, new: NewSession<'_>) -> Result<SessionId, DbError> {
     const SQL: &str = "INSERT INTO sessions
         (token_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
         VALUES ($1, $2, $3, $4, $4, $5) RETURNING id";
@@ -66,7 +66,7 @@ pub async fn create(db: &Db, new: NewSession<'_>) -> Result<SessionId, DbError> 
 /// The session whose token hashes to `token_hash`, if it has not ended: `expires_at` is after
 /// `now` and it was last seen after `idle_since`.
 pub async fn find_active(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     token_hash: &str,
     now: UnixSeconds,
     idle_since: UnixSeconds,
@@ -87,7 +87,7 @@ pub async fn find_active(
 /// Marks the session as used at `now` and, when `clear_flash`, drops its flash message (it has
 /// been shown).
 pub async fn touch(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     id: SessionId,
     now: UnixSeconds,
     clear_flash: bool,
@@ -105,21 +105,25 @@ pub async fn touch(
 }
 
 /// Leaves a one-time message for the session's next page.
-pub async fn set_flash(db: &Db, id: SessionId, message: &str) -> Result<(), DbError> {
+pub async fn set_flash(db: impl Into<Ex<'_>>, id: SessionId, message: &str) -> Result<(), DbError> {
     const SQL: &str = "UPDATE sessions SET flash = $1 WHERE id = $2";
     on_pool!(db, pool => sqlx::query(SQL).bind(message).bind(id.0).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
 
 /// Ends one session (log out).
-pub async fn delete(db: &Db, id: SessionId) -> Result<(), DbError> {
+pub async fn delete(db: impl Into<Ex<'_>>, id: SessionId) -> Result<(), DbError> {
     const SQL: &str = "DELETE FROM sessions WHERE id = $1";
     on_pool!(db, pool => sqlx::query(SQL).bind(id.0).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
 
 /// Ends every session of `user_id` except `keep` (after a password change). Returns how many.
-pub async fn delete_others(db: &Db, user_id: UserId, keep: SessionId) -> Result<u64, DbError> {
+pub async fn delete_others(
+    db: impl Into<Ex<'_>>,
+    user_id: UserId,
+    keep: SessionId,
+) -> Result<u64, DbError> {
     const SQL: &str = "DELETE FROM sessions WHERE user_id = $1 AND id <> $2";
     let n = on_pool!(db, pool => sqlx::query(SQL)
         .bind(user_id.0)
@@ -132,7 +136,7 @@ pub async fn delete_others(db: &Db, user_id: UserId, keep: SessionId) -> Result<
 
 /// Removes sessions that have ended (absolute or idle), so the table does not grow forever.
 pub async fn delete_ended(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     now: UnixSeconds,
     idle_since: UnixSeconds,
 ) -> Result<u64, DbError> {
@@ -156,23 +160,24 @@ pub struct Failures {
 /// Records one failed log-in under each of `subjects` (e.g. the email and the client address),
 /// and forgets failures from before `forget_before`, which no window looks at any more.
 pub async fn record_login_failure(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     subjects: &[String],
     now: UnixSeconds,
     forget_before: UnixSeconds,
 ) -> Result<(), DbError> {
     const INSERT: &str = "INSERT INTO login_failures (subject, failed_at) VALUES ($1, $2)";
     const PRUNE: &str = "DELETE FROM login_failures WHERE failed_at < $1";
+    let mut ex: Ex = db.into();
     for subject in subjects {
-        on_pool!(db, pool => sqlx::query(INSERT).bind(subject).bind(now).execute(pool).await.map(|_| ()))?;
+        on_pool!(ex.re(), pool => sqlx::query(INSERT).bind(subject).bind(now).execute(pool).await.map(|_| ()))?;
     }
-    on_pool!(db, pool => sqlx::query(PRUNE).bind(forget_before).execute(pool).await.map(|_| ()))?;
+    on_pool!(ex, pool => sqlx::query(PRUNE).bind(forget_before).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
 
 /// Failed log-ins recorded for `subject` strictly after `after`.
 pub async fn login_failures_after(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     subject: &str,
     after: UnixSeconds,
 ) -> Result<Failures, DbError> {
@@ -187,7 +192,7 @@ pub async fn login_failures_after(
 }
 
 /// Forgets the failed log-ins of `subject` (after a successful log-in with that email).
-pub async fn clear_login_failures(db: &Db, subject: &str) -> Result<(), DbError> {
+pub async fn clear_login_failures(db: impl Into<Ex<'_>>, subject: &str) -> Result<(), DbError> {
     const SQL: &str = "DELETE FROM login_failures WHERE subject = $1";
     on_pool!(db, pool => sqlx::query(SQL).bind(subject).execute(pool).await.map(|_| ()))?;
     Ok(())

@@ -3,7 +3,7 @@
 //! Emails arrive already normalized (see `accounts::Email`) and password hashes already computed:
 //! this file stores and reads rows, it never validates input or touches a plain password.
 
-use super::{Db, DbError, on_pool};
+use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
 use crate::ids::UserId;
 
@@ -34,7 +34,7 @@ const USER_COLUMNS: &str = "id, email, password_hash, created_at, updated_at";
 /// Adds a user. An email that already has an account gives [`DbError::Conflict`] (the
 /// `users_email_key` constraint; SQLite does not report the name).
 pub async fn create(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     email: &str,
     password_hash: &str,
     now: UnixSeconds,
@@ -51,14 +51,14 @@ pub async fn create(
 }
 
 /// The user with this (normalized) email, if any.
-pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
+pub async fn find_by_email(db: impl Into<Ex<'_>>, email: &str) -> Result<Option<User>, DbError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
     let user = on_pool!(db, pool => sqlx::query_as(&sql).bind(email).fetch_optional(pool).await)?;
     Ok(user)
 }
 
 /// The user with this id; [`DbError::NotFound`] if there is none.
-pub async fn get(db: &Db, id: UserId) -> Result<User, DbError> {
+pub async fn get(db: impl Into<Ex<'_>>, id: UserId) -> Result<User, DbError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
     let user = on_pool!(db, pool => sqlx::query_as(&sql).bind(id.0).fetch_one(pool).await)?;
     Ok(user)
@@ -66,7 +66,7 @@ pub async fn get(db: &Db, id: UserId) -> Result<User, DbError> {
 
 /// Replaces a user's password hash.
 pub async fn set_password_hash(
-    db: &Db,
+    db: impl Into<Ex<'_>>,
     id: UserId,
     password_hash: &str,
     now: UnixSeconds,
@@ -86,7 +86,7 @@ pub async fn set_password_hash(
 }
 
 /// Whether any account exists (the first sign-up is always allowed).
-pub async fn any(db: &Db) -> Result<bool, DbError> {
+pub async fn any(db: impl Into<Ex<'_>>) -> Result<bool, DbError> {
     const SQL: &str = "SELECT COUNT(*) FROM users";
     let n: i64 = on_pool!(db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)?;
     Ok(n > 0)

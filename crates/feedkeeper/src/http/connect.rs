@@ -17,7 +17,6 @@ use serde::Deserialize;
 use crate::accounts::csrf::{random_token, tokens_match};
 use crate::accounts::session::{hash_token, read_cookie, set_cookie};
 use crate::accounts::{CurrentUser, Page, render};
-use crate::app::AppState;
 use crate::connections::{self, Actor, ConnectError};
 use crate::db::connections::Connection;
 use crate::db::links::{self as link_store, ConnectLink, Unusable};
@@ -26,6 +25,7 @@ use crate::error::AppError;
 use crate::ids::{ConnectionId, UserId};
 use crate::meta::oauth::parse_callback;
 use crate::meta::{AccessToken, FacebookPage, Failure};
+use crate::state::AppState;
 
 /// How long a started login may take.
 pub const STATE_TTL_SECS: i64 = 15 * 60;

@@ -11,13 +11,14 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::clock::format_utc;
-use crate::connections::{self, Actor, lifecycle};
-use crate::db::{DbError, connections as stored, deletion_requests};
+use crate::connections;
+use crate::db::{
+    DbError, connections as stored, deletion_requests, jobs, page_choices, processed_callbacks,
+};
 use crate::error::AppError;
-use crate::meta::MetaError;
-use crate::meta::signed_request::{self, SignedRequest};
+use crate::meta::signed_request;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct SignedForm {
@@ -25,9 +26,22 @@ pub struct SignedForm {
     signed_request: Option<String>,
 }
 
+/// A callback issued longer ago than this is refused: Meta sends them at once, and a captured
+/// one must not work forever. (Within the window, the processed-callbacks table stops replays.)
+const MAX_AGE_SECS: i64 = 24 * 3600;
+/// Clock skew tolerated for a callback that claims to come from the future.
+const MAX_SKEW_SECS: i64 = 10 * 60;
+
+/// A verified callback: what it says, whom it is about, and its replay key.
+struct Verified {
+    subject: String,
+    issued_at: i64,
+    key: String,
+}
+
 /// Verifies the form's `signed_request` against both app secrets (Instagram Login callbacks are
-/// signed with the Instagram secret, Facebook Login ones with the Facebook secret).
-fn verify(state: &AppState, form: &SignedForm) -> Result<(SignedRequest, String), AppError> {
+/// signed with the Instagram secret, Facebook Login ones with the Facebook secret), and its age.
+fn verify(state: &AppState, kind: &str, form: &SignedForm) -> Result<Verified, AppError> {
     let raw = form
         .signed_request
         .as_deref()
@@ -51,7 +65,25 @@ fn verify(state: &AppState, form: &SignedForm) -> Result<(SignedRequest, String)
         .filter(|id| id != "0" && !id.is_empty())
         .or_else(|| request.profile_id.clone())
         .ok_or_else(|| AppError::BadRequest("signed_request names no user".into()))?;
-    Ok((request, subject))
+    let now = state.clock.now();
+    let issued_at = request
+        .issued_at
+        .ok_or_else(|| AppError::BadRequest("signed_request has no issued_at".into()))?;
+    if issued_at < now - MAX_AGE_SECS || issued_at > now + MAX_SKEW_SECS {
+        tracing::warn!(
+            issued_at,
+            now,
+            "refused a Meta callback outside its time window"
+        );
+        return Err(AppError::BadRequest(
+            "signed_request was issued too long ago (or in the future)".into(),
+        ));
+    }
+    Ok(Verified {
+        key: processed_callbacks::key_of(kind, raw),
+        subject,
+        issued_at,
+    })
 }
 
 /// `POST /meta/deauthorize`: the person removed the app on Instagram or Facebook. Their
@@ -61,27 +93,31 @@ pub async fn deauthorize(
     State(state): State<AppState>,
     Form(form): Form<SignedForm>,
 ) -> Result<Response, AppError> {
-    let (_, subject) = verify(&state, &form)?;
-    let now = state.clock.now();
-    let affected = stored::find_by_meta_user(&state.db, &subject).await?;
-    for c in &affected {
-        let removal = MetaError::reported(
-            "meta deauthorize callback",
-            190,
-            Some(458),
-            "The account holder removed the app from their account (Meta deauthorize callback).",
-            now,
-        );
-        lifecycle::apply(
-            &state,
-            c,
-            lifecycle::Outcome::Failed(removal),
-            Actor::Meta,
-            now,
-        )
-        .await?;
-        stored::mark_deauthorized(&state.db, c.id, now).await?;
+    let v = verify(&state, "deauthorize", &form)?;
+    if processed_callbacks::find(&state.db, &v.key)
+        .await?
+        .is_some()
+    {
+        tracing::warn!("a deauthorize callback was replayed; ignored");
+        return Ok((StatusCode::OK, Json(serde_json::json!({ "success": true }))).into_response());
     }
+    let affected = stored::find_by_meta_user(&state.db, &v.subject).await?;
+    for c in &affected {
+        connections::deauthorize(&state, c.id).await?;
+    }
+    // Remembered only once handled: a crash before this lets Meta's retry through, and handling
+    // the same removal twice changes nothing.
+    let now = state.clock.now();
+    processed_callbacks::remember(
+        &state.db,
+        &v.key,
+        "deauthorize",
+        v.issued_at,
+        None,
+        now,
+        now - MAX_AGE_SECS - MAX_SKEW_SECS,
+    )
+    .await?;
     tracing::info!(connections = affected.len(), "deauthorize callback handled");
     Ok((StatusCode::OK, Json(serde_json::json!({ "success": true }))).into_response())
 }
@@ -92,27 +128,54 @@ pub async fn data_deletion(
     State(state): State<AppState>,
     Form(form): Form<SignedForm>,
 ) -> Result<Response, AppError> {
-    let (_, subject) = verify(&state, &form)?;
+    let v = verify(&state, "data_deletion", &form)?;
+    let mut tx = state.db.begin().await?;
+    if let Some(code) = processed_callbacks::find(&mut tx, &v.key).await? {
+        // A replay: nothing is deleted again (the person may have connected anew since); Meta
+        // gets the first answer again.
+        drop(tx);
+        tracing::warn!("a data-deletion callback was replayed; ignored");
+        let code = code.unwrap_or_default();
+        let url = format!("{}/meta/deletion/{code}", state.config.public_url());
+        return Ok(
+            Json(serde_json::json!({ "url": url, "confirmation_code": code })).into_response(),
+        );
+    }
+    // One transaction: the deletion, its record and the replay guard commit together.
     let now = state.clock.now();
-    let affected = stored::find_by_meta_user(&state.db, &subject).await?;
+    let affected = stored::find_by_meta_user(&mut tx, &v.subject).await?;
     let mut deleted = 0;
     for c in &affected {
-        if connections::disconnect(&state, c.id).await? {
+        jobs::cancel_for_subject(&mut tx, &c.id.to_string()).await?;
+        if stored::delete(&mut tx, c.id).await? {
             deleted += 1;
         }
     }
+    // Page choices a Facebook user left unfinished hold sealed Page tokens too.
+    page_choices::delete_for_fb_user(&mut tx, &v.subject).await?;
     let code = confirmation_code();
     deletion_requests::insert(
-        &state.db,
+        &mut tx,
         &deletion_requests::DeletionRequest {
             confirmation_code: code.clone(),
-            meta_user_id: subject,
+            meta_user_id: v.subject.clone(),
             requested_at: now,
             completed_at: Some(now),
             connections_deleted: deleted,
         },
     )
     .await?;
+    processed_callbacks::remember(
+        &mut tx,
+        &v.key,
+        "data_deletion",
+        v.issued_at,
+        Some(&code),
+        now,
+        now - MAX_AGE_SECS - MAX_SKEW_SECS,
+    )
+    .await?;
+    tx.commit().await?;
     tracing::info!(connections = deleted, "data deletion callback handled");
     let url = format!("{}/meta/deletion/{code}", state.config.public_url());
     Ok(Json(serde_json::json!({ "url": url, "confirmation_code": code })).into_response())

@@ -8,8 +8,8 @@ mod status;
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// An id from the path. Anything that is not a number is a 404, like an id nobody owns.
 pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
@@ -60,6 +60,7 @@ pub fn router() -> Router<AppState> {
             post(dashboard::account::change_password),
         )
         // The dashboard's connections and client links (owner-only; others' ids answer 404)
+        .route("/system", get(dashboard::system::show))
         .route("/connections", get(dashboard::connections::list))
         .route("/connections/{id}", get(dashboard::connections::detail))
         .route(

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
 
-use crate::app::{AppState, DemoAccount};
 use crate::config::DatabaseKind;
 use crate::error::AppError;
+use crate::state::{AppState, DemoAccount};
 
 #[derive(Template)]
 #[template(path = "status.html")]

@@ -1,46 +1,63 @@
-//! Background workers: each claims due rows from the lease queue (`db::jobs`) and does one kind
-//! of work. Each has a `run_once(state, node, now)` so tests drive them one pass at a time; in
-//! production [`spawn`] runs them in a loop on every node until shutdown.
+//! Background work: the one [`runner`] every worker plugs into, and the workers. Each worker is
+//! a [`runner::Work`] (a job kind, its concurrency, an optional pause, and the work for one
+//! job); tests drive a kind one pass at a time with [`runner::run_due`], and in production
+//! [`spawn`] runs every kind on every node until shutdown.
 
 pub mod lifecycle;
-
-use std::time::Duration;
+pub mod runner;
 
 use tokio::sync::watch;
 
-use crate::app::AppState;
+use crate::state::AppState;
+use runner::{Report, RunnerSettings};
 
-/// This node's name in leases: the host name plus a random suffix, so two processes on one host
-/// never share a lease.
-pub fn node_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".to_owned());
-    format!("{host}-{:08x}", rand::random::<u32>())
-}
-
-/// Runs every worker until `shutdown` turns true. A failing pass is logged and retried on the
-/// next tick; it never stops the loop.
-pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    let node = node_name();
-    let poll = Duration::from_secs(state.config.lifecycle.worker_poll_secs);
+/// Runs every worker on this node until `shutdown` turns true; the handle ends when all have
+/// stopped (each finishes or hands back its jobs).
+pub fn spawn(
+    state: AppState,
+    node: &str,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<Report>> {
+    let settings = RunnerSettings::from_state(&state, node);
+    let workers = vec![
+        runner::spawn(
+            state.clone(),
+            lifecycle::LifecycleWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(state, lifecycle::PurgeWork, settings, shutdown),
+    ];
     tokio::spawn(async move {
-        tracing::info!(node = %node, "background workers started");
-        loop {
-            let now = state.clock.now();
-            match lifecycle::run_once(&state, &node, now).await {
-                Ok(report) if report.checked > 0 || report.purged > 0 => {
-                    tracing::debug!(?report, "lifecycle pass")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = ?e, "lifecycle pass failed"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = shutdown.changed() => break,
-            }
-            if *shutdown.borrow() {
-                break;
+        let mut reports = Vec::new();
+        for worker in workers {
+            match worker.await {
+                Ok(report) => reports.push(report),
+                Err(e) => tracing::error!(error = %e, "a worker ended abnormally"),
             }
         }
-        tracing::info!("background workers stopped");
+        reports
     })
+}
+
+/// What one pass over every kind did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PassReport {
+    pub lifecycle: Report,
+    pub purge: Report,
+}
+
+/// Runs every job that is due now, kind by kind, on this node, and returns when none is left:
+/// one pass, as tests and `feedkeeper jobs run` want it.
+pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassReport> {
+    let settings = RunnerSettings::from_state(state, node);
+    let purge =
+        runner::run_due(state, &std::sync::Arc::new(lifecycle::PurgeWork), &settings).await?;
+    let lifecycle = runner::run_due(
+        state,
+        &std::sync::Arc::new(lifecycle::LifecycleWork),
+        &settings,
+    )
+    .await?;
+    Ok(PassReport { lifecycle, purge })
 }

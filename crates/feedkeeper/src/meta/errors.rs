@@ -22,8 +22,90 @@ pub enum Action {
     Retry,
     /// The object no longer exists (a deleted post): stop asking for it.
     Gone,
-    /// Our request or configuration is wrong; retrying will not help. Worth an operator's look.
+    /// Our request is wrong; retrying will not help. Worth an operator's look.
     Bug,
+    /// The app's configuration is wrong (secret, id, app mode): only the operator can fix it, and
+    /// it says nothing about the account holder's login.
+    Operator { problem: OperatorProblem },
+}
+
+/// A configuration problem of the Meta app itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorProblem {
+    /// Meta rejects the app id or app secret (`Error validating client secret`, `Invalid OAuth
+    /// access token signature` on the app token, `Invalid platform app`).
+    AppCredentials,
+    /// The app is in Development mode (or not switched to Live), so only its testers may use it.
+    AppNotLive,
+    /// The app was deleted or disabled on Meta's side.
+    AppDisabled,
+}
+
+impl OperatorProblem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorProblem::AppCredentials => "app_credentials",
+            OperatorProblem::AppNotLive => "app_not_live",
+            OperatorProblem::AppDisabled => "app_disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            OperatorProblem::AppCredentials,
+            OperatorProblem::AppNotLive,
+            OperatorProblem::AppDisabled,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+
+    /// What the operator should do, in plain words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OperatorProblem::AppCredentials => {
+                "Meta rejects the app id or app secret in feedkeeper's configuration. Copy them \
+                 again from the Meta App Dashboard (the Instagram ones under Instagram → API setup \
+                 with Instagram login; the Facebook ones under App settings → Basic)."
+            }
+            OperatorProblem::AppNotLive => {
+                "The Meta app is in Development mode, so only its testers can use it. Add the \
+                 account as a tester, or switch the app to Live in the Meta App Dashboard."
+            }
+            OperatorProblem::AppDisabled => {
+                "Meta reports the app as deleted or disabled. Check it in the Meta App Dashboard."
+            }
+        }
+    }
+}
+
+/// A Meta message that is about our app's configuration, not the person's login.
+fn operator_problem_in(lower_message: &str) -> Option<OperatorProblem> {
+    const CREDENTIALS: [&str; 5] = [
+        "error validating client secret",
+        "invalid oauth access token signature",
+        "error validating application",
+        "invalid application id",
+        "invalid platform app",
+    ];
+    const NOT_LIVE: [&str; 4] = [
+        "insufficient developer role",
+        "invalid scope: []",
+        "app not active",
+        "in development mode",
+    ];
+    const DISABLED: [&str; 2] = ["application has been deleted", "app has been disabled"];
+    let any = |needles: &[&str]| needles.iter().any(|n| lower_message.contains(n));
+    if any(&DISABLED) {
+        Some(OperatorProblem::AppDisabled)
+    } else if any(&CREDENTIALS) {
+        Some(OperatorProblem::AppCredentials)
+    } else if any(&NOT_LIVE) {
+        Some(OperatorProblem::AppNotLive)
+    } else {
+        None
+    }
 }
 
 /// Why a connection needs its owner to log in again, in terms a person understands.
@@ -223,6 +305,7 @@ impl fmt::Display for MetaError {
             Action::Retry => write!(f, " [retry later]"),
             Action::Gone => write!(f, " [gone]"),
             Action::Bug => write!(f, " [request error]"),
+            Action::Operator { problem } => write!(f, " [app configuration: {}]", problem.as_str()),
         }
     }
 }
@@ -327,6 +410,9 @@ pub(crate) fn classify(failure: &Failure, usage: &Usage, now: UnixSeconds) -> Ac
             ..
         } => {
             let lower = message.to_ascii_lowercase();
+            if let Some(problem) = operator_problem_in(&lower) {
+                return Action::Operator { problem };
+            }
             match (*code, *subcode) {
                 (Some(190), sub) => Action::Reconnect {
                     reason: reason_for_190(sub, &lower),

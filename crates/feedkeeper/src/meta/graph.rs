@@ -340,7 +340,19 @@ impl MetaClient {
             ("input_token", input.expose()),
             ("access_token", app_token.as_str()),
         ]);
-        let reply: DebugTokenReply = self.send_json(ENDPOINT, request).await?;
+        let reply: DebugTokenReply = match self.send_json(ENDPOINT, request).await {
+            Ok(reply) => reply,
+            // The inspected token's own trouble comes back inside `data` with a 200. An error of
+            // the call itself that says "reconnect" is about the token we authenticate with,
+            // the app token: the app id or secret is wrong, whatever Meta's wording.
+            Err(mut e) if matches!(e.action, super::Action::Reconnect { .. }) => {
+                e.action = super::Action::Operator {
+                    problem: super::OperatorProblem::AppCredentials,
+                };
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let d = reply.data;
         Ok(TokenInfo {
             is_valid: d.is_valid,

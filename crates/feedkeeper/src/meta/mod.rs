@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-pub use errors::{Action, Failure, MetaError, ReconnectReason};
+pub use errors::{Action, Failure, MetaError, OperatorProblem, ReconnectReason};
 pub use types::*;
 pub use usage::{Usage, UsageLog};
 

@@ -52,7 +52,7 @@ async fn app_removal_needs_a_reconnect_at_once_and_deletes_data_after_the_grace_
     assert!(w.reload(&c).await.token_sealed.is_some());
     w.advance(2 * DAY);
     let report = w.pass().await;
-    assert_eq!(report.purged, 1);
+    assert_eq!(report.purge.finished, 1);
     let purged = w.reload(&c).await;
     assert!(purged.token_sealed.is_none() && purged.data_purged_at.is_some());
     // Reconnecting revives it, with a new token.
@@ -77,7 +77,7 @@ async fn a_reconnect_within_the_grace_period_keeps_the_data() {
     w.advance(3 * DAY);
     w.connect_instagram(owner, "changed_mind").await;
     w.advance(40 * DAY);
-    assert_eq!(w.pass().await.purged, 0);
+    w.pass().await;
     assert!(w.reload(&c).await.token_sealed.is_some());
 }
 
@@ -136,13 +136,33 @@ async fn forged_altered_and_malformed_callbacks_are_refused() {
     let owner = w.user("o@example.com").await;
     let c = w.connect_instagram(owner, "target").await;
     let ig_user_id = c.ig_user_id.clone();
+    let now = w.clock.now();
     let payload =
-        format!(r#"{{"user_id":"{ig_user_id}","algorithm":"HMAC-SHA256","issued_at":1}}"#);
+        format!(r#"{{"user_id":"{ig_user_id}","algorithm":"HMAC-SHA256","issued_at":{now}}}"#);
     let forged = signed_request::sign(&payload, "not-the-app-secret");
     let genuine = signed_request::sign(&payload, "sim-instagram-secret");
     let (sig, body) = genuine.split_once('.').unwrap();
     let other = signed_request::sign(
-        r#"{"user_id":"1","algorithm":"HMAC-SHA256"}"#,
+        &format!(r#"{{"user_id":"1","algorithm":"HMAC-SHA256","issued_at":{now}}}"#),
+        "sim-instagram-secret",
+    );
+    // Genuinely signed, but captured long ago, from the future, or with no time at all.
+    let stale = signed_request::sign(
+        &format!(
+            r#"{{"user_id":"{ig_user_id}","algorithm":"HMAC-SHA256","issued_at":{}}}"#,
+            now - 2 * DAY
+        ),
+        "sim-instagram-secret",
+    );
+    let future = signed_request::sign(
+        &format!(
+            r#"{{"user_id":"{ig_user_id}","algorithm":"HMAC-SHA256","issued_at":{}}}"#,
+            now + DAY
+        ),
+        "sim-instagram-secret",
+    );
+    let timeless = signed_request::sign(
+        &format!(r#"{{"user_id":"{ig_user_id}","algorithm":"HMAC-SHA256"}}"#),
         "sim-instagram-secret",
     );
     let spliced = format!("{}.{body}", other.split_once('.').unwrap().0);
@@ -155,6 +175,9 @@ async fn forged_altered_and_malformed_callbacks_are_refused() {
             forged.as_str(),
             spliced.as_str(),
             tampered.as_str(),
+            stale.as_str(),
+            future.as_str(),
+            timeless.as_str(),
             "",
             "garbage",
             "a.b",
@@ -225,4 +248,64 @@ async fn callbacks_naming_the_app_scoped_id_or_the_facebook_user_find_the_connec
         assert_eq!(c.reason.as_deref(), Some("app_removed"), "{}", c.username);
         assert!(c.deauthorized_at.is_some(), "{}", c.username);
     }
+}
+
+#[tokio::test]
+async fn a_replayed_callback_does_nothing() {
+    let w = with_callbacks().await;
+    let owner = w.user("o@example.com").await;
+    let c = w.connect_instagram(owner, "replayed").await;
+    let http = reqwest::Client::new();
+    let now = w.clock.now();
+    let sign = |user: &str| {
+        signed_request::sign(
+            &format!(r#"{{"user_id":"{user}","algorithm":"HMAC-SHA256","issued_at":{now}}}"#),
+            "sim-instagram-secret",
+        )
+    };
+    let post = |endpoint: &'static str, body: String| {
+        let http = http.clone();
+        let url = format!("{}/meta/{endpoint}", w.base_url);
+        async move {
+            http.post(url)
+                .form(&[("signed_request", body)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // A removal, then the person reconnects; the captured removal replayed changes nothing.
+    let removal = sign(&c.ig_user_id);
+    assert_eq!(post("deauthorize", removal.clone()).await.status(), 200);
+    assert_eq!(w.reload(&c).await.status(), Status::NeedsReconnect);
+    w.advance(600);
+    let again = w.connect_instagram(owner, "replayed").await;
+    assert_eq!(again.status(), Status::Active);
+    assert_eq!(post("deauthorize", removal).await.status(), 200);
+    let after = w.reload(&c).await;
+    assert_eq!(after.status(), Status::Active, "the replay was ignored");
+    assert!(after.deauthorized_at.is_none());
+
+    // A deletion request, then the person connects anew; the replay deletes nothing and Meta
+    // gets the first answer again.
+    let deletion = sign(&c.ig_user_id);
+    let first: serde_json::Value = post("data-deletion", deletion.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(matches!(
+        stored::get(&w.state.db, c.id).await,
+        Err(feedkeeper::db::DbError::NotFound)
+    ));
+    let fresh = w.connect_instagram(owner, "replayed").await;
+    let replay = post("data-deletion", deletion).await;
+    assert_eq!(replay.status(), 200);
+    let second: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(first, second);
+    assert!(
+        stored::get(&w.state.db, fresh.id).await.is_ok(),
+        "not deleted again"
+    );
 }

@@ -127,7 +127,7 @@ async fn reconnecting_renews_the_same_connection_and_resolves_the_incident() {
         .await
         .unwrap();
     app.advance(2 * 3600);
-    feedkeeper::jobs::lifecycle::run_once(&app.state, "n", app.state.clock.now())
+    feedkeeper::jobs::run_due_now(&app.state, "n")
         .await
         .unwrap();
     assert_eq!(

@@ -270,7 +270,28 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
             .unwrap();
     assert!(job.due_at > app.state.clock.now());
 
+    // Pressed again at once: no second call to Meta within the cooldown, and it says so.
+    let calls = app.sim.requests(None).len();
+    browser
+        .post(
+            &format!("/connections/{}/refresh", c.id),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    let page = browser.get("/connections").await;
+    assert!(
+        page.body.contains("@bakery was checked moments ago"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        app.sim.requests(None).len(),
+        calls,
+        "no call within the cooldown"
+    );
+
     // The password changes on Instagram: "Refresh now" finds out at once, in plain words.
+    app.advance(120);
     app.sim
         .apply_event("bakery", AccountEvent::PasswordChanged)
         .await
@@ -362,6 +383,7 @@ async fn refresh_now_during_an_outage_or_a_throttle_says_so_and_does_not_hammer_
     assert!(body.contains("Having trouble: Meta did not answer; retrying automatically"));
     assert!(body.contains("Last error"));
     app.sim.clear_outage();
+    app.advance(120);
     assert!(refresh().await.contains("@bakery is active"));
 
     // Throttled: one call learns it; the next press waits instead of asking again.
@@ -372,10 +394,12 @@ async fn refresh_now_during_an_outage_or_a_throttle_says_so_and_does_not_hammer_
             secs: 3600,
         })
         .unwrap();
+    app.advance(120);
     refresh().await;
     let throttled = stored::get(&app.state.db, c.id).await.unwrap();
     assert_eq!(throttled.status(), Status::Degraded);
-    assert!(throttled.backoff_until.unwrap() > app.state.clock.now());
+    assert!(throttled.backoff_until.unwrap() > app.state.clock.now() + 120);
+    app.advance(120);
     let body = refresh().await;
     assert!(
         body.contains("asked feedkeeper to slow down for @bakery"),

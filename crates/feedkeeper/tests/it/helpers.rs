@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use feedkeeper::app::AppState;
 use feedkeeper::clock::Clock;
 use feedkeeper::config::{Config, Secret};
 use feedkeeper::db::Db;
+use feedkeeper::state::AppState;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use url::Url;

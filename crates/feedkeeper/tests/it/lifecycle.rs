@@ -2,14 +2,14 @@
 //! every revocation kind, outages short and long, reconnects, and the incidents they open and
 //! close.
 
-use feedkeeper::app::AppState;
 use feedkeeper::clock::Clock;
 use feedkeeper::connections::{self, Actor};
 use feedkeeper::db::connections::{Connection, Status};
 use feedkeeper::db::{audit, connections as stored, incidents};
 use feedkeeper::ids::UserId;
-use feedkeeper::jobs::lifecycle::{PassReport, run_once};
+use feedkeeper::jobs::{PassReport, run_due_now};
 use feedkeeper::meta::oauth::parse_callback;
+use feedkeeper::state::AppState;
 use meta_sim::{AccountEvent, NewAccount, Outage, Simulator};
 
 use crate::helpers::TestApp;
@@ -31,7 +31,16 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
-        let app = TestApp::spawn_with(|c| c.lifecycle.probe_interval_minutes = 6 * 60).await;
+        World::with(|_| {}).await
+    }
+
+    /// A world with more configuration changed.
+    pub async fn with(configure: impl FnOnce(&mut feedkeeper::config::Config)) -> World {
+        let app = TestApp::spawn_with(|c| {
+            c.lifecycle.probe_interval_minutes = 6 * 60;
+            configure(c);
+        })
+        .await;
         World {
             sim: app.sim.clone(),
             base_url: app.state.config.public_url(),
@@ -186,9 +195,7 @@ impl World {
     }
 
     pub async fn pass(&self) -> PassReport {
-        run_once(&self.state, "test-node", self.clock.now())
-            .await
-            .unwrap()
+        run_due_now(&self.state, "test-node").await.unwrap()
     }
 
     pub async fn reload(&self, c: &Connection) -> Connection {
@@ -493,6 +500,7 @@ async fn an_app_wide_throttle_pauses_every_check_on_every_node() {
         .unwrap();
     let report = w.pass().await;
     let until = report
+        .lifecycle
         .paused_until
         .unwrap_or_else(|| panic!("code 4 pauses the app: {report:?}"));
     assert!(until > w.clock.now());
@@ -500,11 +508,9 @@ async fn an_app_wide_throttle_pauses_every_check_on_every_node() {
     // Any node, while paused: no call to Meta at all.
     w.advance(5 * 60);
     let before = w.sim.requests(None).len();
-    let other_node = run_once(&w.state, "another-node", w.clock.now())
-        .await
-        .unwrap();
-    assert_eq!(other_node.checked, 0);
-    assert_eq!(other_node.paused_until, Some(until));
+    let other_node = run_due_now(&w.state, "another-node").await.unwrap();
+    assert_eq!(other_node.lifecycle.finished, 0);
+    assert_eq!(other_node.lifecycle.paused_until, Some(until));
     assert_eq!(
         w.sim.requests(None).len(),
         before,
@@ -539,7 +545,7 @@ async fn the_background_loop_checks_due_connections_and_stops_on_shutdown() {
         .unwrap();
     w.advance(7 * HOUR);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = feedkeeper::jobs::spawn(w.state.clone(), stopped);
+    let workers = feedkeeper::jobs::spawn(w.state.clone(), "loop-node", stopped);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         if w.reload(&c).await.status() == Status::NeedsReconnect {

@@ -14,5 +14,6 @@ mod helpers;
 mod lifecycle;
 mod meta_client;
 mod meta_client_malformed;
+mod races;
 mod sim_login;
 mod store;

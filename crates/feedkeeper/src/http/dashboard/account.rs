@@ -12,9 +12,9 @@ use serde::Deserialize;
 use crate::accounts::page::invalid_form;
 use crate::accounts::rate_limit::{self, ClientAddress, Subjects};
 use crate::accounts::{CurrentUser, Email, Page, password, render, session};
-use crate::app::AppState;
 use crate::db::users;
 use crate::error::AppError;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "account.html")]

@@ -18,9 +18,9 @@ use crate::accounts::rate_limit::{self, ClientAddress, Subjects};
 use crate::accounts::redirect::{after_login, safe_next, with_next};
 use crate::accounts::session::{self, SESSION_COOKIE};
 use crate::accounts::{CurrentUser, Email, Page, password};
-use crate::app::AppState;
 use crate::db::{DbError, users};
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// The one message for every failed log-in: it must not tell an unknown email from a wrong
 /// password.

@@ -16,18 +16,16 @@ use serde::Deserialize;
 
 use super::links;
 use crate::accounts::{CurrentUser, Page, render};
-use crate::app::AppState;
 use crate::clock::format_utc;
-use crate::connections::lifecycle::{self, Outcome};
-use crate::connections::{self as lifecycle_ops, Actor, LIFECYCLE_JOB};
+use crate::connections::{self, Actor, CheckNow};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::connections::{self as stored, Connection, LoginKind, Status};
 use crate::db::incidents::{self, Incident};
-use crate::db::jobs;
 use crate::error::AppError;
 use crate::http::path_id;
 use crate::ids::ConnectionId;
 use crate::meta::ReconnectReason;
+use crate::state::AppState;
 
 /// How many audit rows the detail page shows (newest first).
 const AUDIT_ROWS: i64 = 200;
@@ -238,6 +236,8 @@ fn initials(name: &str) -> String {
 struct ListPage {
     page: Page,
     connections: Vec<ConnectionView>,
+    /// Problems of the Meta app's configuration, which only the operator can fix.
+    problems: Vec<super::system::ProblemView>,
 }
 
 /// `GET /connections`.
@@ -250,6 +250,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Re
     render(&ListPage {
         page: Page::for_user(&user, "Connections"),
         connections: views,
+        problems: super::system::problem_views(&state).await?,
     })
 }
 
@@ -382,50 +383,34 @@ pub async fn refresh(
     } else {
         "/connections".to_owned()
     };
-    if c.token_sealed.is_none() {
-        user.flash(
-            &state,
-            &format!(
-                "@{} has no login stored (its data was deleted). Reconnect it to show its posts again.",
-                c.username
-            ),
-        )
-        .await?;
-        return Ok(Redirect::to(&back).into_response());
-    }
-    let now = state.clock.now();
-    // Meta is throttling this account (or the whole app): asking again now would only prolong it.
-    let app_pause =
-        crate::db::meta_pauses::paused_until(&state.db, crate::db::meta_pauses::APP, now).await?;
-    if let Some(until) = c.backoff_until.filter(|&until| until > now).max(app_pause) {
-        user.flash(
-            &state,
-            &format!(
-                "Meta asked feedkeeper to slow down for @{}, so it was not checked now. The next \
-                 try is automatic, after {}.",
-                c.username,
-                format_utc(until)
-            ),
-        )
-        .await?;
-        return Ok(Redirect::to(&back).into_response());
-    }
-    let outcome = lifecycle::check(&state, &c, now).await;
-    let renewed = matches!(
-        outcome,
-        Outcome::Alive {
-            refreshed: Some(_),
-            ..
-        }
-    );
-    let updated = lifecycle::apply(&state, &c, outcome, Actor::User, now).await?;
-    // The worker plans from the state it last saw; re-plan from what this check found, as the
-    // worker would have (nothing to plan when only a new login helps).
-    if let Some(next) = state.policy().next_due(&updated, now, rand::random()) {
-        jobs::schedule(&state.db, LIFECYCLE_JOB, &updated.id.to_string(), next, now).await?;
-    }
-    user.flash(&state, &refresh_message(&updated, renewed))
-        .await?;
+    let message = match connections::check_now(&state, c.id, Actor::User, &state.node).await? {
+        CheckNow::Checked(report) => match &report.connection {
+            Some(now) => refresh_message(now, report.renewed),
+            None => format!("@{} was removed meanwhile.", c.username),
+        },
+        CheckNow::NoToken => format!(
+            "@{} has no login stored (its data was deleted). Reconnect it to show its posts again.",
+            c.username
+        ),
+        // Meta is throttling this account (or the whole app): asking again now would only prolong it.
+        CheckNow::Paused { until } => format!(
+            "Meta asked feedkeeper to slow down for @{}, so it was not checked now. The next \
+             try is automatic, after {}.",
+            c.username,
+            format_utc(until)
+        ),
+        CheckNow::Cooldown { until } => format!(
+            "@{} was checked moments ago ({}). You can check it again after {}.",
+            c.username,
+            status_words(&c).1.to_lowercase(),
+            format_utc(until)
+        ),
+        CheckNow::Busy { .. } => format!(
+            "@{} is being checked right now; its page shows the result in a moment.",
+            c.username
+        ),
+    };
+    user.flash(&state, &message).await?;
     Ok(Redirect::to(&back).into_response())
 }
 
@@ -518,7 +503,7 @@ pub async fn disconnect(
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
     let c = stored::get_owned(&state.db, user.id, path_id(&id)?).await?;
-    lifecycle_ops::disconnect(&state, c.id).await?;
+    connections::disconnect(&state, c.id).await?;
     tracing::info!(user = %user.id, connection = %c.id, "connection disconnected by its owner");
     user.flash(
         &state,

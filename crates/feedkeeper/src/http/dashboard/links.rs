@@ -19,13 +19,13 @@ use crate::accounts::csrf::random_token;
 use crate::accounts::page::invalid_form;
 use crate::accounts::session::hash_token;
 use crate::accounts::{CurrentUser, Email, Page, render};
-use crate::app::AppState;
 use crate::clock::format_utc;
 use crate::db::connections::Connection;
 use crate::db::links::{self as link_store, ConnectLink, NewLink, Unusable};
 use crate::error::AppError;
 use crate::http::path_id;
 use crate::ids::{ConnectionId, LinkId};
+use crate::state::AppState;
 
 /// The longest label, in characters.
 const MAX_LABEL_CHARS: usize = 100;

@@ -8,3 +8,4 @@ pub mod assets;
 pub mod auth;
 pub mod connections;
 pub mod links;
+pub mod system;

@@ -1,0 +1,71 @@
+//! Named pause points for crash tests: a test arms `(name, key)`, and the code that reaches
+//! [`hit`] with that pair waits there until the test aborts the task (a crash at exactly that
+//! point) or disarms it. Unarmed, a hit costs one atomic load.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::Notify;
+
+static ANY_ARMED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Default)]
+struct Point {
+    reached: Arc<Notify>,
+    released: Arc<Notify>,
+}
+
+fn points() -> &'static Mutex<HashMap<(String, String), Point>> {
+    static POINTS: OnceLock<Mutex<HashMap<(String, String), Point>>> = OnceLock::new();
+    POINTS.get_or_init(Default::default)
+}
+
+/// Where a job may be stopped: after Meta answered a lifecycle check, before anything is stored.
+pub const AFTER_META_ANSWER: &str = "lifecycle.after_meta_answer";
+
+/// Arms the point `name` for `key` (e.g. a connection id). Returns a handle that resolves once
+/// the code reaches it.
+pub fn arm(name: &str, key: &str) -> Armed {
+    let point = Point::default();
+    let reached = point.reached.clone();
+    let released = point.released.clone();
+    points()
+        .lock()
+        .expect("failpoint registry")
+        .insert((name.to_owned(), key.to_owned()), point);
+    ANY_ARMED.store(true, Ordering::SeqCst);
+    Armed { reached, released }
+}
+
+/// An armed point.
+pub struct Armed {
+    reached: Arc<Notify>,
+    released: Arc<Notify>,
+}
+
+impl Armed {
+    /// Waits until the code reaches the point (and parks there).
+    pub async fn reached(&self) {
+        self.reached.notified().await
+    }
+    /// Lets the parked code go on.
+    pub fn release(&self) {
+        self.released.notify_one()
+    }
+}
+
+/// Parks here if a test armed `(name, key)`; returns at once otherwise.
+pub async fn hit(name: &str, key: &str) {
+    if !ANY_ARMED.load(Ordering::Relaxed) {
+        return;
+    }
+    let armed = {
+        let mut map = points().lock().expect("failpoint registry");
+        map.remove(&(name.to_owned(), key.to_owned()))
+    };
+    if let Some(point) = armed {
+        point.reached.notify_one();
+        point.released.notified().await;
+    }
+}

@@ -1,0 +1,87 @@
+//! `GET /system`: what an operator needs to see at a glance: problems only they can fix (the Meta
+//! app's configuration), the background jobs per kind, which nodes hold work, and dead jobs.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+
+use crate::accounts::{CurrentUser, Page, render};
+use crate::clock::format_utc;
+use crate::db::{jobs, operator_problems};
+use crate::error::AppError;
+use crate::jobs::runner::wall_ms;
+use crate::state::AppState;
+
+/// An operator problem, in words.
+pub struct ProblemView {
+    pub app: &'static str,
+    pub advice: &'static str,
+    pub message: String,
+    pub since: String,
+    pub occurrences: i64,
+}
+
+/// The open operator problems, for this page and the banner on the connections list.
+pub async fn problem_views(state: &AppState) -> Result<Vec<ProblemView>, AppError> {
+    Ok(operator_problems::open(&state.db)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let (family, problem) = p.parts();
+            ProblemView {
+                app: if family == "facebook" {
+                    "Facebook app"
+                } else {
+                    "Instagram app"
+                },
+                advice: problem.map_or("Check the Meta app's settings.", |p| p.describe()),
+                message: p.message.clone(),
+                since: format_utc(p.first_seen_at),
+                occurrences: p.occurrences,
+            }
+        })
+        .collect())
+}
+
+struct DeadJobView {
+    id: i64,
+    kind: String,
+    subject: String,
+    error: String,
+    since: String,
+}
+
+#[derive(Template)]
+#[template(path = "system.html")]
+struct SystemPage {
+    page: Page,
+    node: String,
+    problems: Vec<ProblemView>,
+    kinds: Vec<jobs::KindCounts>,
+    holders: Vec<(String, i64)>,
+    dead: Vec<DeadJobView>,
+}
+
+/// `GET /system`.
+pub async fn show(State(state): State<AppState>, user: CurrentUser) -> Result<Response, AppError> {
+    let now = state.clock.now();
+    let dead = jobs::list_dead(&state.db)
+        .await?
+        .into_iter()
+        .map(|j| DeadJobView {
+            id: j.id,
+            kind: j.kind,
+            subject: j.subject,
+            error: j.last_error.unwrap_or_default(),
+            since: j.dead_at.map(format_utc).unwrap_or_default(),
+        })
+        .collect();
+    render(&SystemPage {
+        page: Page::for_user(&user, "System status"),
+        node: state.node.to_string(),
+        problems: problem_views(&state).await?,
+        kinds: jobs::counts(&state.db, now, wall_ms()).await?,
+        holders: jobs::lease_holders(&state.db, wall_ms()).await?,
+        dead,
+    })
+}

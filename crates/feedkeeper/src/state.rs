@@ -1,0 +1,104 @@
+//! Shared state: everything a handler, a worker or a command needs (config, database, Meta
+//! client, token cipher, clock). It sits below the HTTP routes and the workers, which both
+//! import it; it imports neither.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::TokenCipher;
+use crate::db::Db;
+use crate::meta::MetaClient;
+
+/// Everything a handler or worker needs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub meta: MetaClient,
+    /// Seals tokens before they are stored and opens them when they are used.
+    pub cipher: TokenCipher,
+    pub clock: Clock,
+    /// This node's name in leases, logs and the status page.
+    pub node: Arc<str>,
+    /// Set when running `feedkeeper demo`: what to show a first-time user.
+    pub demo: Option<Arc<DemoInfo>>,
+}
+
+/// What the demo tells its user: where the simulator is and whom to log in as.
+#[derive(Clone, Debug, Default)]
+pub struct DemoInfo {
+    pub simulator_url: String,
+    pub accounts: Vec<DemoAccount>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DemoAccount {
+    pub username: String,
+    pub password: String,
+    pub description: String,
+}
+
+impl AppState {
+    /// Connects to the database, brings the schema up to date and builds the Meta client.
+    /// Refuses to start without a token key: storing tokens in clear is never an option.
+    pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
+        let keys = config.security.keys()?;
+        if keys.is_empty() {
+            anyhow::bail!(
+                "security.token_keys is empty: feedkeeper needs a key to encrypt Instagram tokens. \
+                 Create one with `feedkeeper generate-key` and set it in the config file or in \
+                 FEEDKEEPER_SECURITY__TOKEN_KEYS."
+            );
+        }
+        let cipher = TokenCipher::new(&keys)?;
+        if config.storage.database_url.is_empty() {
+            std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    config.storage.data_dir.display()
+                )
+            })?;
+        }
+        let db = Db::connect(&config.database_url()).await?;
+        db.migrate().await.context("database migration failed")?;
+        let meta = MetaClient::new(&config.meta, clock.clone())?;
+        let node = Arc::from(node_name(&config.workers));
+        Ok(AppState {
+            node,
+            config: Arc::new(config),
+            db,
+            meta,
+            cipher,
+            clock,
+            demo: None,
+        })
+    }
+}
+
+impl AppState {
+    /// The lifecycle rules in effect.
+    pub fn policy(&self) -> crate::connections::policy::Policy {
+        crate::connections::policy::Policy::from(&self.config.lifecycle)
+    }
+}
+
+/// This node's name: `workers.node_name`, or the host name plus a random suffix, so two
+/// processes on one host never share a name.
+pub fn node_name(workers: &crate::config::WorkersConfig) -> String {
+    if !workers.node_name.is_empty() {
+        return workers.node_name.clone();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
