@@ -1,49 +1,93 @@
 //! The running service: the router with its edge layers, the workers, and graceful shutdown.
 //! The top of the layers: it wires `http` and `jobs` together over [`AppState`].
 
-use anyhow::Context as _;
+use std::time::Duration;
+
 use axum::Router;
+use axum::http::StatusCode;
 use tokio::net::TcpListener;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::http;
+use crate::http::edge::{self, RandomRequestId, SecurityHeaders};
 pub use crate::state::AppState;
 
-/// Every route of the service.
+/// Every route of the service, behind the edge (outermost first): a request id, the request's
+/// log span, the security headers, a panic catcher, the body limit, the request timeout and the
+/// concurrency limit.
 pub fn router(state: AppState) -> Router {
-    http::router()
+    with_edge(http::router(), state)
+}
+
+/// Puts `routes` behind the edge (see [`router`]); tests use it to put a route of their own
+/// (one that panics, one that hangs) behind the same edge.
+pub fn with_edge(routes: Router<AppState>, state: AppState) -> Router {
+    let server = &state.config.server;
+    let headers = SecurityHeaders::from_config(&state.config);
+    let edge = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(edge::REQUEST_ID, RandomRequestId))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(edge::REQUEST_ID))
+        .layer(headers.layer())
+        .layer(CatchPanicLayer::custom(edge::panic_response))
+        .layer(RequestBodyLimitLayer::new(server.max_body_bytes as usize))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(server.request_timeout_secs),
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(
+            server.max_concurrent_requests as usize,
+        ));
+    routes.layer(edge).with_state(state)
 }
 
 /// The span of a request names its route pattern (`/l/{token}`), never the raw URI: paths and
-/// queries carry link secrets and OAuth codes, which must not reach a log.
+/// queries carry link secrets and OAuth codes, which must not reach a log. The request id ties
+/// the log lines of one request together, and to what the user saw.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("(no route)", |p| p.as_str());
-    tracing::info_span!("request", method = %request.method(), route)
+    let id = request
+        .headers()
+        .get(edge::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), route, request_id = id)
 }
 
 /// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM, then finishes
-/// in-flight requests, stops the workers and closes the database.
+/// in-flight requests, stops the workers (finishing or handing back their jobs) and closes the
+/// database.
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     let db = state.db.clone();
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let workers = crate::jobs::spawn(state.clone(), &state.node, workers_stopped);
-    // With the peer address, the login rate limit can count per client address too.
-    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
-    // Workers finish the check in hand; an unfinished lease simply expires for another node.
+    let workers = crate::jobs::spawn(state.clone(), &state.node, workers_stopped).await;
+    tracing::info!(node = %state.node, "node started");
+    serve_http(state, listener, shutdown_signal()).await;
     let _ = stop_workers.send(true);
     let _ = workers.await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves the routes behind the edge on `listener` until `shutdown` resolves, then lets open
+/// requests finish (no workers: [`run`] adds them; tests start this alone).
+pub async fn serve_http(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let header_timeout = Duration::from_secs(state.config.server.header_read_timeout_secs);
+    let grace = Duration::from_secs(state.config.workers.shutdown_grace_secs.max(1));
+    edge::serve(listener, router(state), header_timeout, grace, shutdown).await
 }
 
 async fn shutdown_signal() {

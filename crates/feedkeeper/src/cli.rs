@@ -43,6 +43,18 @@ pub enum Command {
     /// Inspect and act on connected Instagram accounts (all tenants: an operator's tool).
     #[command(subcommand)]
     Connections(ConnectionsCommand),
+    /// Check the configuration against Meta and the database, and report what needs a look.
+    Doctor {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Background jobs: list them, and revive dead ones.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Token keys: seal every stored token again under the current key (after a rotation).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a new random token-encryption key for `security.token_keys`.
     GenerateKey {
         /// The key's id (name it so rotations are easy to follow, e.g. by date).
@@ -65,6 +77,42 @@ pub enum ConnectionsCommand {
         /// The connection id (first column of `connections list`).
         id: i64,
     },
+    /// Make every connection's check due now, through the queue: the running nodes check them
+    /// (honouring Meta's back-offs) within a poll interval.
+    Check {
+        /// All connections (the only scope so far; say it, so nobody does it by accident).
+        #[arg(long, required = true)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Jobs per kind and state, and the dead ones.
+    List {
+        /// Only the dead jobs.
+        #[arg(long)]
+        dead: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make dead jobs due again with a clean attempt count.
+    Retry {
+        /// One job's id (from `jobs list --dead`).
+        #[arg(conflicts_with = "all", required_unless_present = "all")]
+        id: Option<i64>,
+        /// Every dead job.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Seal every stored token again under the first key of `security.token_keys`, then say
+    /// whether older keys are still needed.
+    Reseal,
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,8 +202,140 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             state.db.close().await;
             result
         }
+        Command::Doctor { json } => with_state(cli.config, |state| doctor(state, json)).await,
+        Command::Jobs(command) => {
+            with_state(cli.config, |state| jobs_command(state, command)).await
+        }
+        Command::Keys(KeysCommand::Reseal) => with_state(cli.config, keys_reseal).await,
         Command::Demo(args) => demo(cli.config, args).await,
         Command::SimulateMeta(args) => simulate_meta(args).await,
+    }
+}
+
+/// Loads the config, builds the state, runs `f`, and closes the database.
+async fn with_state<F, Fut>(config: Option<PathBuf>, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(AppState) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = Config::load(config.as_deref())?;
+    telemetry::init(&config.log);
+    let state = AppState::build(config, Clock::System).await?;
+    let db = state.db.clone();
+    let result = f(state).await;
+    db.close().await;
+    result
+}
+
+async fn doctor(state: AppState, json: bool) -> anyhow::Result<()> {
+    use crate::doctor::Verdict;
+    let findings = crate::doctor::run(&state).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else {
+        for f in &findings {
+            let mark = match f.verdict {
+                Verdict::Ok => "ok  ",
+                Verdict::Warn => "warn",
+                Verdict::Fail => "FAIL",
+            };
+            println!("{mark}  {:<30} {}", f.check, f.detail);
+        }
+    }
+    let failed = findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Fail)
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}
+
+async fn jobs_command(state: AppState, command: JobsCommand) -> anyhow::Result<()> {
+    use crate::db::jobs;
+    let now = state.clock.now();
+    match command {
+        JobsCommand::List { dead, json } => {
+            let counts = jobs::counts(&state.db, now, crate::jobs::runner::wall_ms()).await?;
+            let dead_jobs = jobs::list_dead(&state.db).await?;
+            if json {
+                let value = if dead {
+                    serde_json::to_value(&dead_jobs)?
+                } else {
+                    serde_json::json!({ "kinds": counts, "dead": dead_jobs })
+                };
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            if !dead {
+                println!(
+                    "{:<14} {:>10} {:>8} {:>8} {:>6}",
+                    "KIND", "SCHEDULED", "DUE", "RUNNING", "DEAD"
+                );
+                for k in &counts {
+                    println!(
+                        "{:<14} {:>10} {:>8} {:>8} {:>6}",
+                        k.kind, k.scheduled, k.due, k.running, k.dead
+                    );
+                }
+            }
+            if dead || !dead_jobs.is_empty() {
+                println!("\nDead jobs (revive with `feedkeeper jobs retry ID` or `--all`):");
+                for j in &dead_jobs {
+                    println!(
+                        "{:<6} {:<12} {:<10} {}",
+                        j.id,
+                        j.kind,
+                        j.subject,
+                        j.last_error.as_deref().unwrap_or("-")
+                    );
+                }
+                if dead_jobs.is_empty() {
+                    println!("none");
+                }
+            }
+            Ok(())
+        }
+        JobsCommand::Retry { id, all } => {
+            let revived = jobs::retry_dead(&state.db, if all { None } else { id }, now).await?;
+            if revived == 0 {
+                match id {
+                    Some(id) if !all => anyhow::bail!("job {id} is not dead (or does not exist)"),
+                    _ => println!("There were no dead jobs."),
+                }
+            } else {
+                println!("{revived} job(s) are due again; a running node picks them up.");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn keys_reseal(state: AppState) -> anyhow::Result<()> {
+    let mut total = 0;
+    let report = loop {
+        let report = crate::keys::reseal(&state, 1000).await?;
+        total += report.resealed;
+        if report.resealed < 1000 {
+            break report;
+        }
+    };
+    println!(
+        "{total} value(s) sealed again under key {:?}.",
+        state.cipher.current_key()
+    );
+    for id in &report.unreadable {
+        println!("connection {id}: no configured key opens its token; it needs a reconnect");
+    }
+    if report.complete() {
+        println!("No older key is needed any more: you may remove them from security.token_keys.");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "stored values still need key(s) {:?}; keep them configured",
+            report.keys_still_used
+        )
     }
 }
 
@@ -242,6 +422,17 @@ async fn connections_command(state: &AppState, command: ConnectionsCommand) -> a
                     println!("       last error: {error}");
                 }
             }
+            Ok(())
+        }
+        ConnectionsCommand::Check { all: _ } => {
+            let now = state.clock.now();
+            let n =
+                crate::db::jobs::make_all_due(&state.db, crate::connections::LIFECYCLE_JOB, now)
+                    .await?;
+            println!(
+                "{n} connection check(s) are due now; the running nodes make them within a poll \
+                 interval (lifecycle.worker_poll_secs), honouring Meta's back-offs."
+            );
             Ok(())
         }
         ConnectionsCommand::Refresh { id } => {

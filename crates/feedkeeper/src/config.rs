@@ -145,6 +145,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Public base URL; empty means `http://<listen>`.
     pub public_url: String,
+    /// A request (headers, body and the answer) must be done within this long.
+    pub request_timeout_secs: u64,
+    /// A client must send a request's headers within this long (slow clients cannot hold
+    /// connections open).
+    pub header_read_timeout_secs: u64,
+    /// Largest request body accepted (forms and callbacks are small).
+    pub max_body_bytes: u64,
+    /// Requests handled at once; more wait their turn (within the request timeout).
+    pub max_concurrent_requests: u64,
 }
 
 impl Default for ServerConfig {
@@ -152,6 +161,10 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: String::new(),
+            request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            max_body_bytes: 1024 * 1024,
+            max_concurrent_requests: 1024,
         }
     }
 }
@@ -429,6 +442,26 @@ impl Config {
                 0..=3600,
             ),
             ("workers.lease_secs", self.workers.lease_secs, 1..=3600),
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+                1..=600,
+            ),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+                1..=300,
+            ),
+            (
+                "server.max_body_bytes",
+                self.server.max_body_bytes,
+                1024..=64 * 1024 * 1024,
+            ),
+            (
+                "server.max_concurrent_requests",
+                self.server.max_concurrent_requests,
+                1..=100_000,
+            ),
             (
                 "workers.shutdown_grace_secs",
                 self.workers.shutdown_grace_secs,

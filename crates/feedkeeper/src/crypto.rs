@@ -1,8 +1,13 @@
-//! Tokens at rest: AES-256-GCM under named keys, so keys can be rotated.
+//! Secrets at rest: AES-256-GCM under named keys, so keys can be rotated, with one subkey per
+//! purpose so that tokens and anonymous CSRF values never share a key.
 //!
-//! A sealed value reads `v1.<key id>.<base64url(nonce ‖ ciphertext)>`. The first configured key
+//! A sealed value reads `v2.<key id>.<base64url(nonce ‖ ciphertext)>`, encrypted with the
+//! HKDF-SHA256 subkey of the named key for the cipher's [`Purpose`]. The first configured key
 //! seals; every configured key opens. Each value is bound to a context (e.g. the connection it
 //! belongs to) as associated data, so a ciphertext copied to another row does not decrypt.
+//! `v1` values (sealed with the raw key, before subkeys existed) still open for tokens, and
+//! `feedkeeper keys reseal` (or the maintenance job) seals them again as `v2` under the current
+//! key, after which an old key can be removed.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,8 +17,36 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
+const LEGACY_VERSION: &str = "v1";
 const NONCE_LEN: usize = 12;
+
+/// What a cipher's subkeys are for. Each purpose derives its own key from every configured key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Instagram and Page tokens (connections, pending Page choices).
+    Tokens,
+    /// The sealed anonymous CSRF values of the log-in and sign-up forms.
+    PreloginCsrf,
+}
+
+impl Purpose {
+    fn info(self) -> &'static [u8] {
+        match self {
+            Purpose::Tokens => b"feedkeeper tokens v2",
+            Purpose::PreloginCsrf => b"feedkeeper prelogin csrf v2",
+        }
+    }
+}
+
+/// The HKDF-SHA256 subkey of `key` for `info`.
+fn derive(key: &[u8; 32], info: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(b"feedkeeper"), key)
+        .expand(info, &mut out)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    out
+}
 
 /// A key as configured: `<id>:<base64 of 32 bytes>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -63,6 +96,12 @@ impl NamedKey {
     pub fn to_config_string(&self) -> String {
         format!("{}:{}", self.id, STANDARD.encode(self.bytes))
     }
+
+    /// A key for keyed hashes (e.g. of emails in the log-in limit), derived for `purpose` so it
+    /// is never the key that encrypts anything.
+    pub fn hash_key(&self, purpose: &str) -> [u8; 32] {
+        derive(&self.bytes, format!("feedkeeper hash {purpose}").as_bytes())
+    }
 }
 
 impl fmt::Debug for NamedKey {
@@ -77,7 +116,7 @@ pub enum CryptoError {
     NoKeys,
     #[error("token key ids must be unique; {0:?} appears twice")]
     DuplicateKeyId(String),
-    #[error("the sealed value is not in the v1 format")]
+    #[error("the sealed value is not in the v2 format")]
     Malformed,
     #[error("the sealed value needs key {0:?}, which is not configured")]
     UnknownKey(String),
@@ -85,11 +124,14 @@ pub enum CryptoError {
     Undecryptable,
 }
 
-/// Seals and opens secrets with the configured keys.
+/// Seals and opens secrets of one [`Purpose`] with the configured keys.
 #[derive(Clone)]
 pub struct TokenCipher {
     current: String,
+    /// Subkey ciphers, by key id.
     ciphers: HashMap<String, Aes256Gcm>,
+    /// Raw-key ciphers for `v1` values (tokens only), by key id.
+    legacy: HashMap<String, Aes256Gcm>,
 }
 
 impl fmt::Debug for TokenCipher {
@@ -102,16 +144,31 @@ impl fmt::Debug for TokenCipher {
 
 impl TokenCipher {
     /// The first key seals; all of them open.
-    pub fn new(keys: &[NamedKey]) -> Result<TokenCipher, CryptoError> {
+    pub fn new(keys: &[NamedKey], purpose: Purpose) -> Result<TokenCipher, CryptoError> {
         let current = keys.first().ok_or(CryptoError::NoKeys)?.id.clone();
         let mut ciphers = HashMap::new();
+        let mut legacy = HashMap::new();
         for key in keys {
-            let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key.bytes));
+            let subkey = derive(&key.bytes, purpose.info());
+            let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&subkey));
             if ciphers.insert(key.id.clone(), cipher).is_some() {
                 return Err(CryptoError::DuplicateKeyId(key.id.clone()));
             }
+            if purpose == Purpose::Tokens {
+                let raw = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key.bytes));
+                legacy.insert(key.id.clone(), raw);
+            }
         }
-        Ok(TokenCipher { current, ciphers })
+        Ok(TokenCipher {
+            current,
+            ciphers,
+            legacy,
+        })
+    }
+
+    /// The id of the key that seals.
+    pub fn current_key(&self) -> &str {
+        &self.current
     }
 
     /// Encrypts `plaintext` bound to `context` under the current key.
@@ -140,12 +197,16 @@ impl TokenCipher {
     /// Decrypts a value sealed (under any configured key) for `context`.
     pub fn open(&self, sealed: &str, context: &str) -> Result<String, CryptoError> {
         let mut parts = sealed.splitn(3, '.');
-        let (Some(VERSION), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
+        let (Some(version), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(CryptoError::Malformed);
         };
-        let cipher = self
-            .ciphers
+        let ciphers = match version {
+            VERSION => &self.ciphers,
+            LEGACY_VERSION if !self.legacy.is_empty() => &self.legacy,
+            _ => return Err(CryptoError::Malformed),
+        };
+        let cipher = ciphers
             .get(key_id)
             .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
         let blob = URL_SAFE_NO_PAD
@@ -167,9 +228,20 @@ impl TokenCipher {
         String::from_utf8(plaintext).map_err(|_| CryptoError::Undecryptable)
     }
 
-    /// Whether `sealed` was made with an older key and should be sealed again.
+    /// Whether `sealed` was made with an older key (or the older format) and should be sealed
+    /// again.
     pub fn needs_reseal(&self, sealed: &str) -> bool {
-        sealed.split('.').nth(1) != Some(self.current.as_str())
+        let mut parts = sealed.split('.');
+        parts.next() != Some(VERSION) || parts.next() != Some(self.current.as_str())
+    }
+
+    /// The id of the key a sealed value needs, if it is in a known format.
+    pub fn key_of(sealed: &str) -> Option<&str> {
+        let mut parts = sealed.split('.');
+        match parts.next() {
+            Some(VERSION | LEGACY_VERSION) => parts.next(),
+            _ => None,
+        }
     }
 }
 
@@ -180,14 +252,14 @@ mod tests {
 
     fn cipher(ids: &[&str]) -> (TokenCipher, Vec<NamedKey>) {
         let keys: Vec<_> = ids.iter().map(|id| NamedKey::generate(id)).collect();
-        (TokenCipher::new(&keys).unwrap(), keys)
+        (TokenCipher::new(&keys, Purpose::Tokens).unwrap(), keys)
     }
 
     #[test]
     fn sealed_tokens_open_only_in_their_context() {
         let (c, _) = cipher(&["k1"]);
         let sealed = c.seal("IGAAsecret-token", "connection:7");
-        assert!(sealed.starts_with("v1.k1."));
+        assert!(sealed.starts_with("v2.k1."));
         assert!(!sealed.contains("IGAAsecret"));
         assert_eq!(c.open(&sealed, "connection:7").unwrap(), "IGAAsecret-token");
         assert_eq!(
@@ -200,11 +272,11 @@ mod tests {
     #[test]
     fn rotation_keeps_old_values_readable() {
         let old = NamedKey::generate("2025");
-        let sealed = TokenCipher::new(std::slice::from_ref(&old))
+        let sealed = TokenCipher::new(std::slice::from_ref(&old), Purpose::Tokens)
             .unwrap()
             .seal("tok", "c");
         let new = NamedKey::generate("2026");
-        let rotated = TokenCipher::new(&[new, old]).unwrap();
+        let rotated = TokenCipher::new(&[new, old], Purpose::Tokens).unwrap();
         assert_eq!(rotated.open(&sealed, "c").unwrap(), "tok");
         assert!(rotated.needs_reseal(&sealed));
         assert!(!rotated.needs_reseal(&rotated.seal("tok", "c")));
@@ -221,14 +293,17 @@ mod tests {
         assert_eq!(c.open(&tampered, "c"), Err(CryptoError::Undecryptable));
         assert_eq!(c.open("plain-token", "c"), Err(CryptoError::Malformed));
         assert_eq!(
-            c.open("v1.k9.AAAA", "c"),
+            c.open("v2.k9.AAAA", "c"),
             Err(CryptoError::UnknownKey("k9".into()))
         );
-        assert_eq!(c.open("v1.k1.!!", "c"), Err(CryptoError::Malformed));
-        assert_eq!(TokenCipher::new(&[]).unwrap_err(), CryptoError::NoKeys);
+        assert_eq!(c.open("v2.k1.!!", "c"), Err(CryptoError::Malformed));
+        assert_eq!(
+            TokenCipher::new(&[], Purpose::Tokens).unwrap_err(),
+            CryptoError::NoKeys
+        );
         let k = NamedKey::generate("a");
         assert!(matches!(
-            TokenCipher::new(&[k.clone(), k]),
+            TokenCipher::new(&[k.clone(), k], Purpose::Tokens),
             Err(CryptoError::DuplicateKeyId(_))
         ));
     }
@@ -249,6 +324,49 @@ mod tests {
         ] {
             assert!(NamedKey::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn purposes_never_share_a_key() {
+        let keys = [NamedKey::generate("k")];
+        let tokens = TokenCipher::new(&keys, Purpose::Tokens).unwrap();
+        let csrf = TokenCipher::new(&keys, Purpose::PreloginCsrf).unwrap();
+        let sealed = csrf.seal("123:browser", "prelogin");
+        assert_eq!(
+            tokens.open(&sealed, "prelogin"),
+            Err(CryptoError::Undecryptable)
+        );
+        assert_eq!(csrf.open(&sealed, "prelogin").unwrap(), "123:browser");
+        assert_ne!(keys[0].hash_key("login"), keys[0].hash_key("other"));
+    }
+
+    #[test]
+    fn values_sealed_with_the_raw_key_still_open_as_tokens_and_need_resealing() {
+        let key = NamedKey::generate("old");
+        // How values were sealed before subkeys: the raw key, `v1`.
+        let raw = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key.bytes));
+        let nonce = [7u8; NONCE_LEN];
+        let mut blob = nonce.to_vec();
+        blob.extend(
+            raw.encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: b"IGtoken",
+                    aad: b"connection:1",
+                },
+            )
+            .unwrap(),
+        );
+        let legacy = format!("v1.old.{}", URL_SAFE_NO_PAD.encode(blob));
+        let tokens = TokenCipher::new(std::slice::from_ref(&key), Purpose::Tokens).unwrap();
+        assert_eq!(tokens.open(&legacy, "connection:1").unwrap(), "IGtoken");
+        assert!(tokens.needs_reseal(&legacy));
+        assert_eq!(TokenCipher::key_of(&legacy), Some("old"));
+        let csrf = TokenCipher::new(&[key], Purpose::PreloginCsrf).unwrap();
+        assert_eq!(
+            csrf.open(&legacy, "connection:1"),
+            Err(CryptoError::Malformed)
+        );
     }
 
     proptest! {

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::TokenCipher;
+use crate::crypto::{Purpose, TokenCipher};
 use crate::db::Db;
 use crate::meta::MetaClient;
 
@@ -20,6 +20,10 @@ pub struct AppState {
     pub meta: MetaClient,
     /// Seals tokens before they are stored and opens them when they are used.
     pub cipher: TokenCipher,
+    /// Seals the anonymous CSRF values of the log-in and sign-up forms (its own subkeys).
+    pub prelogin_cipher: TokenCipher,
+    /// Keys the hashes of emails in the log-in limit, so the table does not reveal who tried.
+    pub login_limit_key: Arc<[u8; 32]>,
     pub clock: Clock,
     /// This node's name in leases, logs and the status page.
     pub node: Arc<str>,
@@ -53,7 +57,9 @@ impl AppState {
                  FEEDKEEPER_SECURITY__TOKEN_KEYS."
             );
         }
-        let cipher = TokenCipher::new(&keys)?;
+        let cipher = TokenCipher::new(&keys, Purpose::Tokens)?;
+        let prelogin_cipher = TokenCipher::new(&keys, Purpose::PreloginCsrf)?;
+        let login_limit_key = Arc::new(keys[0].hash_key("login limit"));
         if config.storage.database_url.is_empty() {
             std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
                 format!(
@@ -72,6 +78,8 @@ impl AppState {
             db,
             meta,
             cipher,
+            prelogin_cipher,
+            login_limit_key,
             clock,
             demo: None,
         })

@@ -98,7 +98,11 @@ mod tests {
     use crate::crypto::NamedKey;
 
     fn cipher() -> TokenCipher {
-        TokenCipher::new(&[NamedKey::generate("t")]).unwrap()
+        TokenCipher::new(
+            &[NamedKey::generate("t")],
+            crate::crypto::Purpose::PreloginCsrf,
+        )
+        .unwrap()
     }
 
     #[test]

@@ -8,9 +8,7 @@ use std::sync::LazyLock;
 
 use askama::Template;
 use axum::http::HeaderValue;
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderName, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-};
+use axum::http::header::{CACHE_CONTROL, HeaderName};
 use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest as _, Sha256};
 
@@ -71,18 +69,11 @@ impl Page {
     }
 }
 
-/// Headers every dashboard page gets: never cached (pages hold personal data and CSRF tokens),
-/// never framed by another site (clickjacking), no content sniffing.
-pub fn page_headers() -> [(HeaderName, HeaderValue); 4] {
-    [
-        (CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (
-            CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'"),
-        ),
-        (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-    ]
+/// Headers every dashboard page gets besides the edge's (the strict CSP, no framing, no
+/// sniffing, no referrer: `http::edge`): never cached, since pages hold personal data and CSRF
+/// tokens.
+pub fn page_headers() -> [(HeaderName, HeaderValue); 1] {
+    [(CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
 
 /// Renders a page template to HTML (for [`AppError::InvalidForm`] and for responses that add

@@ -118,7 +118,8 @@ async fn find_session(
     headers: &HeaderMap,
     state: &AppState,
 ) -> Result<Option<CurrentUser>, AppError> {
-    let Some(token) = read_cookie(headers, SESSION_COOKIE).filter(|t| csrf::is_well_formed(t))
+    let Some(token) =
+        read_our_cookie(&state.config, headers, SESSION_COOKIE).filter(|t| csrf::is_well_formed(t))
     else {
         return Ok(None);
     };
@@ -187,6 +188,30 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Whether the service is reached over https (cookies are then Secure and `__Host-` named).
+fn is_https(config: &Config) -> bool {
+    config
+        .public_url()
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
+/// The name one of our cookies has on the wire: `__Host-<name>` over https, which browsers accept
+/// only with Secure, Path=/ and no Domain, so no other site on a parent domain can plant or
+/// overwrite it.
+pub fn wire_name(config: &Config, name: &str) -> String {
+    if is_https(config) {
+        format!("__Host-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The value of our cookie `name` (see [`wire_name`]) in the request, if sent.
+pub fn read_our_cookie<'a>(config: &Config, headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    read_cookie(headers, &wire_name(config, name))
+}
+
 /// The value of cookie `name` in the request, if sent.
 pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -202,20 +227,13 @@ pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A `Set-Cookie` value for one of our cookies: HttpOnly, SameSite=Lax, Path=/, and Secure when
 /// the public URL is https. `value` must be cookie-safe (our values are base64url).
 pub fn set_cookie(config: &Config, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
-    let secure = if config
-        .public_url()
-        .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-    {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if is_https(config) { "; Secure" } else { "" };
+    let name = wire_name(config, name);
     let cookie =
         format!("{name}={value}; Max-Age={max_age_secs}; Path=/; HttpOnly; SameSite=Lax{secure}");
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| {
         // Only our own names and base64url values get here; never reached, but never a panic.
-        tracing::error!(cookie = name, "a cookie value was not a valid header");
+        tracing::error!(cookie = %name, "a cookie value was not a valid header");
         HeaderValue::from_static("fk_invalid=; Max-Age=0; Path=/")
     })
 }
@@ -242,8 +260,24 @@ mod tests {
             plain.to_str().unwrap(),
             "fk_session=abc; Max-Age=60; Path=/; HttpOnly; SameSite=Lax"
         );
-        let secure = set_cookie(&config("https://fk.example"), SESSION_COOKIE, "abc", 60);
+        let https = config("https://fk.example");
+        let secure = set_cookie(&https, SESSION_COOKIE, "abc", 60);
+        assert!(
+            secure
+                .to_str()
+                .unwrap()
+                .starts_with("__Host-fk_session=abc;")
+        );
         assert!(secure.to_str().unwrap().ends_with("; Secure"));
+        // Over https only the __Host- cookie counts: a plain one may have been planted.
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("fk_session=planted"));
+        assert_eq!(read_our_cookie(&https, &headers, SESSION_COOKIE), None);
+        headers.append(COOKIE, HeaderValue::from_static("__Host-fk_session=real"));
+        assert_eq!(
+            read_our_cookie(&https, &headers, SESSION_COOKIE),
+            Some("real")
+        );
         let cleared = clear_cookie(&config(""), SESSION_COOKIE);
         assert!(
             cleared

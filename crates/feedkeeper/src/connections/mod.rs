@@ -138,7 +138,7 @@ pub const LIFECYCLE_JOB: &str = "lifecycle";
 pub const PURGE_JOB: &str = "purge";
 
 /// Associated data binding a sealed token to its connection row.
-fn token_context(id: ConnectionId) -> String {
+pub fn token_context(id: ConnectionId) -> String {
     format!("connection:{id}")
 }
 

@@ -463,6 +463,21 @@ pub async fn take_manual_check(
     Ok(Some(last.unwrap_or(now)))
 }
 
+/// Up to `limit` connections whose sealed token does not start with `current_prefix` (sealed
+/// under an older key or format), as `(id, sealed)`.
+pub async fn sealed_not_under(
+    db: impl Into<Ex<'_>>,
+    current_prefix: &str,
+    limit: i64,
+) -> Result<Vec<(ConnectionId, String)>, DbError> {
+    const SQL: &str = "SELECT id, token_sealed FROM connections
+        WHERE token_sealed IS NOT NULL AND substr(token_sealed, 1, length($1)) <> $1
+        ORDER BY id LIMIT $2";
+    Ok(
+        on_pool!(db, conn => sqlx::query_as(SQL).bind(current_prefix).bind(limit).fetch_all(conn).await)?,
+    )
+}
+
 /// Meta said the user removed the app.
 pub async fn mark_deauthorized(
     db: impl Into<Ex<'_>>,

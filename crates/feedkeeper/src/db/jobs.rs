@@ -85,6 +85,21 @@ pub async fn schedule(
     Ok(())
 }
 
+/// Creates `(kind, subject)` due at `due_at` unless it exists (a recurring job every node makes
+/// sure of at start, without moving its schedule).
+pub async fn ensure(
+    db: impl Into<Ex<'_>>,
+    kind: &str,
+    subject: &str,
+    due_at: UnixSeconds,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
+    const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (kind, subject) DO NOTHING";
+    on_pool!(db, conn => sqlx::query(SQL).bind(kind).bind(subject).bind(due_at).bind(now).execute(conn).await.map(|_| ()))?;
+    Ok(())
+}
+
 /// Claims up to `limit` due jobs of `kind` for `owner`, leased until `now_ms + lease_ms` (wall
 /// clock). Dead jobs and jobs under a live lease are skipped.
 #[allow(clippy::too_many_arguments)]

@@ -72,3 +72,26 @@ pub async fn sweep_expired(db: impl Into<Ex<'_>>, now: i64) -> Result<u64, DbErr
         on_pool!(db, pool => sqlx::query(SQL).bind(now).execute(pool).await.map(|r| r.rows_affected()))?,
     )
 }
+
+/// Pending choices whose sealed Pages do not start with `current_prefix`, as `(id_hash, sealed)`.
+pub async fn sealed_not_under(
+    db: impl Into<Ex<'_>>,
+    current_prefix: &str,
+) -> Result<Vec<(String, String)>, DbError> {
+    const SQL: &str = "SELECT id_hash, pages_sealed FROM page_choices
+        WHERE substr(pages_sealed, 1, length($1)) <> $1";
+    Ok(on_pool!(db, pool => sqlx::query_as(SQL).bind(current_prefix).fetch_all(pool).await)?)
+}
+
+/// Replaces a choice's sealed Pages if they are still exactly `old` (key rotation).
+pub async fn reseal(
+    db: impl Into<Ex<'_>>,
+    id_hash: &str,
+    old: &str,
+    new: &str,
+) -> Result<bool, DbError> {
+    const SQL: &str =
+        "UPDATE page_choices SET pages_sealed = $1 WHERE id_hash = $2 AND pages_sealed = $3";
+    let n = on_pool!(db, pool => sqlx::query(SQL).bind(new).bind(id_hash).bind(old).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}

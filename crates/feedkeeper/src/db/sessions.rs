@@ -158,20 +158,34 @@ pub struct Failures {
 }
 
 /// Records one failed log-in under each of `subjects` (e.g. the email and the client address),
-/// and forgets failures from before `forget_before`, which no window looks at any more.
+/// and forgets failures from before `forget_before`, which no window looks at any more. Returns
+/// the new rows' ids.
 pub async fn record_login_failure(
     db: impl Into<Ex<'_>>,
     subjects: &[String],
     now: UnixSeconds,
     forget_before: UnixSeconds,
-) -> Result<(), DbError> {
-    const INSERT: &str = "INSERT INTO login_failures (subject, failed_at) VALUES ($1, $2)";
+) -> Result<Vec<i64>, DbError> {
+    const INSERT: &str =
+        "INSERT INTO login_failures (subject, failed_at) VALUES ($1, $2) RETURNING id";
     const PRUNE: &str = "DELETE FROM login_failures WHERE failed_at < $1";
     let mut ex: Ex = db.into();
+    let mut ids = Vec::with_capacity(subjects.len());
     for subject in subjects {
-        on_pool!(ex.re(), pool => sqlx::query(INSERT).bind(subject).bind(now).execute(pool).await.map(|_| ()))?;
+        let id: i64 = on_pool!(ex.re(), pool => sqlx::query_scalar(INSERT).bind(subject).bind(now).fetch_one(pool).await)?;
+        ids.push(id);
     }
     on_pool!(ex, pool => sqlx::query(PRUNE).bind(forget_before).execute(pool).await.map(|_| ()))?;
+    Ok(ids)
+}
+
+/// Takes back recorded failures by id (an attempt refused by the limit, or one that succeeded).
+pub async fn delete_login_failures(db: impl Into<Ex<'_>>, ids: &[i64]) -> Result<(), DbError> {
+    const SQL: &str = "DELETE FROM login_failures WHERE id = $1";
+    let mut ex: Ex = db.into();
+    for id in ids {
+        on_pool!(ex.re(), pool => sqlx::query(SQL).bind(id).execute(pool).await.map(|_| ()))?;
+    }
     Ok(())
 }
 

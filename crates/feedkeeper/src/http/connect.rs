@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::accounts::csrf::{random_token, tokens_match};
-use crate::accounts::session::{hash_token, read_cookie, set_cookie};
+use crate::accounts::session::{hash_token, read_our_cookie, set_cookie};
 use crate::accounts::{CurrentUser, Page, render};
 use crate::connections::{self, Actor, ConnectError};
 use crate::db::connections::Connection;
@@ -104,7 +104,7 @@ async fn begin(
         },
     )
     .await?;
-    oauth_states::delete_expired(&state.db, now).await?;
+    // Expired states are swept by the maintenance job.
     let redirect = redirect_uri(state, provider);
     let url = match provider {
         // A reconnect forces the login form: the browser may be logged in as someone else.
@@ -249,7 +249,7 @@ pub async fn link_landing(
         None => None,
     };
     // The cookie doubles as this page's CSRF token (double submit) and binds the login.
-    let browser = read_cookie(&headers, LINK_COOKIE)
+    let browser = read_our_cookie(&state.config, &headers, LINK_COOKIE)
         .filter(|v| crate::accounts::csrf::is_well_formed(v))
         .map(str::to_owned)
         .unwrap_or_else(random_token);
@@ -284,7 +284,7 @@ pub async fn link_start(
         Ok(link) => link,
         Err(page) => return Ok(page),
     };
-    let browser = read_cookie(&headers, LINK_COOKIE).unwrap_or("");
+    let browser = read_our_cookie(&state.config, &headers, LINK_COOKIE).unwrap_or("");
     if browser.is_empty() || !tokens_match(browser, &form.csrf) {
         return problem(
             StatusCode::FORBIDDEN,
@@ -371,7 +371,7 @@ pub async fn callback(
         None => user.as_ref().is_some_and(|u| {
             u.id == started.owner_id && hash_token(&u.csrf) == started.binding_hash
         }),
-        Some(_) => read_cookie(&headers, LINK_COOKIE)
+        Some(_) => read_our_cookie(&state.config, &headers, LINK_COOKIE)
             .is_some_and(|c| hash_token(c) == started.binding_hash),
     };
     if !bound || Provider::parse(&started.provider)? != provider {
@@ -669,7 +669,7 @@ async fn load_choice(
         None => user.is_some_and(|u| {
             u.id == stored_choice.owner_id && hash_token(&u.csrf) == stored_choice.binding_hash
         }),
-        Some(_) => read_cookie(headers, LINK_COOKIE)
+        Some(_) => read_our_cookie(&state.config, headers, LINK_COOKIE)
             .is_some_and(|c| hash_token(c) == stored_choice.binding_hash),
     };
     if !bound {
@@ -704,7 +704,9 @@ pub async fn page_picker(
     };
     let csrf = match &user {
         Some(u) => u.csrf.clone(),
-        None => read_cookie(&headers, LINK_COOKIE).unwrap_or("").to_owned(),
+        None => read_our_cookie(&state.config, &headers, LINK_COOKIE)
+            .unwrap_or("")
+            .to_owned(),
     };
     let mut page = Page::public("Choose the accounts to connect", csrf);
     if let Some(u) = &user {
@@ -744,7 +746,9 @@ pub async fn pick_pages(
     };
     let expected_csrf = match (&stored_choice.link_id, &user) {
         (None, Some(u)) => u.csrf.clone(),
-        _ => read_cookie(&headers, LINK_COOKIE).unwrap_or("").to_owned(),
+        _ => read_our_cookie(&state.config, &headers, LINK_COOKIE)
+            .unwrap_or("")
+            .to_owned(),
     };
     if !tokens_match(&expected_csrf, &picked.csrf) {
         return problem(

@@ -194,6 +194,7 @@ fn confirmation_code() -> String {
 #[derive(Template)]
 #[template(path = "deletion_status.html")]
 struct DeletionStatusPage {
+    stylesheet: &'static str,
     code: String,
     found: bool,
     requested_at: String,
@@ -223,6 +224,7 @@ pub async fn deletion_status(
         StatusCode::NOT_FOUND
     };
     let page = DeletionStatusPage {
+        stylesheet: crate::accounts::page::stylesheet_url(),
         code: if valid { code } else { String::new() },
         found: request.is_some(),
         requested_at: request

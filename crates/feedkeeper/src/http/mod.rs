@@ -2,6 +2,7 @@
 
 mod connect;
 mod dashboard;
+pub mod edge;
 mod meta_callbacks;
 mod status;
 

@@ -12,6 +12,7 @@ use crate::state::{AppState, DemoAccount};
 #[derive(Template)]
 #[template(path = "status.html")]
 struct StatusPage<'a> {
+    stylesheet: &'static str,
     version: &'a str,
     database: &'a str,
     meta_target: String,
@@ -29,6 +30,7 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         format!("a stand-in at {}", graph.origin().ascii_serialization())
     };
     let page = StatusPage {
+        stylesheet: crate::accounts::page::stylesheet_url(),
         version: env!("CARGO_PKG_VERSION"),
         database: match state.db.kind() {
             DatabaseKind::Sqlite => "SQLite",

@@ -4,6 +4,7 @@
 //! [`spawn`] runs every kind on every node until shutdown.
 
 pub mod lifecycle;
+pub mod maintenance;
 pub mod runner;
 
 use tokio::sync::watch;
@@ -12,14 +13,32 @@ use crate::state::AppState;
 use runner::{Report, RunnerSettings};
 
 /// Runs every worker on this node until `shutdown` turns true; the handle ends when all have
-/// stopped (each finishes or hands back its jobs).
-pub fn spawn(
+/// stopped (each finishes or hands back its jobs). Makes sure the recurring jobs exist first.
+pub async fn spawn(
     state: AppState,
     node: &str,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<Vec<Report>> {
+    let now = state.clock.now();
+    if let Err(e) = crate::db::jobs::ensure(
+        &state.db,
+        maintenance::MAINTENANCE_JOB,
+        maintenance::SUBJECT,
+        now,
+        now,
+    )
+    .await
+    {
+        tracing::error!(error = %e, "could not schedule the maintenance job");
+    }
     let settings = RunnerSettings::from_state(&state, node);
     let workers = vec![
+        runner::spawn(
+            state.clone(),
+            maintenance::MaintenanceWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
         runner::spawn(
             state.clone(),
             lifecycle::LifecycleWork,
@@ -45,6 +64,7 @@ pub fn spawn(
 pub struct PassReport {
     pub lifecycle: Report,
     pub purge: Report,
+    pub maintenance: Report,
 }
 
 /// Runs every job that is due now, kind by kind, on this node, and returns when none is left:
@@ -59,5 +79,15 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
         &settings,
     )
     .await?;
-    Ok(PassReport { lifecycle, purge })
+    let maintenance = runner::run_due(
+        state,
+        &std::sync::Arc::new(maintenance::MaintenanceWork),
+        &settings,
+    )
+    .await?;
+    Ok(PassReport {
+        lifecycle,
+        purge,
+        maintenance,
+    })
 }

@@ -261,6 +261,53 @@ async fn accounts_login_rate_limit_per_email_says_how_long_to_wait() {
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_parallel_wrong_passwords_stop_at_the_limit() {
+    let app = TestApp::spawn().await;
+    app.signup_and_login("parallel@example.com").await;
+    // 40 guesses at once, each from its own browser: the limit is 10 per email, and every
+    // attempt is recorded before its password is checked, so no more than 10 get an answer.
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let browser = app.browser();
+        guesses.spawn(async move {
+            log_in(
+                &browser,
+                "parallel@example.com",
+                &format!("guess-{i}-guess"),
+                None,
+            )
+            .await
+            .status
+        });
+    }
+    let mut answered = 0;
+    let mut limited = 0;
+    while let Some(status) = guesses.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNPROCESSABLE_ENTITY => answered += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // (Racing requests may refuse each other, so fewer may be checked: the safe side.)
+    assert!(answered <= 10, "{answered} guesses were checked");
+    assert_eq!(answered + limited, 40);
+    // The refused ones were not kept: the window holds exactly the failures that were checked.
+    for _ in answered..10 {
+        let reply = log_in(
+            &app.browser(),
+            "parallel@example.com",
+            "one-more-guess",
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let blocked = log_in(&app.browser(), "parallel@example.com", TEST_PASSWORD, None).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn accounts_login_rate_limit_per_client_address() {
     let app = TestApp::spawn().await;
@@ -511,13 +558,15 @@ async fn accounts_session_cookie_flags() {
         prelogin
             .set_cookies()
             .iter()
-            .any(|c| c.starts_with("fk_prelogin=") && c.ends_with("; Secure"))
+            .any(|c| c.starts_with("__Host-fk_prelogin=") && c.ends_with("; Secure"))
     );
+    // Over https the names carry the __Host- prefix: no other site on a parent domain can set
+    // or overwrite them.
     let (_, reply) = sign_up(&https, "flags@example.com", TEST_PASSWORD, TEST_PASSWORD).await;
     let session = reply
         .set_cookies()
         .into_iter()
-        .find(|c| c.starts_with("fk_session="))
+        .find(|c| c.starts_with("__Host-fk_session="))
         .expect("a session cookie");
     assert!(session.contains("; Secure"), "{session}");
     assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"));

@@ -324,3 +324,146 @@ async fn connections_can_be_listed_and_checked_from_the_command_line() {
     let out = run(&["connections", "refresh", "abc"]);
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_meta_apps_and_reports_a_wrong_secret() {
+    let w = World::new().await;
+    w.at_system_time();
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = feedkeeper();
+        cmd.arg("doctor").envs(w.binary_env());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Meta accepts the Instagram app's id and secret"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Meta accepts the Facebook app's id and secret"),
+        "{text}"
+    );
+
+    let out = run(&[("FEEDKEEPER_META__FACEBOOK_APP_SECRET", "wrong-secret")]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("Facebook app") && l.contains("secret")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_reseal_moves_every_token_to_the_new_key_so_the_old_one_can_go() {
+    let w = World::new().await;
+    w.at_system_time();
+    let owner = w.user("keys@example.com").await;
+    let c = w.connect_instagram(owner, "rotated").await;
+    let token = feedkeeper::connections::open_token(&w.state, &w.reload(&c).await).unwrap();
+    let old = w.state.config.security.token_keys[0].expose().to_owned();
+    let new = feedkeeper::crypto::NamedKey::generate("new").to_config_string();
+    let run = |keys: &str, args: &[&str]| {
+        let mut cmd = feedkeeper();
+        cmd.args(args)
+            .envs(w.binary_env())
+            .env("FEEDKEEPER_SECURITY__TOKEN_KEYS", keys);
+        cmd.output().unwrap()
+    };
+    let out = run(&format!("{new},{old}"), &["keys", "reseal"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 value(s) sealed again") && text.contains("may remove"),
+        "{text}"
+    );
+    let sealed = w.reload(&c).await.token_sealed.unwrap();
+    assert!(sealed.starts_with("v2.new."), "{sealed}");
+    // With the old key gone, the token still opens, and a check works.
+    let keys = [feedkeeper::crypto::NamedKey::parse(&new).unwrap()];
+    let cipher =
+        feedkeeper::crypto::TokenCipher::new(&keys, feedkeeper::crypto::Purpose::Tokens).unwrap();
+    assert_eq!(
+        cipher
+            .open(&sealed, &feedkeeper::connections::token_context(c.id))
+            .unwrap(),
+        token.expose()
+    );
+    let out = run(&new, &["connections", "refresh", &c.id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_can_be_listed_made_due_and_revived_from_the_command_line() {
+    let w = World::new().await;
+    w.at_system_time();
+    let owner = w.user("jobs@example.com").await;
+    let c = w.connect_instagram(owner, "queued").await;
+    let run = |args: &[&str]| {
+        let mut cmd = feedkeeper();
+        cmd.args(args).envs(w.binary_env());
+        cmd.output().unwrap()
+    };
+    let out = run(&["connections", "check", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 connection check(s) are due now"));
+    let job = feedkeeper::db::jobs::get(&w.state.db, "lifecycle", &c.id.to_string())
+        .await
+        .unwrap();
+    assert!(job.due_at <= feedkeeper::clock::Clock::System.now());
+    // A job that failed for good: listed, then revived.
+    let claimed =
+        feedkeeper::db::jobs::claim_one(&w.state.db, "lifecycle", &c.id.to_string(), "n", 0, 1)
+            .await
+            .unwrap()
+            .unwrap();
+    feedkeeper::db::jobs::fail(
+        &w.state.db,
+        &claimed.lease().unwrap(),
+        "disk on fire",
+        0,
+        true,
+        0,
+    )
+    .await
+    .unwrap();
+    let out = run(&["jobs", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("lifecycle") && text.contains("disk on fire"),
+        "{text}"
+    );
+    let out = run(&["jobs", "retry", "--all"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 job(s) are due again"));
+    assert!(
+        feedkeeper::db::jobs::list_dead(&w.state.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let out = run(&["jobs", "retry", "424242"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not dead"));
+}

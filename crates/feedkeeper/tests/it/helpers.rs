@@ -2,7 +2,6 @@
 //! running on a real socket with a cookie-keeping browser ([`TestApp`], [`Session`]).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -195,12 +194,13 @@ impl TestApp {
         let state = AppState::build(config, Clock::manual(T0))
             .await
             .expect("app state");
-        // With connection info, as `serve` should run, so the per-address rate limit applies.
-        let app = feedkeeper::app::router(state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        // The real edge and server loop, as `serve` runs them (the per-address rate limit sees
+        // the peer address).
+        let server = tokio::spawn(feedkeeper::app::serve_http(
+            state.clone(),
+            listener,
+            std::future::pending(),
+        ));
         TestApp {
             state,
             sim,

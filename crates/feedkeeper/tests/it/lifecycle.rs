@@ -545,7 +545,7 @@ async fn the_background_loop_checks_due_connections_and_stops_on_shutdown() {
         .unwrap();
     w.advance(7 * HOUR);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = feedkeeper::jobs::spawn(w.state.clone(), "loop-node", stopped);
+    let workers = feedkeeper::jobs::spawn(w.state.clone(), "loop-node", stopped).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         if w.reload(&c).await.status() == Status::NeedsReconnect {

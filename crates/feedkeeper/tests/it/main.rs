@@ -10,6 +10,7 @@ mod callbacks;
 mod cli;
 mod connect_flows;
 mod dashboard;
+mod edge;
 mod helpers;
 mod lifecycle;
 mod meta_client;

@@ -82,18 +82,20 @@ pub async fn change_password(
     let now = state.clock.now();
     // The stored email is normalized already; parsing cannot fail, but never panic on it.
     let email = Email::parse(&user.email).map_err(|e| anyhow::anyhow!("stored email: {e}"))?;
-    let subjects = Subjects::new(&email, address);
-    if let Some(retry_after_secs) = rate_limit::check(&state.db, &subjects, now).await? {
-        return Err(AppError::TooManyRequests { retry_after_secs });
-    }
+    let subjects = Subjects::new(&email, address, &state.login_limit_key);
+    let attempt = match rate_limit::begin_attempt(&state.db, &subjects, now).await? {
+        Ok(attempt) => attempt,
+        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+    };
     let stored = users::get(&state.db, user.id).await?;
     let plausible = form.current_password.chars().count() <= password::MAX_CHARS;
     let current_ok = plausible
         && password::verify(form.current_password.clone(), Some(stored.password_hash)).await?;
     if !current_ok {
-        rate_limit::record_failure(&state.db, &subjects, now).await?;
+        // The attempt stays recorded as a failure.
         return Err(refused(&state, &user, "Your current password is not correct.").await);
     }
+    rate_limit::record_success(&state.db, &subjects, attempt).await?;
     if let Err(message) = password::check_new(&form.new_password) {
         return Err(refused(&state, &user, message).await);
     }

@@ -86,7 +86,7 @@ pub struct CsrfForm {
 /// `Set-Cookie` that hands it over. The cookie is re-sent even when the browser has it, so it
 /// lives as long as the token in the form being rendered now.
 fn prelogin_browser(state: &AppState, headers: &HeaderMap) -> (String, HeaderValue) {
-    let id = session::read_cookie(headers, PRELOGIN_COOKIE)
+    let id = session::read_our_cookie(&state.config, headers, PRELOGIN_COOKIE)
         .filter(|id| csrf::is_well_formed(id))
         .map_or_else(csrf::random_token, str::to_owned);
     let cookie = session::set_cookie(&state.config, PRELOGIN_COOKIE, &id, PRELOGIN_LIFETIME_SECS);
@@ -95,8 +95,14 @@ fn prelogin_browser(state: &AppState, headers: &HeaderMap) -> (String, HeaderVal
 
 /// Refuses a sign-up or log-in POST whose pre-login token does not match the browser's cookie.
 fn check_prelogin(state: &AppState, headers: &HeaderMap, submitted: &str) -> Result<(), AppError> {
-    let browser = session::read_cookie(headers, PRELOGIN_COOKIE);
-    csrf::verify_prelogin(&state.cipher, browser, submitted, state.clock.now()).map_err(|problem| {
+    let browser = session::read_our_cookie(&state.config, headers, PRELOGIN_COOKIE);
+    csrf::verify_prelogin(
+        &state.prelogin_cipher,
+        browser,
+        submitted,
+        state.clock.now(),
+    )
+    .map_err(|problem| {
         tracing::info!(?problem, "refused a pre-login form");
         AppError::Forbidden(
             "This form has expired or did not come from this site. Reload the page and try \
@@ -138,7 +144,7 @@ fn signup_page(
     SignupPage {
         page: Page::public(
             "Sign up",
-            csrf::prelogin_token(&state.cipher, browser, state.clock.now()),
+            csrf::prelogin_token(&state.prelogin_cipher, browser, state.clock.now()),
         ),
         error,
         email,
@@ -158,7 +164,7 @@ fn login_page(
     LoginPage {
         page: Page::public(
             "Log in",
-            csrf::prelogin_token(&state.cipher, browser, state.clock.now()),
+            csrf::prelogin_token(&state.prelogin_cipher, browser, state.clock.now()),
         ),
         error,
         email,
@@ -215,7 +221,8 @@ pub async fn signup(
         return Ok(closed);
     }
     // check_prelogin passed, so the browser has a well-formed pre-login cookie.
-    let browser = session::read_cookie(&headers, PRELOGIN_COOKIE).unwrap_or_default();
+    let browser =
+        session::read_our_cookie(&state.config, &headers, PRELOGIN_COOKIE).unwrap_or_default();
     let refuse = |message: &str| -> AppError {
         let page = signup_page(
             &state,
@@ -269,7 +276,8 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     check_prelogin(&state, &headers, &form.csrf)?;
-    let browser = session::read_cookie(&headers, PRELOGIN_COOKIE).unwrap_or_default();
+    let browser =
+        session::read_our_cookie(&state.config, &headers, PRELOGIN_COOKIE).unwrap_or_default();
     let refuse = |message: &str| -> AppError {
         let page = login_page(
             &state,
@@ -285,10 +293,11 @@ pub async fn login(
         return Err(refuse("Enter your password."));
     }
     let now = state.clock.now();
-    let subjects = Subjects::new(&email, address);
-    if let Some(retry_after_secs) = rate_limit::check(&state.db, &subjects, now).await? {
-        return Err(AppError::TooManyRequests { retry_after_secs });
-    }
+    let subjects = Subjects::new(&email, address, &state.login_limit_key);
+    let attempt = match rate_limit::begin_attempt(&state.db, &subjects, now).await? {
+        Ok(attempt) => attempt,
+        Err(retry_after_secs) => return Err(AppError::TooManyRequests { retry_after_secs }),
+    };
     let user = users::find_by_email(&state.db, email.as_str()).await?;
     // No password longer than the rules allow was ever set, so it cannot match; skip hashing
     // a megabyte of it.
@@ -301,15 +310,13 @@ pub async fn login(
         .await?;
     match user {
         Some(user) if matches => {
-            rate_limit::record_success(&state.db, &subjects).await?;
+            rate_limit::record_success(&state.db, &subjects, attempt).await?;
             tracing::info!(user = %user.id, "logged in");
             let cookie = session::start(&state, user.id).await?;
             Ok(logged_in(&state, cookie, &form.next))
         }
-        _ => {
-            rate_limit::record_failure(&state.db, &subjects, now).await?;
-            Err(refuse(LOGIN_FAILED))
-        }
+        // The attempt is already recorded as a failure.
+        _ => Err(refuse(LOGIN_FAILED)),
     }
 }
 

@@ -1,0 +1,185 @@
+//! The edge every response passes: request ids, a panic catcher, time and size limits, and the
+//! security headers, plus the HTTP/1 server loop with a header-read timeout. What the routes
+//! behind it do is their business; what every response must carry is decided here, once.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::header::{
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderName, HeaderValue, REFERRER_POLICY,
+    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{Request, Response, StatusCode};
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+use crate::config::Config;
+
+/// The header that carries a request's id (set by us; echoed in the response and the logs).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Random request ids (not a client's choice: a log line must be trustworthy).
+#[derive(Clone, Copy, Default)]
+pub struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = hex::encode(rand::random::<[u8; 8]>());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// The security headers, computed once from the configuration.
+#[derive(Clone, Debug)]
+pub struct SecurityHeaders {
+    /// For HTML: only our own styles and images, no script, no plugin, no framing, and forms
+    /// only to us and to Meta's login pages (a form that redirects there must be allowed to).
+    csp: HeaderValue,
+    hsts: Option<HeaderValue>,
+}
+
+impl SecurityHeaders {
+    /// A tower layer that applies these headers to every response.
+    pub fn layer<B>(
+        self,
+    ) -> tower::util::MapResponseLayer<impl Fn(Response<B>) -> Response<B> + Clone> {
+        tower::util::MapResponseLayer::new(move |mut response: Response<B>| {
+            self.apply(&mut response);
+            response
+        })
+    }
+
+    pub fn from_config(config: &Config) -> SecurityHeaders {
+        let meta = &config.meta;
+        let mut form_action = vec!["'self'".to_owned()];
+        for url in [&meta.instagram_oauth_url, &meta.facebook_www_url] {
+            let origin = url.origin().ascii_serialization();
+            if !form_action.contains(&origin) && origin != "null" {
+                form_action.push(origin);
+            }
+        }
+        let csp = format!(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {}; \
+             frame-ancestors 'none'; base-uri 'none'",
+            form_action.join(" ")
+        );
+        let https = config.public_url().starts_with("https://");
+        SecurityHeaders {
+            csp: HeaderValue::from_str(&csp)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+            hsts: https.then(|| HeaderValue::from_static("max-age=31536000")),
+        }
+    }
+
+    /// Adds what a response lacks. A route that needs another policy (a widget meant for
+    /// other sites' frames) sets its own headers, and they are kept.
+    pub fn apply<B>(&self, response: &mut Response<B>) {
+        let is_html = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        let headers = response.headers_mut();
+        headers
+            .entry(X_CONTENT_TYPE_OPTIONS)
+            .or_insert(HeaderValue::from_static("nosniff"));
+        // Link secrets and OAuth codes travel in our URLs: they must never leave in a Referer.
+        headers
+            .entry(REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("no-referrer"));
+        if let Some(hsts) = &self.hsts {
+            headers
+                .entry(STRICT_TRANSPORT_SECURITY)
+                .or_insert(hsts.clone());
+        }
+        if is_html {
+            headers
+                .entry(CONTENT_SECURITY_POLICY)
+                .or_insert(self.csp.clone());
+            headers
+                .entry(X_FRAME_OPTIONS)
+                .or_insert(HeaderValue::from_static("DENY"));
+        }
+    }
+}
+
+/// What a panicking handler answers: a plain page naming the request id for support. The panic
+/// itself is logged (with the id) by the trace layer around it.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    tracing::error!("a request handler panicked");
+    let mut response = Response::new(Body::from(
+        "<!doctype html><title>Something went wrong</title><h1>Something went wrong</h1>\
+         <p>feedkeeper hit an unexpected error and has logged it. Please try again; if it \
+         keeps happening, tell the operator the request id from the X-Request-Id header.</p>",
+    ));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets open requests finish for
+/// up to `grace`. Each connection must send its request headers within `header_timeout`, and the
+/// handlers see the peer address (`ConnectInfo`) for the log-in limit.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset while queued: back off a
+                    // moment rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                request
+            })
+            .map_err(|never: Infallible| match never {});
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after the shutdown grace period");
+    }
+}

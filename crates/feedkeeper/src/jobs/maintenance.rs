@@ -1,0 +1,62 @@
+//! The maintenance worker: one recurring job that sweeps what expires (OAuth states, pending
+//! Facebook Page choices with their sealed Page tokens) and, after a key rotation, seals stored
+//! tokens again under the current key a batch at a time (see `crate::keys`).
+
+use anyhow::Context as _;
+
+use super::runner::{Claimed, Work};
+use crate::clock::UnixSeconds;
+use crate::db::{oauth_states, page_choices};
+use crate::state::AppState;
+
+/// The job kind, and its one subject.
+pub const MAINTENANCE_JOB: &str = "maintenance";
+pub const SUBJECT: &str = "all";
+/// How often it runs.
+const EVERY_SECS: i64 = 3600;
+/// Tokens resealed per run; when more remain, the next run follows in a minute.
+const RESEAL_BATCH: i64 = 500;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MaintenanceWork;
+
+impl Work for MaintenanceWork {
+    fn kind(&self) -> &'static str {
+        MAINTENANCE_JOB
+    }
+
+    fn concurrency(&self, _: &AppState) -> usize {
+        1
+    }
+
+    async fn paused_until(&self, _: &AppState, _: UnixSeconds) -> anyhow::Result<Option<i64>> {
+        Ok(None)
+    }
+
+    async fn run(&self, state: &AppState, _: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
+        let now = state.clock.now();
+        let states = oauth_states::delete_expired(&state.db, now)
+            .await
+            .context("sweeping OAuth states")?;
+        let choices = page_choices::sweep_expired(&state.db, now)
+            .await
+            .context("sweeping Page choices")?;
+        let reseal = crate::keys::reseal(state, RESEAL_BATCH)
+            .await
+            .context("resealing tokens")?;
+        if states + choices > 0 || reseal.resealed > 0 {
+            tracing::info!(
+                oauth_states = states,
+                page_choices = choices,
+                resealed = reseal.resealed,
+                "maintenance"
+            );
+        }
+        let now = state.clock.now();
+        Ok(Some(if reseal.resealed as i64 >= RESEAL_BATCH {
+            now + 60
+        } else {
+            now + EVERY_SECS
+        }))
+    }
+}
