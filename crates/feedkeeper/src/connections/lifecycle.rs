@@ -30,6 +30,10 @@ pub enum Outcome {
     Alive {
         refreshed: Option<ExpiringToken>,
         data_access_expires_at: Option<i64>,
+        /// Meta refused the refresh as too early although our record said it was due: an
+        /// earlier refresh reached Meta but not our store (a crash in between). The token
+        /// works; the next refresh must wait a day from now.
+        renewed_elsewhere: bool,
     },
     /// The call failed; the error's action says how bad it is.
     Failed(MetaError),
@@ -47,12 +51,20 @@ pub async fn check(state: &AppState, c: &Connection, now: i64) -> Outcome {
         Ok(token) => token,
         Err(e) => return Outcome::Failed(e),
     };
+    let mut renewed_elsewhere = false;
     let result = match (check, c.login_kind()) {
-        (Check::Refresh, _) => state
-            .meta
-            .refresh_long_lived(&token)
-            .await
-            .map(|t| (Some(t), None)),
+        (Check::Refresh, _) => match state.meta.refresh_long_lived(&token).await {
+            Ok(t) => Ok((Some(t), None)),
+            Err(e) if refused_as_too_recent(&e) => {
+                renewed_elsewhere = true;
+                state
+                    .meta
+                    .instagram_profile(&token)
+                    .await
+                    .map(|_| (None, None))
+            }
+            Err(e) => Err(e),
+        },
         (_, LoginKind::Instagram) => state
             .meta
             .instagram_profile(&token)
@@ -81,9 +93,17 @@ pub async fn check(state: &AppState, c: &Connection, now: i64) -> Outcome {
         Ok((refreshed, data_access_expires_at)) => Outcome::Alive {
             refreshed,
             data_access_expires_at,
+            renewed_elsewhere,
         },
         Err(e) => Outcome::Failed(e),
     }
+}
+
+/// Meta's refusal to refresh a token younger than 24 hours (code 100; the wording is not
+/// documented, so both phrasings seen are accepted).
+fn refused_as_too_recent(e: &MetaError) -> bool {
+    let message = e.message().to_ascii_lowercase();
+    e.code() == Some(100) && (message.contains("too new") || message.contains("24 hours"))
 }
 
 /// How a check's writes are fenced.
@@ -183,13 +203,18 @@ pub async fn apply_in(
     let before = Health::of(c);
     let mut after = before.clone();
     let mut sealed = None;
+    let mut issued_at = None;
     let mut alive = false;
     let mut data_access = None;
     match outcome {
         Outcome::Alive {
             refreshed,
             data_access_expires_at,
+            renewed_elsewhere,
         } => {
+            if *renewed_elsewhere {
+                issued_at = Some(now);
+            }
             if let Some(token) = refreshed {
                 sealed = Some((
                     state
@@ -258,6 +283,7 @@ pub async fn apply_in(
         }),
         alive,
         data_access_expires_at: data_access,
+        token_issued_at: issued_at,
     };
     if !connections::store_check_result(&mut *tx, c.id, c.version, &result, now).await? {
         return Ok(None);
@@ -271,6 +297,23 @@ pub async fn apply_in(
             &audit::NewEntry {
                 event: "refreshed",
                 detail: Some(&format!("token renewed, valid until {until}")),
+                actor: actor.as_str(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if issued_at.is_some() {
+        audit::record(
+            &mut *tx,
+            c.id,
+            now,
+            &audit::NewEntry {
+                event: "refresh_deferred",
+                detail: Some(
+                    "Meta says the login was renewed moments ago (an interrupted earlier check); \
+                     the next renewal waits a day",
+                ),
                 actor: actor.as_str(),
                 ..Default::default()
             },

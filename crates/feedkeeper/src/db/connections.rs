@@ -380,6 +380,8 @@ pub struct CheckResult<'a> {
     /// The token was proven alive (`last_check_at` moves).
     pub alive: bool,
     pub data_access_expires_at: Option<UnixSeconds>,
+    /// A new issue time for the stored token (Meta says it was renewed moments ago).
+    pub token_issued_at: Option<UnixSeconds>,
 }
 
 /// Stores a check's result if the row is still at `expected_version` (nobody reconnected,
@@ -396,7 +398,7 @@ pub async fn store_check_result(
         degraded_since = $4, consecutive_failures = $5, backoff_until = $6, last_error = $7,
         last_error_code = $8, last_error_subcode = $9, last_error_at = $10,
         token_sealed = COALESCE($11, token_sealed),
-        token_issued_at = CASE WHEN $11 IS NULL THEN token_issued_at ELSE $12 END,
+        token_issued_at = CASE WHEN $11 IS NULL THEN COALESCE($19, token_issued_at) ELSE $12 END,
         token_expires_at = CASE WHEN $11 IS NULL THEN token_expires_at ELSE $13 END,
         last_refresh_at = CASE WHEN $11 IS NULL THEN last_refresh_at ELSE $15 END,
         last_check_at = CASE WHEN $14 THEN $15 ELSE last_check_at END,
@@ -423,6 +425,7 @@ pub async fn store_check_result(
         .bind(r.data_access_expires_at)
         .bind(id)
         .bind(expected_version)
+        .bind(r.token_issued_at)
         .execute(conn).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }

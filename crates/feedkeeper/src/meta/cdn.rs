@@ -20,7 +20,9 @@ pub struct CdnUrl {
 pub enum CdnUrlError {
     #[error("not a URL")]
     NotAUrl,
-    #[error("scheme {0:?} is not http or https")]
+    #[error(
+        "scheme {0:?} is not https (plain http is allowed only on this machine, for the simulator)"
+    )]
     BadScheme(String),
     #[error("host {0:?} is not an allowed CDN host")]
     HostNotAllowed(String),
@@ -31,8 +33,18 @@ pub enum CdnUrlError {
 /// Parses `raw`, checks its host against `allowed`, and reads its expiry.
 pub fn parse(raw: &str, allowed: &[HostPattern]) -> Result<CdnUrl, CdnUrlError> {
     let url = Url::parse(raw.trim()).map_err(|_| CdnUrlError::NotAUrl)?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(CdnUrlError::BadScheme(url.scheme().to_owned()));
+    // Meta's CDN speaks https; an http URL would let anyone on the path swap the image. Only the
+    // simulator, on this machine, serves plain http.
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        other => return Err(CdnUrlError::BadScheme(other.to_owned())),
     }
     // Credentials in a URL are never legitimate here and would confuse host checks.
     if !url.username().is_empty() || url.password().is_some() {
@@ -97,6 +109,17 @@ mod tests {
             parse(raw, &allowed()).unwrap().expires_at,
             Some(0x5C8E_1D2A)
         );
+    }
+
+    #[test]
+    fn refuses_plain_http_except_on_this_machine() {
+        let a = allowed();
+        assert_eq!(
+            parse("http://scontent.cdninstagram.com/x.jpg?oe=650CEAF2", &a),
+            Err(CdnUrlError::BadScheme("http".into()))
+        );
+        let local = [HostPattern::parse("127.0.0.1").unwrap()];
+        assert!(parse("http://127.0.0.1/x.jpg?oe=650CEAF2", &local).is_ok());
     }
 
     #[test]

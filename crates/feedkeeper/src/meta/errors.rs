@@ -20,7 +20,9 @@ pub enum Action {
     BackOff { until: UnixSeconds },
     /// A passing fault (5xx, timeout, garbled reply): try again later, with back-off.
     Retry,
-    /// The object no longer exists (a deleted post): stop asking for it.
+    /// The object asked for by id no longer exists (a deleted post): stop asking for it. Only
+    /// calls about one object by id give this (Meta's "does not exist" also answers a wrong
+    /// edge name, which is our bug, not deleted content).
     Gone,
     /// Our request is wrong; retrying will not help. Worth an operator's look.
     Bug,
@@ -216,6 +218,17 @@ pub struct MetaError {
 }
 
 impl MetaError {
+    /// For a call about one object by id: Meta's "does not exist" means it was deleted.
+    pub(crate) fn for_single_object(mut self) -> Self {
+        if matches!(
+            (self.code(), self.subcode()),
+            (Some(100), Some(33)) | (Some(803), _)
+        ) {
+            self.action = Action::Gone;
+        }
+        self
+    }
+
     pub fn code(&self) -> Option<i64> {
         match &self.failure {
             Failure::Meta { code, .. } => *code,
@@ -431,7 +444,11 @@ pub(crate) fn classify(failure: &Failure, usage: &Usage, now: UnixSeconds) -> Ac
                     backoff(DEFAULT_BACKOFF_SECS)
                 }
                 (Some(368), _) => backoff(POLICY_BLOCK_BACKOFF_SECS),
-                (Some(100), Some(33)) | (Some(803), _) => Action::Gone,
+                // "Object does not exist, cannot be loaded due to missing permissions, or does
+                // not support this operation": for a post asked for by id, it was deleted (the
+                // client's single-object calls turn this into `Gone`); for anything else, our
+                // request names something Meta does not have.
+                (Some(100), Some(33)) | (Some(803), _) => Action::Bug,
                 (Some(1 | 2), _) => Action::Retry,
                 _ if *is_transient == Some(true) => Action::Retry,
                 _ if lower.contains("user has not authorized application") => Action::Reconnect {
@@ -617,8 +634,9 @@ mod tests {
     }
 
     #[test]
-    fn missing_objects_are_gone_and_bad_requests_are_bugs() {
-        assert_eq!(action(graph(100, Some(33), "")), Action::Gone);
+    fn missing_objects_are_bugs_unless_asked_for_by_id() {
+        assert_eq!(action(graph(100, Some(33), "")), Action::Bug);
+        assert_eq!(action(graph(803, None, "")), Action::Bug);
         assert_eq!(
             action(graph(100, None, "Tried accessing nonexisting field")),
             Action::Bug

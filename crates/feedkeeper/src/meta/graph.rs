@@ -262,7 +262,9 @@ impl MetaClient {
             .http
             .get(url)
             .query(&[("fields", MEDIA_FIELDS), ("access_token", token.expose())]);
-        self.send_json(ENDPOINT, request).await
+        self.send_json(ENDPOINT, request)
+            .await
+            .map_err(MetaError::for_single_object)
     }
 
     /// The Pages a Facebook user shared, each with its Page token and linked Instagram account.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::helpers::TestDb;
 use crate::lifecycle::World;
 
-fn feedkeeper() -> Command {
+pub(crate) fn feedkeeper() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedkeeper"));
     // The tests' own environment must not leak config into the binary.
     for (key, _) in std::env::vars() {
@@ -20,7 +20,7 @@ fn feedkeeper() -> Command {
 }
 
 /// Kills the child when the test ends, pass or fail.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {

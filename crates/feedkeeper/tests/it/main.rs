@@ -7,6 +7,7 @@
 mod accounts;
 mod browser;
 mod callbacks;
+mod chaos;
 mod cli;
 mod connect_flows;
 mod dashboard;

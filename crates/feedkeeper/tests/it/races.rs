@@ -295,3 +295,49 @@ async fn check_now_shares_the_queue_with_the_worker() {
     let job = job_of(&w, c.id).await;
     assert!(job.lease_owner.is_none() && job.due_at > w.clock.now());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_a_same_string_refresh_defers_the_next_one_without_alarm() {
+    // Meta may renew a token in place (same string, new expiry): after a crash between its
+    // answer and our store, our record says "refresh due" while Meta says "too new".
+    let w = World::with(|c| c.workers.lease_secs = 1).await;
+    w.sim
+        .patch_settings(&serde_json::json!({"refresh_returns_new_token": false}))
+        .unwrap();
+    let owner = w.user("inplace@example.com").await;
+    let c = w.connect_instagram(owner, "inplace").await;
+    w.advance(4 * DAY);
+    let parked = failpoint::arm(failpoint::AFTER_META_ANSWER, &c.id.to_string());
+    let state = w.state.clone();
+    let pass = tokio::spawn(async move { run_due_now(&state, "doomed-node").await });
+    parked.reached().await;
+    pass.abort();
+    let _ = pass.await;
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    run_due_now(&w.state, "rescuer").await.unwrap();
+    let after = w.reload(&c).await;
+    assert_eq!(after.status(), Status::Active, "{:?}", after.last_error);
+    assert_eq!(
+        after.token_issued_at,
+        Some(w.clock.now()),
+        "the next refresh waits a day"
+    );
+    let log = audit::list(&w.state.db, c.id, 100).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.event == "refresh_deferred"),
+        "{log:#?}"
+    );
+    // A day later the refresh goes through.
+    w.advance(DAY + HOUR);
+    run_due_now(&w.state, "rescuer").await.unwrap();
+    w.advance(3 * DAY);
+    run_due_now(&w.state, "rescuer").await.unwrap();
+    let later = w.reload(&c).await;
+    assert_eq!(later.status(), Status::Active, "{:?}", later.last_error);
+    assert!(
+        later
+            .last_refresh_at
+            .is_some_and(|t| t > after.token_issued_at.unwrap())
+    );
+}

@@ -1,0 +1,202 @@
+//! Two `feedkeeper serve` processes on one database, checks due all the time, one process
+//! killed with SIGKILL and restarted every few seconds, while accounts are revoked and
+//! reconnected. The simulator's request log is the witness: no account is ever checked by two
+//! calls at once, every reconnected account ends active and scheduled, no job is lost or stuck.
+//! Runs on SQLite and, in CI's second pass, on PostgreSQL; `CHAOS_SECS` sets its length.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use feedkeeper::clock::Clock;
+use feedkeeper::connections::LIFECYCLE_JOB;
+use feedkeeper::db::connections::Status;
+use feedkeeper::db::jobs;
+use meta_sim::AccountEvent;
+
+use crate::cli::{Running, feedkeeper};
+use crate::lifecycle::World;
+
+const ACCOUNTS: usize = 24;
+
+/// Starts one node; its log goes to `log`.
+fn start_node(w: &World, name: &str, log: &std::path::Path) -> Running {
+    let log = std::fs::File::create(log).unwrap();
+    let child = feedkeeper()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(w.binary_env())
+        .env("FEEDKEEPER_WORKERS__NODE_NAME", name)
+        .env("FEEDKEEPER_WORKERS__LEASE_SECS", "3")
+        .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")
+        .env("FEEDKEEPER_LIFECYCLE__WORKER_POLL_SECS", "1")
+        .env("RUST_LOG", "feedkeeper=info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+fn chaos_secs() -> u64 {
+    std::env::var("CHAOS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_work() {
+    let w = World::new().await;
+    w.at_system_time();
+    // Every Meta call takes a while, so checks overlap reconnects and kills often.
+    w.sim.set_latency(Duration::from_millis(80));
+    let owner = w.user("chaos@example.com").await;
+    // Windows in which this test itself talked to Meta about an account (its connects and
+    // reconnects): those calls are not checks.
+    let mut own_calls: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    let mut accounts = Vec::new();
+    for i in 0..ACCOUNTS {
+        let name = format!("chaos_{i}");
+        let from = feedkeeper::jobs::runner::wall_ms();
+        accounts.push((name.clone(), w.connect_instagram(owner, &name).await));
+        let to = feedkeeper::jobs::runner::wall_ms();
+        own_calls.entry(name).or_default().push((from, to));
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let steady = start_node(&w, "steady", &logs.path().join("steady.log"));
+    let mut victim = Some(start_node(
+        &w,
+        "victim-0",
+        &logs.path().join("victim-0.log"),
+    ));
+
+    let mut revoked: HashSet<String> = HashSet::new();
+    let mut reconnected: HashSet<String> = HashSet::new();
+    let mut rng = 7u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let started = Instant::now();
+    let mut kills = 0;
+    let mut next_kill = Instant::now() + Duration::from_secs(3);
+    while started.elapsed() < Duration::from_secs(chaos_secs()) {
+        // Checks due all the time.
+        jobs::make_all_due(&w.state.db, LIFECYCLE_JOB, Clock::System.now())
+            .await
+            .unwrap();
+        // Revoke one account, or reconnect a revoked one.
+        let (name, _) = &accounts[(next() % ACCOUNTS as u64) as usize];
+        if revoked.remove(name) {
+            let from = feedkeeper::jobs::runner::wall_ms();
+            w.connect_instagram(owner, name).await;
+            let to = feedkeeper::jobs::runner::wall_ms();
+            own_calls.entry(name.clone()).or_default().push((from, to));
+            reconnected.insert(name.clone());
+        } else {
+            w.sim
+                .apply_event(name, AccountEvent::PasswordChanged)
+                .await
+                .unwrap();
+            revoked.insert(name.clone());
+            reconnected.remove(name);
+        }
+        if Instant::now() >= next_kill {
+            drop(victim.take()); // SIGKILL
+            kills += 1;
+            let log = logs.path().join(format!("victim-{kills}.log"));
+            victim = Some(start_node(&w, &format!("victim-{kills}"), &log));
+            next_kill = Instant::now() + Duration::from_millis(3000 + next() % 4000);
+        }
+        tokio::time::sleep(Duration::from_millis(150 + next() % 200)).await;
+    }
+    // Everyone revoked gets reconnected, then the nodes settle: one more round of checks.
+    for name in revoked.drain() {
+        let from = feedkeeper::jobs::runner::wall_ms();
+        w.connect_instagram(owner, &name).await;
+        let to = feedkeeper::jobs::runner::wall_ms();
+        own_calls.entry(name.clone()).or_default().push((from, to));
+        reconnected.insert(name);
+    }
+    jobs::make_all_due(&w.state.db, LIFECYCLE_JOB, Clock::System.now())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = jobs::counts(
+            &w.state.db,
+            Clock::System.now(),
+            feedkeeper::jobs::runner::wall_ms(),
+        )
+        .await
+        .unwrap();
+        let lifecycle = counts.iter().find(|k| k.kind == LIFECYCLE_JOB).unwrap();
+        if lifecycle.due == 0 && lifecycle.running == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs never settled: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(victim);
+    drop(steady);
+    w.sim.set_latency(Duration::ZERO);
+
+    // No account was ever checked by two calls at once.
+    let checks: Vec<_> = w
+        .sim
+        .requests(None)
+        .into_iter()
+        .filter(|r| r.host.contains("graph") && r.account.is_some())
+        .filter(|r| {
+            let name = r.account.as_deref().unwrap();
+            !own_calls.get(name).is_some_and(|windows| {
+                windows
+                    .iter()
+                    .any(|(from, to)| r.started_at_ms >= *from && r.ended_at_ms <= *to)
+            })
+        })
+        .collect();
+    assert!(
+        checks.len() > ACCOUNTS,
+        "the nodes checked: {}",
+        checks.len()
+    );
+    for (i, a) in checks.iter().enumerate() {
+        for b in &checks[i + 1..] {
+            // Strictly overlapping: one call ending in the millisecond the next one starts is
+            // one after the other.
+            let overlap = a.started_at_ms < b.ended_at_ms && b.started_at_ms < a.ended_at_ms;
+            assert!(
+                a.account != b.account || !overlap,
+                "@{} was checked twice at once: {a:?} and {b:?}",
+                a.account.as_deref().unwrap_or("?")
+            );
+        }
+    }
+
+    // Every account ends active (all were reconnected) and scheduled; no job lost or stuck.
+    let now_ms = feedkeeper::jobs::runner::wall_ms();
+    for (name, c) in &accounts {
+        let c = w.reload(c).await;
+        assert_eq!(
+            c.status(),
+            Status::Active,
+            "@{name} ended {:?}: {:?} (kills: {kills})",
+            c.status(),
+            c.last_error
+        );
+        let job = jobs::get(&w.state.db, LIFECYCLE_JOB, &c.id.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("@{name} lost its job: {e}"));
+        assert!(job.dead_at.is_none(), "@{name}: dead job {job:?}");
+        assert!(
+            job.lease_expires_ms.is_none_or(|t| t <= now_ms + 3_000),
+            "@{name}: stuck lease {job:?}"
+        );
+        assert!(job.due_at > Clock::System.now() - 5, "@{name}: {job:?}");
+    }
+    assert!(kills >= chaos_secs() / 8, "only {kills} kills");
+    assert!(!reconnected.is_empty());
+}
