@@ -52,6 +52,15 @@ impl Clock {
     }
 }
 
+/// Milliseconds on the machine's wall clock: what job leases are measured in. Leases are about
+/// processes being alive, so they never follow the service's (test-movable) [`Clock`].
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// `2026-01-31 14:05 UTC`, for audit details and pages.
 pub fn format_utc(t: UnixSeconds) -> String {
     use time::macros::format_description;

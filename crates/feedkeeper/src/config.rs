@@ -270,6 +270,13 @@ impl Secret {
     }
 }
 
+impl Drop for Secret {
+    /// Wipes the value from memory, so a later heap dump or swap does not hold it.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(if self.0.is_empty() {

@@ -104,6 +104,12 @@ impl NamedKey {
     }
 }
 
+impl Drop for NamedKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bytes);
+    }
+}
+
 impl fmt::Debug for NamedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "NamedKey({}, [redacted])", self.id)

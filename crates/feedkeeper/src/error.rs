@@ -161,6 +161,26 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Renders a page template to HTML (for [`AppError::InvalidForm`] and for responses that add
+/// their own headers, e.g. a cookie).
+pub fn render_html<T: Template>(template: &T) -> Result<Html<String>, AppError> {
+    Ok(Html(template.render().map_err(anyhow::Error::from)?))
+}
+
+/// A form sent back with its error message and the user's input (a 422): the error a handler
+/// returns for bad input. A failure to render becomes that error instead.
+pub fn invalid_form<T: Template>(template: &T) -> AppError {
+    match render_html(template) {
+        Ok(html) => AppError::InvalidForm(html),
+        Err(e) => e,
+    }
+}
+
+/// Renders a page template into a 200 response with [`page_headers`].
+pub fn render<T: Template>(template: &T) -> Result<Response, AppError> {
+    Ok((page_headers(), render_html(template)?).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

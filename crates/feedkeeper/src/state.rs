@@ -86,13 +86,6 @@ impl AppState {
     }
 }
 
-impl AppState {
-    /// The lifecycle rules in effect.
-    pub fn policy(&self) -> crate::connections::policy::Policy {
-        crate::connections::policy::Policy::from(&self.config.lifecycle)
-    }
-}
-
 /// This node's name: `workers.node_name`, or the host name plus a random suffix, so two
 /// processes on one host never share a name.
 pub fn node_name(workers: &crate::config::WorkersConfig) -> String {

@@ -6,7 +6,8 @@
 //! # Using it from a dashboard handler
 //!
 //! ```text
-//! use crate::accounts::{CurrentUser, Page, render};
+//! use crate::accounts::{CurrentUser, Page};
+//! use crate::error::render;
 //!
 //! #[derive(askama::Template)]
 //! #[template(path = "connections.html")]   // {% extends "layout.html" %}
@@ -55,5 +56,5 @@ pub mod redirect;
 pub mod session;
 
 pub use email::Email;
-pub use page::{Page, render};
+pub use page::Page;
 pub use session::CurrentUser;

@@ -1,19 +1,15 @@
-//! The layout context every dashboard page passes to `templates/layout.html`, and the one way to
-//! turn a dashboard template into a response (with headers that keep pages out of caches and
-//! frames).
+//! The layout context every dashboard page passes to `templates/layout.html`, and the headers
+//! that keep pages out of caches (`error::render` turns a template into a response with them).
 //!
 //! Owns what the layout needs; page-specific data lives in each page's own template struct.
 
 use std::sync::LazyLock;
 
-use askama::Template;
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, HeaderName};
-use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest as _, Sha256};
 
 use super::CurrentUser;
-use crate::error::AppError;
 
 /// The dashboard stylesheet, served at `/static/app.css`.
 pub const STYLESHEET: &str = include_str!("../../static/app.css");
@@ -74,26 +70,6 @@ impl Page {
 /// tokens.
 pub fn page_headers() -> [(HeaderName, HeaderValue); 1] {
     [(CACHE_CONTROL, HeaderValue::from_static("no-store"))]
-}
-
-/// Renders a page template to HTML (for [`AppError::InvalidForm`] and for responses that add
-/// their own headers, e.g. a cookie).
-pub fn render_html<T: Template>(template: &T) -> Result<Html<String>, AppError> {
-    Ok(Html(template.render().map_err(anyhow::Error::from)?))
-}
-
-/// A form sent back with its error message and the user's input (a 422): the error a handler
-/// returns for bad input. A failure to render becomes that error instead.
-pub fn invalid_form<T: Template>(template: &T) -> AppError {
-    match render_html(template) {
-        Ok(html) => AppError::InvalidForm(html),
-        Err(e) => e,
-    }
-}
-
-/// Renders a page template into a 200 response with [`page_headers`].
-pub fn render<T: Template>(template: &T) -> Result<Response, AppError> {
-    Ok((page_headers(), render_html(template)?).into_response())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 use super::policy::{Check, IncidentDecision};
 use super::{Actor, open_token, token_context};
+use crate::clock::wall_ms;
 use crate::db::connections::{
     self, CheckResult, Connection, Health, LoginKind, RenewedToken, Status,
 };
@@ -19,7 +20,6 @@ use crate::db::jobs::{self, Lease};
 use crate::db::{DbError, Tx, audit, incidents, meta_pauses, operator_problems};
 use crate::failpoint;
 use crate::ids::ConnectionId;
-use crate::jobs::runner::wall_ms;
 use crate::meta::{Action, ExpiringToken, MetaError, ReconnectReason};
 use crate::state::AppState;
 

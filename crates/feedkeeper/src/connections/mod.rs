@@ -8,10 +8,10 @@
 pub mod lifecycle;
 pub mod policy;
 
+use crate::clock::wall_ms;
 use crate::db::connections::{self, Connection, LoginKind, LoginResult, Status};
 use crate::db::{DbError, audit, incidents, jobs, meta_pauses};
 use crate::ids::{ConnectionId, UserId};
-use crate::jobs::runner::wall_ms;
 use crate::meta::{AccessToken, ExpiringToken, FacebookPage, MetaError};
 use crate::state::AppState;
 

@@ -43,6 +43,13 @@ impl From<&LifecycleConfig> for Policy {
     }
 }
 
+impl crate::state::AppState {
+    /// The lifecycle rules in effect.
+    pub fn policy(&self) -> Policy {
+        Policy::from(&self.config.lifecycle)
+    }
+}
+
 /// What a lifecycle pass does for a connection now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {

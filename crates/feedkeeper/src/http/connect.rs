@@ -16,12 +16,13 @@ use serde::Deserialize;
 
 use crate::accounts::csrf::{random_token, tokens_match};
 use crate::accounts::session::{hash_token, read_our_cookie, set_cookie};
-use crate::accounts::{CurrentUser, Page, render};
+use crate::accounts::{CurrentUser, Page};
 use crate::connections::{self, Actor, ConnectError};
 use crate::db::connections::Connection;
 use crate::db::links::{self as link_store, ConnectLink, Unusable};
 use crate::db::{connections as stored, oauth_states, page_choices, users};
 use crate::error::AppError;
+use crate::error::render;
 use crate::ids::{ConnectionId, UserId};
 use crate::meta::oauth::parse_callback;
 use crate::meta::{AccessToken, FacebookPage, Failure};

@@ -55,14 +55,7 @@ pub struct Claimed {
     pub lease_ms: i64,
 }
 
-/// Milliseconds on the machine's wall clock: what leases are measured in. Leases are about
-/// processes being alive, so they never follow the service's (test-movable) clock.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::wall_ms;
 
 /// First retry of a failed job after this long, doubled per attempt up to [`MAX_RETRY_SECS`].
 const FIRST_RETRY_SECS: i64 = 30;

@@ -13,6 +13,13 @@ use crate::clock::UnixSeconds;
 #[serde(transparent)]
 pub struct AccessToken(String);
 
+impl Drop for AccessToken {
+    /// Wipes the token from memory when it is no longer needed.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl AccessToken {
     pub fn new(value: impl Into<String>) -> Self {
         AccessToken(value.into())

@@ -9,11 +9,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
-use crate::accounts::page::invalid_form;
 use crate::accounts::rate_limit::{self, ClientAddress, Subjects};
-use crate::accounts::{CurrentUser, Email, Page, password, render, session};
+use crate::accounts::{CurrentUser, Email, Page, password, session};
 use crate::db::users;
 use crate::error::AppError;
+use crate::error::invalid_form;
+use crate::error::render;
 use crate::state::AppState;
 
 #[derive(Template)]

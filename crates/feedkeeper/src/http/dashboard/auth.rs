@@ -13,13 +13,14 @@ use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::accounts::csrf::{self, PRELOGIN_COOKIE, PRELOGIN_LIFETIME_SECS};
-use crate::accounts::page::{invalid_form, page_headers, render_html};
+use crate::accounts::page::page_headers;
 use crate::accounts::rate_limit::{self, ClientAddress, Subjects};
 use crate::accounts::redirect::{after_login, safe_next, with_next};
 use crate::accounts::session::{self, SESSION_COOKIE};
 use crate::accounts::{CurrentUser, Email, Page, password};
 use crate::db::{DbError, users};
 use crate::error::AppError;
+use crate::error::{invalid_form, render_html};
 use crate::state::AppState;
 
 /// The one message for every failed log-in: it must not tell an unknown email from a wrong

@@ -6,8 +6,6 @@
 //! another tenant's connection answers 404, exactly like a missing one. The login flows behind
 //! "Connect" and "Reconnect" live in `http::connect`; this module only links to them.
 
-use std::collections::HashMap;
-
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
@@ -15,15 +13,15 @@ use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
 use super::links;
-use crate::accounts::{CurrentUser, Page, render};
+use crate::accounts::{CurrentUser, Page};
 use crate::clock::format_utc;
 use crate::connections::{self, Actor, CheckNow};
 use crate::db::audit::{self, AuditEntry};
 use crate::db::connections::{self as stored, Connection, LoginKind, Status};
 use crate::db::incidents::{self, Incident};
 use crate::error::AppError;
+use crate::error::render;
 use crate::http::path_id;
-use crate::ids::ConnectionId;
 use crate::meta::ReconnectReason;
 use crate::state::AppState;
 
@@ -513,21 +511,10 @@ pub async fn disconnect(
     Ok(Redirect::to("/connections").into_response())
 }
 
-/// The owner's usernames by connection id (for naming reconnect links).
-pub(super) async fn usernames(
-    state: &AppState,
-    user: &CurrentUser,
-) -> Result<HashMap<ConnectionId, String>, AppError> {
-    Ok(stored::list_owned(&state.db, user.id)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c.username))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ConnectionId;
 
     #[test]
     fn initials_take_the_first_letters_of_up_to_two_words() {

@@ -14,15 +14,15 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
-use super::connections::usernames;
 use crate::accounts::csrf::random_token;
-use crate::accounts::page::invalid_form;
 use crate::accounts::session::hash_token;
-use crate::accounts::{CurrentUser, Email, Page, render};
+use crate::accounts::{CurrentUser, Email, Page};
 use crate::clock::format_utc;
 use crate::db::connections::Connection;
 use crate::db::links::{self as link_store, ConnectLink, NewLink, Unusable};
 use crate::error::AppError;
+use crate::error::invalid_form;
+use crate::error::render;
 use crate::http::path_id;
 use crate::ids::{ConnectionId, LinkId};
 use crate::state::AppState;
@@ -329,6 +329,18 @@ pub async fn revoke(
     };
     user.flash(&state, &message).await?;
     Ok(Redirect::to("/links").into_response())
+}
+
+/// The owner's usernames by connection id (for naming reconnect links).
+async fn usernames(
+    state: &AppState,
+    user: &CurrentUser,
+) -> Result<HashMap<ConnectionId, String>, AppError> {
+    Ok(crate::db::connections::list_owned(&state.db, user.id)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.username))
+        .collect())
 }
 
 #[cfg(test)]

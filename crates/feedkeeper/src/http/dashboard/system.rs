@@ -5,10 +5,11 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
-use crate::accounts::{CurrentUser, Page, render};
+use crate::accounts::{CurrentUser, Page};
 use crate::clock::format_utc;
 use crate::db::{jobs, operator_problems};
 use crate::error::AppError;
+use crate::error::render;
 use crate::jobs::runner::wall_ms;
 use crate::state::AppState;
 
