@@ -865,3 +865,41 @@ async fn html_in_usernames_names_and_labels_is_shown_as_text() {
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!refused.body.contains("<script>alert(5)"));
 }
+
+#[tokio::test]
+async fn operators_see_app_problems_and_the_job_queue() {
+    let app = TestApp::spawn().await;
+    let browser = app.signup_and_login("ops@example.com").await;
+    let owner = user_id(&app, "ops@example.com").await;
+    connect_instagram(&app, owner, "bakery").await;
+    let page = browser.get("/system").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No problems"), "{}", page.body);
+    assert!(page.body.contains("lifecycle"), "{}", page.body);
+    assert!(page.body.contains(&app.state.node.to_string()));
+
+    // The workers found that Meta rejects the Facebook app's secret.
+    let now = app.state.clock.now();
+    feedkeeper::db::operator_problems::record(
+        &app.state.db,
+        "facebook",
+        feedkeeper::meta::OperatorProblem::AppCredentials,
+        "Invalid OAuth access token signature.",
+        Some(190),
+        now,
+    )
+    .await
+    .unwrap();
+    let list = browser.get("/connections").await;
+    assert!(
+        list.body.contains("Facebook app:")
+            && list.body.contains("rejects the app id or app secret"),
+        "{}",
+        list.body
+    );
+    let page = browser.get("/system").await;
+    assert!(page.body.contains("Invalid OAuth access token signature."));
+    // Only logged-in people see it.
+    let anonymous = app.browser().get("/system").await;
+    assert_ne!(anonymous.status, StatusCode::OK);
+}

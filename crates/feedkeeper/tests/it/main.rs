@@ -17,5 +17,6 @@ mod lifecycle;
 mod meta_client;
 mod meta_client_malformed;
 mod races;
+mod runner;
 mod sim_login;
 mod store;

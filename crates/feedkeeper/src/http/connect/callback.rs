@@ -1,0 +1,315 @@
+//! Meta's redirect back after the login dialog: check the state, exchange the code, connect.
+
+use super::*;
+
+/// `GET /connect/{provider}/callback`: Meta sends the person back with a code (or an error).
+pub async fn callback(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    user: Option<CurrentUser>,
+) -> Result<Response, AppError> {
+    let provider = Provider::parse(&provider)?;
+    let query = query.unwrap_or_default();
+    let now = state.clock.now();
+    let parsed = parse_callback(&query);
+    let state_value = match &parsed {
+        Ok(cb) => cb.state.clone(),
+        Err(_) => url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned()),
+    };
+    let Some(state_value) = state_value.filter(|s| !s.is_empty() && s.len() <= 200) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "This login cannot be completed",
+            "The address is missing its login details. Start the connection again.",
+            None,
+        );
+    };
+    let state_hash = hash_token(&state_value);
+    let not_usable = |message: &str| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "This login cannot be completed",
+            message,
+            None,
+        )
+    };
+    let started = match oauth_states::lookup(&state.db, &state_hash).await? {
+        None => {
+            return not_usable(
+                "This login was not started here, or its address was changed. Start the connection again.",
+            );
+        }
+        Some(s) if s.used_at.is_some() => {
+            return not_usable(
+                "This login was already completed. If the account does not show up, start the connection again.",
+            );
+        }
+        Some(s) if s.expires_at <= now => {
+            return not_usable(
+                "This login took too long (more than 15 minutes). Start the connection again.",
+            );
+        }
+        Some(s) => s,
+    };
+    let link = match started.link_id {
+        Some(id) => Some(link_store::get(&state.db, id).await?),
+        None => None,
+    };
+    // The browser must be the one that started the login. A refused attempt does not spend the
+    // state, so whoever saw the address cannot spoil the real login.
+    let bound = match &link {
+        None => user.as_ref().is_some_and(|u| {
+            u.id == started.owner_id && hash_token(&u.csrf) == started.binding_hash
+        }),
+        Some(_) => read_our_cookie(&state.config, &headers, LINK_COOKIE)
+            .is_some_and(|c| hash_token(c) == started.binding_hash),
+    };
+    if !bound || Provider::parse(&started.provider)? != provider {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "This login cannot be completed",
+            "This login was started in another browser or session, so it was not used. Start the connection again from this browser.",
+            None,
+        );
+    }
+    // Single use, even when two requests race here.
+    if oauth_states::consume(&state.db, &state_hash, now)
+        .await?
+        .is_none()
+    {
+        return not_usable(
+            "This login was already completed. If the account does not show up, start the connection again.",
+        );
+    }
+    let flow = Flow {
+        state: &state,
+        owner: started.owner_id,
+        user: user.as_ref(),
+        link: link.as_ref(),
+        reconnect: started.connection_id,
+        binding: &started.binding_hash,
+    };
+    let callback = match parsed {
+        Ok(cb) => cb,
+        Err(e) => {
+            let message = match &e.failure {
+                Failure::Denied { .. } => format!(
+                    "You cancelled the {} login, so nothing was connected.",
+                    provider.name()
+                ),
+                _ => "Meta did not send the login back complete. Please try again.".to_owned(),
+            };
+            return flow.problem("Nothing was connected", &message);
+        }
+    };
+    if link.as_ref().is_some_and(|l| l.unusable(now).is_some()) {
+        return flow.problem(
+            "This link can no longer be used",
+            "The link expired or was withdrawn while you were logging in. Ask for a new one.",
+        );
+    }
+    let meta = &state.meta;
+    let redirect = redirect_uri(&state, provider);
+    let expect = match started.connection_id {
+        Some(id) => Some(stored::get(&state.db, id).await?),
+        None => None,
+    };
+    let connected = match provider {
+        Provider::Instagram => {
+            let token = match meta
+                .exchange_instagram_code(&callback.code, &redirect)
+                .await
+            {
+                Ok(short) => meta.obtain_long_lived(&short.access_token).await,
+                Err(e) => Err(e),
+            };
+            match token {
+                Ok(token) => {
+                    connections::connect_instagram(
+                        &state,
+                        started.owner_id,
+                        &token,
+                        expect.as_ref(),
+                        flow.actor(),
+                    )
+                    .await
+                }
+                Err(e) => Err(ConnectError::Meta(e)),
+            }
+        }
+        Provider::Facebook => {
+            let pages = async {
+                let short = meta
+                    .exchange_facebook_code(&callback.code, &redirect)
+                    .await?;
+                let long = meta
+                    .exchange_facebook_long_lived(&short.access_token)
+                    .await?;
+                let info = meta.debug_token(&long.access_token).await?;
+                let pages = meta.facebook_pages(&long.access_token).await?;
+                Ok::<_, crate::meta::MetaError>((info.user_id, pages))
+            }
+            .await;
+            match pages {
+                Ok((fb_user_id, pages)) => {
+                    return flow
+                        .pages_chosen_or_offered(fb_user_id, pages, expect.as_ref())
+                        .await;
+                }
+                Err(e) => Err(ConnectError::Meta(e)),
+            }
+        }
+    };
+    flow.finish(connected.map(|c| vec![c])).await
+}
+
+/// The context of one login being completed.
+pub(super) struct Flow<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) owner: UserId,
+    /// The owner's session, for owner flows (checked to be the one that started the login).
+    pub(super) user: Option<&'a CurrentUser>,
+    pub(super) link: Option<&'a ConnectLink>,
+    pub(super) reconnect: Option<ConnectionId>,
+    pub(super) binding: &'a str,
+}
+
+impl Flow<'_> {
+    pub(super) fn actor(&self) -> Actor {
+        if self.link.is_some() {
+            Actor::Client
+        } else {
+            Actor::User
+        }
+    }
+
+    fn problem(&self, title: &str, message: &str) -> Result<Response, AppError> {
+        let again = match self.link {
+            Some(_) => None,
+            None => Some("/connections"),
+        };
+        problem(StatusCode::BAD_REQUEST, title, message, again)
+    }
+
+    /// After a Facebook login: connect the one eligible Page, or let the person pick.
+    async fn pages_chosen_or_offered(
+        &self,
+        fb_user_id: Option<String>,
+        pages: Vec<FacebookPage>,
+        expect: Option<&Connection>,
+    ) -> Result<Response, AppError> {
+        let eligible: Vec<FacebookPage> = pages
+            .into_iter()
+            .filter(|p| p.instagram_business_account.is_some())
+            .filter(|p| {
+                expect.is_none_or(|c| {
+                    p.instagram_business_account.as_deref() == Some(c.ig_user_id.as_str())
+                })
+            })
+            .collect();
+        match eligible.len() {
+            0 => self.problem(
+                "No Instagram account found",
+                match expect {
+                    Some(_) => "None of the Facebook Pages you shared is linked to the Instagram account this link is for. Log in again and share that Page.",
+                    None => "None of the Facebook Pages you shared has an Instagram professional account linked to it. Link one in the Instagram app (Settings → Account type and tools), or share another Page.",
+                },
+            ),
+            1 => {
+                let result = connections::connect_facebook_page(self.state, self.owner, &eligible[0], fb_user_id, expect, self.actor()).await;
+                self.finish(result.map(|c| vec![c])).await
+            }
+            _ => self.offer_pages(fb_user_id, eligible).await,
+        }
+    }
+
+    async fn offer_pages(
+        &self,
+        fb_user_id: Option<String>,
+        pages: Vec<FacebookPage>,
+    ) -> Result<Response, AppError> {
+        let now = self.state.clock.now();
+        let id = random_token();
+        let stored_pages: Vec<StoredPage> = pages
+            .into_iter()
+            .map(|p| StoredPage {
+                id: p.id,
+                name: p.name,
+                ig: p.instagram_business_account,
+                token: p.access_token.expose().to_owned(),
+            })
+            .collect();
+        let json = serde_json::to_string(&stored_pages).map_err(anyhow::Error::from)?;
+        let id_hash = hash_token(&id);
+        page_choices::insert(
+            &self.state.db,
+            &page_choices::PageChoice {
+                pages_sealed: self
+                    .state
+                    .cipher
+                    .seal(&json, &format!("page-choice:{id_hash}")),
+                id_hash,
+                owner_id: self.owner,
+                binding_hash: self.binding.to_owned(),
+                link_id: self.link.map(|l| l.id),
+                connection_id: self.reconnect,
+                fb_user_id,
+                created_at: now,
+                expires_at: now + CHOICE_TTL_SECS,
+            },
+        )
+        .await?;
+        Ok(see_other(&format!("/connect/facebook/pages/{id}")))
+    }
+
+    pub(super) async fn finish(
+        &self,
+        result: Result<Vec<Connection>, ConnectError>,
+    ) -> Result<Response, AppError> {
+        let connected = match result {
+            Ok(c) => c,
+            Err(ConnectError::Db(e)) => return Err(e.into()),
+            Err(ConnectError::Meta(e)) => {
+                tracing::warn!(error = %e, "a connection login failed at Meta");
+                return self.problem("Nothing was connected", "Instagram did not accept the login just now. Please try again in a few minutes.");
+            }
+            Err(e) => return self.problem("Nothing was connected", &capitalize(&e.to_string())),
+        };
+        let names = connected
+            .iter()
+            .map(|c| format!("@{}", c.username))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self.link {
+            Some(link) => {
+                let first_use =
+                    link_store::record_use(&self.state.db, link, self.state.clock.now()).await?;
+                if !first_use {
+                    tracing::info!(link = %link.id, "a single-use link was completed twice at once");
+                }
+                let requester = users::get(&self.state.db, link.owner_id).await?.email;
+                render(&LinkDone {
+                    page: Page::public("Connected", String::new()),
+                    names,
+                    requester,
+                })
+            }
+            None => {
+                // The owner is back in their dashboard.
+                let verb = if self.reconnect.is_some() {
+                    "Reconnected"
+                } else {
+                    "Connected"
+                };
+                if let Some(user) = self.user {
+                    user.flash(self.state, &format!("{verb} {names}.")).await?;
+                }
+                Ok(see_other("/connections"))
+            }
+        }
+    }
+}

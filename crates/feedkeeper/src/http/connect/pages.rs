@@ -1,0 +1,219 @@
+//! Choosing which Facebook Pages to connect after a Facebook login.
+
+use super::*;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredPage {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) ig: Option<String>,
+    pub(super) token: String,
+}
+
+#[derive(Template)]
+#[template(path = "page_picker.html")]
+struct PagePicker {
+    page: Page,
+    choice: String,
+    options: Vec<(String, String)>,
+}
+
+async fn load_choice(
+    state: &AppState,
+    choice: &str,
+    headers: &HeaderMap,
+    user: Option<&CurrentUser>,
+) -> Result<Result<(page_choices::PageChoice, Vec<StoredPage>), Response>, AppError> {
+    let now = state.clock.now();
+    let expired = || {
+        problem(
+            StatusCode::GONE,
+            "Please start again",
+            "This choice has expired (after 30 minutes) or was already made. Start the connection again.",
+            None,
+        )
+    };
+    if choice.len() > 200 {
+        return Ok(Err(expired()?));
+    }
+    let Some(stored_choice) = page_choices::get(&state.db, &hash_token(choice), now).await? else {
+        return Ok(Err(expired()?));
+    };
+    let bound = match stored_choice.link_id {
+        None => user.is_some_and(|u| {
+            u.id == stored_choice.owner_id && hash_token(&u.csrf) == stored_choice.binding_hash
+        }),
+        Some(_) => read_our_cookie(&state.config, headers, LINK_COOKIE)
+            .is_some_and(|c| hash_token(c) == stored_choice.binding_hash),
+    };
+    if !bound {
+        return Ok(Err(problem(
+            StatusCode::FORBIDDEN,
+            "Please start again",
+            "This choice belongs to another browser or session.",
+            None,
+        )?));
+    }
+    let json = state
+        .cipher
+        .open(
+            &stored_choice.pages_sealed,
+            &format!("page-choice:{}", stored_choice.id_hash),
+        )
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("page choice does not open: {e}")))?;
+    let pages: Vec<StoredPage> = serde_json::from_str(&json).map_err(anyhow::Error::from)?;
+    Ok(Ok((stored_choice, pages)))
+}
+
+/// `GET /connect/facebook/pages/{choice}`: which Pages' Instagram accounts to connect.
+pub async fn page_picker(
+    State(state): State<AppState>,
+    Path(choice): Path<String>,
+    headers: HeaderMap,
+    user: Option<CurrentUser>,
+) -> Result<Response, AppError> {
+    let (_, pages) = match load_choice(&state, &choice, &headers, user.as_ref()).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    let csrf = match &user {
+        Some(u) => u.csrf.clone(),
+        None => read_our_cookie(&state.config, &headers, LINK_COOKIE)
+            .unwrap_or("")
+            .to_owned(),
+    };
+    let mut page = Page::public("Choose the accounts to connect", csrf);
+    if let Some(u) = &user {
+        page = Page {
+            flash: None,
+            ..Page::for_user(u, "Choose the accounts to connect")
+        };
+    }
+    render(&PagePicker {
+        page,
+        choice,
+        options: pages.into_iter().map(|p| (p.id, p.name)).collect(),
+    })
+}
+
+/// The picker's answer: `page_id` repeated, plus `csrf`.
+#[derive(Deserialize)]
+pub struct PickedPages {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    page_id: Vec<String>,
+}
+
+/// `POST /connect/facebook/pages/{choice}`.
+pub async fn pick_pages(
+    State(state): State<AppState>,
+    Path(choice): Path<String>,
+    headers: HeaderMap,
+    user: Option<CurrentUser>,
+    RawForm(picked): RawForm,
+) -> Result<Response, AppError> {
+    let (stored_choice, pages) = match load_choice(&state, &choice, &headers, user.as_ref()).await?
+    {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
+    };
+    let expected_csrf = match (&stored_choice.link_id, &user) {
+        (None, Some(u)) => u.csrf.clone(),
+        _ => read_our_cookie(&state.config, &headers, LINK_COOKIE)
+            .unwrap_or("")
+            .to_owned(),
+    };
+    if !tokens_match(&expected_csrf, &picked.csrf) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Please start again",
+            "This form has expired. Reload the page and choose again.",
+            None,
+        );
+    }
+    let chosen: Vec<&StoredPage> = pages
+        .iter()
+        .filter(|p| picked.page_id.contains(&p.id))
+        .collect();
+    if chosen.is_empty() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Nothing was chosen",
+            "Tick at least one account, then press Connect.",
+            None,
+        );
+    }
+    if !page_choices::take(&state.db, &stored_choice.id_hash).await? {
+        return problem(
+            StatusCode::GONE,
+            "Already done",
+            "These accounts were already connected from this page.",
+            None,
+        );
+    }
+    let link = match stored_choice.link_id {
+        Some(id) => Some(link_store::get(&state.db, id).await?),
+        None => None,
+    };
+    let flow = Flow {
+        state: &state,
+        owner: stored_choice.owner_id,
+        user: user.as_ref(),
+        link: link.as_ref(),
+        reconnect: stored_choice.connection_id,
+        binding: &stored_choice.binding_hash,
+    };
+    let expect = match stored_choice.connection_id {
+        Some(id) => Some(stored::get(&state.db, id).await?),
+        None => None,
+    };
+    let mut connected = Vec::new();
+    for p in chosen {
+        let page = FacebookPage {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            access_token: AccessToken::new(p.token.clone()),
+            instagram_business_account: p.ig.clone(),
+        };
+        match connections::connect_facebook_page(
+            &state,
+            stored_choice.owner_id,
+            &page,
+            stored_choice.fb_user_id.clone(),
+            expect.as_ref(),
+            flow.actor(),
+        )
+        .await
+        {
+            Ok(c) => connected.push(c),
+            Err(e) => return flow.finish(Err(e)).await,
+        }
+    }
+    flow.finish(Ok(connected)).await
+}
+
+/// A form whose fields may repeat (`page_id=1&page_id=2`), which `axum::Form` cannot read into a
+/// `Vec`.
+pub struct RawForm(PickedPages);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawForm {
+    type Rejection = AppError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| AppError::BadRequest("the form could not be read".into()))?;
+        let mut picked = PickedPages {
+            csrf: String::new(),
+            page_id: Vec::new(),
+        };
+        for (key, value) in url::form_urlencoded::parse(&body) {
+            match key.as_ref() {
+                "csrf" => picked.csrf = value.into_owned(),
+                "page_id" => picked.page_id.push(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(RawForm(picked))
+    }
+}

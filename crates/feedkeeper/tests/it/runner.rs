@@ -1,0 +1,119 @@
+//! The job runner on its own: failures and panics stay with their job, back off, and go dead for
+//! an operator; shutdown hands back what it cannot finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use feedkeeper::clock::UnixSeconds;
+use feedkeeper::db::jobs;
+use feedkeeper::jobs::runner::{self, Claimed, RunnerSettings, Work};
+use feedkeeper::state::AppState;
+
+use crate::helpers::TestApp;
+
+/// A kind of work that succeeds, fails or panics depending on the job's subject.
+struct Flaky;
+
+impl Work for Flaky {
+    fn kind(&self) -> &'static str {
+        "test_flaky"
+    }
+    fn concurrency(&self, _: &AppState) -> usize {
+        2
+    }
+    async fn paused_until(&self, _: &AppState, _: UnixSeconds) -> anyhow::Result<Option<i64>> {
+        Ok(None)
+    }
+    async fn run(&self, state: &AppState, job: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
+        match job.job.subject.as_str() {
+            "ok" => Ok(Some(state.clock.now() + 3600)),
+            "done" => Ok(None),
+            "bad" => anyhow::bail!("the disk is full"),
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(None)
+            }
+            _ => panic!("a bug in the work"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failure_or_a_panic_stays_with_its_job_backs_off_and_goes_dead() {
+    let app = TestApp::spawn_with(|c| c.workers.max_attempts = 3).await;
+    let db = &app.state.db;
+    let now = app.state.clock.now();
+    for subject in ["ok", "done", "bad", "boom"] {
+        jobs::schedule(db, "test_flaky", subject, now, now)
+            .await
+            .unwrap();
+    }
+    let settings = RunnerSettings::from_state(&app.state, "n");
+    let work = Arc::new(Flaky);
+    let report = runner::run_due(&app.state, &work, &settings).await.unwrap();
+    assert_eq!((report.finished, report.failed), (2, 2), "{report:?}");
+    assert_eq!(
+        jobs::get(db, "test_flaky", "ok").await.unwrap().due_at,
+        now + 3600
+    );
+    assert!(
+        jobs::get(db, "test_flaky", "done").await.is_err(),
+        "finished for good"
+    );
+    let bad = jobs::get(db, "test_flaky", "bad").await.unwrap();
+    assert_eq!(bad.last_error.as_deref(), Some("the disk is full"));
+    assert_eq!(bad.due_at, now + runner::retry_delay(1));
+    let boom = jobs::get(db, "test_flaky", "boom").await.unwrap();
+    assert_eq!(boom.last_error.as_deref(), Some("the job panicked"));
+
+    // Retried with growing delays; after the third attempt, dead.
+    for attempt in 2..=3 {
+        app.advance(runner::retry_delay(attempt - 1));
+        let report = runner::run_due(&app.state, &work, &settings).await.unwrap();
+        assert_eq!(report.failed, 2, "attempt {attempt}: {report:?}");
+    }
+    let dead = jobs::list_dead(db).await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    app.advance(30 * 86_400);
+    let report = runner::run_due(&app.state, &work, &settings).await.unwrap();
+    assert_eq!(
+        report.failed + report.finished,
+        1,
+        "only `ok` runs: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_back_the_jobs_it_cannot_finish() {
+    let app = TestApp::spawn_with(|c| c.workers.shutdown_grace_secs = 1).await;
+    let db = &app.state.db;
+    let now = app.state.clock.now();
+    jobs::schedule(db, "test_flaky", "slow", now, now)
+        .await
+        .unwrap();
+    let settings = RunnerSettings::from_state(&app.state, "stopping-node");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = runner::spawn(app.state.clone(), Flaky, settings, stopped);
+    // Wait until the job runs.
+    for _ in 0..100 {
+        if jobs::get(db, "test_flaky", "slow")
+            .await
+            .unwrap()
+            .lease_owner
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = jobs::get(db, "test_flaky", "slow").await.unwrap();
+    assert_eq!(held.lease_owner.as_deref(), Some("stopping-node"));
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("stops within its grace period")
+        .unwrap();
+    let released = jobs::get(db, "test_flaky", "slow").await.unwrap();
+    assert_eq!(released.lease_owner, None, "handed back, not stranded");
+    assert_eq!((released.due_at, released.attempts), (now, 0));
+}
