@@ -393,19 +393,8 @@ pub async fn check_now(
     }
     let subject = id.to_string();
     let lease_ms = (state.config.workers.lease_secs as i64).saturating_mul(1000);
-    let mut claimed = jobs::claim_one(
-        &state.db,
-        LIFECYCLE_JOB,
-        &subject,
-        node,
-        wall_ms(),
-        lease_ms,
-    )
-    .await?;
-    if claimed.is_none() && jobs::get(&state.db, LIFECYCLE_JOB, &subject).await.is_err() {
-        // No job (a connection from before jobs were kept for every token): make one.
-        jobs::schedule(&state.db, LIFECYCLE_JOB, &subject, now, now).await?;
-        claimed = jobs::claim_one(
+    let claim = || {
+        jobs::claim_one(
             &state.db,
             LIFECYCLE_JOB,
             &subject,
@@ -413,7 +402,12 @@ pub async fn check_now(
             wall_ms(),
             lease_ms,
         )
-        .await?;
+    };
+    let mut claimed = claim().await?;
+    if claimed.is_none() && jobs::get(&state.db, LIFECYCLE_JOB, &subject).await.is_err() {
+        // No job (a connection from before jobs were kept for every token): make one.
+        jobs::schedule(&state.db, LIFECYCLE_JOB, &subject, now, now).await?;
+        claimed = claim().await?;
     }
     let Some(lease) = claimed.and_then(|job| job.lease()) else {
         let node = jobs::get(&state.db, LIFECYCLE_JOB, &subject)
