@@ -55,6 +55,9 @@ pub enum Command {
     /// Token keys: seal every stored token again under the current key (after a rotation).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Dashboard accounts: invite a user, or give one a way back in.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Print a new random token-encryption key for `security.token_keys`.
     GenerateKey {
         /// The key's id (name it so rotations are easy to follow, e.g. by date).
@@ -106,6 +109,15 @@ pub enum JobsCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an account and print a one-time link (valid 7 days) where its owner chooses a
+    /// password. Works whether or not sign-up is open: the way to let exactly one person in.
+    Create { email: String },
+    /// Print a one-time link (valid 1 hour) where the account's owner sets a new password.
+    ResetPassword { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +219,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             with_state(cli.config, |state| jobs_command(state, command)).await
         }
         Command::Keys(KeysCommand::Reseal) => with_state(cli.config, keys_reseal).await,
+        Command::Users(command) => {
+            with_state(cli.config, |state| users_command(state, command)).await
+        }
         Command::Demo(args) => demo(cli.config, args).await,
         Command::SimulateMeta(args) => simulate_meta(args).await,
     }
@@ -310,6 +325,28 @@ async fn jobs_command(state: AppState, command: JobsCommand) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+async fn users_command(state: AppState, command: UsersCommand) -> anyhow::Result<()> {
+    use crate::accounts::recovery;
+    match command {
+        UsersCommand::Create { email } => {
+            let link = recovery::invite(&state, &email).await?;
+            println!("Created an account for {}.", email.trim());
+            println!("Send its owner this link to choose a password (valid 7 days, works once):");
+            println!("{link}");
+        }
+        UsersCommand::ResetPassword { email } => {
+            let link = recovery::reset_link(&state, &email).await?;
+            println!(
+                "Send the owner of {} this link to set a new password",
+                email.trim()
+            );
+            println!("(valid 1 hour, works once; earlier links stop working):");
+            println!("{link}");
+        }
+    }
+    Ok(())
 }
 
 async fn keys_reseal(state: AppState) -> anyhow::Result<()> {

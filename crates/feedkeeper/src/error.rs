@@ -88,7 +88,18 @@ fn error_page(
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
-            AppError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            AppError::NotFound => {
+                // The same page for a mistyped address, a deleted item and another person's id.
+                return error_page(
+                    StatusCode::NOT_FOUND,
+                    "Page not found",
+                    "There is nothing here. The address may be mistyped, or what it showed was \
+                     deleted."
+                        .into(),
+                    "/".into(),
+                    "Go to the start page",
+                );
+            }
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             AppError::LoginRequired { next } => {
                 // 303, like every redirect of ours: the next request is a GET.

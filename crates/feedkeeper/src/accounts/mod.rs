@@ -52,6 +52,7 @@ pub mod email;
 pub mod page;
 pub mod password;
 pub mod rate_limit;
+pub mod recovery;
 pub mod redirect;
 pub mod session;
 

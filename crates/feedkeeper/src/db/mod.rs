@@ -14,6 +14,7 @@ pub mod meta_pauses;
 pub mod oauth_states;
 pub mod operator_problems;
 pub mod page_choices;
+pub mod password_resets;
 pub mod processed_callbacks;
 pub mod sessions;
 pub mod users;

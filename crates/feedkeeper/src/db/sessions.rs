@@ -211,3 +211,14 @@ pub async fn clear_login_failures(db: impl Into<Ex<'_>>, subject: &str) -> Resul
     on_pool!(db, pool => sqlx::query(SQL).bind(subject).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
+
+/// Ends every session of `user_id` (their password was just set by a one-time link).
+pub async fn delete_all(db: impl Into<Ex<'_>>, user_id: UserId) -> Result<u64, DbError> {
+    const SQL: &str = "DELETE FROM sessions WHERE user_id = $1";
+    let n = on_pool!(db, pool => sqlx::query(SQL)
+        .bind(user_id.0)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n)
+}

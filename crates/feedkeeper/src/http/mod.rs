@@ -19,6 +19,7 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .fallback(status::not_found)
         .route("/", get(status::index))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
@@ -55,6 +56,10 @@ pub fn router() -> Router<AppState> {
             get(dashboard::auth::login_form).post(dashboard::auth::login),
         )
         .route("/logout", post(dashboard::auth::logout))
+        .route(
+            "/reset/{secret}",
+            get(dashboard::recovery::form).post(dashboard::recovery::save),
+        )
         .route("/account", get(dashboard::account::show))
         .route(
             "/account/password",

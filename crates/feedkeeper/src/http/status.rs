@@ -1,11 +1,13 @@
-//! The front page (what is running, and in the demo how to try it) and health probes.
+//! The front page (what feedkeeper is, and in the demo how to try it), the page for addresses
+//! that lead nowhere, and health probes. What is running (database, Meta) is for operators:
+//! the System status page shows it.
 
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use crate::config::DatabaseKind;
+use crate::accounts::CurrentUser;
 use crate::error::AppError;
 use crate::state::{AppState, DemoAccount};
 
@@ -14,33 +16,31 @@ use crate::state::{AppState, DemoAccount};
 struct StatusPage<'a> {
     stylesheet: &'static str,
     version: &'a str,
-    database: &'a str,
-    meta_target: String,
     simulator_url: Option<&'a str>,
     accounts: &'a [DemoAccount],
 }
 
-/// `GET /`: version, backend, which Meta this instance talks to; in the demo, the simulator's
-/// address and the accounts to log in with.
-pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppError> {
-    let graph = &state.config.meta.instagram_graph_url;
-    let meta_target = if graph.host_str() == Some("graph.instagram.com") {
-        "Meta's real hosts".to_owned()
-    } else {
-        format!("a stand-in at {}", graph.origin().ascii_serialization())
-    };
+/// `GET /`: a logged-in person goes straight to their dashboard; anyone else sees what
+/// feedkeeper is, how to sign up or log in, and in the demo whom to log in to Instagram as.
+pub async fn index(
+    State(state): State<AppState>,
+    user: Option<CurrentUser>,
+) -> Result<Response, AppError> {
+    if user.is_some() {
+        return Ok(Redirect::to("/connections").into_response());
+    }
     let page = StatusPage {
         stylesheet: crate::accounts::page::stylesheet_url(),
         version: env!("CARGO_PKG_VERSION"),
-        database: match state.db.kind() {
-            DatabaseKind::Sqlite => "SQLite",
-            DatabaseKind::Postgres => "PostgreSQL",
-        },
-        meta_target,
         simulator_url: state.demo.as_deref().map(|d| d.simulator_url.as_str()),
         accounts: state.demo.as_deref().map_or(&[], |d| d.accounts.as_slice()),
     };
-    Ok(Html(page.render().map_err(anyhow::Error::from)?))
+    Ok(Html(page.render().map_err(anyhow::Error::from)?).into_response())
+}
+
+/// Any address no route answers: the same styled page as an id nobody owns.
+pub async fn not_found() -> AppError {
+    AppError::NotFound
 }
 
 /// `GET /healthz`: the process answers (liveness).

@@ -264,7 +264,7 @@ async fn serve_answers_health_checks_on_the_configured_database() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("real hosts"), "{page}");
+    assert!(page.contains("Sign up"), "{page}");
 }
 
 // Multi-threaded: the simulator runs in this test's runtime while the binary blocks a thread.
@@ -466,4 +466,96 @@ async fn jobs_can_be_listed_made_due_and_revived_from_the_command_line() {
     let out = run(&["jobs", "retry", "424242"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not dead"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_invite_users_and_give_them_a_way_back_in() {
+    let w = World::new().await;
+    w.at_system_time();
+    let run = |args: &[&str]| {
+        let mut cmd = feedkeeper();
+        cmd.args(args).envs(w.binary_env());
+        cmd.output().unwrap()
+    };
+    // The link a command prints, as a path on this test's server.
+    let link_path = |out: &std::process::Output| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let at = text
+            .find("/reset/")
+            .unwrap_or_else(|| panic!("no link in {text}"));
+        text[at..].lines().next().unwrap().trim().to_owned()
+    };
+    let out = run(&["users", "create", "Invited@Example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let invite = link_path(&out);
+    let again = run(&["users", "create", "invited@example.com"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let nobody = run(&["users", "reset-password", "nobody@example.com"]);
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no account"));
+
+    // The invited person opens the link and chooses a password: logged in, on the dashboard.
+    let browser = w.app.browser();
+    let page = browser.get(&invite).await;
+    assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("invited@example.com"));
+    let mut form = page.form(&invite);
+    form.set("password", "short")
+        .set("password_confirm", "short");
+    let refused = browser.submit(&form).await;
+    assert_eq!(refused.status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let mut form = refused.form(&invite);
+    form.set("password", "correct horse battery")
+        .set("password_confirm", "correct horse battery");
+    let saved = browser.submit(&form).await;
+    assert_eq!(
+        saved.status,
+        reqwest::StatusCode::SEE_OTHER,
+        "{}",
+        saved.body
+    );
+    assert_eq!(saved.location(), Some("/connections"));
+    assert_eq!(
+        browser.get("/connections").await.status,
+        reqwest::StatusCode::OK
+    );
+    // It works once.
+    let reused = w.app.browser().get(&invite).await;
+    assert_eq!(reused.status, reqwest::StatusCode::FORBIDDEN);
+    assert!(reused.body.contains("expired or has been used"));
+
+    // Forgot it: a reset link; the new password works, the old session ends.
+    let out = run(&["users", "reset-password", "invited@example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reset = link_path(&out);
+    let other = w.app.browser();
+    let mut form = other.get(&reset).await.form(&reset);
+    form.set("password", "a brand new passphrase")
+        .set("password_confirm", "a brand new passphrase");
+    assert_eq!(
+        other.submit(&form).await.status,
+        reqwest::StatusCode::SEE_OTHER
+    );
+    assert_ne!(
+        browser.get("/connections").await.status,
+        reqwest::StatusCode::OK,
+        "the earlier session ended"
+    );
+    // An expired link does not work.
+    let out = run(&["users", "reset-password", "invited@example.com"]);
+    let late = link_path(&out);
+    w.advance(2 * 3600);
+    assert_eq!(
+        w.app.browser().get(&late).await.status,
+        reqwest::StatusCode::FORBIDDEN
+    );
 }

@@ -521,6 +521,10 @@ async fn request_logs_name_routes_not_secrets() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests in this process (under `cargo test`, threads of one process) may have hit our
+    // log statements first, with no subscriber listening, and tracing caches that verdict per
+    // call site: make every call site ask again now that this thread listens.
+    tracing::callsite::rebuild_interest_cache();
 
     let app = TestApp::spawn().await;
     app.instagram_account("bakery", AccountKind::Business, false);

@@ -875,6 +875,11 @@ async fn operators_see_app_problems_and_the_job_queue() {
     let page = browser.get("/system").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("No problems"), "{}", page.body);
+    assert!(
+        page.body.contains("a stand-in at"),
+        "which Meta: {}",
+        page.body
+    );
     assert!(page.body.contains("lifecycle"), "{}", page.body);
     assert!(page.body.contains(&app.state.node.to_string()));
 
@@ -902,4 +907,48 @@ async fn operators_see_app_problems_and_the_job_queue() {
     // Only logged-in people see it.
     let anonymous = app.browser().get("/system").await;
     assert_ne!(anonymous.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_start_page_sends_people_who_are_logged_in_to_their_dashboard() {
+    let app = TestApp::spawn().await;
+    let anonymous = app.browser().get("/").await;
+    assert_eq!(anonymous.status, StatusCode::OK);
+    assert!(anonymous.body.contains("Sign up") && !anonymous.body.contains("Database"));
+    let browser = app.signup_and_login("home@example.com").await;
+    let home = browser.get("/").await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(home.location(), Some("/connections"));
+}
+
+#[tokio::test]
+async fn unknown_addresses_and_ids_get_the_same_styled_page_with_a_way_back() {
+    let app = TestApp::spawn().await;
+    let browser = app.signup_and_login("lost@example.com").await;
+    let owner = user_id(&app, "lost@example.com").await;
+    let mine = connect_instagram(&app, owner, "mine").await;
+    let other = app.signup_and_login("other@example.com").await;
+    let pages = [
+        browser.get("/no/such/page").await,
+        browser.get("/connections/99999").await,
+        other.get(&format!("/connections/{}", mine.id)).await,
+        app.browser().get("/nothing-here").await,
+    ];
+    for page in &pages {
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
+        assert!(page.body.contains("Page not found"), "{}", page.body);
+        assert!(
+            page.body.contains("href=\"/\""),
+            "a way back: {}",
+            page.body
+        );
+        assert!(page.body.contains("app.css"), "styled: {}", page.body);
+    }
+    // Another person's connection answers exactly like a missing one.
+    assert_eq!(
+        pages[1].body,
+        pages[2]
+            .body
+            .replace("other@example.com", "lost@example.com")
+    );
 }

@@ -26,7 +26,7 @@ pub struct World {
     pub base_url: String,
     pub state: AppState,
     pub clock: Clock,
-    _app: TestApp,
+    pub app: TestApp,
 }
 
 impl World {
@@ -46,7 +46,7 @@ impl World {
             base_url: app.state.config.public_url(),
             state: app.state.clone(),
             clock: app.state.clock.clone(),
-            _app: app,
+            app,
         }
     }
 

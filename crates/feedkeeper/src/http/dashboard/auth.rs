@@ -86,7 +86,7 @@ pub struct CsrfForm {
 /// The browser's pre-login id (the one in its `fk_prelogin` cookie, or a new one), and the
 /// `Set-Cookie` that hands it over. The cookie is re-sent even when the browser has it, so it
 /// lives as long as the token in the form being rendered now.
-fn prelogin_browser(state: &AppState, headers: &HeaderMap) -> (String, HeaderValue) {
+pub(super) fn prelogin_browser(state: &AppState, headers: &HeaderMap) -> (String, HeaderValue) {
     let id = session::read_our_cookie(&state.config, headers, PRELOGIN_COOKIE)
         .filter(|id| csrf::is_well_formed(id))
         .map_or_else(csrf::random_token, str::to_owned);
@@ -95,7 +95,11 @@ fn prelogin_browser(state: &AppState, headers: &HeaderMap) -> (String, HeaderVal
 }
 
 /// Refuses a sign-up or log-in POST whose pre-login token does not match the browser's cookie.
-fn check_prelogin(state: &AppState, headers: &HeaderMap, submitted: &str) -> Result<(), AppError> {
+pub(super) fn check_prelogin(
+    state: &AppState,
+    headers: &HeaderMap,
+    submitted: &str,
+) -> Result<(), AppError> {
     let browser = session::read_our_cookie(&state.config, headers, PRELOGIN_COOKIE);
     csrf::verify_prelogin(
         &state.prelogin_cipher,
@@ -114,13 +118,13 @@ fn check_prelogin(state: &AppState, headers: &HeaderMap, submitted: &str) -> Res
 }
 
 /// A pre-login page response, with its cookie.
-fn respond(html: axum::response::Html<String>, cookie: HeaderValue) -> Response {
+pub(super) fn respond(html: axum::response::Html<String>, cookie: HeaderValue) -> Response {
     (AppendHeaders([(SET_COOKIE, cookie)]), page_headers(), html).into_response()
 }
 
 /// The redirect after a successful sign-up or log-in: hands over the session cookie and drops
 /// the pre-login one.
-fn logged_in(state: &AppState, session_cookie: HeaderValue, next: &str) -> Response {
+pub(super) fn logged_in(state: &AppState, session_cookie: HeaderValue, next: &str) -> Response {
     (
         AppendHeaders([
             (SET_COOKIE, session_cookie),

@@ -8,4 +8,5 @@ pub mod assets;
 pub mod auth;
 pub mod connections;
 pub mod links;
+pub mod recovery;
 pub mod system;

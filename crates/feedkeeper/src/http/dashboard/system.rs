@@ -57,6 +57,9 @@ struct DeadJobView {
 struct SystemPage {
     page: Page,
     node: String,
+    version: &'static str,
+    database: &'static str,
+    meta_target: String,
     problems: Vec<ProblemView>,
     kinds: Vec<jobs::KindCounts>,
     holders: Vec<(String, i64)>,
@@ -77,9 +80,21 @@ pub async fn show(State(state): State<AppState>, user: CurrentUser) -> Result<Re
             since: j.dead_at.map(format_utc).unwrap_or_default(),
         })
         .collect();
+    let graph = &state.config.meta.instagram_graph_url;
+    let meta_target = if graph.host_str() == Some("graph.instagram.com") {
+        "Meta's real hosts".to_owned()
+    } else {
+        format!("a stand-in at {}", graph.origin().ascii_serialization())
+    };
     render(&SystemPage {
         page: Page::for_user(&user, "System status"),
         node: state.node.to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        database: match state.db.kind() {
+            crate::config::DatabaseKind::Sqlite => "SQLite",
+            crate::config::DatabaseKind::Postgres => "PostgreSQL",
+        },
+        meta_target,
         problems: problem_views(&state).await?,
         kinds: jobs::counts(&state.db, now, wall_ms()).await?,
         holders: jobs::lease_holders(&state.db, wall_ms()).await?,
