@@ -24,6 +24,12 @@ fn points() -> &'static Mutex<HashMap<(String, String), Point>> {
 /// Where a job may be stopped: after Meta answered a lifecycle check, before anything is stored.
 pub const AFTER_META_ANSWER: &str = "lifecycle.after_meta_answer";
 
+/// The key of a point about connection `id` in this running service (its node name makes it
+/// unique even when several services share a process, as tests do).
+pub fn key(state: &crate::state::AppState, id: crate::ids::ConnectionId) -> String {
+    format!("{}:{id}", state.node)
+}
+
 /// Arms the point `name` for `key` (e.g. a connection id). Returns a handle that resolves once
 /// the code reaches it.
 pub fn arm(name: &str, key: &str) -> Armed {

@@ -441,7 +441,7 @@ pub async fn check_and_apply(
         });
     }
     let outcome = check(state, &c, state.clock.now()).await;
-    failpoint::hit(failpoint::AFTER_META_ANSWER, &id.to_string()).await;
+    failpoint::hit(failpoint::AFTER_META_ANSWER, &failpoint::key(state, id)).await;
     let renewed = matches!(
         outcome,
         Outcome::Alive {

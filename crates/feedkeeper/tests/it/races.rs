@@ -35,7 +35,10 @@ async fn a_reconnect_racing_a_probe_of_the_old_token_ends_active_and_scheduled()
     w.advance(7 * HOUR);
 
     // The worker probes the old token; Meta answers "password changed"; the worker parks there.
-    let parked = failpoint::arm(failpoint::AFTER_META_ANSWER, &c.id.to_string());
+    let parked = failpoint::arm(
+        failpoint::AFTER_META_ANSWER,
+        &failpoint::key(&w.state, c.id),
+    );
     let state = w.state.clone();
     let pass = tokio::spawn(async move { run_due_now(&state, "slow-node").await.unwrap() });
     parked.reached().await;
@@ -73,7 +76,10 @@ async fn a_crash_between_metas_answer_and_the_store_loses_no_token_and_no_job() 
     w.advance(4 * DAY);
 
     // Meta renews the token, then the process dies before anything is stored.
-    let parked = failpoint::arm(failpoint::AFTER_META_ANSWER, &c.id.to_string());
+    let parked = failpoint::arm(
+        failpoint::AFTER_META_ANSWER,
+        &failpoint::key(&w.state, c.id),
+    );
     let state = w.state.clone();
     let pass = tokio::spawn(async move { run_due_now(&state, "doomed-node").await });
     parked.reached().await;
@@ -264,7 +270,10 @@ async fn check_now_shares_the_queue_with_the_worker() {
     let c = w.connect_instagram(owner, "pressed").await;
     w.advance(7 * HOUR);
     // While the worker holds the check, "check now" does not run a second one beside it.
-    let parked = failpoint::arm(failpoint::AFTER_META_ANSWER, &c.id.to_string());
+    let parked = failpoint::arm(
+        failpoint::AFTER_META_ANSWER,
+        &failpoint::key(&w.state, c.id),
+    );
     let state = w.state.clone();
     let pass = tokio::spawn(async move { run_due_now(&state, "worker").await.unwrap() });
     parked.reached().await;
@@ -307,7 +316,10 @@ async fn a_crash_after_a_same_string_refresh_defers_the_next_one_without_alarm()
     let owner = w.user("inplace@example.com").await;
     let c = w.connect_instagram(owner, "inplace").await;
     w.advance(4 * DAY);
-    let parked = failpoint::arm(failpoint::AFTER_META_ANSWER, &c.id.to_string());
+    let parked = failpoint::arm(
+        failpoint::AFTER_META_ANSWER,
+        &failpoint::key(&w.state, c.id),
+    );
     let state = w.state.clone();
     let pass = tokio::spawn(async move { run_due_now(&state, "doomed-node").await });
     parked.reached().await;
