@@ -88,4 +88,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/links/{id}/revoke", post(dashboard::links::revoke))
         .route("/static/app.css", get(dashboard::assets::stylesheet))
+        .route("/static/favicon.svg", get(dashboard::assets::favicon))
+        .route("/favicon.ico", get(dashboard::assets::favicon))
 }

@@ -20,3 +20,4 @@ mod races;
 mod runner;
 mod sim_login;
 mod store;
+mod web;

@@ -16,3 +16,17 @@ pub async fn stylesheet() -> impl IntoResponse {
         STYLESHEET,
     )
 }
+
+/// The icon browsers show in tabs, as SVG (also at `/favicon.ico`, where browsers look first).
+pub const FAVICON: &str = include_str!("../../../static/favicon.svg");
+
+/// `GET /favicon.ico` and `GET /static/favicon.svg`.
+pub async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "image/svg+xml"),
+            (CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON,
+    )
+}

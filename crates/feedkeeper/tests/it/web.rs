@@ -1,0 +1,343 @@
+//! The dashboard in a real browser: Debian's Chromium driven through WebDriver (chromedriver),
+//! against the real server and the simulator, at phone (390 px) and desktop (1280 px) widths.
+//! After every step a JavaScript console error, a failed request, or a page wider than the window
+//! fails the test, and a screenshot is saved under `target/browser-screenshots/` for people to
+//! look at. Without chromedriver installed the tests say so and pass, unless `BROWSER_TESTS=
+//! require` (as CI sets it) makes that a failure.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use meta_sim::AccountKind;
+
+use crate::helpers::TestApp;
+
+/// Window widths every flow runs at.
+pub const WIDTHS: [u32; 2] = [390, 1280];
+
+/// A chromedriver process for one test.
+pub struct Driver {
+    child: Child,
+    url: String,
+    _profiles: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_chromedriver() -> Option<std::path::PathBuf> {
+    std::env::var_os("CHROMEDRIVER")
+        .map(Into::into)
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join("chromedriver"))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+impl Driver {
+    /// Starts chromedriver, or says why the browser tests cannot run here.
+    pub async fn start() -> Option<Driver> {
+        let Some(binary) = find_chromedriver() else {
+            let required = std::env::var("BROWSER_TESTS").is_ok_and(|v| v == "require");
+            assert!(
+                !required,
+                "BROWSER_TESTS=require, but chromedriver is not installed \
+                 (apt-get install chromium chromium-driver)"
+            );
+            eprintln!(
+                "browser tests not run: chromedriver is not installed (apt-get install \
+                 chromium chromium-driver)"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _profiles: tempfile::tempdir().unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{}/status", driver.url))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "chromedriver never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(driver)
+    }
+}
+
+/// One browser window (its own profile: its own cookies) in a test.
+pub struct Window {
+    pub client: Client,
+    driver_url: String,
+    session: String,
+    name: String,
+    width: u32,
+    step: usize,
+}
+
+impl Window {
+    /// A new browser, `width` pixels wide, whose screenshots are named after `test`.
+    pub async fn open(driver: &Driver, test: &str, width: u32) -> Window {
+        let profile = driver
+            ._profiles
+            .path()
+            .join(format!("{test}-{width}-{}", rand::random::<u32>()));
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let mut options = serde_json::json!({
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-quic",
+                "--hide-scrollbars", format!("--window-size={width},900"),
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        });
+        if let Some(binary) = chromium {
+            options["binary"] = binary.into();
+        }
+        if width < 600 {
+            // A desktop window cannot be narrower than 500 px: a phone is emulated instead.
+            options["mobileEmulation"] = serde_json::json!({
+                "deviceMetrics": {"width": width, "height": 844, "pixelRatio": 2.0, "mobile": true, "touch": true},
+            });
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "chrome".into());
+        caps.insert("goog:chromeOptions".into(), options);
+        caps.insert(
+            "goog:loggingPrefs".into(),
+            serde_json::json!({"browser": "ALL"}),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a browser session");
+        let session = client.session_id().await.unwrap().unwrap_or_default();
+        Window {
+            client,
+            driver_url: driver.url.clone(),
+            session,
+            name: format!("{test}-{width}"),
+            width,
+            step: 0,
+        }
+    }
+
+    pub async fn go(&mut self, url: &str, label: &str) {
+        self.client.goto(url).await.unwrap();
+        self.check(label).await;
+    }
+
+    pub async fn fill(&self, css: &str, value: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+
+    /// Clicks and waits for the page the click leads to.
+    pub async fn click(&mut self, css: &str, label: &str) {
+        let before = self.client.current_url().await.unwrap();
+        let old_body = self.client.find(Locator::Css("body")).await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{}: no {css}: {e}", self.name))
+            .click()
+            .await
+            .unwrap();
+        // Wait for the old page to go (a form post or a link), then for the new one to load.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while old_body.tag_name().await.is_ok() {
+            if Instant::now() > deadline {
+                panic!("{}: clicking {css} on {before} led nowhere", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.wait_loaded().await;
+        self.check(label).await;
+    }
+
+    async fn wait_loaded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            if ready.as_deref() == Some("complete") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the page never loaded",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The visible text of the page.
+    pub async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// What every page must satisfy, and a screenshot of it.
+    pub async fn check(&mut self, label: &str) {
+        self.step += 1;
+        let shot = self.client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/browser-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("{}-{:02}-{label}.png", self.name, self.step)),
+            shot,
+        )
+        .unwrap();
+        let where_ = format!("{} step {} ({label})", self.name, self.step);
+        let widths = self
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (content, window) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+        assert_eq!(
+            window,
+            u64::from(self.width),
+            "{where_}: the window's width"
+        );
+        assert!(
+            content <= window,
+            "{where_}: the page is {content} px wide in a {window} px window ({} px asked)",
+            self.width
+        );
+        let failed = self
+            .client
+            .execute(
+                "return performance.getEntriesByType('navigation')
+                    .concat(performance.getEntriesByType('resource'))
+                    .filter(e => e.responseStatus >= 400)
+                    .map(e => e.name + ' ' + e.responseStatus)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed, serde_json::json!([]), "{where_}: failed requests");
+        let errors = self.console_errors().await;
+        assert!(errors.is_empty(), "{where_}: console errors {errors:#?}");
+    }
+
+    /// Console messages at level SEVERE since the last call (chromedriver's log endpoint).
+    async fn console_errors(&self) -> Vec<String> {
+        let reply: serde_json::Value = reqwest::Client::new()
+            .post(format!(
+                "{}/session/{}/se/log",
+                self.driver_url, self.session
+            ))
+            .json(&serde_json::json!({"type": "browser"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reply["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_a_new_user_signs_up_connects_checks_and_disconnects() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    for width in WIDTHS {
+        let app = TestApp::spawn().await;
+        app.instagram_account("bakery", AccountKind::Business, false);
+        let mut w = Window::open(&driver, "new-user", width).await;
+        w.go(app.url("/").as_str(), "start").await;
+        w.go(app.url("/signup").as_str(), "signup").await;
+        w.fill("#email", "owner@example.com").await;
+        w.fill("#password", "a long enough password").await;
+        w.fill("#password_confirm", "a long enough password").await;
+        w.click("form[action='/signup'] button[type=submit]", "signed-up")
+            .await;
+        assert_eq!(w.path().await, "/connections");
+        assert!(w.text().await.contains("No accounts connected yet"));
+
+        // Instagram Login, on the simulator's pages.
+        w.click(
+            "form[action='/connections/connect/instagram'] button",
+            "instagram-login",
+        )
+        .await;
+        w.fill("input[name=username]", "bakery").await;
+        w.fill("input[name=password]", "sim-password").await;
+        w.click("button[type=submit]", "instagram-consent").await;
+        w.click("button[value=allow]", "connected").await;
+        assert_eq!(w.path().await, "/connections");
+        let text = w.text().await;
+        assert!(text.contains("@bakery"), "{text}");
+
+        w.click("form[action$='/refresh'] button", "refreshed")
+            .await;
+        let text = w.text().await;
+        assert!(text.contains("@bakery is active"), "{text}");
+
+        w.click("a[href$='/disconnect']", "disconnect-confirm")
+            .await;
+        w.click("form[action$='/disconnect'] button", "disconnected")
+            .await;
+        let text = w.text().await;
+        assert!(text.contains("Disconnected @bakery"), "{text}");
+        assert!(text.contains("No accounts connected yet"), "{text}");
+        w.close().await;
+    }
+}
