@@ -775,3 +775,28 @@ async fn sign_up_closes_after_the_first_account_unless_opened() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn accounts_logging_out_says_so_and_a_wrong_password_keeps_the_email() {
+    let app = TestApp::spawn().await;
+    let browser = app.signup_and_login("bye@example.com").await;
+    let reply = browser.post("/logout", &[("csrf", &browser.csrf)]).await;
+    let page = browser.get(reply.location().unwrap()).await;
+    assert!(page.body.contains("You are logged out."), "{}", page.body);
+    // A wrong password: the email stays, and the cursor waits in the password field.
+    let wrong = log_in(&browser, "bye@example.com", "not-my-password", None).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.body.contains("value=\"bye@example.com\""));
+    let password_input = wrong
+        .body
+        .lines()
+        .find(|l| l.contains("id=\"password\""))
+        .unwrap();
+    assert!(password_input.contains("autofocus"), "{password_input}");
+    let email_input = wrong
+        .body
+        .lines()
+        .find(|l| l.contains("id=\"email\""))
+        .unwrap();
+    assert!(!email_input.contains("autofocus"), "{email_input}");
+}

@@ -457,6 +457,28 @@ async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
     let other = app.signup_and_login("other@example.com").await;
     assert_eq!(other.get(&picker_path).await.status, StatusCode::FORBIDDEN);
 
+    // Nothing ticked: a page with the menu and a way back to the choice, not a dead end.
+    let mut empty = picker.form(&picker_path);
+    empty.fields.retain(|(n, _)| n != "page_id");
+    let nothing = browser.submit(&empty).await;
+    assert_eq!(nothing.status, StatusCode::BAD_REQUEST);
+    assert!(
+        nothing.body.contains("Nothing was chosen"),
+        "{}",
+        nothing.body
+    );
+    assert!(
+        nothing.body.contains("Log out"),
+        "the menu: {}",
+        nothing.body
+    );
+    assert!(
+        nothing.body.contains(&format!("href=\"{picker_path}\""))
+            && nothing.body.contains("Choose again"),
+        "{}",
+        nothing.body
+    );
+
     let mut form = picker.form(&picker_path);
     let bar_id = app.sim.account("harbor_bar").unwrap().page_id.unwrap();
     assert_eq!(

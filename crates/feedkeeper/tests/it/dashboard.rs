@@ -952,3 +952,24 @@ async fn unknown_addresses_and_ids_get_the_same_styled_page_with_a_way_back() {
             .replace("other@example.com", "lost@example.com")
     );
 }
+
+#[tokio::test]
+async fn the_detail_page_speaks_plain_words_not_api_values() {
+    let app = TestApp::spawn().await;
+    let browser = app.signup_and_login("words@example.com").await;
+    let owner = user_id(&app, "words@example.com").await;
+    let c = connect_instagram(&app, owner, "wordy").await;
+    // An operator checked it from the command line.
+    app.advance(120);
+    feedkeeper::connections::check_now(&app.state, c.id, Actor::Operator, "cli")
+        .await
+        .unwrap();
+    let page = browser.get(&format!("/connections/{}", c.id)).await;
+    assert!(page.body.contains("Business account"), "{}", page.body);
+    assert!(!page.body.contains("BUSINESS"), "{}", page.body);
+    assert!(
+        page.body.contains("An operator (command line)"),
+        "{}",
+        page.body
+    );
+}

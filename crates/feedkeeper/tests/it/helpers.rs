@@ -157,6 +157,15 @@ impl TestApp {
     /// Starts the app after `configure` has changed the test configuration (e.g. an https
     /// `server.public_url`, or Meta endpoints pointing at a simulator). The result must validate.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_full(configure, false).await
+    }
+
+    /// As `feedkeeper demo` runs: the simulator's demo accounts, shown to new users.
+    pub async fn spawn_demo() -> TestApp {
+        TestApp::spawn_full(|_| {}, true).await
+    }
+
+    async fn spawn_full(configure: impl FnOnce(&mut Config), demo: bool) -> TestApp {
         let db = TestDb::new().await;
         let data_dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -191,9 +200,23 @@ impl TestApp {
         config.accounts.open_signup = true;
         configure(&mut config);
         config.validate().expect("the test configuration is valid");
-        let state = AppState::build(config, Clock::manual(T0))
+        let mut state = AppState::build(config, Clock::manual(T0))
             .await
             .expect("app state");
+        if demo {
+            let accounts = sim.seed_demo().expect("demo accounts");
+            state.demo = Some(std::sync::Arc::new(feedkeeper::state::DemoInfo {
+                simulator_url: sim_server.base_url.clone(),
+                accounts: accounts
+                    .into_iter()
+                    .map(|a| feedkeeper::state::DemoAccount {
+                        username: a.username,
+                        password: a.password,
+                        description: a.description,
+                    })
+                    .collect(),
+            }));
+        }
         // The real edge and server loop, as `serve` runs them (the per-address rate limit sees
         // the peer address).
         let server = tokio::spawn(feedkeeper::app::serve_http(

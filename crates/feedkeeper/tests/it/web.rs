@@ -341,3 +341,41 @@ async fn browser_a_new_user_signs_up_connects_checks_and_disconnects() {
         w.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_the_demo_fits_a_phone_and_shows_whom_to_log_in_as() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    for width in WIDTHS {
+        let app = TestApp::spawn_demo().await;
+        let demo = app.state.demo.clone().unwrap();
+        let first = &demo.accounts[0];
+        let mut w = Window::open(&driver, "demo", width).await;
+        w.go(app.url("/").as_str(), "start").await;
+        assert!(w.text().await.contains(&first.password));
+        w.go(app.url("/signup").as_str(), "signup").await;
+        w.fill("#email", "trying@example.com").await;
+        w.fill("#password", "a long enough password").await;
+        w.fill("#password_confirm", "a long enough password").await;
+        w.click("form[action='/signup'] button[type=submit]", "signed-up")
+            .await;
+        let text = w.text().await;
+        assert!(
+            text.contains("accounts to log in with") && text.contains(&first.username),
+            "{text}"
+        );
+        // Log in to the simulated Instagram as the first demo account.
+        w.click(
+            "form[action='/connections/connect/instagram'] button",
+            "instagram-login",
+        )
+        .await;
+        w.fill("input[name=username]", &first.username).await;
+        w.fill("input[name=password]", &first.password).await;
+        w.click("button[type=submit]", "instagram-consent").await;
+        w.click("button[value=allow]", "connected").await;
+        assert!(w.text().await.contains(&format!("@{}", first.username)));
+        w.close().await;
+    }
+}

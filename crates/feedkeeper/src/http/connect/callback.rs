@@ -25,6 +25,7 @@ pub async fn callback(
             StatusCode::BAD_REQUEST,
             "This login cannot be completed",
             "The address is missing its login details. Start the connection again.",
+            user.as_ref(),
             None,
         );
     };
@@ -34,6 +35,7 @@ pub async fn callback(
             StatusCode::BAD_REQUEST,
             "This login cannot be completed",
             message,
+            user.as_ref(),
             None,
         )
     };
@@ -73,6 +75,7 @@ pub async fn callback(
             StatusCode::FORBIDDEN,
             "This login cannot be completed",
             "This login was started in another browser or session, so it was not used. Start the connection again from this browser.",
+            user.as_ref(),
             None,
         );
     }
@@ -188,11 +191,7 @@ impl Flow<'_> {
     }
 
     fn problem(&self, title: &str, message: &str) -> Result<Response, AppError> {
-        let again = match self.link {
-            Some(_) => None,
-            None => Some("/connections"),
-        };
-        problem(StatusCode::BAD_REQUEST, title, message, again)
+        problem(StatusCode::BAD_REQUEST, title, message, self.user, None)
     }
 
     /// After a Facebook login: connect the one eligible Page, or let the person pick.

@@ -19,6 +19,7 @@ async fn usable_link(
             "This link does not work",
             "The link is not valid. Check that it was copied in full, or ask the person who sent it for a new one.",
             None,
+            None,
         )?));
     };
     if let Some(why) = link.unusable(now) {
@@ -35,6 +36,7 @@ async fn usable_link(
             StatusCode::GONE,
             "This link can no longer be used",
             message,
+            None,
             None,
         )?));
     }
@@ -110,7 +112,8 @@ pub async fn link_start(
             StatusCode::FORBIDDEN,
             "Please start again",
             "This page has expired or your browser blocks cookies. Open the link again and press the button once more.",
-            Some(&format!("/l/{token}")),
+            None,
+            Some((&format!("/l/{token}"), "Open the link again")),
         );
     }
     begin(

@@ -154,20 +154,29 @@ struct LinkDone {
 struct Problem<'a> {
     page: Page,
     message: &'a str,
-    again: Option<&'a str>,
+    /// The next step: a link and its label.
+    next: Option<(&'a str, &'a str)>,
 }
 
 /// A page explaining why nothing happened, and what to do.
+/// The menu shows when someone is logged in; the next step is `next`, or for a logged-in person
+/// their connections (a client following a link has the link's own instructions).
 fn problem(
     status: StatusCode,
     title: &str,
     message: &str,
-    again: Option<&str>,
+    user: Option<&CurrentUser>,
+    next: Option<(&str, &str)>,
 ) -> Result<Response, AppError> {
+    let page = match user {
+        Some(user) => Page::for_user(user, title),
+        None => Page::public(title, String::new()),
+    };
+    let next = next.or(user.map(|_| ("/connections", "Back to your connections")));
     let mut response = render(&Problem {
-        page: Page::public(title, String::new()),
+        page,
         message,
-        again,
+        next,
     })?;
     *response.status_mut() = status;
     Ok(response)

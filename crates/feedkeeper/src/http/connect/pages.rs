@@ -30,6 +30,7 @@ async fn load_choice(
             StatusCode::GONE,
             "Please start again",
             "This choice has expired (after 30 minutes) or was already made. Start the connection again.",
+            user,
             None,
         )
     };
@@ -51,6 +52,7 @@ async fn load_choice(
             StatusCode::FORBIDDEN,
             "Please start again",
             "This choice belongs to another browser or session.",
+            user,
             None,
         )?));
     }
@@ -129,6 +131,7 @@ pub async fn pick_pages(
             StatusCode::FORBIDDEN,
             "Please start again",
             "This form has expired. Reload the page and choose again.",
+            user.as_ref(),
             None,
         );
     }
@@ -141,7 +144,8 @@ pub async fn pick_pages(
             StatusCode::BAD_REQUEST,
             "Nothing was chosen",
             "Tick at least one account, then press Connect.",
-            None,
+            user.as_ref(),
+            Some((&format!("/connect/facebook/pages/{choice}"), "Choose again")),
         );
     }
     if !page_choices::take(&state.db, &stored_choice.id_hash).await? {
@@ -149,6 +153,7 @@ pub async fn pick_pages(
             StatusCode::GONE,
             "Already done",
             "These accounts were already connected from this page.",
+            user.as_ref(),
             None,
         );
     }

@@ -32,6 +32,8 @@ pub const LOGIN_FAILED: &str = "The email or password is not correct.";
 #[serde(default)]
 pub struct NextQuery {
     next: Option<String>,
+    /// Set by the redirect after logging out.
+    bye: Option<String>,
 }
 
 #[derive(Template)]
@@ -48,6 +50,8 @@ struct SignupPage {
 #[template(path = "login.html")]
 struct LoginPage {
     page: Page,
+    /// A friendly word (after logging out).
+    notice: Option<&'static str>,
     error: Option<String>,
     email: String,
     next: String,
@@ -167,6 +171,7 @@ fn login_page(
 ) -> LoginPage {
     let next = next.and_then(safe_next).unwrap_or_default().to_owned();
     LoginPage {
+        notice: None,
         page: Page::public(
             "Log in",
             csrf::prelogin_token(&state.prelogin_cipher, browser, state.clock.now()),
@@ -269,7 +274,10 @@ pub async fn login_form(
         return Ok(Redirect::to(after_login(query.next.as_deref())).into_response());
     }
     let (browser, cookie) = prelogin_browser(&state, &headers);
-    let page = login_page(&state, &browser, None, String::new(), query.next.as_deref());
+    let mut page = login_page(&state, &browser, None, String::new(), query.next.as_deref());
+    if query.bye.is_some() {
+        page.notice = Some("You are logged out.");
+    }
     Ok(respond(render_html(&page)?, cookie))
 }
 
@@ -342,7 +350,7 @@ pub async fn logout(
     };
     Ok((
         AppendHeaders([(SET_COOKIE, cookie)]),
-        Redirect::to("/login"),
+        Redirect::to("/login?bye=1"),
     )
         .into_response())
 }

@@ -204,12 +204,23 @@ fn event_words(event: &str) -> String {
     }
 }
 
+/// Meta's account type in words (`BUSINESS`, `MEDIA_CREATOR`, `CREATOR`).
+fn account_type_words(kind: &str) -> String {
+    match kind {
+        "BUSINESS" => "Business account".to_owned(),
+        "MEDIA_CREATOR" | "CREATOR" => "Creator account".to_owned(),
+        "PERSONAL" => "Personal account".to_owned(),
+        other => other.to_lowercase(),
+    }
+}
+
 fn actor_words(actor: &str) -> String {
     match actor {
         "worker" => "feedkeeper (automatic)".to_owned(),
         "user" => "You".to_owned(),
         "client" => "Client (through a link)".to_owned(),
         "meta" => "Meta".to_owned(),
+        "operator" => "An operator (command line)".to_owned(),
         other => other.to_owned(),
     }
 }
@@ -236,6 +247,8 @@ struct ListPage {
     connections: Vec<ConnectionView>,
     /// Problems of the Meta app's configuration, which only the operator can fix.
     problems: Vec<super::system::ProblemView>,
+    /// In the demo: whom to log in to the simulated Instagram as.
+    demo_accounts: Vec<crate::state::DemoAccount>,
 }
 
 /// `GET /connections`.
@@ -249,6 +262,11 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Re
         page: Page::for_user(&user, "Connections"),
         connections: views,
         problems: super::system::problem_views(&state).await?,
+        demo_accounts: state
+            .demo
+            .as_deref()
+            .map(|d| d.accounts.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -329,7 +347,7 @@ pub async fn detail(
         ("Status since", format_utc(c.status_changed_at)),
     ];
     if let Some(kind) = &c.account_type {
-        about.push(("Account type", kind.clone()));
+        about.push(("Account type", account_type_words(kind)));
     }
     // One list, so the labels line up.
     view.facts.extend(about);
