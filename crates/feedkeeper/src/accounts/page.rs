@@ -34,8 +34,8 @@ pub struct Page {
     /// The CSRF token for this page's forms (`<input type="hidden" name="csrf" value="{{
     /// page.csrf }}">`). Pre-login pages carry a pre-login token here.
     pub csrf: String,
-    /// A one-time notice shown above the content ("Password changed.").
-    pub flash: Option<String>,
+    /// A one-time notice shown above the content ("Password changed."), with its tone.
+    pub flash: Option<super::session::Flash>,
 }
 
 impl Page {
@@ -57,6 +57,11 @@ impl Page {
             csrf: csrf.into(),
             flash: None,
         }
+    }
+
+    /// The flash's CSS class suffix (`ok`, `warn`, `error`).
+    pub fn flash_class(&self) -> &'static str {
+        self.flash.as_ref().map_or("ok", |f| f.tone.class())
     }
 
     /// The versioned stylesheet address, for the layout.

@@ -41,8 +41,64 @@ pub struct CurrentUser {
     pub csrf: String,
     /// A one-time message left by the previous request ("Password changed."); it has now been
     /// taken, so show it on this page or it is gone.
-    pub flash: Option<String>,
+    pub flash: Option<Flash>,
     session_id: SessionId,
+}
+
+/// What a flash message means, for its colour: good news, something to watch, or a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Ok,
+    Warn,
+    Bad,
+}
+
+impl Tone {
+    /// The CSS class suffix (`notice-ok`, `notice-warn`, `notice-error`).
+    pub fn class(self) -> &'static str {
+        match self {
+            Tone::Ok => "ok",
+            Tone::Warn => "warn",
+            Tone::Bad => "error",
+        }
+    }
+}
+
+/// A one-time message and its tone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flash {
+    pub tone: Tone,
+    pub message: String,
+}
+
+/// Separates a stored flash's tone from its text (a control character no message contains).
+const TONE_MARK: char = '\u{1f}';
+
+impl Flash {
+    fn stored(tone: Tone, message: &str) -> String {
+        match tone {
+            Tone::Ok => message.to_owned(),
+            Tone::Warn => format!("warn{TONE_MARK}{message}"),
+            Tone::Bad => format!("bad{TONE_MARK}{message}"),
+        }
+    }
+
+    fn parse(stored: String) -> Flash {
+        match stored.split_once(TONE_MARK) {
+            Some(("warn", message)) => Flash {
+                tone: Tone::Warn,
+                message: message.to_owned(),
+            },
+            Some(("bad", message)) => Flash {
+                tone: Tone::Bad,
+                message: message.to_owned(),
+            },
+            _ => Flash {
+                tone: Tone::Ok,
+                message: stored,
+            },
+        }
+    }
 }
 
 // By hand: the CSRF token stays out of logs.
@@ -73,7 +129,17 @@ impl CurrentUser {
 
     /// Leaves `message` for the next page this session shows (typically after a redirect).
     pub async fn flash(&self, state: &AppState, message: &str) -> Result<(), AppError> {
-        sessions::set_flash(&state.db, self.session_id, message).await?;
+        self.flash_with(state, Tone::Ok, message).await
+    }
+
+    /// Leaves `message` with the colour of its meaning.
+    pub async fn flash_with(
+        &self,
+        state: &AppState,
+        tone: Tone,
+        message: &str,
+    ) -> Result<(), AppError> {
+        sessions::set_flash(&state.db, self.session_id, &Flash::stored(tone, message)).await?;
         Ok(())
     }
 }
@@ -138,7 +204,7 @@ async fn find_session(
         id: found.user_id,
         email: found.email,
         csrf: found.csrf_token,
-        flash: found.flash,
+        flash: found.flash.map(Flash::parse),
         session_id: id,
     }))
 }

@@ -341,7 +341,7 @@ async fn accounts_logout_ends_the_session_for_good() {
 
     let reply = browser.post("/logout", &[("csrf", &browser.csrf)]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    assert_eq!(reply.location(), Some("/login"));
+    assert_eq!(reply.location(), Some("/login?bye=1"));
     assert!(
         reply
             .set_cookies()
@@ -799,4 +799,24 @@ async fn accounts_logging_out_says_so_and_a_wrong_password_keeps_the_email() {
         .find(|l| l.contains("id=\"email\""))
         .unwrap();
     assert!(!email_input.contains("autofocus"), "{email_input}");
+}
+
+#[tokio::test]
+async fn accounts_sign_up_names_every_problem_at_once() {
+    let app = TestApp::spawn().await;
+    let (_, reply) = sign_up(&app, "not-an-email", "short", "different").await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let body = &reply.body;
+    assert!(body.contains("at least 10 characters"), "{body}");
+    assert!(body.contains("do not match"), "{body}");
+    assert!(
+        body.contains("value=\"not-an-email\""),
+        "the input is kept: {body}"
+    );
+    // And the email's own problem, whatever its wording, is in the same message.
+    let message = body
+        .lines()
+        .find(|l| l.contains("notice-error"))
+        .unwrap_or_default();
+    assert!(message.matches('.').count() >= 3, "{message}");
 }

@@ -309,6 +309,11 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
         body.contains("@bakery needs reconnecting: the password was changed on Instagram"),
         "{body}"
     );
+    // Bad news in the colour of bad news, not the green of success.
+    assert!(
+        body.contains("class=\"notice notice-error\" role=\"status\">@bakery needs reconnecting"),
+        "{body}"
+    );
     assert!(body.contains("Needs reconnecting: the password was changed on Instagram (or Meta"));
     assert!(body.contains("Open incident: Needs reconnecting"));
     assert!(body.contains("Last error"));
@@ -380,6 +385,7 @@ async fn refresh_now_during_an_outage_or_a_throttle_says_so_and_does_not_hammer_
         body.contains("@bakery is having trouble: Meta did not answer; retrying automatically"),
         "{body}"
     );
+    assert!(body.contains("notice-warn"), "{body}");
     assert!(body.contains("Having trouble: Meta did not answer; retrying automatically"));
     assert!(body.contains("Last error"));
     app.sim.clear_outage();

@@ -243,11 +243,22 @@ pub async fn signup(
         );
         invalid_form(&page)
     };
-    let email = Email::parse(&form.email).map_err(refuse)?;
-    password::check_new(&form.password).map_err(refuse)?;
-    if form.password != form.password_confirm {
-        return Err(refuse("The two passwords do not match."));
+    // Every problem at once, so nobody fixes one field only to learn of the next.
+    let email = Email::parse(&form.email);
+    let mut problems: Vec<&str> = Vec::new();
+    if let Err(problem) = &email {
+        problems.push(problem);
     }
+    if let Err(problem) = password::check_new(&form.password) {
+        problems.push(problem);
+    }
+    if form.password != form.password_confirm {
+        problems.push("The two passwords do not match.");
+    }
+    let email = match email {
+        Ok(email) if problems.is_empty() => email,
+        _ => return Err(refuse(&problems.join(" "))),
+    };
     let hash = password::hash(form.password.clone()).await?;
     let user_id = match users::create(&state.db, email.as_str(), &hash, state.clock.now()).await {
         Ok(id) => id,
@@ -340,17 +351,17 @@ pub async fn logout(
     user: Option<CurrentUser>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    let cookie = match user {
+    // The log-in page says "You are logged out" when a session really ended here.
+    let (cookie, to) = match user {
         Some(user) => {
             user.verify_csrf(&form.csrf)?;
             tracing::info!(user = %user.id, "logged out");
-            session::end(&state, &user).await?
+            (session::end(&state, &user).await?, "/login?bye=1")
         }
-        None => session::clear_cookie(&state.config, SESSION_COOKIE),
+        None => (
+            session::clear_cookie(&state.config, SESSION_COOKIE),
+            "/login",
+        ),
     };
-    Ok((
-        AppendHeaders([(SET_COOKIE, cookie)]),
-        Redirect::to("/login?bye=1"),
-    )
-        .into_response())
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Redirect::to(to)).into_response())
 }

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
 use super::links;
+use crate::accounts::session::Tone;
 use crate::accounts::{CurrentUser, Page};
 use crate::clock::format_utc;
 use crate::connections::{self, Actor, CheckNow};
@@ -399,34 +400,58 @@ pub async fn refresh(
     } else {
         "/connections".to_owned()
     };
-    let message = match connections::check_now(&state, c.id, Actor::User, &state.node).await? {
+    let (tone, message) = match connections::check_now(&state, c.id, Actor::User, &state.node)
+        .await?
+    {
         CheckNow::Checked(report) => match &report.connection {
-            Some(now) => refresh_message(now, report.renewed),
-            None => format!("@{} was removed meanwhile.", c.username),
+            Some(now) => (
+                match now.status() {
+                    Status::Active => Tone::Ok,
+                    Status::Degraded => Tone::Warn,
+                    Status::NeedsReconnect => Tone::Bad,
+                },
+                refresh_message(now, report.renewed),
+            ),
+            None => (
+                Tone::Warn,
+                format!("@{} was removed meanwhile.", c.username),
+            ),
         },
-        CheckNow::NoToken => format!(
-            "@{} has no login stored (its data was deleted). Reconnect it to show its posts again.",
-            c.username
+        CheckNow::NoToken => (
+            Tone::Bad,
+            format!(
+                "@{} has no login stored (its data was deleted). Reconnect it to show its posts again.",
+                c.username
+            ),
         ),
         // Meta is throttling this account (or the whole app): asking again now would only prolong it.
-        CheckNow::Paused { until } => format!(
-            "Meta asked feedkeeper to slow down for @{}, so it was not checked now. The next \
+        CheckNow::Paused { until } => (
+            Tone::Warn,
+            format!(
+                "Meta asked feedkeeper to slow down for @{}, so it was not checked now. The next \
              try is automatic, after {}.",
-            c.username,
-            format_utc(until)
+                c.username,
+                format_utc(until)
+            ),
         ),
-        CheckNow::Cooldown { until } => format!(
-            "@{} was checked moments ago ({}). You can check it again after {}.",
-            c.username,
-            status_words(&c).1.to_lowercase(),
-            format_utc(until)
+        CheckNow::Cooldown { until } => (
+            Tone::Warn,
+            format!(
+                "@{} was checked moments ago ({}). You can check it again after {}.",
+                c.username,
+                status_words(&c).1.to_lowercase(),
+                format_utc(until)
+            ),
         ),
-        CheckNow::Busy { .. } => format!(
-            "@{} is being checked right now; its page shows the result in a moment.",
-            c.username
+        CheckNow::Busy { .. } => (
+            Tone::Warn,
+            format!(
+                "@{} is being checked right now; its page shows the result in a moment.",
+                c.username
+            ),
         ),
     };
-    user.flash(&state, &message).await?;
+    user.flash_with(&state, tone, &message).await?;
     Ok(Redirect::to(&back).into_response())
 }
 

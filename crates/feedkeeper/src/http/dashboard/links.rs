@@ -185,14 +185,10 @@ fn validate(form: &FormValues) -> Result<Valid, &'static str> {
             "The client's email address does not look right: enter one like name@example.com, or leave it empty."
         })?)
     };
-    let days_text = form.expires_days.trim();
-    let days = if days_text.is_empty() {
-        DEFAULT_DAYS
-    } else {
-        match days_text.parse::<i64>() {
-            Ok(d) if (MIN_DAYS..=MAX_DAYS).contains(&d) => d,
-            _ => return Err("Choose how many days the link works: from 1 to 30."),
-        }
+    // An empty field is a mistake to point out, not a silent default.
+    let days = match form.expires_days.trim().parse::<i64>() {
+        Ok(d) if (MIN_DAYS..=MAX_DAYS).contains(&d) => d,
+        _ => return Err("Choose how many days the link works: from 1 to 30."),
     };
     Ok(Valid {
         label: label.to_owned(),
@@ -358,7 +354,11 @@ mod tests {
 
     #[test]
     fn a_link_needs_a_label_a_plausible_email_and_1_to_30_days() {
-        let ok = validate(&form("  Bakery website ", " Client@Example.com ", "")).unwrap();
+        assert!(
+            validate(&form("x", "", "")).is_err(),
+            "an empty number of days"
+        );
+        let ok = validate(&form("  Bakery website ", " Client@Example.com ", "7")).unwrap();
         assert_eq!(ok.label, "Bakery website");
         assert_eq!(
             ok.client_email.as_ref().map(Email::as_str),
