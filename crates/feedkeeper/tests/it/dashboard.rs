@@ -147,7 +147,7 @@ async fn the_list_shows_each_connection_in_plain_words_with_its_buttons() {
     empty.form("/connections/connect/instagram");
     empty.form("/connections/connect/facebook");
     assert!(empty.body.contains("Connect an Instagram account"));
-    assert!(empty.body.contains("Business connection with Facebook"));
+    assert!(empty.body.contains("Add a Business connection FB"));
 
     let ig = connect_instagram(&app, owner, "bakery").await;
     let done = connect_facebook(&app, &browser, "harbor").await;
@@ -172,15 +172,22 @@ async fn the_list_shows_each_connection_in_plain_words_with_its_buttons() {
         "{body}"
     );
     assert_eq!(
-        body.matches("Business connection FB").count(),
+        body.matches("<span class=\"tag\">Business connection FB</span>")
+            .count(),
         1,
         "only harbor is one"
     );
+    assert!(
+        body.contains("Add a Business connection FB"),
+        "the button says the same"
+    );
     assert!(body.contains(fb.fb_page_name.as_deref().unwrap()));
-    assert!(body.contains("Does not expire"));
+    // No "does not expire" beside a date by which Facebook wants a new login.
+    assert!(body.contains("No end date (a Page login)"), "{body}");
+    assert!(!body.contains("Does not expire"));
     let data_access = fb.data_access_expires_at.expect("Facebook logins have one");
     assert!(body.contains(&format!(
-        "Facebook data access until {}",
+        "{} (Facebook asks for a new login every 90 days)",
         feedkeeper::clock::format_utc(data_access)
     )));
     assert!(body.contains("Last synced") && body.contains("never"));
@@ -309,6 +316,8 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
         body.contains("@bakery needs reconnecting: the password was changed on Instagram"),
         "{body}"
     );
+    // A refused login shows no "valid until".
+    assert!(body.contains("Meta no longer accepts this login"), "{body}");
     // Bad news in the colour of bad news, not the green of success.
     assert!(
         body.contains("class=\"notice notice-error\" role=\"status\">@bakery needs reconnecting"),
@@ -977,5 +986,31 @@ async fn the_detail_page_speaks_plain_words_not_api_values() {
         page.body.contains("An operator (command line)"),
         "{}",
         page.body
+    );
+}
+
+#[tokio::test]
+async fn connections_that_need_action_come_first() {
+    let app = TestApp::spawn().await;
+    let browser = app.signup_and_login("order@example.com").await;
+    let owner = user_id(&app, "order@example.com").await;
+    connect_instagram(&app, owner, "aaa_fine").await;
+    let broken = connect_instagram(&app, owner, "zzz_broken").await;
+    app.sim
+        .apply_event("zzz_broken", AccountEvent::PasswordChanged)
+        .await
+        .unwrap();
+    app.advance(120);
+    connections::check_now(&app.state, broken.id, Actor::User, "web")
+        .await
+        .unwrap();
+    let body = browser.get("/connections").await.body;
+    let (broken_at, fine_at) = (
+        body.find("@zzz_broken").unwrap(),
+        body.find("@aaa_fine").unwrap(),
+    );
+    assert!(
+        broken_at < fine_at,
+        "the one needing a reconnect is listed first"
     );
 }

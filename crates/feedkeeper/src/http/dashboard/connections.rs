@@ -67,16 +67,23 @@ impl ConnectionView {
                 "Expiry",
                 "No login stored (its data was deleted)".to_owned(),
             ));
+        } else if c.status() == Status::NeedsReconnect {
+            // A refused login has no "valid until" worth showing.
+            facts.push(("Expiry", "Meta no longer accepts this login".to_owned()));
         } else if business_fb {
-            // Page tokens have no expiry (Meta reports none, or 0).
+            // Page tokens have no end date (Meta reports none, or 0); Facebook still wants the
+            // person to log in again every 90 days, which is the date that matters.
             match c.token_expires_at.filter(|&t| t > 0) {
                 Some(t) => facts.push(("Expiry", format!("Login valid until {}", format_utc(t)))),
-                None => facts.push(("Expiry", "Does not expire".to_owned())),
+                None => facts.push(("Expiry", "No end date (a Page login)".to_owned())),
             }
             if let Some(t) = c.data_access_expires_at.filter(|&t| t > 0) {
                 facts.push((
-                    "Data access",
-                    format!("Facebook data access until {}", format_utc(t)),
+                    "Log in again by",
+                    format!(
+                        "{} (Facebook asks for a new login every 90 days)",
+                        format_utc(t)
+                    ),
                 ));
             }
         } else {
@@ -255,7 +262,15 @@ struct ListPage {
 /// `GET /connections`.
 pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Response, AppError> {
     let mut views = Vec::new();
-    for c in stored::list_owned(&state.db, user.id).await? {
+    let mut all = stored::list_owned(&state.db, user.id).await?;
+    // Connections a person must act on come first, then the troubled ones, then the rest (the
+    // sort is stable: alphabetical within each group).
+    all.sort_by_key(|c| match c.status() {
+        Status::NeedsReconnect => 0,
+        Status::Degraded => 1,
+        Status::Active => 2,
+    });
+    for c in all {
         let open = incidents::open_for(&state.db, c.id).await?;
         views.push(ConnectionView::new(&state, &c, open.as_ref()));
     }
