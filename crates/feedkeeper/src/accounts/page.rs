@@ -14,6 +14,18 @@ use super::CurrentUser;
 /// The dashboard stylesheet, served at `/static/app.css`.
 pub const STYLESHEET: &str = include_str!("../../static/app.css");
 
+/// The dashboard script, served at `/static/app.js`.
+pub const SCRIPT: &str = include_str!("../../static/app.js");
+
+/// The script's address with a content hash (cached for a year, like the stylesheet).
+pub fn script_url() -> &'static str {
+    static URL: LazyLock<String> = LazyLock::new(|| {
+        let digest = hex::encode(Sha256::digest(SCRIPT.as_bytes()));
+        format!("/static/app.js?v={}", &digest[..12])
+    });
+    &URL
+}
+
 /// The stylesheet's address with a content hash, so it can be cached for a year and still change
 /// the moment a new version is deployed.
 pub fn stylesheet_url() -> &'static str {
@@ -62,6 +74,11 @@ impl Page {
     /// The flash's CSS class suffix (`ok`, `warn`, `error`).
     pub fn flash_class(&self) -> &'static str {
         self.flash.as_ref().map_or("ok", |f| f.tone.class())
+    }
+
+    /// The versioned script address, for the layout.
+    pub fn script(&self) -> &'static str {
+        script_url()
     }
 
     /// The versioned stylesheet address, for the layout.

@@ -132,6 +132,23 @@ impl CurrentUser {
         self.flash_with(state, Tone::Ok, message).await
     }
 
+    /// Keeps `secret` (sealed) for this session's next page, which shows it once.
+    pub async fn reveal_once(&self, state: &AppState, secret: &str) -> Result<(), AppError> {
+        let context = format!("reveal:{}", self.session_id.0);
+        let sealed = state.cipher.seal(secret, &context);
+        sessions::set_reveal(&state.db, self.session_id, &sealed).await?;
+        Ok(())
+    }
+
+    /// Takes the secret left by [`CurrentUser::reveal_once`], if it is still there.
+    pub async fn take_revealed(&self, state: &AppState) -> Result<Option<String>, AppError> {
+        let Some(sealed) = sessions::take_reveal(&state.db, self.session_id).await? else {
+            return Ok(None);
+        };
+        let context = format!("reveal:{}", self.session_id.0);
+        Ok(state.cipher.open(&sealed, &context).ok())
+    }
+
     /// Leaves `message` with the colour of its meaning.
     pub async fn flash_with(
         &self,

@@ -222,3 +222,25 @@ pub async fn delete_all(db: impl Into<Ex<'_>>, user_id: UserId) -> Result<u64, D
         .map(|r| r.rows_affected()))?;
     Ok(n)
 }
+
+/// Leaves a sealed secret for the session's next page.
+pub async fn set_reveal(db: impl Into<Ex<'_>>, id: SessionId, sealed: &str) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE sessions SET reveal = $1 WHERE id = $2";
+    on_pool!(db, pool => sqlx::query(SQL).bind(sealed).bind(id.0).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Takes the session's sealed secret, once (one transaction: read, then clear).
+pub async fn take_reveal(db: &super::Db, id: SessionId) -> Result<Option<String>, DbError> {
+    let mut tx = db.begin().await?;
+    const READ: &str = "SELECT reveal FROM sessions WHERE id = $1";
+    let sealed: Option<Option<String>> =
+        on_pool!(&mut tx, pool => sqlx::query_scalar(READ).bind(id.0).fetch_optional(pool).await)?;
+    let sealed = sealed.flatten();
+    if sealed.is_some() {
+        const CLEAR: &str = "UPDATE sessions SET reveal = NULL WHERE id = $1";
+        on_pool!(&mut tx, pool => sqlx::query(CLEAR).bind(id.0).execute(pool).await.map(|_| ()))?;
+    }
+    tx.commit().await?;
+    Ok(sealed)
+}

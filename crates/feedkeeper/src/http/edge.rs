@@ -38,7 +38,7 @@ impl MakeRequestId for RandomRequestId {
 /// The security headers, computed once from the configuration.
 #[derive(Clone, Debug)]
 pub struct SecurityHeaders {
-    /// For HTML: only our own styles and images, no script, no plugin, no framing, and forms
+    /// For HTML: only our own scripts, styles and images, no plugin, no framing, and forms
     /// only to us and to Meta's login pages (a form that redirects there must be allowed to).
     csp: HeaderValue,
     hsts: Option<HeaderValue>,
@@ -65,8 +65,8 @@ impl SecurityHeaders {
             }
         }
         let csp = format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {}; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             form-action {}; frame-ancestors 'none'; base-uri 'none'",
             form_action.join(" ")
         );
         let https = config.public_url().starts_with("https://");

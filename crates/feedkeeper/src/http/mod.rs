@@ -87,7 +87,9 @@ pub fn router() -> Router<AppState> {
             get(dashboard::links::list).post(dashboard::links::create),
         )
         .route("/links/{id}/revoke", post(dashboard::links::revoke))
+        .route("/links/{id}/created", get(dashboard::links::created))
         .route("/static/app.css", get(dashboard::assets::stylesheet))
+        .route("/static/app.js", get(dashboard::assets::script))
         .route("/static/favicon.svg", get(dashboard::assets::favicon))
         .route("/favicon.ico", get(dashboard::assets::favicon))
 }

@@ -85,11 +85,19 @@ fn escaped(text: &str) -> String {
 /// The address on a "link created" page.
 fn link_url(page: &Reply) -> String {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let at = page.body.find("id=\"link-url\"").expect("the link's input");
+    let at = page.body.find("id=\"link-url\"").expect("the link's field");
     let rest = &page.body[at..];
-    let start = rest.find("value=\"").unwrap() + "value=\"".len();
-    let end = rest[start..].find('"').unwrap() + start;
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find("</textarea>").unwrap() + start;
     rest[start..end].replace("&#47;", "/").replace("&#38;", "&")
+}
+
+/// Follows the redirect a link-making POST answers with, to the page that shows the link once.
+async fn shown(browser: &Session, made: Reply) -> Reply {
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let to = made.location().expect("a redirect").to_owned();
+    assert!(to.ends_with("/created"), "{to}");
+    browser.get(&to).await
 }
 
 /// A client link made through the form; returns its address.
@@ -103,7 +111,7 @@ async fn create_link(browser: &Session, label: &str, email: &str, single_use: bo
     if single_use {
         fields.push(("single_use", "on"));
     }
-    link_url(&browser.post("/links", &fields).await)
+    link_url(&shown(browser, browser.post("/links", &fields).await).await)
 }
 
 /// Submits the link form with these values; it must be refused (422). Returns the page.
@@ -447,6 +455,21 @@ async fn a_reconnect_link_is_shown_once_and_works_once() {
             &[("csrf", &browser.csrf)],
         )
         .await;
+    let created_path = page.location().unwrap_or_default().to_owned();
+    let page = shown(&browser, page).await;
+    // A reload shows the page again, without the secret and without making another link.
+    let reloaded = browser.get(&created_path).await;
+    assert_eq!(reloaded.status, StatusCode::OK);
+    assert!(
+        reloaded.body.contains("was shown once"),
+        "{}",
+        reloaded.body
+    );
+    assert!(!reloaded.body.contains("/l/"), "{}", reloaded.body);
+    assert!(
+        page.body.contains("data-copy=\"link-url\""),
+        "a copy button"
+    );
     assert!(
         page.body.contains("Reconnect link for @bakery"),
         "{}",
@@ -861,6 +884,7 @@ async fn html_in_usernames_names_and_labels_is_shown_as_text() {
             ],
         )
         .await;
+    let page = shown(&browser, page).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains(label));
     let list = browser.get("/links").await;

@@ -379,3 +379,89 @@ async fn browser_the_demo_fits_a_phone_and_shows_whom_to_log_in_as() {
         w.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_a_client_link_is_made_copied_and_used_in_a_second_browser() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    for width in WIDTHS {
+        let app = TestApp::spawn().await;
+        app.instagram_account("client_shop", AccountKind::Business, false);
+        let mut agency = Window::open(&driver, "client-link-agency", width).await;
+        agency.go(app.url("/signup").as_str(), "signup").await;
+        agency.fill("#email", "agency@example.com").await;
+        agency.fill("#password", "a long enough password").await;
+        agency
+            .fill("#password_confirm", "a long enough password")
+            .await;
+        agency
+            .click("form[action='/signup'] button[type=submit]", "signed-up")
+            .await;
+        agency.go(app.url("/links").as_str(), "links").await;
+        agency.fill("#label", "Shop website").await;
+        agency.fill("#client_email", "owner@shop.example").await;
+        agency
+            .click("form[action='/links'] button[type=submit]", "created")
+            .await;
+        assert!(agency.path().await.ends_with("/created"));
+        let url = agency
+            .client
+            .find(Locator::Css("#link-url"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(url.contains("/l/"), "{url}");
+        // The copy button copies (or selects) and says so.
+        agency
+            .client
+            .find(Locator::Css("[data-copy='link-url']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let mut said = String::new();
+        for _ in 0..50 {
+            said = agency
+                .client
+                .find(Locator::Css(".copied"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if !said.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            said.starts_with("Copied") || said.starts_with("Selected"),
+            "{said:?}"
+        );
+        agency.check("copied").await;
+
+        // The client, in a browser of their own, logs in through the link.
+        let mut client = Window::open(&driver, "client-link-client", width).await;
+        client.go(&url, "landing").await;
+        client
+            .click("form[action$='/instagram'] button", "instagram-login")
+            .await;
+        client.fill("input[name=username]", "client_shop").await;
+        client.fill("input[name=password]", "sim-password").await;
+        client.click("button[type=submit]", "consent").await;
+        client.click("button[value=allow]", "done").await;
+        assert!(client.text().await.contains("client_shop"));
+        client.close().await;
+
+        agency
+            .go(app.url("/connections").as_str(), "agency-sees-it")
+            .await;
+        assert!(agency.text().await.contains("@client_shop"));
+        agency.close().await;
+    }
+}

@@ -30,3 +30,15 @@ pub async fn favicon() -> impl IntoResponse {
         FAVICON,
     )
 }
+
+/// `GET /static/app.js`: the dashboard's one small script (copy buttons), cached like the
+/// stylesheet (pages link it with a content hash).
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        crate::accounts::page::SCRIPT,
+    )
+}

@@ -245,7 +245,8 @@ pub(super) struct Issue<'a> {
 #[template(path = "link_created.html")]
 struct LinkCreatedPage {
     page: Page,
-    url: String,
+    /// `None` once it has been shown.
+    url: Option<String>,
     label: String,
     reconnect_username: Option<String>,
     client_email: Option<String>,
@@ -279,21 +280,52 @@ pub(super) async fn issue(
     )
     .await?;
     tracing::info!(user = %user.id, link = %link.id, reconnect = new.connection.is_some(), "client link created");
-    let (back_href, back_label) = match new.connection {
+    // Shown on the page the browser is sent to, once: a reload neither makes another link nor
+    // shows this one again.
+    user.reveal_once(state, &format!("{}:{token}", link.id))
+        .await?;
+    Ok(Redirect::to(&format!("/links/{}/created", link.id)).into_response())
+}
+
+/// `GET /links/{id}/created`: the new link's address, shown this once.
+pub async fn created(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let link = link_store::get_owned(&state.db, user.id, crate::http::path_id(&id)?).await?;
+    // The secret is this link's only if the session's one-time slot names it.
+    let url = user.take_revealed(&state).await?.and_then(|kept| {
+        let (kept_id, token) = kept.split_once(':')?;
+        (kept_id == link.id.to_string()).then(|| format!("{}/l/{token}", state.config.public_url()))
+    });
+    let connection = match link.connection_id {
+        Some(c) => Some(stored_connection(&state, &user, c).await?),
+        None => None,
+    };
+    let (back_href, back_label) = match &connection {
         Some(c) => (format!("/connections/{}", c.id), "Back to the connection"),
         None => ("/links".to_owned(), "Back to client links"),
     };
     render(&LinkCreatedPage {
-        page: Page::for_user(user, "Link created"),
-        url: format!("{}/l/{token}", state.config.public_url()),
+        page: Page::for_user(&user, "Link created"),
+        url,
         label: link.label,
-        reconnect_username: new.connection.map(|c| c.username.clone()),
+        reconnect_username: connection.map(|c| c.username),
         client_email: link.client_email,
         expires: format_utc(link.expires_at),
         single_use: link.single_use,
         back_href,
         back_label,
     })
+}
+
+async fn stored_connection(
+    state: &AppState,
+    user: &CurrentUser,
+    id: crate::ids::ConnectionId,
+) -> Result<crate::db::connections::Connection, AppError> {
+    Ok(crate::db::connections::get_owned(&state.db, user.id, id).await?)
 }
 
 /// A form that carries only the CSRF token.
