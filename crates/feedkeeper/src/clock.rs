@@ -75,8 +75,56 @@ pub fn format_utc(t: UnixSeconds) -> String {
         .unwrap_or_else(|| format!("@{t}"))
 }
 
+/// How far `t` is from `now` in words: "in 58 days", "3 hours ago", "in a minute".
+pub fn distance(t: UnixSeconds, now: UnixSeconds) -> String {
+    let secs = t - now;
+    let abs = secs.unsigned_abs();
+    let (n, unit) = match abs {
+        0..60 => {
+            return if secs >= 0 {
+                "in a moment".into()
+            } else {
+                "just now".into()
+            };
+        }
+        60..3600 => (abs / 60, "minute"),
+        3600..86_400 => (abs / 3600, "hour"),
+        _ => (abs / 86_400, "day"),
+    };
+    let amount = if n == 1 {
+        format!("a{} {unit}", if unit == "hour" { "n" } else { "" })
+    } else {
+        format!("{n} {unit}s")
+    };
+    if secs >= 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// A date with its distance from now: `2026-01-31 14:05 UTC (in 58 days)`.
+pub fn format_with_distance(t: UnixSeconds, now: UnixSeconds) -> String {
+    format!("{} ({})", format_utc(t), distance(t, now))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn distances_read_as_words() {
+        assert_eq!(distance(100, 100), "in a moment");
+        assert_eq!(distance(90, 100), "just now");
+        assert_eq!(distance(160, 100), "in a minute");
+        assert_eq!(distance(100 + 3 * 3600, 100), "in 3 hours");
+        assert_eq!(distance(100 + 3600, 100), "in an hour");
+        assert_eq!(distance(100 + 58 * 86_400, 100), "in 58 days");
+        assert_eq!(distance(100 - 2 * 86_400, 100), "2 days ago");
+        assert_eq!(
+            format_with_distance(1_767_225_600, 1_767_225_600 - 86_400),
+            "2026-01-01 00:00 UTC (in a day)"
+        );
+    }
+
     use super::*;
 
     #[test]

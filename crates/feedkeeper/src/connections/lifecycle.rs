@@ -331,7 +331,7 @@ pub async fn apply_in(
     }
     if status_changed {
         let (code, subcode, detail) = match outcome {
-            Outcome::Failed(e) => (e.code(), e.subcode(), Some(e.to_string())),
+            Outcome::Failed(e) => (e.code(), e.subcode(), Some(e.message())),
             Outcome::ExpiredLocally => (None, None, after.last_error.clone()),
             Outcome::Alive { .. } => (None, None, Some("Meta accepts the token again".to_owned())),
         };

@@ -278,6 +278,11 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
         "{}",
         page.body
     );
+    assert!(
+        page.body.contains("Next automatic check:") && page.body.contains("(in "),
+        "it says when the next check is: {}",
+        page.body
+    );
     // The next check is planned from what this one found.
     let job =
         feedkeeper::db::jobs::get(&app.state.db, connections::LIFECYCLE_JOB, &c.id.to_string())
@@ -354,8 +359,12 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
     );
     assert!(body.contains("Active → Needs reconnecting"), "{body}");
     assert!(
-        body.contains("190 / 460"),
-        "Meta's code and subcode: {body}"
+        body.contains("Meta error 190 / 460"),
+        "Meta's code and subcode, for support: {body}"
+    );
+    assert!(
+        !body.contains("[reconnect needed") && !body.contains("(#190/460)"),
+        "no internal notation: {body}"
     );
     assert!(body.contains("Login renewed") && body.contains("Connected"));
     assert!(body.contains("You"), "the actor");
@@ -403,6 +412,10 @@ async fn refresh_now_during_an_outage_or_a_throttle_says_so_and_does_not_hammer_
         "{body}"
     );
     assert!(body.contains("notice-warn"), "{body}");
+    assert!(
+        body.contains("(Meta did not accept the check)"),
+        "a failed check still shows when it happened: {body}"
+    );
     assert!(body.contains("Having trouble: Meta did not answer; retrying automatically"));
     assert!(body.contains("Last error"));
     app.sim.clear_outage();

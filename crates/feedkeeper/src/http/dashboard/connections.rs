@@ -88,14 +88,29 @@ impl ConnectionView {
             }
         } else {
             match c.token_expires_at {
-                Some(t) => facts.push(("Expiry", format!("Login valid until {}", format_utc(t)))),
+                Some(t) => facts.push((
+                    "Expiry",
+                    format!(
+                        "Login valid until {}",
+                        crate::clock::format_with_distance(t, state.clock.now())
+                    ),
+                )),
                 None => facts.push(("Expiry", "Login expiry unknown".to_owned())),
             }
         }
         if !business_fb {
             facts.push(("Last renewed", when(c.last_refresh_at)));
         }
-        facts.push(("Last checked", when(c.last_check_at)));
+        // A failed check is a check too: say when, and that it failed.
+        let last_checked = match (c.last_check_at, c.last_error_at) {
+            (ok, Some(failed))
+                if ok.is_none_or(|ok| failed >= ok) && c.status() != Status::Active =>
+            {
+                format!("{} (Meta did not accept the check)", format_utc(failed))
+            }
+            (ok, _) => when(ok),
+        };
+        facts.push(("Last checked", last_checked));
         facts.push(("Last synced", when(c.last_sync_at)));
         if c.status() != Status::Active
             && let Some(error) = &c.last_error
@@ -425,7 +440,14 @@ pub async fn refresh(
                     Status::Degraded => Tone::Warn,
                     Status::NeedsReconnect => Tone::Bad,
                 },
-                refresh_message(now, report.renewed),
+                match report.next_due {
+                    Some(next) => format!(
+                        "{} Next automatic check: {}.",
+                        refresh_message(now, report.renewed),
+                        crate::clock::format_with_distance(next, state.clock.now())
+                    ),
+                    None => refresh_message(now, report.renewed),
+                },
             ),
             None => (
                 Tone::Warn,
