@@ -452,6 +452,14 @@ async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
         "{}",
         picker.body
     );
+    // Each Page says which Instagram account it would connect, and there is a way out.
+    assert!(
+        picker.body.contains("@harbor_cafe") && picker.body.contains("@harbor_bar"),
+        "{}",
+        picker.body
+    );
+    assert!(picker.body.contains("name=\"cancel\""), "{}", picker.body);
+    assert!(!picker.body.contains("already connected"));
 
     // Another browser cannot use the choice.
     let other = app.signup_and_login("other@example.com").await;
@@ -497,6 +505,41 @@ async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
     assert_eq!(all[0].token_expires_at, None, "Page tokens do not expire");
     // The choice is spent.
     assert_eq!(browser.submit(&form).await.status, StatusCode::GONE);
+
+    // A second business login: the Page already connected is marked (and not ticked), and
+    // Cancel connects nothing and throws the choice away.
+    let start = browser
+        .post("/connections/connect/facebook", &[("csrf", &browser.csrf)])
+        .await;
+    let back = login_at_meta(
+        start,
+        &[("email", "harbor.owner"), ("pass", "sim-password")],
+        true,
+    )
+    .await;
+    let picker_path = browser
+        .get(&local(&back))
+        .await
+        .location()
+        .unwrap()
+        .to_owned();
+    let picker = browser.get(&picker_path).await;
+    assert_eq!(
+        picker.body.matches("already connected").count(),
+        1,
+        "{}",
+        picker.body
+    );
+    let mut cancel = picker.form(&picker_path);
+    cancel.set("cancel", "1");
+    let cancelled = browser.submit(&cancel).await;
+    assert!(
+        cancelled.body.contains("Nothing was connected"),
+        "{}",
+        cancelled.body
+    );
+    assert_eq!(owned(&app, owner).await.len(), 1);
+    assert_eq!(browser.get(&picker_path).await.status, StatusCode::GONE);
 }
 
 #[tokio::test]

@@ -233,15 +233,28 @@ impl Flow<'_> {
     ) -> Result<Response, AppError> {
         let now = self.state.clock.now();
         let id = random_token();
-        let stored_pages: Vec<StoredPage> = pages
-            .into_iter()
-            .map(|p| StoredPage {
+        let mut stored_pages: Vec<StoredPage> = Vec::with_capacity(pages.len());
+        for p in pages {
+            // The @handle each Page would connect, so the person knows what they pick (best
+            // effort: without it the Page's name still shows).
+            let username = match &p.instagram_business_account {
+                Some(ig) => self
+                    .state
+                    .meta
+                    .facebook_instagram_profile(&p.access_token, ig)
+                    .await
+                    .ok()
+                    .and_then(|profile| profile.username),
+                None => None,
+            };
+            stored_pages.push(StoredPage {
                 id: p.id,
                 name: p.name,
                 ig: p.instagram_business_account,
+                username,
                 token: p.access_token.expose().to_owned(),
-            })
-            .collect();
+            });
+        }
         let json = serde_json::to_string(&stored_pages).map_err(anyhow::Error::from)?;
         let id_hash = hash_token(&id);
         page_choices::insert(

@@ -7,7 +7,19 @@ pub(super) struct StoredPage {
     pub(super) id: String,
     pub(super) name: String,
     pub(super) ig: Option<String>,
+    /// The linked Instagram account's @handle, when Meta told us.
+    #[serde(default)]
+    pub(super) username: Option<String>,
     pub(super) token: String,
+}
+
+/// One Page on the picker.
+struct PageOption {
+    id: String,
+    name: String,
+    username: Option<String>,
+    /// The owner has this Instagram account connected already (connecting it again renews it).
+    connected: bool,
 }
 
 #[derive(Template)]
@@ -15,7 +27,7 @@ pub(super) struct StoredPage {
 struct PagePicker {
     page: Page,
     choice: String,
-    options: Vec<(String, String)>,
+    options: Vec<PageOption>,
 }
 
 async fn load_choice(
@@ -74,10 +86,26 @@ pub async fn page_picker(
     headers: HeaderMap,
     user: Option<CurrentUser>,
 ) -> Result<Response, AppError> {
-    let (_, pages) = match load_choice(&state, &choice, &headers, user.as_ref()).await? {
+    let (stored_choice, pages) = match load_choice(&state, &choice, &headers, user.as_ref()).await?
+    {
         Ok(found) => found,
         Err(page) => return Ok(page),
     };
+    let mut options = Vec::with_capacity(pages.len());
+    for p in pages {
+        let connected = match &p.ig {
+            Some(ig) => stored::find_by_ig_user(&state.db, stored_choice.owner_id, ig)
+                .await?
+                .is_some(),
+            None => false,
+        };
+        options.push(PageOption {
+            id: p.id,
+            name: p.name,
+            username: p.username,
+            connected,
+        });
+    }
     let csrf = match &user {
         Some(u) => u.csrf.clone(),
         None => read_our_cookie(&state.config, &headers, LINK_COOKIE)
@@ -94,7 +122,7 @@ pub async fn page_picker(
     render(&PagePicker {
         page,
         choice,
-        options: pages.into_iter().map(|p| (p.id, p.name)).collect(),
+        options,
     })
 }
 
@@ -105,6 +133,9 @@ pub struct PickedPages {
     csrf: String,
     #[serde(default)]
     page_id: Vec<String>,
+    /// The Cancel button.
+    #[serde(default)]
+    cancel: bool,
 }
 
 /// `POST /connect/facebook/pages/{choice}`.
@@ -131,6 +162,17 @@ pub async fn pick_pages(
             StatusCode::FORBIDDEN,
             "Please start again",
             "This form has expired. Reload the page and choose again.",
+            user.as_ref(),
+            None,
+        );
+    }
+    if picked.cancel {
+        // Nothing is connected, and the choice (with its Page tokens) is gone at once.
+        page_choices::take(&state.db, &stored_choice.id_hash).await?;
+        return problem(
+            StatusCode::OK,
+            "Nothing was connected",
+            "You cancelled the choice; no account was connected.",
             user.as_ref(),
             None,
         );
@@ -211,11 +253,13 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for RawForm {
         let mut picked = PickedPages {
             csrf: String::new(),
             page_id: Vec::new(),
+            cancel: false,
         };
         for (key, value) in url::form_urlencoded::parse(&body) {
             match key.as_ref() {
                 "csrf" => picked.csrf = value.into_owned(),
                 "page_id" => picked.page_id.push(value.into_owned()),
+                "cancel" => picked.cancel = true,
                 _ => {}
             }
         }
