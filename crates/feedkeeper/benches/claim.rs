@@ -9,11 +9,12 @@
 use std::time::{Duration, Instant};
 
 use feedkeeper::clock::Clock;
+use feedkeeper::clock::wall_ms;
 use feedkeeper::config::{Config, Secret};
 use feedkeeper::connections::{LIFECYCLE_JOB, token_context};
 use feedkeeper::db::{Db, jobs};
 use feedkeeper::jobs::lifecycle::LifecycleWork;
-use feedkeeper::jobs::runner::{RunnerSettings, run_due, wall_ms};
+use feedkeeper::jobs::runner::{RunnerSettings, run_due};
 use feedkeeper::state::AppState;
 
 /// Due checks per measurement.

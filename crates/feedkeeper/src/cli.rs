@@ -272,7 +272,7 @@ async fn jobs_command(state: AppState, command: JobsCommand) -> anyhow::Result<(
     let now = state.clock.now();
     match command {
         JobsCommand::List { dead, json } => {
-            let counts = jobs::counts(&state.db, now, crate::jobs::runner::wall_ms()).await?;
+            let counts = jobs::counts(&state.db, now, crate::clock::wall_ms()).await?;
             let dead_jobs = jobs::list_dead(&state.db).await?;
             if json {
                 let value = if dead {

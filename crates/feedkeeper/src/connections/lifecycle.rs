@@ -127,11 +127,6 @@ pub enum Applied {
 }
 
 impl Applied {
-    pub fn connection(&self) -> &Connection {
-        match self {
-            Applied::Stored(c) | Applied::Stale(c) => c,
-        }
-    }
     pub fn into_connection(self) -> Connection {
         match self {
             Applied::Stored(c) | Applied::Stale(c) => c,

@@ -357,6 +357,12 @@ pub async fn purge_if_due(
     Ok(None)
 }
 
+/// Makes every connection's check due now (an operator's "check everything"), through the
+/// queue: the running nodes make them, honouring Meta's back-offs. Returns how many.
+pub async fn check_all_soon(state: &AppState) -> Result<u64, DbError> {
+    jobs::make_all_due(&state.db, LIFECYCLE_JOB, state.clock.now()).await
+}
+
 /// What "check now" did.
 #[derive(Debug)]
 pub enum CheckNow {

@@ -228,7 +228,9 @@ pub async fn finish(
 
 /// Ends a lease on a failed run, recording why and when to try again (or, once `dead` is set,
 /// parking the job for an operator). The attempt count is kept so the caller backs off further
-/// each time. Returns `false` if the lease was lost.
+/// each time. A request to run made during the run (a reconnect) is news the failure knew
+/// nothing of: it is honoured, and keeps the job from going dead. Returns `false` if the lease
+/// was lost.
 pub async fn fail(
     db: impl Into<Ex<'_>>,
     lease: &Lease,
@@ -237,9 +239,12 @@ pub async fn fail(
     dead: bool,
     now: UnixSeconds,
 ) -> Result<bool, DbError> {
-    const SQL: &str = "UPDATE jobs SET due_at = $1, lease_owner = NULL, lease_token = NULL,
-        lease_expires_ms = NULL, requested_due_at = NULL, last_error = $2, last_error_at = $3,
-        dead_at = CASE WHEN $4 THEN $3 ELSE NULL END
+    const SQL: &str = "UPDATE jobs SET
+            due_at = CASE WHEN requested_due_at IS NOT NULL AND requested_due_at < $1
+                THEN requested_due_at ELSE $1 END,
+            dead_at = CASE WHEN $4 AND requested_due_at IS NULL THEN $3 ELSE NULL END,
+            lease_owner = NULL, lease_token = NULL, lease_expires_ms = NULL,
+            requested_due_at = NULL, last_error = $2, last_error_at = $3
         WHERE id = $5 AND lease_token = $6";
     let n = on_pool!(db, conn => sqlx::query(SQL)
         .bind(retry_at)

@@ -230,17 +230,17 @@ pub async fn set_reveal(db: impl Into<Ex<'_>>, id: SessionId, sealed: &str) -> R
     Ok(())
 }
 
-/// Takes the session's sealed secret, once (one transaction: read, then clear).
-pub async fn take_reveal(db: &super::Db, id: SessionId) -> Result<Option<String>, DbError> {
-    let mut tx = db.begin().await?;
+/// Takes the session's sealed secret, once: it is returned only to the request whose
+/// compare-and-clear removed it, so two requests at once cannot both show it.
+pub async fn take_reveal(db: impl Into<Ex<'_>>, id: SessionId) -> Result<Option<String>, DbError> {
+    let mut ex: Ex = db.into();
     const READ: &str = "SELECT reveal FROM sessions WHERE id = $1";
     let sealed: Option<Option<String>> =
-        on_pool!(&mut tx, pool => sqlx::query_scalar(READ).bind(id.0).fetch_optional(pool).await)?;
-    let sealed = sealed.flatten();
-    if sealed.is_some() {
-        const CLEAR: &str = "UPDATE sessions SET reveal = NULL WHERE id = $1";
-        on_pool!(&mut tx, pool => sqlx::query(CLEAR).bind(id.0).execute(pool).await.map(|_| ()))?;
-    }
-    tx.commit().await?;
-    Ok(sealed)
+        on_pool!(ex.re(), pool => sqlx::query_scalar(READ).bind(id.0).fetch_optional(pool).await)?;
+    let Some(sealed) = sealed.flatten() else {
+        return Ok(None);
+    };
+    const CLEAR: &str = "UPDATE sessions SET reveal = NULL WHERE id = $1 AND reveal = $2";
+    let n = on_pool!(ex, pool => sqlx::query(CLEAR).bind(id.0).bind(&sealed).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok((n == 1).then_some(sealed))
 }

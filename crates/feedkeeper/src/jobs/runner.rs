@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::clock::UnixSeconds;
+use crate::clock::{UnixSeconds, wall_ms};
 use crate::db::jobs::{self, Job, Lease};
 use crate::state::AppState;
 
@@ -54,8 +54,6 @@ pub struct Claimed {
     /// The lease length, for renewing it.
     pub lease_ms: i64,
 }
-
-pub use crate::clock::wall_ms;
 
 /// First retry of a failed job after this long, doubled per attempt up to [`MAX_RETRY_SECS`].
 const FIRST_RETRY_SECS: i64 = 30;

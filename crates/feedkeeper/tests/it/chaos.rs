@@ -57,9 +57,9 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
     let mut accounts = Vec::new();
     for i in 0..ACCOUNTS {
         let name = format!("chaos_{i}");
-        let from = feedkeeper::jobs::runner::wall_ms();
+        let from = feedkeeper::clock::wall_ms();
         accounts.push((name.clone(), w.connect_instagram(owner, &name).await));
-        let to = feedkeeper::jobs::runner::wall_ms();
+        let to = feedkeeper::clock::wall_ms();
         own_calls.entry(name).or_default().push((from, to));
     }
     let logs = tempfile::tempdir().unwrap();
@@ -90,9 +90,9 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         // Revoke one account, or reconnect a revoked one.
         let (name, _) = &accounts[(next() % ACCOUNTS as u64) as usize];
         if revoked.remove(name) {
-            let from = feedkeeper::jobs::runner::wall_ms();
+            let from = feedkeeper::clock::wall_ms();
             w.connect_instagram(owner, name).await;
-            let to = feedkeeper::jobs::runner::wall_ms();
+            let to = feedkeeper::clock::wall_ms();
             own_calls.entry(name.clone()).or_default().push((from, to));
             reconnected.insert(name.clone());
         } else {
@@ -114,9 +114,9 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
     }
     // Everyone revoked gets reconnected, then the nodes settle: one more round of checks.
     for name in revoked.drain() {
-        let from = feedkeeper::jobs::runner::wall_ms();
+        let from = feedkeeper::clock::wall_ms();
         w.connect_instagram(owner, &name).await;
-        let to = feedkeeper::jobs::runner::wall_ms();
+        let to = feedkeeper::clock::wall_ms();
         own_calls.entry(name.clone()).or_default().push((from, to));
         reconnected.insert(name);
     }
@@ -128,7 +128,7 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         let counts = jobs::counts(
             &w.state.db,
             Clock::System.now(),
-            feedkeeper::jobs::runner::wall_ms(),
+            feedkeeper::clock::wall_ms(),
         )
         .await
         .unwrap();
@@ -177,7 +177,7 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
     }
 
     // Every account ends active (all were reconnected) and scheduled; no job lost or stuck.
-    let now_ms = feedkeeper::jobs::runner::wall_ms();
+    let now_ms = feedkeeper::clock::wall_ms();
     for (name, c) in &accounts {
         let c = w.reload(c).await;
         assert_eq!(

@@ -207,6 +207,27 @@ async fn scheduling_a_running_job_is_honoured_when_it_finishes() {
 }
 
 #[tokio::test]
+async fn a_request_made_during_a_failing_run_is_honoured_and_keeps_the_job_alive() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    jobs::schedule(db, "lifecycle", "9", 0, 0).await.unwrap();
+    let job = jobs::claim_due(db, "lifecycle", "n", 0, T0, LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    // A reconnect asks for a check at 20 while the last allowed attempt is failing.
+    jobs::schedule(db, "lifecycle", "9", 20, 0).await.unwrap();
+    assert!(
+        jobs::fail(db, &job.lease().unwrap(), "boom", 900, true, 10)
+            .await
+            .unwrap()
+    );
+    let job = jobs::get(db, "lifecycle", "9").await.unwrap();
+    assert_eq!((job.due_at, job.dead_at), (20, None), "{job:?}");
+    assert!(jobs::list_dead(db).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_released_job_is_due_as_before_and_the_claim_does_not_count() {
     let t = TestDb::new().await;
     let db = &t.db;

@@ -300,7 +300,7 @@ pub async fn created(
         (kept_id == link.id.to_string()).then(|| format!("{}/l/{token}", state.config.public_url()))
     });
     let connection = match link.connection_id {
-        Some(c) => Some(stored_connection(&state, &user, c).await?),
+        Some(c) => Some(crate::db::connections::get_owned(&state.db, user.id, c).await?),
         None => None,
     };
     let (back_href, back_label) = match &connection {
@@ -318,14 +318,6 @@ pub async fn created(
         back_href,
         back_label,
     })
-}
-
-async fn stored_connection(
-    state: &AppState,
-    user: &CurrentUser,
-    id: crate::ids::ConnectionId,
-) -> Result<crate::db::connections::Connection, AppError> {
-    Ok(crate::db::connections::get_owned(&state.db, user.id, id).await?)
 }
 
 /// A form that carries only the CSRF token.

@@ -7,10 +7,10 @@ use axum::response::Response;
 
 use crate::accounts::{CurrentUser, Page};
 use crate::clock::format_utc;
+use crate::clock::wall_ms;
 use crate::db::{jobs, operator_problems};
 use crate::error::AppError;
 use crate::error::render;
-use crate::jobs::runner::wall_ms;
 use crate::state::AppState;
 
 /// An operator problem, in words.
