@@ -49,6 +49,7 @@
 
 pub mod csrf;
 pub mod email;
+pub mod organisation;
 pub mod page;
 pub mod password;
 pub mod rate_limit;

@@ -48,6 +48,8 @@ pub struct Page {
     pub csrf: String,
     /// A one-time notice shown above the content ("Password changed."), with its tone.
     pub flash: Option<super::session::Flash>,
+    /// Connections that need someone to reconnect them: a count beside "Connections" in the menu.
+    pub needs_action: i64,
 }
 
 impl Page {
@@ -58,6 +60,7 @@ impl Page {
             user_email: Some(user.email.clone()),
             csrf: user.csrf.clone(),
             flash: user.flash.clone(),
+            needs_action: user.needs_action,
         }
     }
 
@@ -68,6 +71,7 @@ impl Page {
             user_email: None,
             csrf: csrf.into(),
             flash: None,
+            needs_action: 0,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct CurrentUser {
     /// A one-time message left by the previous request ("Password changed."); it has now been
     /// taken, so show it on this page or it is gone.
     pub flash: Option<Flash>,
+    /// How many of the user's connections need reconnecting (read with the session, for the
+    /// count in the menu).
+    pub needs_action: i64,
     session_id: SessionId,
 }
 
@@ -222,6 +225,7 @@ async fn find_session(
         email: found.email,
         csrf: found.csrf_token,
         flash: found.flash.map(Flash::parse),
+        needs_action: found.needs_action,
         session_id: id,
     }))
 }

@@ -9,7 +9,7 @@ pub mod lifecycle;
 pub mod policy;
 
 use crate::clock::wall_ms;
-use crate::db::connections::{self, Connection, LoginKind, LoginResult, Status};
+use crate::db::connections::{self, ClientOrigin, Connection, LoginKind, LoginResult, Status};
 use crate::db::{DbError, audit, incidents, jobs, meta_pauses};
 use crate::ids::{ConnectionId, UserId};
 use crate::meta::{AccessToken, ExpiringToken, FacebookPage, MetaError};
@@ -41,13 +41,15 @@ pub enum ConnectError {
 }
 
 /// Connects (or reconnects) the Instagram Login account behind `token` for `owner`.
-/// With `expect`, the login must be for that connection's account (a reconnect).
+/// With `expect`, the login must be for that connection's account (a reconnect); with `client`,
+/// it came through that client link.
 pub async fn connect_instagram(
     state: &AppState,
     owner: UserId,
     token: &ExpiringToken,
     expect: Option<&Connection>,
     actor: Actor,
+    client: Option<ClientOrigin>,
 ) -> Result<Connection, ConnectError> {
     let profile = state.meta.instagram_profile(&token.access_token).await?;
     let username = profile
@@ -80,6 +82,7 @@ pub async fn connect_instagram(
         token_issued_at: state.clock.now(),
         token_expires_at: token.expires_at,
         data_access_expires_at: None,
+        client,
     };
     Ok(connect(state, &login, &token.access_token, actor).await?)
 }
@@ -94,6 +97,7 @@ pub async fn connect_facebook_page(
     fb_user_id: Option<String>,
     expect: Option<&Connection>,
     actor: Actor,
+    client: Option<ClientOrigin>,
 ) -> Result<Connection, ConnectError> {
     let ig_user_id = page.instagram_business_account.clone().ok_or_else(|| {
         ConnectError::NoInstagramAccount {
@@ -128,6 +132,7 @@ pub async fn connect_facebook_page(
         token_issued_at: state.clock.now(),
         token_expires_at: info.expires_at,
         data_access_expires_at: info.data_access_expires_at,
+        client,
     };
     Ok(connect(state, &login, &page.access_token, actor).await?)
 }

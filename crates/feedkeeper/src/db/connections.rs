@@ -121,6 +121,9 @@ pub struct Connection {
     pub updated_at: i64,
     /// Bumped by every write about the connection's token or health; fenced writes compare it.
     pub version: i64,
+    /// Made through a client link: the link's label and the client's email (copied from it).
+    pub client_label: Option<String>,
+    pub client_email: Option<String>,
 }
 
 impl Connection {
@@ -148,7 +151,7 @@ const COLUMNS: &str = "id, owner_id, ig_user_id, app_scoped_id, fb_user_id, user
     token_issued_at, token_expires_at, data_access_expires_at, status, reason, status_changed_at,
     degraded_since, consecutive_failures, backoff_until, last_refresh_at, last_check_at,
     last_sync_at, last_error, last_error_code, last_error_subcode, last_error_at, deauthorized_at,
-    data_purged_at, created_at, updated_at, version";
+    data_purged_at, created_at, updated_at, version, client_label, client_email";
 
 /// What a completed login gives us about the account.
 #[derive(Clone, Debug)]
@@ -167,6 +170,16 @@ pub struct LoginResult {
     pub token_issued_at: i64,
     pub token_expires_at: Option<i64>,
     pub data_access_expires_at: Option<i64>,
+    /// The client link the login came through (label and client email), if any. A later login
+    /// without a link keeps what an earlier one recorded.
+    pub client: Option<ClientOrigin>,
+}
+
+/// The client link a connection was made through.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOrigin {
+    pub label: String,
+    pub email: Option<String>,
 }
 
 /// Finds the owner's connection for an Instagram account, if any.
@@ -193,8 +206,9 @@ pub async fn upsert_from_login(
         "INSERT INTO connections (owner_id, ig_user_id, app_scoped_id, fb_user_id, username,
             display_name, account_type, profile_picture_url, login_kind, fb_page_id, fb_page_name,
             token_issued_at, token_expires_at, data_access_expires_at, status, status_changed_at,
-            created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $15, $15)
+            created_at, updated_at, client_label, client_email)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'active', $15, $15, $15,
+            $16, $17)
          ON CONFLICT (owner_id, ig_user_id) DO UPDATE SET
             app_scoped_id = COALESCE(excluded.app_scoped_id, connections.app_scoped_id),
             fb_user_id = COALESCE(excluded.fb_user_id, connections.fb_user_id),
@@ -204,6 +218,9 @@ pub async fn upsert_from_login(
             fb_page_name = excluded.fb_page_name, token_issued_at = excluded.token_issued_at,
             token_expires_at = excluded.token_expires_at,
             data_access_expires_at = excluded.data_access_expires_at,
+            client_label = COALESCE(excluded.client_label, connections.client_label),
+            client_email = CASE WHEN excluded.client_label IS NULL THEN connections.client_email
+                ELSE excluded.client_email END,
             updated_at = excluded.updated_at, version = connections.version + 1
          RETURNING {COLUMNS}"
     );
@@ -223,6 +240,8 @@ pub async fn upsert_from_login(
         .bind(login.token_expires_at)
         .bind(login.data_access_expires_at)
         .bind(now)
+        .bind(login.client.as_ref().map(|c| &c.label))
+        .bind(login.client.as_ref().and_then(|c| c.email.as_ref()))
         .fetch_one(pool)
         .await)?)
 }
@@ -578,6 +597,8 @@ impl Connection {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            client_label: None,
+            client_email: None,
         }
     }
 

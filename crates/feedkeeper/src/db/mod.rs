@@ -13,6 +13,7 @@ pub mod links;
 pub mod meta_pauses;
 pub mod oauth_states;
 pub mod operator_problems;
+pub mod organisations;
 pub mod page_choices;
 pub mod password_resets;
 pub mod processed_callbacks;

@@ -33,6 +33,8 @@ pub struct ActiveSession {
     pub flash: Option<String>,
     pub last_seen_at: i64,
     pub expires_at: i64,
+    /// How many of the user's connections need someone to reconnect them (the menu's count).
+    pub needs_action: i64,
 }
 
 // By hand: the CSRF token stays out of logs.
@@ -72,7 +74,9 @@ pub async fn find_active(
     idle_since: UnixSeconds,
 ) -> Result<Option<ActiveSession>, DbError> {
     const SQL: &str = "SELECT s.id AS session_id, s.user_id, u.email, s.csrf_token, s.flash,
-            s.last_seen_at, s.expires_at
+            s.last_seen_at, s.expires_at,
+            (SELECT COUNT(*) FROM connections c
+                WHERE c.owner_id = s.user_id AND c.status = 'needs_reconnect') AS needs_action
         FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3";
     let found = on_pool!(db, pool => sqlx::query_as(SQL)

@@ -62,6 +62,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/account", get(dashboard::account::show))
         .route(
+            "/account/organisation",
+            post(dashboard::account::save_organisation),
+        )
+        .route("/account/logo", get(dashboard::account::logo))
+        .route("/l/{token}/logo", get(connect::link_logo))
+        .route(
             "/account/password",
             post(dashboard::account::change_password),
         )

@@ -299,7 +299,7 @@ async fn the_login_state_is_single_use_bound_to_the_browser_and_expires() {
 async fn a_client_link_used_from_a_second_browser_lands_in_the_owners_dashboard() {
     let app = TestApp::spawn().await;
     app.instagram_account("bakery", AccountKind::Business, false);
-    app.signup_and_login("agency@example.com").await;
+    let agency = app.signup_and_login("agency@example.com").await;
     let owner = user_id(&app, "agency@example.com").await;
     let token = make_link(&app, owner, None, true).await;
 
@@ -321,6 +321,27 @@ async fn a_client_link_used_from_a_second_browser_lands_in_the_owners_dashboard(
     let all = owned(&app, owner).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].username, "bakery");
+    // The agency sees whom the connection is for: the link's label and the client's email.
+    assert_eq!(
+        (
+            all[0].client_label.as_deref(),
+            all[0].client_email.as_deref()
+        ),
+        (
+            Some("Website of Bakery & Co"),
+            Some("client@bakery.example")
+        )
+    );
+    for page in [
+        "/connections".to_owned(),
+        format!("/connections/{}", all[0].id),
+    ] {
+        let body = agency.get(&page).await.body;
+        assert!(
+            body.contains("Website of Bakery &#38; Co") && body.contains("client@bakery.example"),
+            "{page}: {body}"
+        );
+    }
 
     // Single use: the link is spent.
     let reused = app.browser().get(&format!("/l/{token}")).await;
@@ -408,6 +429,11 @@ async fn a_reconnect_link_lets_the_account_holder_renew_the_same_connection() {
     assert_eq!(
         (renewed.status(), renewed.deauthorized_at),
         (Status::Active, None)
+    );
+    // Whom it was made for is kept through the reconnect.
+    assert_eq!(
+        renewed.client_label.as_deref(),
+        Some("Website of Bakery & Co")
     );
     assert_eq!(owned(&app, owner).await.len(), 1);
     drop(browser);

@@ -35,7 +35,7 @@ async fn connect_instagram(app: &TestApp, owner: UserId, username: &str) -> Conn
         access_token: AccessToken::new(generated.access_token),
         expires_at: Some(app.state.clock.now() + generated.expires_in),
     };
-    connections::connect_instagram(&app.state, owner, &token, None, Actor::User)
+    connections::connect_instagram(&app.state, owner, &token, None, Actor::User, None)
         .await
         .unwrap()
 }
@@ -832,6 +832,7 @@ async fn html_in_usernames_names_and_labels_is_shown_as_text() {
             token_issued_at: now,
             token_expires_at: None,
             data_access_expires_at: None,
+            client: None,
         },
         &AccessToken::new("not-a-real-token"),
         Actor::User,
@@ -1050,4 +1051,144 @@ async fn connections_that_need_action_come_first() {
         broken_at < fine_at,
         "the one needing a reconnect is listed first"
     );
+}
+
+/// The smallest valid PNG header we accept (the bytes are only sniffed, never decoded).
+const PNG_LOGO: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-logo-bytes";
+
+#[tokio::test]
+async fn clients_see_the_organisation_name_and_logo_instead_of_the_login_email() {
+    let app = TestApp::spawn().await;
+    let agency = app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+
+    // Both problems at once, and nothing stored.
+    let bad = agency
+        .post_multipart(
+            "/account/organisation",
+            &[
+                ("csrf", &agency.csrf),
+                ("organisation_name", &"x".repeat(81)),
+            ],
+            &[("logo", "logo.svg", b"<svg onload=alert(1)></svg>")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(
+        bad.body.contains("at most 80 characters") && bad.body.contains("PNG, JPEG, GIF or WebP")
+    );
+    let org = feedkeeper::db::organisations::get(&app.state.db, owner)
+        .await
+        .unwrap();
+    assert_eq!((org.name, org.logo_version), (None, None));
+    // Without the CSRF token: refused.
+    let forged = agency
+        .post_multipart(
+            "/account/organisation",
+            &[("organisation_name", "Evil")],
+            &[],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // Not a form at all: a clear 400.
+    let garbled = agency
+        .post("/account/organisation", &[("csrf", &agency.csrf)])
+        .await;
+    assert_eq!(garbled.status, StatusCode::BAD_REQUEST, "{}", garbled.body);
+
+    let saved = agency
+        .post_multipart(
+            "/account/organisation",
+            &[
+                ("csrf", &agency.csrf),
+                ("organisation_name", "  Studio <North> "),
+            ],
+            &[("logo", "logo.png", PNG_LOGO)],
+        )
+        .await;
+    assert_redirect(&saved, "/account");
+    let account = agency.get("/account").await;
+    assert!(
+        account.body.contains("value=\"Studio &#60;North&#62;\""),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.body.contains("src=\"/account/logo?v=1\""),
+        "{}",
+        account.body
+    );
+    let logo = agency.get("/account/logo?v=1").await;
+    assert_eq!(logo.status, StatusCode::OK);
+    assert_eq!(logo.headers["content-type"], "image/png");
+    assert_eq!(
+        logo.headers["content-length"],
+        PNG_LOGO.len().to_string().as_str()
+    );
+    // Another user has no logo, and cannot see this one.
+    let other = app.signup_and_login("other@example.com").await;
+    assert_eq!(
+        other.get("/account/logo").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The client's page names the organisation, shows its logo, and not the login email.
+    let link = create_link(&agency, "Bakery website", "", true).await;
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let landing = app.browser().get(&format!("/l/{token}")).await;
+    assert!(
+        landing.body.contains("Studio &#60;North&#62;"),
+        "{}",
+        landing.body
+    );
+    assert!(
+        !landing.body.contains("agency@example.com"),
+        "{}",
+        landing.body
+    );
+    assert!(
+        landing
+            .body
+            .contains(&format!("src=\"/l/{token}/logo?v=1\""))
+    );
+    let through_link = app.browser().get(&format!("/l/{token}/logo?v=1")).await;
+    assert_eq!(through_link.status, StatusCode::OK);
+    assert_eq!(through_link.headers["content-type"], "image/png");
+    assert_eq!(
+        app.browser().get("/l/not-a-link/logo").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A new logo gets a new address; removing it (and clearing the name) brings the email back.
+    agency
+        .post_multipart(
+            "/account/organisation",
+            &[
+                ("csrf", &agency.csrf),
+                ("organisation_name", "Studio North"),
+            ],
+            &[("logo", "logo.gif", b"GIF89a-new")],
+        )
+        .await;
+    assert!(
+        agency
+            .get("/account")
+            .await
+            .body
+            .contains("/account/logo?v=2")
+    );
+    let cleared = agency
+        .post_multipart(
+            "/account/organisation",
+            &[
+                ("csrf", &agency.csrf),
+                ("organisation_name", ""),
+                ("remove_logo", "1"),
+            ],
+            &[],
+        )
+        .await;
+    assert_redirect(&cleared, "/account");
+    let landing = app.browser().get(&format!("/l/{token}")).await;
+    assert!(landing.body.contains("agency@example.com") && !landing.body.contains("/logo?v="));
 }

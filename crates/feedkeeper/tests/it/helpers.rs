@@ -375,6 +375,48 @@ impl Session {
         self.send(url, request).await
     }
 
+    /// `POST path` as `multipart/form-data` (a form with a file input): text `fields`, and
+    /// `files` as (field name, file name, bytes).
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Reply {
+        const BOUNDARY: &str = "feedkeeper-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        for (name, file_name, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                     filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        let url = self.base.join(path).expect("a path");
+        let request = self
+            .http
+            .post(url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body);
+        self.send(url, request).await
+    }
+
     /// Submits a form read from a page.
     pub async fn submit(&self, form: &Form) -> Reply {
         let request = self.http.post(form.action.clone()).form(&form.fields);

@@ -161,7 +161,7 @@ impl World {
             .obtain_long_lived(&short.access_token)
             .await
             .unwrap();
-        connections::connect_instagram(&self.state, owner, &long, None, Actor::User)
+        connections::connect_instagram(&self.state, owner, &long, None, Actor::User, None)
             .await
             .unwrap()
     }
@@ -189,9 +189,17 @@ impl World {
             .await
             .unwrap();
         let pages = meta.facebook_pages(&long.access_token).await.unwrap();
-        connections::connect_facebook_page(&self.state, owner, &pages[0], None, None, Actor::User)
-            .await
-            .unwrap()
+        connections::connect_facebook_page(
+            &self.state,
+            owner,
+            &pages[0],
+            None,
+            None,
+            Actor::User,
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     pub async fn pass(&self) -> PassReport {

@@ -138,6 +138,7 @@ pub async fn callback(
                         &token,
                         expect.as_ref(),
                         flow.actor(),
+                        flow.client(),
                     )
                     .await
                 }
@@ -190,6 +191,17 @@ impl Flow<'_> {
         }
     }
 
+    /// The client link this login came through, to be remembered on the connection (a
+    /// reconnect link renews a connection that already says whom it is for).
+    pub(super) fn client(&self) -> Option<ClientOrigin> {
+        self.link
+            .filter(|l| l.connection_id.is_none())
+            .map(|l| ClientOrigin {
+                label: l.label.clone(),
+                email: l.client_email.clone(),
+            })
+    }
+
     fn problem(&self, title: &str, message: &str) -> Result<Response, AppError> {
         problem(StatusCode::BAD_REQUEST, title, message, self.user, None)
     }
@@ -219,7 +231,7 @@ impl Flow<'_> {
                 },
             ),
             1 => {
-                let result = connections::connect_facebook_page(self.state, self.owner, &eligible[0], fb_user_id, expect, self.actor()).await;
+                let result = connections::connect_facebook_page(self.state, self.owner, &eligible[0], fb_user_id, expect, self.actor(), self.client()).await;
                 self.finish(result.map(|c| vec![c])).await
             }
             _ => self.offer_pages(fb_user_id, eligible).await,
@@ -303,11 +315,10 @@ impl Flow<'_> {
                 if !first_use {
                     tracing::info!(link = %link.id, "a single-use link was completed twice at once");
                 }
-                let requester = users::get(&self.state.db, link.owner_id).await?.email;
                 render(&LinkDone {
                     page: Page::public("Connected", String::new()),
                     names,
-                    requester,
+                    requester: requester(self.state, link, None).await?.name,
                 })
             }
             None => {

@@ -49,6 +49,7 @@ struct LinkLanding {
     page: Page,
     token: String,
     requester: String,
+    logo_url: Option<String>,
     label: String,
     reconnect_username: Option<String>,
     reconnect_is_facebook: bool,
@@ -65,7 +66,7 @@ pub async fn link_landing(
         Ok(link) => link,
         Err(page) => return Ok(page),
     };
-    let requester = users::get(&state.db, link.owner_id).await?.email;
+    let requester = requester(&state, &link, Some(&token)).await?;
     let reconnect = match link.connection_id {
         Some(id) => Some(stored::get(&state.db, id).await?),
         None => None,
@@ -77,8 +78,9 @@ pub async fn link_landing(
         .unwrap_or_else(random_token);
     let page = LinkLanding {
         page: Page::public("Connect your Instagram account", browser.clone()),
+        requester: requester.name,
+        logo_url: requester.logo_url,
         token,
-        requester,
         label: link.label.clone(),
         reconnect_is_facebook: reconnect
             .as_ref()
@@ -92,6 +94,21 @@ pub async fn link_landing(
         set_cookie(&state.config, LINK_COOKIE, &browser, STATE_TTL_SECS * 4),
     );
     Ok(response)
+}
+
+/// `GET /l/{token}/logo`: the logo of the organisation that sent a usable link (only the link's
+/// holder can see it).
+pub async fn link_logo(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let Ok(link) = usable_link(&state, &token).await? else {
+        return Err(AppError::NotFound);
+    };
+    let logo = crate::db::organisations::logo(&state.db, link.owner_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(crate::http::dashboard::account::logo_response(logo))
 }
 
 /// `POST /l/{token}/{provider}`: the client starts the login.

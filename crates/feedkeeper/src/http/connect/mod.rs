@@ -16,7 +16,7 @@ pub mod owner;
 pub mod pages;
 
 pub use callback::callback;
-pub use links::{link_landing, link_start};
+pub use links::{link_landing, link_logo, link_start};
 pub use owner::{start_owner, start_reconnect};
 pub use pages::{page_picker, pick_pages};
 
@@ -36,7 +36,7 @@ use crate::accounts::csrf::{random_token, tokens_match};
 use crate::accounts::session::{hash_token, read_our_cookie, set_cookie};
 use crate::accounts::{CurrentUser, Page};
 use crate::connections::{self, Actor, ConnectError};
-use crate::db::connections::Connection;
+use crate::db::connections::{ClientOrigin, Connection};
 use crate::db::links::{self as link_store, ConnectLink, Unusable};
 use crate::db::{connections as stored, oauth_states, page_choices, users};
 use crate::error::AppError;
@@ -139,6 +139,29 @@ async fn begin(
 
 fn see_other(location: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, location.to_owned())]).into_response()
+}
+
+/// Whom a client link comes from, as the client sees it: the owner's organisation name (their
+/// login email when they set none) and, with `token`, the address of their logo.
+struct Requester {
+    name: String,
+    logo_url: Option<String>,
+}
+
+async fn requester(
+    state: &AppState,
+    link: &ConnectLink,
+    token: Option<&str>,
+) -> Result<Requester, AppError> {
+    let org = crate::db::organisations::get(&state.db, link.owner_id).await?;
+    let name = match org.name {
+        Some(name) => name,
+        None => users::get(&state.db, link.owner_id).await?.email,
+    };
+    let logo_url = token
+        .zip(org.logo_version)
+        .map(|(token, v)| format!("/l/{token}/logo?v={v}"));
+    Ok(Requester { name, logo_url })
 }
 
 #[derive(Template)]

@@ -230,6 +230,7 @@ pub async fn pick_pages(
             stored_choice.fb_user_id.clone(),
             expect.as_ref(),
             flow.actor(),
+            flow.client(),
         )
         .await
         {

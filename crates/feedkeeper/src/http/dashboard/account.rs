@@ -1,16 +1,20 @@
-//! The account page: who you are, and changing your password.
+//! The account page: who you are, the organisation your clients see, and changing your password.
 //!
 //! A password change needs the current password (checked under the log-in rate limit, so a
-//! borrowed session cannot be used to guess it) and ends every other session of the user.
+//! borrowed session cannot be used to guess it) and ends every other session of the user. The
+//! organisation's name and logo are shown on client-link pages instead of the login email; the
+//! logo is stored by us and served from `/account/logo` and `/l/{link}/logo`.
 
 use askama::Template;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Multipart, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
 use crate::accounts::rate_limit::{self, ClientAddress, Subjects};
-use crate::accounts::{CurrentUser, Email, Page, password, session};
+use crate::accounts::{CurrentUser, Email, Page, organisation, password, session};
+use crate::db::organisations::{self, Logo};
 use crate::db::users;
 use crate::error::AppError;
 use crate::error::invalid_form;
@@ -23,7 +27,14 @@ struct AccountPage {
     page: Page,
     email: String,
     member_since: String,
+    /// A problem with the password form.
     error: Option<String>,
+    /// The organisation name as stored, or as typed when the form was refused.
+    organisation_name: String,
+    /// The logo's versioned address, when there is one.
+    logo_url: Option<String>,
+    /// A problem with the organisation form.
+    organisation_error: Option<String>,
 }
 
 /// The password form (fields default to empty: a missing `csrf` is a 403, not a parse error).
@@ -51,11 +62,15 @@ async fn account_page(
     error: Option<String>,
 ) -> Result<AccountPage, AppError> {
     let stored = users::get(&state.db, user.id).await?;
+    let org = organisations::get(&state.db, user.id).await?;
     Ok(AccountPage {
         page: Page::for_user(user, "Account"),
         email: stored.email,
         member_since: date(stored.created_at),
         error,
+        organisation_name: org.name.unwrap_or_default(),
+        logo_url: org.logo_version.map(|v| format!("/account/logo?v={v}")),
+        organisation_error: None,
     })
 }
 
@@ -113,4 +128,101 @@ pub async fn change_password(
     )
     .await?;
     Ok(Redirect::to("/account").into_response())
+}
+
+/// What the organisation form sent.
+#[derive(Default)]
+struct OrganisationForm {
+    csrf: String,
+    name: String,
+    /// The uploaded file; empty when none was chosen.
+    logo: Vec<u8>,
+    remove_logo: bool,
+}
+
+impl OrganisationForm {
+    /// Reads the multipart body; a body that is not a well-formed form is a 400 with a message.
+    async fn read(mut multipart: Multipart) -> Result<OrganisationForm, AppError> {
+        let broken = |e: axum::extract::multipart::MultipartError| {
+            AppError::BadRequest(format!("The form could not be read: {}", e.body_text()))
+        };
+        let mut form = OrganisationForm::default();
+        while let Some(field) = multipart.next_field().await.map_err(broken)? {
+            match field.name().unwrap_or_default() {
+                "csrf" => form.csrf = field.text().await.map_err(broken)?,
+                "organisation_name" => form.name = field.text().await.map_err(broken)?,
+                "remove_logo" => form.remove_logo = !field.text().await.map_err(broken)?.is_empty(),
+                "logo" => form.logo = field.bytes().await.map_err(broken)?.to_vec(),
+                // Unknown fields are ignored, like `Form` does.
+                _ => {}
+            }
+        }
+        Ok(form)
+    }
+}
+
+/// `POST /account/organisation` (multipart): the name and, optionally, a new logo or removing
+/// it. Checked in full before anything is stored, and stored in one transaction.
+pub async fn save_organisation(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    multipart: Multipart,
+) -> Result<Response, AppError> {
+    let form = OrganisationForm::read(multipart).await?;
+    user.verify_csrf(&form.csrf)?;
+    let name = organisation::parse_name(&form.name);
+    let logo_type = if form.logo.is_empty() {
+        Ok(None)
+    } else {
+        organisation::logo_type(&form.logo).map(Some)
+    };
+    let (name, logo_type) = match (name, logo_type) {
+        (Ok(name), Ok(logo_type)) => (name, logo_type),
+        (name, logo_type) => {
+            let problems: Vec<&str> = [name.err(), logo_type.err()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut page = account_page(&state, &user, None).await?;
+            page.organisation_name = form.name.trim().to_owned();
+            page.organisation_error = Some(problems.join(" "));
+            return Err(invalid_form(&page));
+        }
+    };
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    organisations::set_name(&mut tx, user.id, name.as_deref(), now).await?;
+    if let Some(content_type) = logo_type {
+        organisations::set_logo(&mut tx, user.id, content_type, &form.logo, now).await?;
+    } else if form.remove_logo {
+        organisations::remove_logo(&mut tx, user.id).await?;
+    }
+    tx.commit().await?;
+    user.flash(
+        &state,
+        "Saved. Your clients see this on the pages of the links you send them.",
+    )
+    .await?;
+    Ok(Redirect::to("/account").into_response())
+}
+
+/// A stored logo as a response. The address carries the logo's version, so it may be kept for
+/// long; `private`, since it belongs to one customer and shared caches need not hold it.
+pub fn logo_response(logo: Logo) -> Response {
+    (
+        [
+            (CONTENT_TYPE, logo.content_type),
+            (CACHE_CONTROL, "private, max-age=86400".to_owned()),
+        ],
+        logo.bytes,
+    )
+        .into_response()
+}
+
+/// `GET /account/logo`: the logged-in user's logo.
+pub async fn logo(State(state): State<AppState>, user: CurrentUser) -> Result<Response, AppError> {
+    let logo = organisations::logo(&state.db, user.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(logo_response(logo))
 }

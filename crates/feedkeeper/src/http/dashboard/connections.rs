@@ -55,6 +55,9 @@ pub struct ConnectionView {
     pub incident: Option<String>,
     /// Whether a login is stored (a check is possible).
     pub has_token: bool,
+    /// Made through a client link: the link's label, and the client's email if the link named one.
+    pub client_label: Option<String>,
+    pub client_email: Option<String>,
 }
 
 impl ConnectionView {
@@ -166,6 +169,8 @@ impl ConnectionView {
                 )
             }),
             has_token: c.token_sealed.is_some(),
+            client_label: c.client_label.clone(),
+            client_email: c.client_email.clone(),
         }
     }
 }
