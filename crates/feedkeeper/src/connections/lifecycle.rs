@@ -342,7 +342,12 @@ pub async fn apply_in(
                 detail: detail.as_deref(),
                 meta_code: code,
                 meta_subcode: subcode,
-                actor: actor.as_str(),
+                // What Meta refused (or failed to answer) is Meta's doing, whoever's check
+                // found it; the `check_requested` row before it names who asked.
+                actor: match outcome {
+                    Outcome::Failed(_) => Actor::Meta.as_str(),
+                    _ => actor.as_str(),
+                },
             },
         )
         .await?;

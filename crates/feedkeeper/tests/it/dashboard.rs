@@ -337,8 +337,14 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
         "{body}"
     );
     assert!(body.contains("Needs reconnecting: the password was changed on Instagram (or Meta"));
-    assert!(body.contains("Open incident: Needs reconnecting"));
-    assert!(body.contains("Last error"));
+    assert!(body.contains("Open incident: Waiting for a reconnect since"));
+    // Said once: the status line has the reason; Meta's own words for it are not repeated.
+    assert!(!body.contains("Last error"), "{body}");
+    // The menu counts connections that need someone to act.
+    assert!(
+        body.contains("Connections <span class=\"count\">1<span class=\"visually-hidden\"> need reconnecting"),
+        "{body}"
+    );
     let now = stored::get(&app.state.db, c.id).await.unwrap();
     assert_eq!(now.status(), Status::NeedsReconnect);
     assert!(
@@ -367,7 +373,30 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
         "no internal notation: {body}"
     );
     assert!(body.contains("Login renewed") && body.contains("Connected"));
-    assert!(body.contains("You"), "the actor");
+    // Meta changed the password's consequences, not the person who pressed the button: the
+    // status change is Meta's, the check was theirs.
+    let summary = &body[..body.find("<h2>Incidents</h2>").unwrap()];
+    assert_eq!(
+        summary.matches("the password was changed on Instagram").count(),
+        1,
+        "the reason once at the top: {summary}"
+    );
+    let row_of = |marker: &str| {
+        let at = body.find(marker).unwrap();
+        let end = at + body[at..].find("</tr>").unwrap();
+        body[at..end].to_owned()
+    };
+    let change_row = row_of("Active → Needs reconnecting");
+    assert!(change_row.contains("<td data-label=\"By\">Meta</td>"), "{change_row}");
+    assert!(
+        change_row.contains("For support") && change_row.contains("Meta error 190 / 460: "),
+        "Meta's message goes with its code: {change_row}"
+    );
+    assert!(
+        row_of("<td data-label=\"Event\">Check requested</td>")
+            .contains("<td data-label=\"By\">You</td>"),
+        "the check was the user's"
+    );
     let status_change = body.find("Active → Needs reconnecting").unwrap();
     let renewal = body.find("Login renewed").unwrap();
     let connected = body

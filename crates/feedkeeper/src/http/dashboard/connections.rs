@@ -115,7 +115,8 @@ impl ConnectionView {
         };
         facts.push(("Last checked", last_checked));
         facts.push(("Last synced", when(c.last_sync_at)));
-        if c.status() != Status::Active
+        // Needs-reconnect says why in its status line; Meta's own words would repeat it.
+        if c.status() == Status::Degraded
             && let Some(error) = &c.last_error
         {
             let at = c
@@ -161,12 +162,10 @@ impl ConnectionView {
             status,
             notes,
             facts,
-            incident: open.map(|i| {
-                format!(
-                    "{}, since {}",
-                    incident_kind_words(&i.kind),
-                    format_utc(i.opened_at)
-                )
+            incident: open.map(|i| match i.kind.as_str() {
+                // The status line already says it needs reconnecting, and why.
+                "reconnect_needed" => format!("Waiting for a reconnect since {}", format_utc(i.opened_at)),
+                kind => format!("{}, since {}", incident_kind_words(kind), format_utc(i.opened_at)),
             }),
             has_token: c.token_sealed.is_some(),
             client_label: c.client_label.clone(),
@@ -324,6 +323,8 @@ struct AuditView {
     /// "190 / 460".
     meta_code: Option<String>,
     detail: Option<String>,
+    /// Meta's message behind a status change, shown with its code under "For support".
+    meta_message: Option<String>,
     actor: String,
 }
 
@@ -344,7 +345,10 @@ impl From<&AuditEntry> for AuditView {
                 Some(sub) => format!("{code} / {sub}"),
                 None => code.to_string(),
             }),
-            detail: e.detail.clone(),
+            // A status change with a reason says it in plain words; Meta's own message for it
+            // goes with the code, for support.
+            detail: e.detail.clone().filter(|_| e.reason.is_none() || e.meta_code.is_none()),
+            meta_message: e.detail.clone().filter(|_| e.reason.is_some() && e.meta_code.is_some()),
             actor: actor_words(&e.actor),
         }
     }
