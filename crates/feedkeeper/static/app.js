@@ -1,7 +1,48 @@
-// feedkeeper dashboard: the little that needs a script. Copy buttons: a button with
-// data-copy="<id>" copies that field's text and says so; without the Clipboard API (or its
-// permission) it selects the text and uses the older copy command.
+// feedkeeper dashboard: the little that needs a script.
+// - Copy buttons: a button with data-copy="<id>" copies that field's text and says so; without
+//   the Clipboard API (or its permission) it selects the text and uses the older copy command.
+// - Times: the server writes every time as "2026-12-03 11:37 UTC" (right without a script);
+//   here each becomes a <time> in the viewer's own time zone, the UTC text kept as its title.
 "use strict";
+
+const UTC_TIME = /(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}) UTC/g;
+const SKIP = new Set(["SCRIPT", "STYLE", "TEXTAREA", "TIME", "INPUT", "OPTION"]);
+
+function localTimes(root) {
+  const format = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  });
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const found = [];
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement && !SKIP.has(node.parentElement.tagName) && node.nodeValue.includes(" UTC")) {
+      found.push(node);
+    }
+  }
+  for (const node of found) {
+    const text = node.nodeValue;
+    const parts = document.createDocumentFragment();
+    let last = 0;
+    for (const m of text.matchAll(UTC_TIME)) {
+      const when = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]));
+      if (Number.isNaN(when.getTime())) continue;
+      parts.append(text.slice(last, m.index));
+      const time = document.createElement("time");
+      time.dateTime = when.toISOString();
+      time.title = m[0];
+      time.textContent = format.format(when);
+      parts.append(time);
+      last = m.index + m[0].length;
+    }
+    if (last === 0) continue;
+    parts.append(text.slice(last));
+    node.replaceWith(parts);
+  }
+}
+
+localTimes(document.body);
 document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-copy]");
   if (!button) return;

@@ -342,7 +342,9 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
     assert!(!body.contains("Last error"), "{body}");
     // The menu counts connections that need someone to act.
     assert!(
-        body.contains("Connections <span class=\"count\">1<span class=\"visually-hidden\"> need reconnecting"),
+        body.contains(
+            "Connections <span class=\"count\">1<span class=\"visually-hidden\"> need reconnecting"
+        ),
         "{body}"
     );
     let now = stored::get(&app.state.db, c.id).await.unwrap();
@@ -377,7 +379,9 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
     // status change is Meta's, the check was theirs.
     let summary = &body[..body.find("<h2>Incidents</h2>").unwrap()];
     assert_eq!(
-        summary.matches("the password was changed on Instagram").count(),
+        summary
+            .matches("the password was changed on Instagram")
+            .count(),
         1,
         "the reason once at the top: {summary}"
     );
@@ -387,7 +391,10 @@ async fn refresh_now_tells_the_outcome_and_the_detail_page_shows_the_history() {
         body[at..end].to_owned()
     };
     let change_row = row_of("Active → Needs reconnecting");
-    assert!(change_row.contains("<td data-label=\"By\">Meta</td>"), "{change_row}");
+    assert!(
+        change_row.contains("<td data-label=\"By\">Meta</td>"),
+        "{change_row}"
+    );
     assert!(
         change_row.contains("For support") && change_row.contains("Meta error 190 / 460: "),
         "Meta's message goes with its code: {change_row}"

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use meta_sim::AccountKind;
+use meta_sim::{AccountEvent, AccountKind};
 
 use crate::helpers::TestApp;
 
@@ -265,6 +265,35 @@ impl Window {
         assert!(errors.is_empty(), "{where_}: console errors {errors:#?}");
     }
 
+    /// Signs up with the form (and is logged in after).
+    pub async fn sign_up(&mut self, app: &TestApp, email: &str) {
+        self.go(app.url("/signup").as_str(), "signup").await;
+        self.fill("#email", email).await;
+        self.fill("#password", "a long enough password").await;
+        self.fill("#password_confirm", "a long enough password")
+            .await;
+        self.click("form[action='/signup'] button[type=submit]", "signed-up")
+            .await;
+        assert_eq!(self.path().await, "/connections");
+    }
+
+    /// Makes the browser live in another time zone (Chrome DevTools, through chromedriver).
+    pub async fn set_time_zone(&self, zone: &str) {
+        let reply = reqwest::Client::new()
+            .post(format!(
+                "{}/session/{}/goog/cdp/execute",
+                self.driver_url, self.session
+            ))
+            .json(&serde_json::json!({
+                "cmd": "Emulation.setTimezoneOverride",
+                "params": {"timezoneId": zone},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success(), "{:?}", reply.text().await);
+    }
+
     /// Console messages at level SEVERE since the last call (chromedriver's log endpoint).
     async fn console_errors(&self) -> Vec<String> {
         let reply: serde_json::Value = reqwest::Client::new()
@@ -303,13 +332,7 @@ async fn browser_a_new_user_signs_up_connects_checks_and_disconnects() {
         app.instagram_account("bakery", AccountKind::Business, false);
         let mut w = Window::open(&driver, "new-user", width).await;
         w.go(app.url("/").as_str(), "start").await;
-        w.go(app.url("/signup").as_str(), "signup").await;
-        w.fill("#email", "owner@example.com").await;
-        w.fill("#password", "a long enough password").await;
-        w.fill("#password_confirm", "a long enough password").await;
-        w.click("form[action='/signup'] button[type=submit]", "signed-up")
-            .await;
-        assert_eq!(w.path().await, "/connections");
+        w.sign_up(&app, "owner@example.com").await;
         assert!(w.text().await.contains("No accounts connected yet"));
 
         // Instagram Login, on the simulator's pages.
@@ -389,15 +412,7 @@ async fn browser_a_client_link_is_made_copied_and_used_in_a_second_browser() {
         let app = TestApp::spawn().await;
         app.instagram_account("client_shop", AccountKind::Business, false);
         let mut agency = Window::open(&driver, "client-link-agency", width).await;
-        agency.go(app.url("/signup").as_str(), "signup").await;
-        agency.fill("#email", "agency@example.com").await;
-        agency.fill("#password", "a long enough password").await;
-        agency
-            .fill("#password_confirm", "a long enough password")
-            .await;
-        agency
-            .click("form[action='/signup'] button[type=submit]", "signed-up")
-            .await;
+        agency.sign_up(&app, "agency@example.com").await;
         agency.go(app.url("/links").as_str(), "links").await;
         agency.fill("#label", "Shop website").await;
         agency.fill("#client_email", "owner@shop.example").await;
@@ -463,5 +478,105 @@ async fn browser_a_client_link_is_made_copied_and_used_in_a_second_browser() {
             .await;
         assert!(agency.text().await.contains("@client_shop"));
         agency.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_a_business_connection_is_picked_from_pages_broken_and_reconnected() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    for width in WIDTHS {
+        let app = TestApp::spawn().await;
+        for (username, page) in [("harbor_cafe", "Harbor Cafe"), ("harbor_bar", "Harbor Bar")] {
+            app.sim
+                .create_account(meta_sim::NewAccount {
+                    username: username.into(),
+                    facebook_page: true,
+                    facebook_user: Some("harbor.owner".into()),
+                    page_name: Some(page.into()),
+                    posts: 1,
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        let mut w = Window::open(&driver, "facebook-pages", width).await;
+        // Someone in Tokyo: every time on the dashboard is theirs, not UTC.
+        w.set_time_zone("Asia/Tokyo").await;
+        w.sign_up(&app, "owner@example.com").await;
+
+        // Facebook Login on the simulator's pages, then the Page picker.
+        w.click(
+            "form[action='/connections/connect/facebook'] button",
+            "facebook-login",
+        )
+        .await;
+        w.fill("input[name=email]", "harbor.owner").await;
+        w.fill("input[name=pass]", "sim-password").await;
+        w.click("button[type=submit]", "facebook-consent").await;
+        w.click("button[value=allow]", "page-picker").await;
+        assert!(w.path().await.starts_with("/connect/facebook/pages/"));
+        let text = w.text().await;
+        assert!(
+            text.contains("@harbor_cafe") && text.contains("@harbor_bar"),
+            "{text}"
+        );
+        // Only the bar.
+        let cafe = w
+            .client
+            .find(Locator::XPath(
+                "//label[contains(., '@harbor_cafe')]//input[@type='checkbox']",
+            ))
+            .await
+            .unwrap();
+        cafe.click().await.unwrap();
+        w.click(
+            "form[action^='/connect/facebook/pages/'] button.primary",
+            "picked",
+        )
+        .await;
+        assert_eq!(w.path().await, "/connections");
+        let text = w.text().await;
+        assert!(
+            text.contains("@harbor_bar") && !text.contains("@harbor_cafe"),
+            "{text}"
+        );
+        assert!(text.contains("Business connection FB"), "{text}");
+        assert!(text.contains("GMT+9") && !text.contains(" UTC"), "{text}");
+
+        // The password changes on Facebook: Refresh finds out, the menu counts it, and
+        // Reconnect (Facebook Login again, the one Page it is for) brings it back.
+        app.sim
+            .apply_event("harbor_bar", AccountEvent::PasswordChanged)
+            .await
+            .unwrap();
+        app.advance(600);
+        w.click("form[action$='/refresh'] button", "refused").await;
+        let text = w.text().await;
+        assert!(text.contains("@harbor_bar needs reconnecting"), "{text}");
+        let count = w
+            .client
+            .find(Locator::Css(".nav .count"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(count.starts_with('1'), "{count:?}");
+        w.click("form[action$='/reconnect'] button", "reconnect-login")
+            .await;
+        w.fill("input[name=email]", "harbor.owner").await;
+        w.fill("input[name=pass]", "sim-password").await;
+        w.click("button[type=submit]", "reconnect-consent").await;
+        w.click("button[value=allow]", "reconnected").await;
+        assert_eq!(w.path().await, "/connections");
+        let text = w.text().await;
+        assert!(text.contains("Reconnected @harbor_bar"), "{text}");
+        assert!(!text.contains("needs reconnecting"), "{text}");
+        assert!(
+            w.client.find(Locator::Css(".nav .count")).await.is_err(),
+            "nothing left to act on"
+        );
+        w.close().await;
     }
 }

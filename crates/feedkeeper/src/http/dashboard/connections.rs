@@ -164,8 +164,14 @@ impl ConnectionView {
             facts,
             incident: open.map(|i| match i.kind.as_str() {
                 // The status line already says it needs reconnecting, and why.
-                "reconnect_needed" => format!("Waiting for a reconnect since {}", format_utc(i.opened_at)),
-                kind => format!("{}, since {}", incident_kind_words(kind), format_utc(i.opened_at)),
+                "reconnect_needed" => {
+                    format!("Waiting for a reconnect since {}", format_utc(i.opened_at))
+                }
+                kind => format!(
+                    "{}, since {}",
+                    incident_kind_words(kind),
+                    format_utc(i.opened_at)
+                ),
             }),
             has_token: c.token_sealed.is_some(),
             client_label: c.client_label.clone(),
@@ -347,8 +353,14 @@ impl From<&AuditEntry> for AuditView {
             }),
             // A status change with a reason says it in plain words; Meta's own message for it
             // goes with the code, for support.
-            detail: e.detail.clone().filter(|_| e.reason.is_none() || e.meta_code.is_none()),
-            meta_message: e.detail.clone().filter(|_| e.reason.is_some() && e.meta_code.is_some()),
+            detail: e
+                .detail
+                .clone()
+                .filter(|_| e.reason.is_none() || e.meta_code.is_none()),
+            meta_message: e
+                .detail
+                .clone()
+                .filter(|_| e.reason.is_some() && e.meta_code.is_some()),
             actor: actor_words(&e.actor),
         }
     }
