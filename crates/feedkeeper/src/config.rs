@@ -29,7 +29,43 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub lifecycle: LifecycleConfig,
     pub workers: WorkersConfig,
+    pub sync: SyncConfig,
     pub log: LogConfig,
+}
+
+/// How the sync worker keeps each account's posts fresh (see `feeds::sync`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// A connection that a widget shows is synced this often.
+    pub widget_interval_secs: u64,
+    /// Other connections are synced this often.
+    pub interval_secs: u64,
+    /// The newest posts kept per account (what widgets can show at most).
+    pub max_posts: u64,
+    /// Posts asked for per call to Meta (Meta's maximum is 100).
+    pub page_size: u64,
+    /// Instagram's image URLs stop working at their `oe` expiry: sync again this long before.
+    pub url_renew_margin_secs: u64,
+    /// When Meta's usage headers report this percentage of the allowance used (or more), syncs
+    /// slow down (four times the interval) so Meta never has to throttle us.
+    pub slow_down_at_percent: u64,
+    /// Syncs in flight at once on this node.
+    pub concurrency: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            widget_interval_secs: 600,
+            interval_secs: 3600,
+            max_posts: 50,
+            page_size: 50,
+            url_renew_margin_secs: 6 * 3600,
+            slow_down_at_percent: 75,
+            concurrency: 4,
+        }
+    }
 }
 
 /// How this node runs background jobs (see `jobs::runner`).
@@ -480,6 +516,29 @@ impl Config {
                 1..=256,
             ),
             ("workers.max_attempts", self.workers.max_attempts, 1..=1000),
+            (
+                "sync.widget_interval_secs",
+                self.sync.widget_interval_secs,
+                60..=86_400,
+            ),
+            (
+                "sync.interval_secs",
+                self.sync.interval_secs,
+                60..=7 * 86_400,
+            ),
+            ("sync.max_posts", self.sync.max_posts, 1..=500),
+            ("sync.page_size", self.sync.page_size, 1..=100),
+            (
+                "sync.url_renew_margin_secs",
+                self.sync.url_renew_margin_secs,
+                600..=2 * 86_400,
+            ),
+            (
+                "sync.slow_down_at_percent",
+                self.sync.slow_down_at_percent,
+                1..=100,
+            ),
+            ("sync.concurrency", self.sync.concurrency, 1..=256),
         ] {
             if !range.contains(&value) {
                 return Err(invalid(

@@ -25,6 +25,7 @@ pub mod db;
 pub mod doctor;
 pub mod error;
 pub mod failpoint;
+pub mod feeds;
 pub mod http;
 pub mod ids;
 pub mod jobs;

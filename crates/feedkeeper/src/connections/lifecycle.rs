@@ -59,7 +59,7 @@ pub async fn check(state: &AppState, c: &Connection, now: i64) -> Outcome {
                 renewed_elsewhere = true;
                 state
                     .meta
-                    .instagram_profile(&token)
+                    .instagram_probe(&token)
                     .await
                     .map(|_| (None, None))
             }
@@ -67,7 +67,7 @@ pub async fn check(state: &AppState, c: &Connection, now: i64) -> Outcome {
         },
         (_, LoginKind::Instagram) => state
             .meta
-            .instagram_profile(&token)
+            .instagram_probe(&token)
             .await
             .map(|_| (None, None)),
         (_, LoginKind::Facebook) => match state.meta.debug_token(&token).await {

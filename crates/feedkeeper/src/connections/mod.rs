@@ -141,6 +141,8 @@ pub async fn connect_facebook_page(
 pub const LIFECYCLE_JOB: &str = "lifecycle";
 /// The job kind that deletes a deauthorized connection's data after the grace period.
 pub const PURGE_JOB: &str = "purge";
+/// The job kind that fetches a connection's profile and posts (`feeds::sync`).
+pub const SYNC_JOB: &str = "sync";
 
 /// Associated data binding a sealed token to its connection row.
 pub fn token_context(id: ConnectionId) -> String {
@@ -272,6 +274,8 @@ pub async fn connect(
         .next_due(&connected, now, rand::random())
         .unwrap_or(now);
     jobs::schedule(&mut tx, LIFECYCLE_JOB, &subject, first_check, now).await?;
+    // Posts at once: a new (or renewed) login should show its feed without waiting.
+    jobs::schedule(&mut tx, SYNC_JOB, &subject, now, now).await?;
     tx.commit().await?;
     Ok(connected)
 }
@@ -344,7 +348,9 @@ pub async fn purge_if_due(
         return Ok(Some(due));
     }
     connections::purge_data(&mut tx, id, now).await?;
+    crate::db::posts::delete_all(&mut tx, id).await?;
     jobs::cancel(&mut tx, LIFECYCLE_JOB, &id.to_string()).await?;
+    jobs::cancel(&mut tx, SYNC_JOB, &id.to_string()).await?;
     audit::record(
         &mut tx,
         id,

@@ -551,6 +551,21 @@ pub async fn purge_data(
     Ok(())
 }
 
+/// Records a sync: when, and the account's current username and name (an account renamed on
+/// Instagram shows its new name). Not a token or health write: the version stays.
+pub async fn mark_synced(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    username: &str,
+    display_name: Option<&str>,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE connections SET last_sync_at = $1, username = $2,
+        display_name = $3, updated_at = $1 WHERE id = $4";
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(username).bind(display_name).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
 /// Removes the connection and everything hanging off it (audit log, incidents).
 pub async fn delete(db: impl Into<Ex<'_>>, id: ConnectionId) -> Result<bool, DbError> {
     const SQL: &str = "DELETE FROM connections WHERE id = $1";

@@ -100,6 +100,21 @@ pub async fn ensure(
     Ok(())
 }
 
+/// Makes a `kind` job, due `now`, for every connection holding a token that has none (connections
+/// from before that kind existed). Returns how many were made.
+pub async fn ensure_for_connections(
+    db: impl Into<Ex<'_>>,
+    kind: &str,
+    now: UnixSeconds,
+) -> Result<u64, DbError> {
+    const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at)
+        SELECT $1, CAST(c.id AS TEXT), $2, $2 FROM connections c
+        WHERE c.token_sealed IS NOT NULL
+        ON CONFLICT (kind, subject) DO NOTHING";
+    let n = on_pool!(db, conn => sqlx::query(SQL).bind(kind).bind(now).execute(conn).await.map(|r| r.rows_affected()))?;
+    Ok(n)
+}
+
 /// Claims up to `limit` due jobs of `kind` for `owner`, leased until `now_ms + lease_ms` (wall
 /// clock). Dead jobs and jobs under a live lease are skipped.
 #[allow(clippy::too_many_arguments)]

@@ -16,6 +16,7 @@ pub mod operator_problems;
 pub mod organisations;
 pub mod page_choices;
 pub mod password_resets;
+pub mod posts;
 pub mod processed_callbacks;
 pub mod sessions;
 pub mod users;
@@ -45,6 +46,16 @@ pub enum Db {
 pub enum Ex<'a> {
     Pool(&'a Db),
     Tx(&'a mut Tx),
+}
+
+impl Ex<'_> {
+    /// The same executor again, for several statements in a row on one `Ex`.
+    pub fn reborrow(&mut self) -> Ex<'_> {
+        match self {
+            Ex::Pool(db) => Ex::Pool(db),
+            Ex::Tx(tx) => Ex::Tx(tx),
+        }
+    }
 }
 
 impl<'a> From<&'a Db> for Ex<'a> {

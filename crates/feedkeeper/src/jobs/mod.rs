@@ -6,6 +6,7 @@
 pub mod lifecycle;
 pub mod maintenance;
 pub mod runner;
+pub mod sync;
 
 use tokio::sync::watch;
 
@@ -31,6 +32,14 @@ pub async fn spawn(
     {
         tracing::error!(error = %e, "could not schedule the maintenance job");
     }
+    // Connections made before posts were synced get their first sync now.
+    match crate::db::jobs::ensure_for_connections(&state.db, crate::connections::SYNC_JOB, now)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(connections = n, "scheduled a first sync"),
+        Err(e) => tracing::error!(error = %e, "could not schedule syncs"),
+    }
     let settings = RunnerSettings::from_state(&state, node);
     let workers = vec![
         runner::spawn(
@@ -45,7 +54,13 @@ pub async fn spawn(
             settings.clone(),
             shutdown.clone(),
         ),
-        runner::spawn(state, lifecycle::PurgeWork, settings, shutdown),
+        runner::spawn(
+            state.clone(),
+            lifecycle::PurgeWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(state, sync::SyncWork, settings, shutdown),
     ];
     tokio::spawn(async move {
         let mut reports = Vec::new();
@@ -65,6 +80,7 @@ pub struct PassReport {
     pub lifecycle: Report,
     pub purge: Report,
     pub maintenance: Report,
+    pub sync: Report,
 }
 
 /// Runs every job that is due now, kind by kind, on this node, and returns when none is left:
@@ -85,9 +101,12 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
         &settings,
     )
     .await?;
+    // After the lifecycle: a connection found broken is not synced in the same pass.
+    let sync = runner::run_due(state, &std::sync::Arc::new(sync::SyncWork), &settings).await?;
     Ok(PassReport {
         lifecycle,
         purge,
         maintenance,
+        sync,
     })
 }

@@ -134,6 +134,19 @@ impl MetaClient {
         self.send_json(ENDPOINT, request).await
     }
 
+    /// Whether an Instagram Login token still works: `/me` with the ids and the username only
+    /// (cheaper than the profile, and told apart from a sync's calls in Meta's logs).
+    pub async fn instagram_probe(&self, token: &AccessToken) -> Result<Profile, MetaError> {
+        const ENDPOINT: &str = "graph.instagram.com /me";
+        check_family(ENDPOINT, token, TokenFamily::Instagram)?;
+        let url = self.graph_url(TokenFamily::Instagram, &["me"]);
+        let request = self.http.get(url).query(&[
+            ("fields", "id,user_id,username"),
+            ("access_token", token.expose()),
+        ]);
+        self.send_json(ENDPOINT, request).await
+    }
+
     /// The profile of an Instagram professional account reached through a Facebook Page token.
     pub async fn facebook_instagram_profile(
         &self,
@@ -157,15 +170,31 @@ impl MetaClient {
         ig_user_id: &str,
         limit: u32,
     ) -> Result<MediaPage, MetaError> {
+        self.media_page_from(token, ig_user_id, limit, None).await
+    }
+
+    /// The page of an account's media after Meta's cursor `after` (from an earlier page's
+    /// [`MediaPage::after_cursor`]), or the first page without one.
+    pub async fn media_page_from(
+        &self,
+        token: &AccessToken,
+        ig_user_id: &str,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<MediaPage, MetaError> {
         const ENDPOINT: &str = "graph /{ig-user-id}/media";
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[ig_user_id, "media"]);
         let limit = limit.clamp(1, MAX_PAGE_SIZE).to_string();
-        let request = self.http.get(url).query(&[
+        let mut query = vec![
             ("fields", MEDIA_FIELDS),
             ("limit", limit.as_str()),
             ("access_token", token.expose()),
-        ]);
+        ];
+        if let Some(after) = after {
+            query.push(("after", after));
+        }
+        let request = self.http.get(url).query(&query);
         self.read_media_page(ENDPOINT, family, request).await
     }
 

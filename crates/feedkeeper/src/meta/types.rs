@@ -195,6 +195,18 @@ pub struct MediaPage {
     pub next: Option<url::Url>,
 }
 
+impl MediaPage {
+    /// Meta's `after` cursor inside `next`: where the following page starts. Stored to resume an
+    /// interrupted sync (the cursor alone, never the URL, which embeds the token).
+    pub fn after_cursor(&self) -> Option<String> {
+        self.next.as_ref().and_then(|next| {
+            next.query_pairs()
+                .find(|(k, _)| k == "after")
+                .map(|(_, v)| v.into_owned())
+        })
+    }
+}
+
 /// What `debug_token` says about a token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenInfo {

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use feedkeeper::clock::Clock;
-use feedkeeper::connections::LIFECYCLE_JOB;
+use feedkeeper::connections::{LIFECYCLE_JOB, SYNC_JOB};
 use feedkeeper::db::connections::Status;
 use feedkeeper::db::jobs;
 use meta_sim::AccountEvent;
@@ -143,12 +143,33 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
     drop(steady);
     w.sim.set_latency(Duration::ZERO);
 
-    // No account was ever checked by two calls at once.
+    // No account was ever checked by two calls at once, nor synced by two syncs at once (a
+    // check and a sync of one account may overlap: syncs only read).
+    let is_sync = |r: &meta_sim::RequestRecord| {
+        r.path.ends_with("/media") || r.query.contains("followers_count")
+    };
+    let syncs: Vec<_> = w
+        .sim
+        .requests(None)
+        .into_iter()
+        .filter(|r| r.path.ends_with("/media") && r.account.is_some())
+        .collect();
+    assert!(!syncs.is_empty(), "the nodes synced");
+    for (i, a) in syncs.iter().enumerate() {
+        for b in &syncs[i + 1..] {
+            let overlap = a.started_at_ms < b.ended_at_ms && b.started_at_ms < a.ended_at_ms;
+            assert!(
+                a.account != b.account || !overlap,
+                "@{} was synced twice at once: {a:?} and {b:?}",
+                a.account.as_deref().unwrap_or("?")
+            );
+        }
+    }
     let checks: Vec<_> = w
         .sim
         .requests(None)
         .into_iter()
-        .filter(|r| r.host.contains("graph") && r.account.is_some())
+        .filter(|r| r.host.contains("graph") && r.account.is_some() && !is_sync(r))
         .filter(|r| {
             let name = r.account.as_deref().unwrap();
             !own_calls.get(name).is_some_and(|windows| {
@@ -196,6 +217,10 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
             "@{name}: stuck lease {job:?}"
         );
         assert!(job.due_at > Clock::System.now() - 5, "@{name}: {job:?}");
+        let sync = jobs::get(&w.state.db, SYNC_JOB, &c.id.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("@{name} lost its sync job: {e}"));
+        assert!(sync.dead_at.is_none(), "@{name}: dead sync job {sync:?}");
     }
     assert!(kills >= chaos_secs() / 8, "only {kills} kills");
     assert!(!reconnected.is_empty());

@@ -20,4 +20,5 @@ mod races;
 mod runner;
 mod sim_login;
 mod store;
+mod sync;
 mod web;

@@ -1,0 +1,260 @@
+//! Feeds: what each connected account shows, kept fresh by the sync worker.
+//!
+//! A feed is the account's profile and its newest posts as stored by [`sync`], plus a version
+//! that moves only when something a widget shows changed (so a sync that finds nothing new costs
+//! widgets nothing). This module turns Meta's answers into stored rows: every CDN URL is checked
+//! against the allow-list (`meta.cdn_hosts`) and its expiry read, and every field Meta may omit
+//! stays optional. Widgets read feeds; they never call Meta.
+
+pub mod sync;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::clock::UnixSeconds;
+use crate::config::{Config, HostPattern};
+use crate::db::posts::{ChildRow, PostRow, ProfileRow};
+use crate::meta::cdn;
+use crate::meta::types::{Media, MediaType, Profile};
+
+/// The CDN hosts images may come from, parsed (the config was validated at start).
+pub fn cdn_patterns(config: &Config) -> Vec<HostPattern> {
+    config
+        .meta
+        .cdn_hosts
+        .iter()
+        .filter_map(|p| HostPattern::parse(p).ok())
+        .collect()
+}
+
+/// A CDN URL we are willing to put in a widget, with its expiry; `None` for anything else (a
+/// host off the allow-list, plain http off this machine, garbage).
+fn checked_url(raw: Option<&str>, allowed: &[HostPattern]) -> (Option<String>, Option<i64>) {
+    match raw.map(|r| cdn::parse(r, allowed)) {
+        Some(Ok(url)) => (Some(url.url.to_string()), url.expires_at),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "an image URL from Meta was refused");
+            (None, None)
+        }
+        None => (None, None),
+    }
+}
+
+fn type_name(t: Option<&MediaType>) -> String {
+    match t {
+        Some(MediaType::Image) | None => "IMAGE".to_owned(),
+        Some(MediaType::Video) => "VIDEO".to_owned(),
+        Some(MediaType::CarouselAlbum) => "CAROUSEL_ALBUM".to_owned(),
+        Some(MediaType::Other(other)) => other.clone(),
+    }
+}
+
+fn earliest(times: impl IntoIterator<Item = Option<i64>>) -> Option<i64> {
+    times.into_iter().flatten().min()
+}
+
+/// The profile as stored; `fallback_username` when Meta left the username out.
+pub fn profile_row(p: &Profile, fallback_username: &str, allowed: &[HostPattern]) -> ProfileRow {
+    let (picture_url, _) = checked_url(p.profile_picture_url.as_deref(), allowed);
+    ProfileRow {
+        username: p
+            .username
+            .clone()
+            .unwrap_or_else(|| fallback_username.to_owned()),
+        name: p.name.clone().filter(|n| !n.trim().is_empty()),
+        biography: p.biography.clone().filter(|b| !b.trim().is_empty()),
+        website: p.website.clone().filter(|w| !w.trim().is_empty()),
+        picture_url,
+        followers_count: p.followers_count,
+        follows_count: p.follows_count,
+        media_count: p.media_count,
+    }
+}
+
+/// When the profile picture's URL expires.
+pub fn profile_picture_expiry(p: &Profile, allowed: &[HostPattern]) -> Option<i64> {
+    checked_url(p.profile_picture_url.as_deref(), allowed).1
+}
+
+/// One post as stored. A post without a time is placed at `now` (Meta sends one whenever it is
+/// asked for; this only keeps an odd answer from failing the sync).
+pub fn post_row(m: &Media, allowed: &[HostPattern], now: UnixSeconds) -> PostRow {
+    let (media_url, media_expiry) = checked_url(m.media_url.as_deref(), allowed);
+    let (thumbnail_url, thumbnail_expiry) = checked_url(m.thumbnail_url.as_deref(), allowed);
+    let mut expiries = vec![media_expiry, thumbnail_expiry];
+    let children = m
+        .children
+        .iter()
+        .map(|child| {
+            let (media_url, a) = checked_url(child.media_url.as_deref(), allowed);
+            let (thumbnail_url, b) = checked_url(child.thumbnail_url.as_deref(), allowed);
+            expiries.extend([a, b]);
+            ChildRow {
+                id: child.id.clone(),
+                media_type: type_name(child.media_type.as_ref()),
+                media_url,
+                thumbnail_url,
+                alt_text: child.alt_text.clone().filter(|t| !t.trim().is_empty()),
+            }
+        })
+        .collect();
+    PostRow {
+        media_id: m.id.clone(),
+        posted_at: m.timestamp.unwrap_or(now),
+        media_type: type_name(m.media_type.as_ref()),
+        product_type: m.media_product_type.clone(),
+        caption: m.caption.clone().filter(|c| !c.trim().is_empty()),
+        permalink: m.permalink.clone().filter(|p| is_instagram_link(p)),
+        shortcode: m.shortcode.clone(),
+        media_url,
+        thumbnail_url,
+        alt_text: m.alt_text.clone().filter(|t| !t.trim().is_empty()),
+        like_count: m.like_count,
+        comments_count: m.comments_count,
+        children,
+        urls_expire_at: earliest(expiries),
+    }
+}
+
+/// Permalinks end up as links on other people's sites: only Instagram's own https pages.
+fn is_instagram_link(raw: &str) -> bool {
+    url::Url::parse(raw).is_ok_and(|u| {
+        u.scheme() == "https"
+            && u.host_str().is_some_and(|h| {
+                h.eq_ignore_ascii_case("www.instagram.com")
+                    || h.eq_ignore_ascii_case("instagram.com")
+            })
+    })
+}
+
+/// The still image a widget shows for a post: the image, a video's poster, or the first child's.
+/// `None` when Meta withheld every URL (a reel with licensed music and no cover): such posts are
+/// kept but not shown.
+pub fn display_image(p: &PostRow) -> Option<&str> {
+    match p.media_type.as_str() {
+        "VIDEO" => p.thumbnail_url.as_deref(),
+        "CAROUSEL_ALBUM" => p
+            .children
+            .iter()
+            .find_map(|c| match c.media_type.as_str() {
+                "VIDEO" => c.thumbnail_url.as_deref(),
+                _ => c.media_url.as_deref(),
+            })
+            .or(p.media_url.as_deref()),
+        _ => p.media_url.as_deref().or(p.thumbnail_url.as_deref()),
+    }
+}
+
+/// A fingerprint of the feed as shown: equal feeds hash equal, whatever order the rows were
+/// stored in (`posts` come newest first).
+pub fn content_hash(profile: &ProfileRow, posts: &[PostRow]) -> String {
+    let mut hasher = Sha256::new();
+    // Serializing plain rows cannot fail; an empty string would only mean "changed".
+    hasher.update(serde_json::to_vec(profile).unwrap_or_default());
+    for post in posts {
+        hasher.update(b"\n");
+        hasher.update(serde_json::to_vec(post).unwrap_or_default());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The earliest URL expiry among the posts and the profile picture.
+pub fn urls_expire_at(posts: &[PostRow], picture_expiry: Option<i64>) -> Option<i64> {
+    earliest(
+        posts
+            .iter()
+            .map(|p| p.urls_expire_at)
+            .chain(std::iter::once(picture_expiry)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> Vec<HostPattern> {
+        vec![HostPattern::parse("*.cdninstagram.com").unwrap()]
+    }
+
+    fn media(json: serde_json::Value) -> Media {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn urls_off_the_allow_list_or_not_https_are_dropped() {
+        let m = media(serde_json::json!({
+            "id": "1", "media_type": "IMAGE",
+            "media_url": "https://evil.example/x.jpg",
+            "permalink": "javascript:alert(1)",
+            "timestamp": "2026-01-02T03:04:05+0000",
+        }));
+        let row = post_row(&m, &allowed(), 0);
+        assert_eq!(row.media_url, None);
+        assert_eq!(row.permalink, None);
+        assert_eq!(display_image(&row), None);
+        let m = media(serde_json::json!({
+            "id": "2", "media_type": "IMAGE",
+            "media_url": "https://scontent-iad3-1.cdninstagram.com/v/a.jpg?oe=650CEAF2&oh=00_x",
+            "permalink": "https://www.instagram.com/p/abc/",
+        }));
+        let row = post_row(&m, &allowed(), 99);
+        assert_eq!(row.urls_expire_at, Some(0x650C_EAF2));
+        assert_eq!(row.posted_at, 99, "a post without a time is placed now");
+        assert!(display_image(&row).is_some());
+        assert!(row.permalink.is_some());
+    }
+
+    #[test]
+    fn videos_show_their_poster_and_carousels_their_first_child() {
+        let cdn = "https://scontent.cdninstagram.com/v/";
+        let reel = media(serde_json::json!({
+            "id": "3", "media_type": "VIDEO", "media_product_type": "REELS",
+            "media_url": format!("{cdn}v.mp4?oe=10"), "thumbnail_url": format!("{cdn}t.jpg?oe=20"),
+        }));
+        let row = post_row(&reel, &allowed(), 0);
+        assert_eq!(
+            display_image(&row),
+            Some(format!("{cdn}t.jpg?oe=20").as_str())
+        );
+        assert_eq!(row.urls_expire_at, Some(0x10));
+        let album = media(serde_json::json!({
+            "id": "4", "media_type": "CAROUSEL_ALBUM",
+            "children": {"data": [
+                {"id": "5", "media_type": "VIDEO", "thumbnail_url": format!("{cdn}c.jpg?oe=30")},
+                {"id": "6", "media_type": "IMAGE", "media_url": format!("{cdn}d.jpg?oe=5")},
+            ]},
+        }));
+        let row = post_row(&album, &allowed(), 0);
+        assert_eq!(
+            display_image(&row),
+            Some(format!("{cdn}c.jpg?oe=30").as_str())
+        );
+        assert_eq!(row.urls_expire_at, Some(5));
+        // A copyrighted reel: nothing to show, kept without failing.
+        let withheld = media(serde_json::json!({"id": "7", "media_type": "VIDEO"}));
+        assert_eq!(display_image(&post_row(&withheld, &allowed(), 0)), None);
+        // A type Meta adds tomorrow is kept as it is called.
+        let odd = media(serde_json::json!({"id": "8", "media_type": "HOLOGRAM"}));
+        assert_eq!(post_row(&odd, &allowed(), 0).media_type, "HOLOGRAM");
+    }
+
+    #[test]
+    fn the_hash_changes_with_what_is_shown_only() {
+        let profile = ProfileRow {
+            username: "shop".into(),
+            ..Default::default()
+        };
+        let post = PostRow {
+            media_id: "1".into(),
+            caption: Some("hello".into()),
+            ..Default::default()
+        };
+        let a = content_hash(&profile, std::slice::from_ref(&post));
+        assert_eq!(a, content_hash(&profile, std::slice::from_ref(&post)));
+        let edited = PostRow {
+            caption: Some("hello!".into()),
+            ..post.clone()
+        };
+        assert_ne!(a, content_hash(&profile, &[edited]));
+        assert_ne!(a, content_hash(&profile, &[]));
+    }
+}

@@ -1,0 +1,399 @@
+//! One sync of one connection: fetch its profile and newest posts from Meta, store them, and
+//! move the feed's version only if something shown changed.
+//!
+//! - Pages: `paging.next` is followed until the feed holds `sync.max_posts`. When a later page
+//!   fails (Meta throttles or errs mid-way), what was fetched is kept and the cursor where it
+//!   stopped is stored; the next sync fetches the head again and continues from that cursor.
+//! - Deletions: a post missing from a complete listing is gone from Instagram (deleted or
+//!   archived) and leaves the feed. An incomplete or resumed listing deletes nothing.
+//! - Failures follow the client's classification: reconnect-needed goes to the lifecycle at
+//!   once (the one place that changes a connection's status); Meta's back-off is honoured (the
+//!   whole app pauses on an app-wide throttle); other errors retry with a growing delay, and
+//!   after a few in a row the lifecycle is asked to check the login.
+//! - Writes happen in one transaction fenced by the job's lease: a sync that lost its lease (a
+//!   stale node) stores nothing.
+
+use std::collections::HashSet;
+
+use crate::clock::{UnixSeconds, wall_ms};
+use crate::connections::lifecycle::{self, Applied, Fence, Outcome};
+use crate::connections::{self, Actor, LIFECYCLE_JOB};
+use crate::db::connections::{self as stored, Connection, LoginKind, Status};
+use crate::db::jobs::{self, Lease};
+use crate::db::posts::{self, FeedRow};
+use crate::db::{DbError, meta_pauses};
+use crate::ids::ConnectionId;
+use crate::meta::{AccessToken, Action, Media, MetaError, Profile};
+use crate::state::AppState;
+
+/// After this many failed syncs in a row, the lifecycle is asked to check the login.
+const FAILURES_BEFORE_LIFECYCLE_CHECK: i64 = 3;
+/// The first retry of a failed sync, doubled per failure up to the normal interval.
+const FIRST_RETRY_SECS: i64 = 60;
+
+/// What a sync did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Something shown changed: the feed has a new version.
+    pub changed: bool,
+    /// The listing was complete (deleted posts were removed).
+    pub complete: bool,
+    /// Posts now in the feed.
+    pub posts: usize,
+    /// The sync failed (wholly or after some pages); Meta's words.
+    pub error: Option<String>,
+    /// The lease was lost before storing: nothing was written.
+    pub stale: bool,
+    /// When the next sync is due (`None`: the connection is gone; the job ends).
+    pub next_due: Option<UnixSeconds>,
+}
+
+/// Syncs connection `id` under the sync job's `lease`.
+pub async fn sync_connection(
+    state: &AppState,
+    id: ConnectionId,
+    lease: &Lease,
+    lease_ms: i64,
+) -> Result<SyncReport, DbError> {
+    let c = match stored::get(&state.db, id).await {
+        Ok(c) => c,
+        Err(DbError::NotFound) => return Ok(SyncReport::default()),
+        Err(e) => return Err(e),
+    };
+    let now = state.clock.now();
+    if c.token_sealed.is_none() {
+        // Its data was deleted: only a new login (which schedules a sync) brings posts back.
+        return Ok(SyncReport::default());
+    }
+    if c.status() == Status::NeedsReconnect {
+        // Meta will refuse; the widget keeps the last good posts. Look again later in case the
+        // lifecycle finds the login working after all.
+        return Ok(SyncReport {
+            next_due: Some(next_due(state, &c, None, now)),
+            ..Default::default()
+        });
+    }
+    if !jobs::hold(&state.db, lease, wall_ms(), lease_ms).await? {
+        return Ok(SyncReport {
+            stale: true,
+            ..Default::default()
+        });
+    }
+    let feed = posts::feed(&state.db, id).await?;
+    // Resuming counts the posts stored by the interrupted sync towards the feed's size.
+    let known: HashSet<String> = match feed.as_ref().and_then(|f| f.resume_after.as_ref()) {
+        Some(_) => posts::list_posts(&state.db, id, state.config.sync.max_posts as i64)
+            .await?
+            .into_iter()
+            .map(|p| p.media_id)
+            .collect(),
+        None => HashSet::new(),
+    };
+    let fetched = match connections::open_token(state, &c) {
+        Ok(token) => fetch(state, &c, &token, feed.as_ref(), known).await,
+        Err(e) => Err(e),
+    };
+    match fetched {
+        Ok(fetched) => store(state, &c, feed, fetched, lease).await,
+        Err(error) => failed(state, &c, feed, error, lease).await,
+    }
+}
+
+/// What the calls to Meta brought back, when at least the profile and the first page came.
+struct Fetched {
+    profile: Profile,
+    items: Vec<Media>,
+    /// Every page up to the feed's size (or the end) was fetched from the head in this sync.
+    complete: bool,
+    /// Where to continue next time, when a later page failed.
+    resume_after: Option<String>,
+    /// The failure of a later page.
+    error: Option<MetaError>,
+}
+
+async fn fetch(
+    state: &AppState,
+    c: &Connection,
+    token: &AccessToken,
+    feed: Option<&FeedRow>,
+    mut known: HashSet<String>,
+) -> Result<Fetched, MetaError> {
+    let meta = &state.meta;
+    let profile = match c.login_kind() {
+        LoginKind::Instagram => meta.instagram_profile(token).await?,
+        LoginKind::Facebook => {
+            meta.facebook_instagram_profile(token, &c.ig_user_id)
+                .await?
+        }
+    };
+    let max = state.config.sync.max_posts as usize;
+    let page_size = state.config.sync.page_size.min(state.config.sync.max_posts) as u32;
+    let first = meta
+        .media_page_from(token, &c.ig_user_id, page_size, None)
+        .await?;
+    let mut cursor = first.after_cursor();
+    let mut items = first.items;
+    // An earlier sync stopped part-way: continue where it did rather than walking the pages it
+    // already stored again.
+    let resumed = match feed.and_then(|f| f.resume_after.clone()) {
+        Some(resume) if cursor.is_some() && items.len() < max => {
+            cursor = Some(resume);
+            true
+        }
+        _ => false,
+    };
+    if !resumed {
+        known.clear();
+    }
+    known.extend(items.iter().map(|m| m.id.clone()));
+    let mut error = None;
+    let mut resume_after = None;
+    while known.len() < max {
+        let Some(after) = cursor.take() else { break };
+        match meta
+            .media_page_from(token, &c.ig_user_id, page_size, Some(&after))
+            .await
+        {
+            Ok(page) if page.items.is_empty() => break,
+            Ok(page) => {
+                cursor = page.after_cursor();
+                known.extend(page.items.iter().map(|m| m.id.clone()));
+                items.extend(page.items);
+            }
+            Err(e) => {
+                resume_after = Some(after);
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    // A resumed listing can overlap what the head returned.
+    let mut seen = HashSet::new();
+    items.retain(|m| seen.insert(m.id.clone()));
+    items.truncate(max);
+    Ok(Fetched {
+        profile,
+        items,
+        complete: error.is_none() && !resumed,
+        resume_after,
+        error,
+    })
+}
+
+/// Stores what was fetched, in one transaction fenced by the lease.
+async fn store(
+    state: &AppState,
+    c: &Connection,
+    feed: Option<FeedRow>,
+    fetched: Fetched,
+    lease: &Lease,
+) -> Result<SyncReport, DbError> {
+    let now = state.clock.now();
+    let allowed = super::cdn_patterns(&state.config);
+    let profile = &fetched.profile;
+    let profile_row = super::profile_row(profile, &c.username, &allowed);
+    let rows: Vec<_> = fetched
+        .items
+        .iter()
+        .map(|m| super::post_row(m, &allowed, now))
+        .collect();
+    let max = state.config.sync.max_posts as i64;
+
+    let mut tx = state.db.begin().await?;
+    if !jobs::is_held(&mut tx, lease).await? {
+        tracing::warn!(connection = %c.id, "sync result discarded: the job's lease was lost");
+        return Ok(SyncReport {
+            stale: true,
+            ..Default::default()
+        });
+    }
+    if let Err(DbError::NotFound) = stored::get(&mut tx, c.id).await {
+        // Disconnected while Meta answered.
+        return Ok(SyncReport::default());
+    }
+    posts::store_profile(&mut tx, c.id, &profile_row, now).await?;
+    posts::store_posts(&mut tx, c.id, &rows, now).await?;
+    let removed = if fetched.complete {
+        let keep: Vec<String> = rows.iter().map(|r| r.media_id.clone()).collect();
+        posts::delete_posts_except(&mut tx, c.id, &keep).await?
+    } else {
+        0
+    };
+    // Older posts than the feed keeps (a resumed listing may reach past the window).
+    posts::trim_posts(&mut tx, c.id, max).await?;
+    let shown = posts::list_posts(&mut tx, c.id, max).await?;
+    let hash = super::content_hash(&profile_row, &shown);
+    let previous = feed.unwrap_or_default();
+    let changed = previous.content_hash != hash;
+    let failures = if fetched.error.is_some() {
+        previous.failures + 1
+    } else {
+        0
+    };
+    let urls_expire_at =
+        super::urls_expire_at(&shown, super::profile_picture_expiry(profile, &allowed));
+    posts::store_feed(
+        &mut tx,
+        c.id,
+        &FeedRow {
+            version: previous.version + i64::from(changed),
+            content_hash: hash,
+            resume_after: fetched.resume_after.clone(),
+            last_complete_at: if fetched.complete {
+                Some(now)
+            } else {
+                previous.last_complete_at
+            },
+            urls_expire_at,
+            failures,
+            last_error: fetched.error.as_ref().map(MetaError::message),
+            updated_at: now,
+        },
+    )
+    .await?;
+    // A renamed account shows its new name in the dashboard too.
+    stored::mark_synced(
+        &mut tx,
+        c.id,
+        &profile_row.username,
+        profile_row.name.as_deref(),
+        now,
+    )
+    .await?;
+    if c.status() == Status::Degraded && fetched.error.is_none() {
+        // Meta answers again: let the lifecycle confirm the login and heal the status.
+        jobs::schedule(&mut tx, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
+    }
+    tx.commit().await?;
+    if removed > 0 {
+        tracing::info!(connection = %c.id, removed, "posts gone from Instagram left the feed");
+    }
+    if changed {
+        tracing::info!(connection = %c.id, posts = shown.len(), "feed changed");
+    }
+    let mut report = SyncReport {
+        changed,
+        complete: fetched.complete,
+        posts: shown.len(),
+        error: None,
+        stale: false,
+        next_due: Some(next_due(state, c, urls_expire_at, now)),
+    };
+    if let Some(error) = fetched.error {
+        // Part-way: the pages fetched are stored; the rest follows the failure's rules.
+        let after = failed(state, c, None, error, lease).await?;
+        report.error = after.error;
+        report.next_due = after.next_due;
+    }
+    Ok(report)
+}
+
+/// A sync that failed: decide, by Meta's classification, what happens to the connection and when
+/// to try again. `feed` is the row to count the failure in (`None`: it was counted already).
+async fn failed(
+    state: &AppState,
+    c: &Connection,
+    feed: Option<FeedRow>,
+    error: MetaError,
+    lease: &Lease,
+) -> Result<SyncReport, DbError> {
+    let now = state.clock.now();
+    let message = error.message();
+    tracing::warn!(connection = %c.id, error = %error, "sync failed");
+    let failures = match feed {
+        Some(mut row) => {
+            row.failures += 1;
+            row.last_error = Some(message.clone());
+            row.updated_at = now;
+            posts::store_feed(&state.db, c.id, &row).await?;
+            row.failures
+        }
+        None => match posts::feed(&state.db, c.id).await? {
+            Some(row) => row.failures,
+            None => {
+                // Never synced: remember the failure all the same (the dashboard shows it).
+                posts::store_feed(
+                    &state.db,
+                    c.id,
+                    &FeedRow {
+                        failures: 1,
+                        last_error: Some(message.clone()),
+                        updated_at: now,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                1
+            }
+        },
+    };
+    let retry = (FIRST_RETRY_SECS << (failures.clamp(1, 12) - 1))
+        .min(state.config.sync.interval_secs as i64);
+    let next = match error.action {
+        Action::Reconnect { .. } | Action::Operator { .. } => {
+            // Meta's final word on this login (or on the app's configuration): the lifecycle
+            // records it, opens the incident and tells the owner, as if its own check found it.
+            let applied = lifecycle::apply(
+                state,
+                c,
+                Outcome::Failed(error),
+                Actor::Worker,
+                Fence::Lease(lease),
+            )
+            .await?;
+            if let Applied::Stale(_) = applied {
+                // The login changed meanwhile (renewed, reconnected): let the lifecycle look.
+                jobs::schedule(&state.db, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
+            }
+            next_due(state, c, None, now)
+        }
+        Action::BackOff { until } => {
+            if error.code() == Some(4) {
+                meta_pauses::pause(&state.db, meta_pauses::APP, until, &message, now).await?;
+            }
+            until.max(now + FIRST_RETRY_SECS)
+        }
+        Action::Retry | Action::Bug | Action::Gone => {
+            if failures >= FAILURES_BEFORE_LIFECYCLE_CHECK {
+                jobs::schedule(&state.db, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
+            }
+            now + retry
+        }
+    };
+    Ok(SyncReport {
+        error: Some(message),
+        next_due: Some(next),
+        ..Default::default()
+    })
+}
+
+/// When to sync next: the interval (slower when Meta's usage headers near the limit), spread by
+/// up to a tenth so accounts do not align, and before the feed's image URLs expire.
+fn next_due(
+    state: &AppState,
+    c: &Connection,
+    urls_expire_at: Option<UnixSeconds>,
+    now: UnixSeconds,
+) -> UnixSeconds {
+    let sync = &state.config.sync;
+    let mut interval = sync.interval_secs as i64;
+    let usage = state.meta.usage();
+    let busy = [
+        Some("app"),
+        Some(c.ig_user_id.as_str()),
+        c.fb_page_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|scope| usage.get(scope))
+    .any(|seen| u64::from(seen.percent) >= sync.slow_down_at_percent);
+    if busy {
+        interval = interval.saturating_mul(4);
+    }
+    let spread = (interval as f64 * 0.1 * rand::random::<f64>()) as i64;
+    let mut due = now + interval - spread;
+    if let Some(expires) = urls_expire_at {
+        due = due.min(expires - sync.url_renew_margin_secs as i64);
+    }
+    due.max(now + FIRST_RETRY_SECS)
+}
