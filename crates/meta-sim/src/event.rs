@@ -37,6 +37,24 @@ pub enum AccountEvent {
     },
     /// Every token of the person → 190/467.
     TokenInvalidated,
+    /// The account was renamed on Instagram (`{"event":"username_changed","username":"new"}`):
+    /// the API reports the new username from now on; tokens keep working. The control API
+    /// addresses the account by its new name afterwards.
+    UsernameChanged {
+        /// The new username.
+        username: String,
+    },
+    /// The professional account was switched to a personal one: `/me` reports `PERSONAL`,
+    /// media calls get code 10, and its Page no longer lists an Instagram account.
+    SwitchedToPersonal,
+    /// Switched back to a Business account.
+    SwitchedToProfessional,
+    /// The Instagram account was unlinked from its Facebook Page: reads about it through the Page
+    /// get 100/33 (the Page and its token stay).
+    UnlinkedFromPage,
+    /// The account was deleted or deactivated: every token of the person → 190/467, and reads
+    /// about it through its Page get 100/33.
+    AccountDeleted,
 }
 
 impl AccountEvent {
@@ -49,6 +67,11 @@ impl AccountEvent {
             AccountEvent::DataDeletionRequested => "data_deletion_requested",
             AccountEvent::PermissionRevoked { .. } => "permission_revoked",
             AccountEvent::TokenInvalidated => "token_invalidated",
+            AccountEvent::UsernameChanged { .. } => "username_changed",
+            AccountEvent::SwitchedToPersonal => "switched_to_personal",
+            AccountEvent::SwitchedToProfessional => "switched_to_professional",
+            AccountEvent::UnlinkedFromPage => "unlinked_from_page",
+            AccountEvent::AccountDeleted => "account_deleted",
         }
     }
 }
@@ -288,6 +311,43 @@ impl State {
                 let grants = self.person_grants(username);
                 pending = self.pending_callbacks(username, CallbackKind::DataDeletion, &grants);
                 0
+            }
+            AccountEvent::UsernameChanged { username: new } => {
+                self.rename_account(username, new)?;
+                0
+            }
+            AccountEvent::SwitchedToPersonal | AccountEvent::SwitchedToProfessional => {
+                if let Some(a) = self.accounts.get_mut(username) {
+                    a.kind = if *event == AccountEvent::SwitchedToPersonal {
+                        crate::account::AccountKind::Personal
+                    } else {
+                        crate::account::AccountKind::Business
+                    };
+                }
+                0
+            }
+            AccountEvent::UnlinkedFromPage => {
+                let account = self.accounts.get_mut(username);
+                match account {
+                    Some(a) if a.page.is_some() => {
+                        a.page = None;
+                        0
+                    }
+                    _ => {
+                        return Err(SimError::Invalid(format!(
+                            "@{username} is not linked to a Facebook Page"
+                        )));
+                    }
+                }
+            }
+            AccountEvent::AccountDeleted => {
+                if let Some(a) = self.accounts.get_mut(username) {
+                    a.page = None;
+                }
+                self.revoke_person(username, |_| Revocation {
+                    subcode: Some(467),
+                    message: INVALIDATED_MESSAGE.into(),
+                })
             }
             AccountEvent::PermissionRevoked { scope: s } => {
                 if s.trim().is_empty() {

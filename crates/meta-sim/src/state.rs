@@ -611,6 +611,51 @@ impl State {
             .collect()
     }
 
+    /// Renames an account everywhere it is referred to by name (its tokens, grants, posts,
+    /// login tickets and throttles), as a rename on Instagram keeps everything working.
+    pub(crate) fn rename_account(&mut self, old: &str, new: &str) -> Result<(), SimError> {
+        if !crate::account::valid_username(new) {
+            return Err(SimError::Invalid(format!(
+                "username `{new}` must be 1–30 lowercase letters, digits, '.' or '_'"
+            )));
+        }
+        if self.accounts.contains_key(new) {
+            return Err(SimError::Invalid(format!("username `{new}` is taken")));
+        }
+        let mut account = self
+            .accounts
+            .remove(old)
+            .ok_or_else(|| SimError::UnknownAccount(old.to_owned()))?;
+        account.username = new.to_owned();
+        self.accounts.insert(new.to_owned(), account);
+        for g in self.grants.values_mut() {
+            if g.platform == crate::token::Platform::Instagram && g.subject == old {
+                g.subject = new.to_owned();
+            }
+        }
+        for t in self.tokens.values_mut() {
+            if t.account.as_deref() == Some(old) {
+                t.account = Some(new.to_owned());
+            }
+        }
+        for m in self.media.values_mut() {
+            if m.owner == old {
+                m.owner = new.to_owned();
+            }
+        }
+        for t in self.tickets.values_mut() {
+            if t.subject == old {
+                t.subject = new.to_owned();
+            }
+        }
+        for t in &mut self.limiter.throttles {
+            if t.throttle.account.as_deref() == Some(old) {
+                t.throttle.account = Some(new.to_owned());
+            }
+        }
+        Ok(())
+    }
+
     /// The account whose linked Page is `page_id`.
     pub(crate) fn account_by_page(&self, page_id: &str) -> Option<&Account> {
         self.accounts

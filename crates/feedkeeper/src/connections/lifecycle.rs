@@ -41,6 +41,35 @@ pub enum Outcome {
     ExpiredLocally,
 }
 
+/// Whether the connection's Facebook Page still links its Instagram account.
+async fn still_linked(
+    state: &AppState,
+    c: &Connection,
+    token: &crate::meta::AccessToken,
+) -> Result<(), MetaError> {
+    let page_id = c.fb_page_id.as_deref().unwrap_or_default();
+    match state.meta.page_instagram_account(token, page_id).await {
+        Ok(Some(id)) if id == c.ig_user_id => Ok(()),
+        Ok(_) => Err(MetaError::account_changed(
+            "graph.facebook.com /{page-id}",
+            ReconnectReason::Unlinked,
+            format!(
+                "the Facebook Page no longer links @{} as a professional account",
+                c.username
+            ),
+        )),
+        Err(e) if e.code() == Some(100) => Err(MetaError::account_changed(
+            "graph.facebook.com /{page-id}",
+            ReconnectReason::Unlinked,
+            format!(
+                "the Facebook Page of @{} cannot be read any more",
+                c.username
+            ),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// Makes the call the policy asks for.
 pub async fn check(state: &AppState, c: &Connection, now: i64) -> Outcome {
     let check = state.policy().check_for(c, now);
@@ -65,12 +94,25 @@ pub async fn check(state: &AppState, c: &Connection, now: i64) -> Outcome {
             }
             Err(e) => Err(e),
         },
-        (_, LoginKind::Instagram) => state
-            .meta
-            .instagram_probe(&token)
-            .await
-            .map(|_| (None, None)),
+        (_, LoginKind::Instagram) => match state.meta.instagram_probe(&token).await {
+            // A working login of an account Meta no longer serves is not a healthy connection.
+            Ok(profile) if profile.is_personal() => Err(MetaError::account_changed(
+                "graph.instagram.com /me",
+                ReconnectReason::NotProfessional,
+                format!("Meta reports @{} as a personal account", c.username),
+            )),
+            Ok(_) => Ok((None, None)),
+            Err(e) => Err(e),
+        },
         (_, LoginKind::Facebook) => match state.meta.debug_token(&token).await {
+            Ok(info) if info.is_valid && c.reason.as_deref() == Some("unlinked") => {
+                // The Page token works, but the sync found the account unlinked: healed only
+                // once the Page links it again.
+                match still_linked(state, c, &token).await {
+                    Ok(()) => Ok((None, info.data_access_expires_at)),
+                    Err(e) => Err(e),
+                }
+            }
             Ok(info) if info.is_valid => Ok((None, info.data_access_expires_at)),
             Ok(info) => {
                 let (code, subcode, message) = info.error.unwrap_or((

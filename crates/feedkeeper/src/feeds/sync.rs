@@ -10,6 +10,9 @@
 //!   once (the one place that changes a connection's status); Meta's back-off is honoured (the
 //!   whole app pauses on an app-wide throttle); other errors retry with a growing delay, and
 //!   after a few in a row the lifecycle is asked to check the login.
+//! - Account changes: a new username is stored (the dashboard follows it); an account switched
+//!   to personal, or no longer linked to the Facebook Page it was connected through, needs a
+//!   reconnect with that reason (the lifecycle does not heal it while the cause remains).
 //! - Writes happen in one transaction fenced by the job's lease: a sync that lost its lease (a
 //!   stale node) stores nothing.
 
@@ -23,7 +26,7 @@ use crate::db::jobs::{self, Lease};
 use crate::db::posts::{self, FeedRow};
 use crate::db::{DbError, meta_pauses};
 use crate::ids::ConnectionId;
-use crate::meta::{AccessToken, Action, Media, MetaError, Profile};
+use crate::meta::{AccessToken, Action, Media, MetaError, Profile, ReconnectReason};
 use crate::state::AppState;
 
 /// After this many failed syncs in a row, the lifecycle is asked to check the login.
@@ -121,11 +124,18 @@ async fn fetch(
     let meta = &state.meta;
     let profile = match c.login_kind() {
         LoginKind::Instagram => meta.instagram_profile(token).await?,
-        LoginKind::Facebook => {
-            meta.facebook_instagram_profile(token, &c.ig_user_id)
-                .await?
-        }
+        LoginKind::Facebook => match meta.facebook_instagram_profile(token, &c.ig_user_id).await {
+            Ok(profile) => profile,
+            Err(e) => return Err(page_link_problem(state, c, token, e).await),
+        },
     };
+    if profile.is_personal() {
+        return Err(MetaError::account_changed(
+            "graph.instagram.com /me",
+            ReconnectReason::NotProfessional,
+            format!("Meta reports @{} as a personal account", c.username),
+        ));
+    }
     let max = state.config.sync.max_posts as usize;
     let page_size = state.config.sync.page_size.min(state.config.sync.max_posts) as u32;
     let first = meta
@@ -178,6 +188,39 @@ async fn fetch(
         resume_after,
         error,
     })
+}
+
+/// A business connection's profile read failed with "no such object" or "no permission": if
+/// the Page no longer links this Instagram account (unlinked, switched to personal, deleted),
+/// that is the reason, in words a person can act on; otherwise Meta's error stands.
+async fn page_link_problem(
+    state: &AppState,
+    c: &Connection,
+    token: &AccessToken,
+    error: MetaError,
+) -> MetaError {
+    let about_the_account = matches!(error.code(), Some(100) | Some(10));
+    let Some(page_id) = c.fb_page_id.as_deref().filter(|_| about_the_account) else {
+        return error;
+    };
+    let linked = match state.meta.page_instagram_account(token, page_id).await {
+        Ok(linked) => linked,
+        // The Page itself is gone from the token's view too.
+        Err(e) if e.code() == Some(100) => None,
+        Err(_) => return error,
+    };
+    if linked.as_deref() == Some(c.ig_user_id.as_str()) {
+        return error;
+    }
+    MetaError::account_changed(
+        "graph.facebook.com /{page-id}",
+        ReconnectReason::Unlinked,
+        format!(
+            "the Facebook Page \"{}\" no longer links @{} as a professional account",
+            c.fb_page_name.as_deref().unwrap_or(page_id),
+            c.username
+        ),
+    )
 }
 
 /// Stores what was fetched, in one transaction fenced by the lease.

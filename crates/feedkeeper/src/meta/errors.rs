@@ -119,6 +119,10 @@ pub enum ReconnectReason {
     AppRemoved,
     Checkpoint,
     PermissionMissing,
+    /// The account was switched to a personal one, which Meta's API does not serve.
+    NotProfessional,
+    /// The Instagram account is no longer linked to the Facebook Page it was connected through.
+    Unlinked,
     Unknown,
 }
 
@@ -131,6 +135,8 @@ impl ReconnectReason {
             ReconnectReason::AppRemoved => "app_removed",
             ReconnectReason::Checkpoint => "checkpoint",
             ReconnectReason::PermissionMissing => "permission_missing",
+            ReconnectReason::NotProfessional => "not_professional",
+            ReconnectReason::Unlinked => "unlinked",
             ReconnectReason::Unknown => "unknown",
         }
     }
@@ -142,6 +148,8 @@ impl ReconnectReason {
             ReconnectReason::AppRemoved,
             ReconnectReason::Checkpoint,
             ReconnectReason::PermissionMissing,
+            ReconnectReason::NotProfessional,
+            ReconnectReason::Unlinked,
             ReconnectReason::Unknown,
         ]
         .into_iter()
@@ -163,6 +171,15 @@ impl ReconnectReason {
             }
             ReconnectReason::PermissionMissing => {
                 "a permission feedkeeper needs was not granted or was taken back"
+            }
+            ReconnectReason::NotProfessional => {
+                "the account was switched to a personal account, which Instagram does not let apps \
+                 show: switch it back to Business or Creator in the Instagram app, then reconnect"
+            }
+            ReconnectReason::Unlinked => {
+                "the Instagram account is no longer linked to its Facebook Page as a professional \
+                 account (it was unlinked, switched to personal, or deleted): link it again in the \
+                 Instagram app, then reconnect"
             }
             ReconnectReason::Unknown => "Meta no longer accepts the login",
         }
@@ -206,6 +223,9 @@ pub enum Failure {
     /// Something we refused to do before calling Meta (a token for the other host, a `next` URL
     /// pointing somewhere else, a callback without a code).
     Refused { detail: String },
+    /// Meta answered, but the account is no longer one we can show (switched to personal,
+    /// unlinked from its Facebook Page).
+    AccountChanged { detail: String },
 }
 
 /// A failed Meta call: where, what, and what to do.
@@ -256,6 +276,7 @@ impl MetaError {
                 description,
             } => format!("{reason}: {description}"),
             Failure::Refused { detail } => detail.clone(),
+            Failure::AccountChanged { detail } => detail.clone(),
         }
     }
     pub fn reconnect_reason(&self) -> Option<ReconnectReason> {
@@ -287,6 +308,22 @@ impl MetaError {
             endpoint,
             failure,
             action,
+        }
+    }
+
+    /// Meta answered, but the account is no longer one we can show (switched to personal,
+    /// unlinked from its Page): a person must act, for `reason`.
+    pub fn account_changed(
+        endpoint: &'static str,
+        reason: ReconnectReason,
+        detail: impl Into<String>,
+    ) -> Self {
+        MetaError {
+            endpoint,
+            failure: Failure::AccountChanged {
+                detail: detail.into(),
+            },
+            action: Action::Reconnect { reason },
         }
     }
 
@@ -470,6 +507,9 @@ pub(crate) fn classify(failure: &Failure, usage: &Usage, now: UnixSeconds) -> Ac
             reason: ReconnectReason::Unknown,
         },
         Failure::Refused { .. } => Action::Bug,
+        Failure::AccountChanged { .. } => Action::Reconnect {
+            reason: ReconnectReason::Unknown,
+        },
     }
 }
 

@@ -134,7 +134,8 @@ impl MetaClient {
         self.send_json(ENDPOINT, request).await
     }
 
-    /// Whether an Instagram Login token still works: `/me` with the ids and the username only
+    /// Whether an Instagram Login token still works, and the account is still professional: `/me`
+    /// with the ids, the username and the account type only
     /// (cheaper than the profile, and told apart from a sync's calls in Meta's logs).
     pub async fn instagram_probe(&self, token: &AccessToken) -> Result<Profile, MetaError> {
         const ENDPOINT: &str = "graph.instagram.com /me";

@@ -366,3 +366,131 @@ async fn image_urls_are_renewed_before_they_expire() {
             .all(|p| p.urls_expire_at.unwrap() > w.state.clock.now())
     );
 }
+
+#[tokio::test]
+async fn account_changes_end_in_a_clear_status_and_never_in_a_loop() {
+    let w = World::new().await;
+    let owner = w.user("owner@example.com").await;
+
+    // Renamed on Instagram: the feed and the dashboard follow the new name; nothing breaks.
+    let renamed = w.connect_instagram(owner, "old_name").await;
+    w.pass().await;
+    w.sim
+        .apply_event(
+            "old_name",
+            AccountEvent::UsernameChanged {
+                username: "new_name".into(),
+            },
+        )
+        .await
+        .unwrap();
+    sync_now(&w, &renamed).await;
+    let now = w.reload(&renamed).await;
+    assert_eq!(
+        (now.username.as_str(), now.status()),
+        ("new_name", Status::Active)
+    );
+    let profile = posts::profile(&w.state.db, renamed.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile.username, "new_name");
+
+    // Switched to a personal account: needs reconnecting, saying why; the posts stay; later
+    // checks neither call Meta for posts nor flip it back to active.
+    let personal = w.connect_instagram(owner, "went_personal").await;
+    w.pass().await;
+    let kept = stored_posts(&w, &personal).await;
+    w.sim
+        .apply_event("went_personal", AccountEvent::SwitchedToPersonal)
+        .await
+        .unwrap();
+    sync_now(&w, &personal).await;
+    let now = w.reload(&personal).await;
+    assert_eq!(now.status(), Status::NeedsReconnect);
+    assert_eq!(now.reason.as_deref(), Some("not_professional"));
+    assert_eq!(stored_posts(&w, &personal).await, kept);
+    let reprobe = w.state.config.lifecycle.reconnect_reprobe_hours as i64 * 3600;
+    w.advance(reprobe + 60);
+    w.pass().await;
+    let now = w.reload(&personal).await;
+    assert_eq!(
+        (now.status(), now.reason.as_deref()),
+        (Status::NeedsReconnect, Some("not_professional")),
+        "a working login of a personal account is not healed"
+    );
+    let media_calls = |w: &World, name: &str| {
+        w.sim
+            .requests(None)
+            .iter()
+            .filter(|r| r.account.as_deref() == Some(name) && r.path.ends_with("/media"))
+            .count()
+    };
+    let before = media_calls(&w, "went_personal");
+    sync_now(&w, &personal).await;
+    assert_eq!(media_calls(&w, "went_personal"), before);
+    // Switched back and reconnected: active again.
+    w.sim
+        .apply_event("went_personal", AccountEvent::SwitchedToProfessional)
+        .await
+        .unwrap();
+    w.connect_instagram(owner, "went_personal").await;
+    assert_eq!(w.reload(&personal).await.status(), Status::Active);
+
+    // A business connection whose Instagram account was unlinked from its Page.
+    let unlinked = w.connect_facebook(owner, "unlinked_shop").await;
+    w.pass().await;
+    w.sim
+        .apply_event("unlinked_shop", AccountEvent::UnlinkedFromPage)
+        .await
+        .unwrap();
+    sync_now(&w, &unlinked).await;
+    let now = w.reload(&unlinked).await;
+    assert_eq!(
+        (now.status(), now.reason.as_deref()),
+        (Status::NeedsReconnect, Some("unlinked")),
+        "{:?}",
+        now.last_error
+    );
+    assert!(w.open_incident(&unlinked).await.is_some());
+    // The Page token still works, but that does not heal it while the Page links nothing.
+    w.advance(reprobe + 60);
+    w.pass().await;
+    assert_eq!(
+        w.reload(&unlinked).await.reason.as_deref(),
+        Some("unlinked")
+    );
+
+    // A deleted account: Meta refuses its login; needs reconnecting, posts kept.
+    let deleted = w.connect_instagram(owner, "gone_shop").await;
+    w.pass().await;
+    w.sim
+        .apply_event("gone_shop", AccountEvent::AccountDeleted)
+        .await
+        .unwrap();
+    sync_now(&w, &deleted).await;
+    assert_eq!(w.reload(&deleted).await.status(), Status::NeedsReconnect);
+    assert_eq!(stored_posts(&w, &deleted).await.len(), 1);
+}
+
+#[tokio::test]
+async fn syncs_slow_down_before_meta_throttles() {
+    let w = World::new().await;
+    let owner = w.user("owner@example.com").await;
+    let c = w.connect_instagram(owner, "busy").await;
+    w.pass().await;
+    let interval = w.state.config.sync.interval_secs as i64;
+    let relaxed = sync_due_at(&w, &c).await - w.state.clock.now();
+    assert!(relaxed <= interval, "{relaxed}");
+
+    // Meta's usage header reports over 75 % of the account's allowance used (five calls of a
+    // budget of six): four times slower.
+    let mut settings = w.sim.settings();
+    settings.ig_account_calls_per_day = 6;
+    w.sim.set_settings(settings).unwrap();
+    sync_now(&w, &c).await;
+    let seen = w.state.meta.usage().get(&c.ig_user_id).map(|u| u.percent);
+    assert!(seen.is_some_and(|p| p >= 75), "{seen:?}");
+    let slowed = sync_due_at(&w, &c).await - w.state.clock.now();
+    assert!(slowed > 2 * interval, "{slowed}");
+}
