@@ -43,3 +43,7 @@ id_type!(
     /// An incident: a period in which a person must act on a connection.
     IncidentId
 );
+id_type!(
+    /// A widget (inside the dashboard; the public address uses a random id).
+    WidgetId
+);

@@ -33,3 +33,4 @@ pub mod keys;
 pub mod meta;
 pub mod state;
 pub mod telemetry;
+pub mod widgets;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub node: Arc<str>,
     /// Set when running `feedkeeper demo`: what to show a first-time user.
     pub demo: Option<Arc<DemoInfo>>,
+    /// Rendered widgets, served from memory (`widgets::cache`).
+    pub widgets: Arc<crate::widgets::cache::WidgetCache>,
 }
 
 /// What the demo tells its user: where the simulator is and whom to log in as.
@@ -82,6 +84,7 @@ impl AppState {
             login_limit_key,
             clock,
             demo: None,
+            widgets: Arc::default(),
         })
     }
 }

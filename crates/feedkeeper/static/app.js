@@ -1,6 +1,8 @@
 // feedkeeper dashboard: the little that needs a script.
 // - Copy buttons: a button with data-copy="<id>" copies that field's text and says so; without
 //   the Clipboard API (or its permission) it selects the text and uses the older copy command.
+// - Widget preview: while the widget form changes, its preview frame reloads with the form's
+//   values (nothing is saved until the form is sent).
 // - Times: the server writes every time as "2026-12-03 11:37 UTC" (right without a script);
 //   here each becomes a <time> in the viewer's own time zone, the UTC text kept as its title.
 "use strict";
@@ -64,3 +66,17 @@ document.addEventListener("click", (event) => {
     fallback();
   }
 });
+
+const widgetForm = document.getElementById("widget-form");
+const preview = document.getElementById("widget-preview");
+if (widgetForm && preview) {
+  let timer = 0;
+  const refresh = () => {
+    const query = new URLSearchParams(new FormData(widgetForm));
+    query.delete("csrf");
+    preview.src = widgetForm.dataset.preview + "?" + query.toString();
+  };
+  const soon = () => { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+  widgetForm.addEventListener("input", soon);
+  widgetForm.addEventListener("change", soon);
+}

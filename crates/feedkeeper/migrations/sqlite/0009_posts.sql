@@ -57,5 +57,6 @@ CREATE TABLE feeds (
     -- Failed syncs in a row (reset by a success), for the retry delay.
     failures            BIGINT  NOT NULL DEFAULT 0,
     last_error          TEXT,
+    -- When the version last moved.
     updated_at          BIGINT  NOT NULL
 );

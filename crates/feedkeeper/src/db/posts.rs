@@ -113,6 +113,7 @@ pub struct FeedRow {
     pub urls_expire_at: Option<i64>,
     pub failures: i64,
     pub last_error: Option<String>,
+    /// When the version last moved (widget caches look for recent ones).
     pub updated_at: i64,
 }
 

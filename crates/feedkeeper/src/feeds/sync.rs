@@ -64,6 +64,8 @@ pub async fn sync_connection(
         Err(e) => return Err(e),
     };
     let now = state.clock.now();
+    // Accounts a widget shows are synced more often.
+    let shown = crate::db::widgets::shows_connection(&state.db, id).await?;
     if c.token_sealed.is_none() {
         // Its data was deleted: only a new login (which schedules a sync) brings posts back.
         return Ok(SyncReport::default());
@@ -72,7 +74,7 @@ pub async fn sync_connection(
         // Meta will refuse; the widget keeps the last good posts. Look again later in case the
         // lifecycle finds the login working after all.
         return Ok(SyncReport {
-            next_due: Some(next_due(state, &c, None, now)),
+            next_due: Some(next_due(state, &c, shown, None, now)),
             ..Default::default()
         });
     }
@@ -97,8 +99,8 @@ pub async fn sync_connection(
         Err(e) => Err(e),
     };
     match fetched {
-        Ok(fetched) => store(state, &c, feed, fetched, lease).await,
-        Err(error) => failed(state, &c, feed, error, lease).await,
+        Ok(fetched) => store(state, &c, shown, feed, fetched, lease).await,
+        Err(error) => failed(state, &c, shown, feed, error, lease).await,
     }
 }
 
@@ -227,6 +229,7 @@ async fn page_link_problem(
 async fn store(
     state: &AppState,
     c: &Connection,
+    shown: bool,
     feed: Option<FeedRow>,
     fetched: Fetched,
     lease: &Lease,
@@ -264,8 +267,8 @@ async fn store(
     };
     // Older posts than the feed keeps (a resumed listing may reach past the window).
     posts::trim_posts(&mut tx, c.id, max).await?;
-    let shown = posts::list_posts(&mut tx, c.id, max).await?;
-    let hash = super::content_hash(&profile_row, &shown);
+    let kept = posts::list_posts(&mut tx, c.id, max).await?;
+    let hash = super::content_hash(&profile_row, &kept);
     let previous = feed.unwrap_or_default();
     let changed = previous.content_hash != hash;
     let failures = if fetched.error.is_some() {
@@ -274,7 +277,7 @@ async fn store(
         0
     };
     let urls_expire_at =
-        super::urls_expire_at(&shown, super::profile_picture_expiry(profile, &allowed));
+        super::urls_expire_at(&kept, super::profile_picture_expiry(profile, &allowed));
     posts::store_feed(
         &mut tx,
         c.id,
@@ -290,7 +293,7 @@ async fn store(
             urls_expire_at,
             failures,
             last_error: fetched.error.as_ref().map(MetaError::message),
-            updated_at: now,
+            updated_at: if changed { now } else { previous.updated_at },
         },
     )
     .await?;
@@ -312,19 +315,19 @@ async fn store(
         tracing::info!(connection = %c.id, removed, "posts gone from Instagram left the feed");
     }
     if changed {
-        tracing::info!(connection = %c.id, posts = shown.len(), "feed changed");
+        tracing::info!(connection = %c.id, posts = kept.len(), "feed changed");
     }
     let mut report = SyncReport {
         changed,
         complete: fetched.complete,
-        posts: shown.len(),
+        posts: kept.len(),
         error: None,
         stale: false,
-        next_due: Some(next_due(state, c, urls_expire_at, now)),
+        next_due: Some(next_due(state, c, shown, urls_expire_at, now)),
     };
     if let Some(error) = fetched.error {
         // Part-way: the pages fetched are stored; the rest follows the failure's rules.
-        let after = failed(state, c, None, error, lease).await?;
+        let after = failed(state, c, shown, None, error, lease).await?;
         report.error = after.error;
         report.next_due = after.next_due;
     }
@@ -336,6 +339,7 @@ async fn store(
 async fn failed(
     state: &AppState,
     c: &Connection,
+    shown: bool,
     feed: Option<FeedRow>,
     error: MetaError,
     lease: &Lease,
@@ -347,7 +351,6 @@ async fn failed(
         Some(mut row) => {
             row.failures += 1;
             row.last_error = Some(message.clone());
-            row.updated_at = now;
             posts::store_feed(&state.db, c.id, &row).await?;
             row.failures
         }
@@ -388,7 +391,7 @@ async fn failed(
                 // The login changed meanwhile (renewed, reconnected): let the lifecycle look.
                 jobs::schedule(&state.db, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
             }
-            next_due(state, c, None, now)
+            next_due(state, c, shown, None, now)
         }
         Action::BackOff { until } => {
             if error.code() == Some(4) {
@@ -410,16 +413,22 @@ async fn failed(
     })
 }
 
-/// When to sync next: the interval (slower when Meta's usage headers near the limit), spread by
-/// up to a tenth so accounts do not align, and before the feed's image URLs expire.
+/// When to sync next: the interval (shorter for accounts a widget shows; slower when Meta's
+/// usage headers near the limit), spread by up to a tenth so accounts do not align, and before
+/// the feed's image URLs expire.
 fn next_due(
     state: &AppState,
     c: &Connection,
+    shown: bool,
     urls_expire_at: Option<UnixSeconds>,
     now: UnixSeconds,
 ) -> UnixSeconds {
     let sync = &state.config.sync;
-    let mut interval = sync.interval_secs as i64;
+    let mut interval = if shown {
+        sync.widget_interval_secs as i64
+    } else {
+        sync.interval_secs as i64
+    };
     let usage = state.meta.usage();
     let busy = [
         Some("app"),

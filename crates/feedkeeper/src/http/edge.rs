@@ -66,7 +66,7 @@ impl SecurityHeaders {
         }
         let csp = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             form-action {}; frame-ancestors 'none'; base-uri 'none'",
+             frame-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
             form_action.join(" ")
         );
         let https = config.public_url().starts_with("https://");
@@ -98,10 +98,9 @@ impl SecurityHeaders {
                 .entry(STRICT_TRANSPORT_SECURITY)
                 .or_insert(hsts.clone());
         }
-        if is_html {
-            headers
-                .entry(CONTENT_SECURITY_POLICY)
-                .or_insert(self.csp.clone());
+        // A page with a policy of its own (a widget) decides its framing with frame-ancestors.
+        if is_html && !headers.contains_key(CONTENT_SECURITY_POLICY) {
+            headers.insert(CONTENT_SECURITY_POLICY, self.csp.clone());
             headers
                 .entry(X_FRAME_OPTIONS)
                 .or_insert(HeaderValue::from_static("DENY"));

@@ -5,6 +5,7 @@ mod dashboard;
 pub mod edge;
 mod meta_callbacks;
 mod status;
+mod widgets;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -32,6 +33,8 @@ pub fn router() -> Router<AppState> {
             "/connections/{id}/reconnect",
             post(connect::start_reconnect),
         )
+        .route("/w/{id}", get(widgets::widget))
+        .route("/embed.js", get(widgets::embed_script))
         .route("/l/{token}", get(connect::link_landing))
         .route("/l/{token}/{provider}", post(connect::link_start))
         .route("/connect/{provider}/callback", get(connect::callback))
@@ -73,6 +76,25 @@ pub fn router() -> Router<AppState> {
         )
         // The dashboard's connections and client links (owner-only; others' ids answer 404)
         .route("/system", get(dashboard::system::show))
+        .route(
+            "/widgets",
+            get(dashboard::widgets::list).post(dashboard::widgets::create),
+        )
+        .route("/widgets/new", get(dashboard::widgets::new))
+        .route("/widgets/preview", get(dashboard::widgets::preview_new))
+        .route(
+            "/widgets/{id}",
+            get(dashboard::widgets::edit).post(dashboard::widgets::update),
+        )
+        .route("/widgets/{id}/preview", get(dashboard::widgets::preview))
+        .route(
+            "/widgets/{id}/duplicate",
+            post(dashboard::widgets::duplicate),
+        )
+        .route(
+            "/widgets/{id}/delete",
+            get(dashboard::widgets::confirm_delete).post(dashboard::widgets::delete),
+        )
         .route("/connections", get(dashboard::connections::list))
         .route("/connections/{id}", get(dashboard::connections::detail))
         .route(

@@ -16,7 +16,7 @@ use crate::sim_login;
 
 const DAY: i64 = 86_400;
 
-async fn user_id(app: &TestApp, email: &str) -> UserId {
+pub(crate) async fn user_id(app: &TestApp, email: &str) -> UserId {
     users::find_by_email(&app.state.db, email)
         .await
         .unwrap()
@@ -26,7 +26,7 @@ async fn user_id(app: &TestApp, email: &str) -> UserId {
 
 /// A business account on the simulator, connected with a token from the App Dashboard's
 /// "Generate token" (no login pages: quick).
-async fn connect_instagram(app: &TestApp, owner: UserId, username: &str) -> Connection {
+pub(crate) async fn connect_instagram(app: &TestApp, owner: UserId, username: &str) -> Connection {
     if app.sim.account(username).is_err() {
         app.instagram_account(username, AccountKind::Business, false);
     }

@@ -22,3 +22,4 @@ mod sim_login;
 mod store;
 mod sync;
 mod web;
+mod widgets;

@@ -10,3 +10,4 @@ pub mod connections;
 pub mod links;
 pub mod recovery;
 pub mod system;
+pub mod widgets;

@@ -1,0 +1,240 @@
+//! The public widget endpoints, for anyone's website: `/w/{id}` (the document for an iframe),
+//! `/w/{id}.json` (the feed) and `/embed.js`.
+//!
+//! No cookies, no session, never a call to Meta: answers come from the per-node cache
+//! (`widgets::cache`), negotiated to brotli, gzip or plain, with an ETag (304 when it matches)
+//! and a `Cache-Control` a CDN may follow, serving stale copies while it revalidates or when we
+//! fail.
+
+use std::sync::LazyLock;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::{
+    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_ENCODING,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+use crate::widgets::cache::{Encoded, Served};
+
+/// Fresh for a minute in browsers and CDNs; then served stale while revalidating, or for a day
+/// if we cannot answer.
+const CACHE_WIDGET: &str = "public, max-age=60, stale-while-revalidate=600, stale-if-error=86400";
+const CACHE_MISSING: &str = "public, max-age=60";
+const CACHE_GONE: &str = "public, max-age=86400";
+
+/// The embed script, served at `/embed.js`.
+pub const EMBED_JS: &str = include_str!("../../static/embed.js");
+
+/// Which encoding the client takes, best first: brotli, gzip, none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Coding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+/// Reads `Accept-Encoding` (q-values included; `q=0` refuses a coding).
+fn coding(headers: &HeaderMap) -> Coding {
+    let accepted = |name: &str| {
+        headers
+            .get_all(ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| {
+                let mut parts = item.split(';');
+                let coding = parts.next().unwrap_or_default().trim();
+                let refused = parts.any(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                (coding.eq_ignore_ascii_case(name) || coding == "*") && !refused
+            })
+    };
+    if accepted("br") {
+        Coding::Brotli
+    } else if accepted("gzip") {
+        Coding::Gzip
+    } else {
+        Coding::Identity
+    }
+}
+
+/// Whether `If-None-Match` names this ETag (weak comparison, as for GET).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+/// A cached body as a response, in the client's encoding.
+fn serve(headers: &HeaderMap, body: &Encoded, content_type: &'static str) -> Response {
+    let mut response = if not_modified(headers, &body.etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let (bytes, encoding) = match coding(headers) {
+            Coding::Brotli if !body.brotli.is_empty() => (body.brotli.clone(), Some("br")),
+            Coding::Gzip | Coding::Brotli if !body.gzip.is_empty() => {
+                (body.gzip.clone(), Some("gzip"))
+            }
+            _ => (body.identity.clone(), None),
+        };
+        let mut r = Response::new(Body::from(bytes));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(encoding) = encoding {
+            r.headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_WIDGET));
+    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Ok(etag) = HeaderValue::from_str(&body.etag) {
+        h.insert(ETAG, etag);
+    }
+    response
+}
+
+/// A small page for a widget that is not there (no dashboard styling: it shows inside other
+/// people's sites).
+fn missing(status: StatusCode, json: bool) -> Response {
+    let (cache, message) = if status == StatusCode::GONE {
+        (CACHE_GONE, "This Instagram feed was removed by its owner.")
+    } else {
+        (CACHE_MISSING, "There is no Instagram feed at this address.")
+    };
+    let (content_type, body) = if json {
+        (
+            "application/json",
+            serde_json::json!({"error": message}).to_string(),
+        )
+    } else {
+        (
+            "text/html; charset=utf-8",
+            format!(
+                "<!doctype html><meta charset=\"utf-8\"><title>Not found</title>\
+                 <p style=\"font:14px system-ui,sans-serif;color:#62666b\">{message}</p>"
+            ),
+        )
+    };
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    if !json {
+        h.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *",
+            ),
+        );
+    } else {
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    response
+}
+
+/// `GET /w/{id}` and `GET /w/{id}.json`.
+pub async fn widget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (public_id, json) = match id.strip_suffix(".json") {
+        Some(id) => (id, true),
+        None => (id.as_str(), false),
+    };
+    let served = match state.widgets.get(&state, public_id).await {
+        Ok(served) => served,
+        Err(e) => {
+            tracing::error!(error = %e, "a widget could not be rendered");
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The feed is unavailable right now.",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
+    };
+    match served {
+        Served::NotFound => missing(StatusCode::NOT_FOUND, json),
+        Served::Gone => missing(StatusCode::GONE, json),
+        Served::Found(rendered) if json => {
+            let mut r = serve(&headers, &rendered.json, "application/json");
+            // Developers read the feed from their own pages' scripts.
+            r.headers_mut()
+                .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            r
+        }
+        Served::Found(rendered) => {
+            let mut r = serve(&headers, &rendered.html, "text/html; charset=utf-8");
+            if let Ok(csp) = HeaderValue::from_str(&rendered.csp) {
+                r.headers_mut().insert(CONTENT_SECURITY_POLICY, csp);
+            }
+            r
+        }
+    }
+}
+
+static EMBED: LazyLock<Encoded> = LazyLock::new(|| Encoded::from_text(EMBED_JS));
+
+/// `GET /embed.js`: cached for an hour (its address has no version: embed codes never change).
+pub async fn embed_script(headers: HeaderMap) -> Response {
+    let mut r = serve(&headers, &EMBED, "text/javascript; charset=utf-8");
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600, stale-while-revalidate=86400"),
+    );
+    r.headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: axum::http::HeaderName, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn encodings_are_negotiated_with_q_values() {
+        assert_eq!(
+            coding(&with(ACCEPT_ENCODING, "gzip, deflate, br")),
+            Coding::Brotli
+        );
+        assert_eq!(coding(&with(ACCEPT_ENCODING, "gzip")), Coding::Gzip);
+        assert_eq!(
+            coding(&with(ACCEPT_ENCODING, "br;q=0, gzip;q=0.5")),
+            Coding::Gzip
+        );
+        assert_eq!(coding(&with(ACCEPT_ENCODING, "identity")), Coding::Identity);
+        assert_eq!(coding(&HeaderMap::new()), Coding::Identity);
+    }
+
+    #[test]
+    fn etags_match_strong_weak_and_lists() {
+        let tag = "\"abc\"";
+        assert!(not_modified(&with(IF_NONE_MATCH, "\"abc\""), tag));
+        assert!(not_modified(&with(IF_NONE_MATCH, "\"x\", W/\"abc\""), tag));
+        assert!(!not_modified(&with(IF_NONE_MATCH, "\"abd\""), tag));
+        assert!(!not_modified(&HeaderMap::new(), tag));
+    }
+}

@@ -1,0 +1,269 @@
+//! Widgets: what a website embeds, and everything about them except HTTP.
+//!
+//! - [`settings`]: the options a widget has, the dashboard form, and its checks.
+//! - [`caption`]: untrusted captions split into text, hashtags and mentions.
+//! - [`render`]: the widget as an HTML document for an iframe, and as the JSON feed.
+//! - [`cache`]: rendered output kept in memory per widget version, with every node noticing a
+//!   change within seconds without a database query per request.
+//!
+//! A widget shows the stored feed of one connection (`feeds`); nothing here calls Meta. When the
+//! connection's login is dead or Meta is down the last good posts keep showing, except images
+//! whose signed URL has expired, which are left out (never served broken).
+
+pub mod cache;
+pub mod caption;
+pub mod render;
+pub mod settings;
+
+use crate::clock::UnixSeconds;
+use crate::db::connections::{self as stored, Status};
+use crate::db::posts::{self, PostRow, ProfileRow};
+use crate::db::widgets::{self as store, NewWidget, Widget};
+use crate::db::{DbError, Tx};
+use crate::ids::{ConnectionId, UserId, WidgetId};
+use crate::state::AppState;
+use settings::WidgetSettings;
+
+/// A new unguessable public id: 128 random bits, URL-safe.
+pub fn new_public_id() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
+/// Whether a string could be a public id (checked before any database read).
+pub fn is_public_id(s: &str) -> bool {
+    s.len() == 22
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The settings stored with a widget; a value we cannot read falls back to the defaults (and
+/// says so in the log) rather than taking the widget down.
+pub fn settings_of(w: &Widget) -> WidgetSettings {
+    serde_json::from_str(&w.settings).unwrap_or_else(|e| {
+        tracing::error!(widget = %w.id, error = %e, "stored widget settings are unreadable");
+        WidgetSettings::default()
+    })
+}
+
+/// The health of the account behind a widget, as the JSON feed reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Fresh posts arrive.
+    Ok,
+    /// Meta has trouble answering; the last good posts show meanwhile.
+    Degraded,
+    /// The account's login must be renewed by a person; the last good posts show meanwhile.
+    NeedsReconnect,
+    /// No account is chosen (it was disconnected), or its data was deleted.
+    Disconnected,
+}
+
+/// What a widget shows: its settings and the posts that pass its filters, newest first.
+#[derive(Clone, Debug)]
+pub struct WidgetData {
+    pub public_id: String,
+    pub settings: WidgetSettings,
+    pub profile: Option<ProfileRow>,
+    pub posts: Vec<PostRow>,
+    pub health: Health,
+    pub last_synced_at: Option<UnixSeconds>,
+    /// What the output was made from: it is stale as soon as one of these moves.
+    pub stamp: Stamp,
+    /// The earliest expiry among the image URLs shown: the output must be remade before it.
+    pub urls_expire_at: Option<UnixSeconds>,
+}
+
+/// The versions a rendering was made from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub widget_version: i64,
+    pub feed_version: i64,
+    pub health: Option<&'static str>,
+}
+
+/// A widget looked up by its public id.
+pub enum Lookup {
+    NotFound,
+    /// Deleted by its owner.
+    Gone,
+    Found(Box<WidgetData>),
+}
+
+/// Whether a post is one of the kinds a widget shows.
+fn shows_kind(s: &WidgetSettings, p: &PostRow) -> bool {
+    match (p.media_type.as_str(), p.product_type.as_deref()) {
+        ("VIDEO", Some("REELS")) => s.types.reels,
+        ("VIDEO", _) => s.types.videos,
+        ("CAROUSEL_ALBUM", _) => s.types.carousels,
+        _ => s.types.images,
+    }
+}
+
+/// The posts a widget shows: of the chosen kinds, passing the word filters, not hidden by hand,
+/// with an image to show whose URL has not expired; at most `settings.posts`.
+pub fn visible_posts(s: &WidgetSettings, all: Vec<PostRow>, now: UnixSeconds) -> Vec<PostRow> {
+    all.into_iter()
+        .filter(|p| shows_kind(s, p))
+        .filter(|p| caption::passes(p.caption.as_deref(), &s.include_words, &s.exclude_words))
+        .filter(|p| {
+            !s.hidden_posts
+                .iter()
+                .any(|h| *h == p.media_id || p.shortcode.as_deref().is_some_and(|code| code == h))
+        })
+        .filter(|p| crate::feeds::display_image(p).is_some())
+        .filter(|p| p.urls_expire_at.is_none_or(|t| t > now))
+        .take(s.posts as usize)
+        .collect()
+}
+
+/// Reads everything a widget's output is made from.
+pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> {
+    if !is_public_id(public_id) {
+        return Ok(Lookup::NotFound);
+    }
+    let Some(w) = store::by_public_id(&state.db, public_id).await? else {
+        return Ok(Lookup::NotFound);
+    };
+    if w.deleted_at.is_some() {
+        return Ok(Lookup::Gone);
+    }
+    let settings = settings_of(&w);
+    let now = state.clock.now();
+    let connection = match w.connection_id {
+        Some(id) => match stored::get(&state.db, id).await {
+            Ok(c) => Some(c),
+            Err(DbError::NotFound) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let (health, feed_version, profile, all, last_synced_at) = match &connection {
+        Some(c) if c.data_purged_at.is_none() => {
+            let feed = posts::feed(&state.db, c.id).await?;
+            let profile = posts::profile(&state.db, c.id).await?;
+            let all =
+                posts::list_posts(&state.db, c.id, state.config.sync.max_posts as i64).await?;
+            let health = match c.status() {
+                Status::Active => Health::Ok,
+                Status::Degraded => Health::Degraded,
+                Status::NeedsReconnect => Health::NeedsReconnect,
+            };
+            (
+                health,
+                feed.map_or(0, |f| f.version),
+                profile,
+                all,
+                c.last_sync_at,
+            )
+        }
+        _ => (Health::Disconnected, 0, None, Vec::new(), None),
+    };
+    let posts = visible_posts(&settings, all, now);
+    let urls_expire_at = posts.iter().filter_map(|p| p.urls_expire_at).min();
+    let health_name = match health {
+        Health::Ok => "ok",
+        Health::Degraded => "degraded",
+        Health::NeedsReconnect => "needs_reconnect",
+        Health::Disconnected => "disconnected",
+    };
+    Ok(Lookup::Found(Box::new(WidgetData {
+        public_id: w.public_id.clone(),
+        settings,
+        profile,
+        posts,
+        health,
+        last_synced_at,
+        stamp: Stamp {
+            widget_version: w.version,
+            feed_version,
+            health: Some(health_name),
+        },
+        urls_expire_at,
+    })))
+}
+
+/// Why a widget could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("choose one of your own accounts")]
+    NotYourConnection,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Checks that the connection is the owner's (inside the saving transaction).
+async fn owned_connection(
+    tx: &mut Tx,
+    owner: UserId,
+    connection: ConnectionId,
+) -> Result<(), SaveError> {
+    match stored::get_owned(&mut *tx, owner, connection).await {
+        Ok(_) => Ok(()),
+        Err(DbError::NotFound) => Err(SaveError::NotYourConnection),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a widget for one of the owner's connections; the connection is synced more often
+/// from now on.
+pub async fn create(
+    state: &AppState,
+    owner: UserId,
+    name: &str,
+    connection: ConnectionId,
+    settings: &WidgetSettings,
+) -> Result<Widget, SaveError> {
+    let now = state.clock.now();
+    let public_id = new_public_id();
+    let json = serde_json::to_string(settings)
+        .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
+    let mut tx = state.db.begin().await?;
+    owned_connection(&mut tx, owner, connection).await?;
+    let id = store::create(
+        &mut tx,
+        &NewWidget {
+            public_id: &public_id,
+            owner_id: owner,
+            connection_id: connection,
+            name,
+            settings: &json,
+        },
+        now,
+    )
+    .await?;
+    // A shown account should not wait up to an hour for its next sync.
+    crate::db::jobs::schedule(
+        &mut tx,
+        crate::connections::SYNC_JOB,
+        &connection.to_string(),
+        now,
+        now,
+    )
+    .await?;
+    let widget = store::get_owned(&mut tx, owner, id).await?;
+    tx.commit().await?;
+    Ok(widget)
+}
+
+/// Saves new settings for the owner's widget.
+pub async fn update(
+    state: &AppState,
+    owner: UserId,
+    id: WidgetId,
+    name: &str,
+    connection: ConnectionId,
+    settings: &WidgetSettings,
+) -> Result<(), SaveError> {
+    let now = state.clock.now();
+    let json = serde_json::to_string(settings)
+        .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
+    let mut tx = state.db.begin().await?;
+    owned_connection(&mut tx, owner, connection).await?;
+    if !store::update_owned(&mut tx, owner, id, name, connection, &json, now).await? {
+        return Err(DbError::NotFound.into());
+    }
+    tx.commit().await?;
+    Ok(())
+}

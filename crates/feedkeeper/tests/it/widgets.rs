@@ -1,0 +1,527 @@
+//! Widgets over real HTTP: made and edited in the dashboard (every problem shown, nothing saved
+//! half-way, tenants apart), served publicly from memory with ETags, compression and CDN-friendly
+//! caching, fresh on every node within a poll, never with an expired image, and the JSON feed
+//! checked against its published schema.
+
+use std::io::Read as _;
+
+use axum::http::StatusCode;
+use feedkeeper::connections::SYNC_JOB;
+use feedkeeper::db::{jobs, widgets as stored};
+use feedkeeper::jobs::run_due_now;
+use meta_sim::{MediaKind, NewMedia};
+use serde_json::Value;
+
+use crate::dashboard::{connect_instagram, user_id};
+use crate::helpers::{Session, TestApp};
+
+/// The fields of a valid widget form for `connection`.
+fn form<'a>(csrf: &'a str, connection: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("name", "Shop website"),
+        ("connection_id", connection),
+        ("layout", "grid"),
+        ("columns_desktop", "4"),
+        ("columns_tablet", "3"),
+        ("columns_mobile", "2"),
+        ("posts", "12"),
+        ("spacing", "8"),
+        ("radius", "6"),
+        ("captions", "below"),
+        ("theme", "auto"),
+        ("lightbox", "on"),
+        ("header", "on"),
+        ("follow_button", "on"),
+        ("show_images", "on"),
+        ("show_videos", "on"),
+        ("show_reels", "on"),
+        ("show_carousels", "on"),
+    ]
+}
+
+/// The widget's public id, read from its page's embed code.
+fn public_id(page: &str) -> String {
+    let at = page.find("data-widget=&#34;").expect("embed code") + "data-widget=&#34;".len();
+    page[at..at + 22].to_owned()
+}
+
+async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(app.url(path));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    request.send().await.unwrap()
+}
+
+/// A shop with a hostile caption, connected and synced; returns the owner's browser and the
+/// connection id.
+async fn shop(app: &TestApp) -> (Session, String) {
+    let browser = app.signup_and_login("owner@example.com").await;
+    let owner = user_id(app, "owner@example.com").await;
+    let c = connect_instagram(app, owner, "shop").await;
+    app.sim
+        .post_media(
+            "shop",
+            NewMedia {
+                kind: MediaKind::Image,
+                caption: Some(
+                    "<img src=x onerror=alert(1)> Fresh bread by @the.baker #bread #sale".into(),
+                ),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    run_due_now(&app.state, "test").await.unwrap();
+    (browser, c.id.to_string())
+}
+
+#[tokio::test]
+async fn a_widget_is_made_in_the_dashboard_and_served_to_any_website() {
+    let app = TestApp::spawn().await;
+    let (browser, connection) = shop(&app).await;
+
+    // Every problem at once, beside its field, and nothing stored.
+    let mut bad = form(&browser.csrf, &connection);
+    bad.retain(|(k, _)| !k.starts_with("show_"));
+    bad.iter_mut().for_each(|(k, v)| match *k {
+        "name" => *v = "",
+        "posts" => *v = "500",
+        "layout" => *v = "carousel",
+        _ => {}
+    });
+    let refused = browser.post("/widgets", &bad).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    for message in [
+        "Give the widget a name",
+        "Number of posts must be a whole number from 1 to 50",
+        "Choose grid, slider or masonry",
+        "Show at least one kind of post",
+    ] {
+        assert!(
+            refused.body.contains(message),
+            "{message}: {}",
+            refused.body
+        );
+    }
+    let owner = user_id(&app, "owner@example.com").await;
+    assert!(
+        stored::list_owned(&app.state.db, owner)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let page = browser.get(made.location().unwrap()).await;
+    assert!(
+        page.body.contains("data-copy=\"embed-code\""),
+        "{}",
+        page.body
+    );
+    let id = public_id(&page.body);
+    assert!(page.body.contains(&format!(
+        "{}/embed.js",
+        app.url("/").as_str().trim_end_matches('/')
+    )));
+
+    // The public document: no cookies, framable anywhere, cacheable, escaped.
+    let calls = app.sim.requests(None).len();
+    let doc = get(&app, &format!("/w/{id}"), &[]).await;
+    assert_eq!(doc.status(), StatusCode::OK);
+    let h = doc.headers().clone();
+    assert!(h.get("set-cookie").is_none());
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors *") && csp.contains("script-src 'sha256-"),
+        "{csp}"
+    );
+    assert!(h.get("x-frame-options").is_none());
+    let cache = h["cache-control"].to_str().unwrap();
+    assert!(
+        cache.contains("stale-while-revalidate") && cache.contains("stale-if-error"),
+        "{cache}"
+    );
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    let html = doc.text().await.unwrap();
+    assert!(
+        !html.contains("<img src=x"),
+        "the caption is escaped: {html}"
+    );
+    assert!(
+        html.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"https://www.instagram.com/explore/tags/bread/\""));
+    assert!(html.contains("href=\"https://www.instagram.com/the.baker/\""));
+    assert!(html.contains("class=\"fk fk-grid fk-captions-below\""));
+    assert_eq!(
+        app.sim.requests(None).len(),
+        calls,
+        "no call to Meta on the request path"
+    );
+
+    // Revalidation and compression.
+    let again = get(&app, &format!("/w/{id}"), &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let br = get(
+        &app,
+        &format!("/w/{id}"),
+        &[("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert_eq!(br.headers()["content-encoding"], "br");
+    assert_eq!(br.headers()["vary"], "Accept-Encoding");
+    let mut plain = Vec::new();
+    brotli::Decompressor::new(&br.bytes().await.unwrap()[..], 4096)
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(String::from_utf8(plain).unwrap(), html);
+    let gz = get(&app, &format!("/w/{id}"), &[("accept-encoding", "gzip")]).await;
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&gz.bytes().await.unwrap()[..])
+        .read_to_string(&mut plain)
+        .unwrap();
+    assert_eq!(plain, html);
+
+    // The embed script.
+    let embed = get(&app, "/embed.js", &[]).await;
+    assert_eq!(embed.status(), StatusCode::OK);
+    assert!(
+        embed.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(embed.text().await.unwrap().contains("feedkeeper-widget"));
+
+    // Another user can neither see nor change it, nor point a widget at someone else's account.
+    let other = app.signup_and_login("other@example.com").await;
+    let edit_path = made.location().unwrap().to_owned();
+    assert_eq!(other.get(&edit_path).await.status, StatusCode::NOT_FOUND);
+    let stolen = other
+        .post(&edit_path, &form(&other.csrf, &connection))
+        .await;
+    assert_eq!(stolen.status, StatusCode::NOT_FOUND);
+    let theirs = other
+        .post("/widgets", &form(&other.csrf, &connection))
+        .await;
+    assert_eq!(
+        theirs.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        theirs.body
+    );
+    assert!(theirs.body.contains("Choose one of your own accounts"));
+
+    // An edit shows at once on this node.
+    let mut slider = form(&browser.csrf, &connection);
+    slider.iter_mut().for_each(|(k, v)| {
+        if *k == "layout" {
+            *v = "slider"
+        }
+    });
+    let saved = browser.post(&edit_path, &slider).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let html = get(&app, &format!("/w/{id}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("fk-slider") && html.contains("class=\"fk-next\""));
+
+    // Duplicate, then delete: the deleted one is gone (410), unknown ids are 404.
+    let dup = browser
+        .post(
+            &format!("{edit_path}/duplicate"),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    assert_eq!(dup.status, StatusCode::SEE_OTHER);
+    let dup_page = browser.get(dup.location().unwrap()).await;
+    assert_ne!(public_id(&dup_page.body), id);
+    assert!(dup_page.body.contains("Shop website (copy)"));
+    let deleted = browser
+        .post(&format!("{edit_path}/delete"), &[("csrf", &browser.csrf)])
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        get(&app, &format!("/w/{id}"), &[]).await.status(),
+        StatusCode::GONE
+    );
+    assert_eq!(
+        get(&app, &format!("/w/{id}.json"), &[]).await.status(),
+        StatusCode::GONE
+    );
+    assert_eq!(
+        get(&app, "/w/AAAAAAAAAAAAAAAAAAAAAA", &[]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/w/not-an-id", &[]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+// ---- The JSON feed against its schema ------------------------------------------------------
+
+/// Checks `value` against the subset of JSON Schema the feed's schema uses (type, const, enum,
+/// required, properties, additionalProperties, items, minimum, $ref to $defs). Returns the
+/// problems, with their paths.
+fn validate(schema: &Value, root: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.trim_start_matches("#/$defs/");
+        return validate(&root["$defs"][name], root, value, path, problems);
+    }
+    if let Some(expected) = schema.get("const")
+        && value != expected
+    {
+        problems.push(format!("{path}: {value} is not {expected}"));
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.contains(value)
+    {
+        problems.push(format!("{path}: {value} is not one of {options:?}"));
+    }
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let number_ok = actual == "integer" && types.contains(&"number");
+        if !(types.contains(&actual) || number_ok) {
+            problems.push(format!("{path}: {actual} is not {types:?}"));
+            return;
+        }
+    }
+    if let (Some(min), Some(n)) = (
+        schema.get("minimum").and_then(Value::as_f64),
+        value.as_f64(),
+    ) && n < min
+    {
+        problems.push(format!("{path}: {n} < {min}"));
+    }
+    if let Value::Object(fields) = value {
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !fields.contains_key(name.as_str().unwrap_or_default()) {
+                problems.push(format!("{path}: missing {name}"));
+            }
+        }
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for (name, field) in fields {
+            match properties.and_then(|p| p.get(name)) {
+                Some(sub) => validate(sub, root, field, &format!("{path}.{name}"), problems),
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    problems.push(format!("{path}: unexpected field {name}"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(item_schema, root, item, &format!("{path}[{i}]"), problems);
+        }
+    }
+}
+
+#[test]
+fn the_schema_validator_catches_what_it_should() {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../../docs/widget-feed.schema.json")).unwrap();
+    let mut problems = Vec::new();
+    let wrong =
+        serde_json::json!({"schema_version": 2, "widget": {"id": 1}, "posts": [{}], "extra": true});
+    validate(&schema, &schema, &wrong, "$", &mut problems);
+    for expected in [
+        "$.schema_version",
+        "missing \"health\"",
+        "$.widget.id",
+        "unexpected field extra",
+        "$.posts[0]: missing \"id\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_json_feed_matches_its_published_schema() {
+    let app = TestApp::spawn().await;
+    let (browser, connection) = shop(&app).await;
+    // Every shape: a reel, a carousel with a video, a copyrighted reel, no caption.
+    for new in [
+        NewMedia {
+            kind: MediaKind::Reels,
+            caption: Some("A reel".into()),
+            ..Default::default()
+        },
+        NewMedia {
+            kind: MediaKind::CarouselAlbum,
+            children: vec![meta_sim::ChildKind::Video, meta_sim::ChildKind::Image],
+            ..Default::default()
+        },
+        NewMedia {
+            kind: MediaKind::Reels,
+            copyrighted: true,
+            ..Default::default()
+        },
+    ] {
+        app.sim.post_media("shop", new).unwrap();
+    }
+    let now = app.state.clock.now();
+    jobs::schedule(&app.state.db, SYNC_JOB, &connection, now, now)
+        .await
+        .unwrap();
+    run_due_now(&app.state, "test").await.unwrap();
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+
+    let reply = get(&app, &format!("/w/{id}.json"), &[]).await;
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(reply.headers()["content-type"], "application/json");
+    assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+    let feed: Value = reply.json().await.unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../../docs/widget-feed.schema.json")).unwrap();
+    let mut problems = Vec::new();
+    validate(&schema, &schema, &feed, "$", &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}\n{feed:#}");
+
+    let posts = feed["posts"].as_array().unwrap();
+    assert!(posts.len() >= 4, "{feed:#}");
+    let bread = posts
+        .iter()
+        .find(|p| p["hashtags"] == serde_json::json!(["bread", "sale"]))
+        .unwrap();
+    assert_eq!(bread["mentions"], serde_json::json!(["the.baker"]));
+    assert_eq!(
+        bread["caption_text"],
+        "<img src=x onerror=alert(1)> Fresh bread by @the.baker"
+    );
+    assert!(
+        posts
+            .iter()
+            .any(|p| p["is_reel"] == true && p["thumbnail_url"].is_string())
+    );
+    assert!(
+        posts
+            .iter()
+            .any(|p| p["children"].as_array().is_some_and(|c| c.len() == 2))
+    );
+    assert_eq!(feed["health"]["status"], "ok");
+    assert_eq!(feed["profile"]["username"], "shop");
+}
+
+#[tokio::test]
+async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served() {
+    let app = TestApp::spawn().await;
+    let (browser, connection) = shop(&app).await;
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+
+    // A second node on the same database, with its own cache.
+    let other =
+        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+            .await
+            .unwrap();
+    let first = match other.widgets.get(&other, &id).await.unwrap() {
+        feedkeeper::widgets::cache::Served::Found(r) => r,
+        _ => panic!("the widget renders"),
+    };
+    // A new post arrives through this node's sync.
+    app.sim
+        .post_media(
+            "shop",
+            NewMedia {
+                caption: Some("Brand new".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    app.advance(60);
+    let now = app.state.clock.now();
+    jobs::schedule(&app.state.db, SYNC_JOB, &connection, now, now)
+        .await
+        .unwrap();
+    run_due_now(&app.state, "test").await.unwrap();
+    // Until its poll, the other node serves what it has from memory.
+    let cached = match other.widgets.get(&other, &id).await.unwrap() {
+        feedkeeper::widgets::cache::Served::Found(r) => r,
+        _ => panic!(),
+    };
+    assert_eq!(cached.html.etag, first.html.etag);
+    assert!(other.widgets.drop_changed(&other).await.unwrap() >= 1);
+    let fresh = match other.widgets.get(&other, &id).await.unwrap() {
+        feedkeeper::widgets::cache::Served::Found(r) => r,
+        _ => panic!(),
+    };
+    assert_ne!(fresh.html.etag, first.html.etag);
+    assert!(String::from_utf8_lossy(&fresh.html.identity).contains("Brand new"));
+    // A poll that finds nothing new drops nothing.
+    app.advance(120);
+    assert_eq!(other.widgets.drop_changed(&other).await.unwrap(), 0);
+
+    // Meta is down for days: syncs fail, and once Instagram's image addresses expire the widget
+    // stops showing them rather than serving broken images.
+    app.sim
+        .set_outage(meta_sim::Outage {
+            error_rate: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+    let html = get(&app, &format!("/w/{id}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Brand new"));
+    app.advance(6 * 86_400);
+    run_due_now(&app.state, "test").await.unwrap();
+    let html = get(&app, &format!("/w/{id}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("Brand new") && html.contains("No posts to show yet"),
+        "{html}"
+    );
+    let feed: Value = get(&app, &format!("/w/{id}.json"), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["posts"], serde_json::json!([]));
+}
