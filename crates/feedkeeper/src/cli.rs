@@ -566,6 +566,11 @@ async fn demo(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
         ..Default::default()
     });
     let seeded = sim.seed_demo().context("cannot create the demo accounts")?;
+    // Whether Instagram's CDN refuses other sites' pages (`cross-origin-resource-policy`) is an
+    // open question (reference Q12); widgets show Instagram's image URLs until feedkeeper
+    // serves images from its own store, so the demo's CDN answers "no" and previews show.
+    sim.patch_settings(&serde_json::json!({"cdn_corp_header": false}))
+        .context("cannot configure the demo's simulated CDN")?;
     let sim_listener = bind(args.simulator_listen, "--simulator-listen").await?;
     let running = meta_sim::serve(sim.clone(), sim_listener).await?;
     let sim_url = running.base_url.clone();

@@ -19,6 +19,10 @@
     iframe.setAttribute("scrolling", "no");
     iframe.style.cssText = "width:100%;border:0;display:block;overflow:hidden;height:" +
       (el.getAttribute("data-height") || "400") + "px";
+    // Once loaded, ask for the height (in case its first report came too early).
+    iframe.addEventListener("load", function () {
+      if (iframe.contentWindow) iframe.contentWindow.postMessage({ feedkeeper: "measure" }, base);
+    });
     el.replaceChildren(iframe);
     frames.push(iframe);
   }

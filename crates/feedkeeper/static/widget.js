@@ -32,27 +32,37 @@
       });
       body.replaceChildren.apply(body, Array.prototype.slice.call(copy.childNodes));
       dialog.showModal();
-      report();
+      report(false);
     });
     dialog.querySelector(".fk-close").addEventListener("click", function () { dialog.close(); });
     dialog.addEventListener("click", function (event) { if (event.target === dialog) dialog.close(); });
     dialog.addEventListener("close", function () {
       body.querySelectorAll("video").forEach(function (v) { v.pause(); });
       body.replaceChildren();
-      report();
+      report(false);
     });
   }
 
   // The height, for embed.js on the framing page (only a number is sent).
+  // A message sent while the framing page is still setting the frame up can be missed, so the
+  // height is sent again once loaded, and whenever the page asks.
   var last = 0;
-  function report() {
-    var height = Math.ceil(document.documentElement.scrollHeight);
+  function report(force) {
+    // The content's own height (the document's scrollHeight never drops below the frame's).
+    var height = Math.ceil(root.getBoundingClientRect().bottom + window.scrollY);
     if (dialog && dialog.open) height = Math.max(height, 560);
-    if (height === last || window.parent === window) return;
+    if ((height === last && force !== true) || window.parent === window) return;
     last = height;
     window.parent.postMessage({ feedkeeper: "height", height: height }, "*");
   }
-  if (window.ResizeObserver) new ResizeObserver(report).observe(document.documentElement);
-  window.addEventListener("load", report);
-  report();
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () { report(false); }).observe(document.documentElement);
+  }
+  window.addEventListener("load", function () { report(true); });
+  window.addEventListener("message", function (event) {
+    if (event.source === window.parent && event.data && event.data.feedkeeper === "measure") {
+      report(true);
+    }
+  });
+  report(false);
 })();

@@ -393,3 +393,187 @@ pub fn json(data: &WidgetData) -> Result<String, serde_json::Error> {
     };
     serde_json::to_string(&feed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::posts::{ChildRow, ProfileRow};
+    use crate::widgets::settings::WidgetSettings;
+    use crate::widgets::{Stamp, WidgetData};
+
+    const CDN: &str = "https://scontent.cdninstagram.com/v/";
+
+    fn post(id: &str, media_type: &str, product: &str) -> PostRow {
+        PostRow {
+            media_id: id.into(),
+            posted_at: 1_700_000_000,
+            media_type: media_type.into(),
+            product_type: Some(product.into()),
+            caption: Some(format!("Post {id} <b>bold</b> #tag")),
+            permalink: Some(format!("https://www.instagram.com/p/{id}/")),
+            media_url: Some(format!("{CDN}{id}.jpg")),
+            thumbnail_url: (media_type == "VIDEO").then(|| format!("{CDN}{id}-poster.jpg")),
+            ..Default::default()
+        }
+    }
+
+    fn data(settings: WidgetSettings) -> WidgetData {
+        let mut album = post("3", "CAROUSEL_ALBUM", "FEED");
+        album.children = vec![
+            ChildRow {
+                id: "31".into(),
+                media_type: "VIDEO".into(),
+                media_url: Some(format!("{CDN}31.mp4")),
+                thumbnail_url: Some(format!("{CDN}31.jpg")),
+                alt_text: None,
+            },
+            ChildRow {
+                id: "32".into(),
+                media_type: "IMAGE".into(),
+                media_url: Some(format!("{CDN}32.jpg")),
+                thumbnail_url: None,
+                alt_text: Some("A loaf".into()),
+            },
+        ];
+        WidgetData {
+            public_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            settings,
+            profile: Some(ProfileRow {
+                username: "shop".into(),
+                name: Some("Shop & Co".into()),
+                ..Default::default()
+            }),
+            posts: vec![
+                post("1", "IMAGE", "FEED"),
+                post("2", "VIDEO", "REELS"),
+                album,
+            ],
+            health: crate::widgets::Health::Ok,
+            last_synced_at: None,
+            stamp: Stamp::default(),
+            urls_expire_at: None,
+        }
+    }
+
+    fn html(settings: WidgetSettings) -> String {
+        document(&Config::default(), &data(settings)).unwrap().html
+    }
+
+    #[test]
+    fn every_layout_caption_mode_and_theme_renders() {
+        for (layout, class) in [
+            (Layout::Grid, "fk-grid"),
+            (Layout::Slider, "fk-slider"),
+            (Layout::Masonry, "fk-masonry"),
+        ] {
+            for (captions, name) in [
+                (Captions::None, "none"),
+                (Captions::Hover, "hover"),
+                (Captions::Below, "below"),
+            ] {
+                for (theme, theme_name) in [
+                    (Theme::Light, "light"),
+                    (Theme::Dark, "dark"),
+                    (Theme::Auto, "auto"),
+                ] {
+                    let page = html(WidgetSettings {
+                        layout,
+                        captions,
+                        theme,
+                        ..Default::default()
+                    });
+                    assert!(
+                        page.contains(&format!("class=\"fk {class} fk-captions-{name}\"")),
+                        "{page}"
+                    );
+                    assert!(page.contains(&format!("class=\"fk-theme-{theme_name}\"")));
+                    assert_eq!(page.contains("class=\"fk-next\""), layout == Layout::Slider);
+                    assert_eq!(
+                        page.contains("<span class=\"fk-hover\">"),
+                        captions == Captions::Hover
+                    );
+                    assert_eq!(
+                        page.matches("<p class=\"fk-caption\">").count(),
+                        if captions == Captions::Below { 3 } else { 0 } + 3,
+                        "below each post, plus one in each lightbox copy"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn options_switch_their_parts_on_and_off() {
+        let all = html(WidgetSettings::default());
+        assert!(all.contains("class=\"fk-header\"") && all.contains("class=\"fk-follow\""));
+        assert!(all.contains("id=\"fk-lightbox\"") && all.contains("class=\"fk-full\" hidden"));
+        // The reel shows its poster and plays its video in the lightbox; the album's children
+        // are all there, the video one with its poster.
+        assert!(all.contains(&format!("src=\"{CDN}2-poster.jpg\"")));
+        assert!(all.contains(&format!("data-src=\"{CDN}2.jpg\"")), "{all}");
+        assert!(all.contains(&format!("poster=\"{CDN}31.jpg\"")));
+        assert!(all.contains("alt=\"A loaf\""));
+        assert!(all.contains(">Reel<") && all.contains(">Album<"));
+        let bare = html(WidgetSettings {
+            header: false,
+            lightbox: false,
+            ..Default::default()
+        });
+        // (Class names also appear in the inline CSS: look for the elements.)
+        assert!(!bare.contains("class=\"fk-header\"") && !bare.contains("id=\"fk-lightbox\""));
+        let no_follow = html(WidgetSettings {
+            follow_button: false,
+            ..Default::default()
+        });
+        assert!(
+            no_follow.contains("class=\"fk-header\"") && !no_follow.contains("class=\"fk-follow\"")
+        );
+        // Columns, spacing and corners arrive as custom properties, allowed by their hash.
+        let custom = document(
+            &Config::default(),
+            &data(WidgetSettings {
+                columns_desktop: 6,
+                spacing: 0,
+                radius: 20,
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        assert!(
+            custom.html.contains("--fk-cols-desktop:6;")
+                && custom.html.contains("--fk-radius:20px")
+        );
+        let vars = "--fk-cols-desktop:6;--fk-cols-tablet:3;--fk-cols-mobile:2;--fk-gap:0px;--fk-radius:20px";
+        assert!(
+            custom.csp.contains(&csp_hash(&format!(":root{{{vars}}}"))),
+            "{}",
+            custom.csp
+        );
+        assert!(
+            custom
+                .csp
+                .contains("img-src https://*.cdninstagram.com https://*.fbcdn.net data:")
+        );
+    }
+
+    #[test]
+    fn captions_are_text_and_only_tags_and_mentions_link() {
+        let page = html(WidgetSettings {
+            captions: Captions::Below,
+            ..Default::default()
+        });
+        assert!(!page.contains("<b>bold</b>"));
+        assert!(page.contains("&#60;b&#62;bold&#60;/b&#62;"));
+        assert!(page.contains("href=\"https://www.instagram.com/explore/tags/tag/\""));
+    }
+
+    #[test]
+    fn the_inline_script_and_styles_never_close_their_tags_early() {
+        assert!(!WIDGET_JS.contains("</script"));
+        assert!(!WIDGET_CSS.contains("</style"));
+        assert!(
+            !WIDGET_JS.contains("innerHTML"),
+            "captions must never become markup"
+        );
+    }
+}

@@ -580,3 +580,219 @@ async fn browser_a_business_connection_is_picked_from_pages_broken_and_reconnect
         w.close().await;
     }
 }
+
+/// A page on another origin (another port of this machine) that embeds `embed_code`, as a
+/// customer's website would.
+async fn customer_site(embed_code: String) -> (String, tokio::task::JoinHandle<()>) {
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"icon\" href=\"data:,\"><title>Bakery</title></head><body style=\"margin:0;font-family:sans-serif\">\
+         <h1 style=\"margin:8px\">Our bakery</h1>{embed_code}<p id=\"after\">Opening hours</p>\
+         </body></html>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let page = page.clone();
+            async move { axum::response::Html(page) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_a_widget_is_made_and_embedded_on_another_site() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    for width in WIDTHS {
+        let app = TestApp::spawn().await;
+        // Instagram's CDN may refuse other sites' pages (`cross-origin-resource-policy`); until
+        // feedkeeper serves images from its own store, widgets need a CDN that does not.
+        app.sim
+            .patch_settings(&serde_json::json!({"cdn_corp_header": false}))
+            .unwrap();
+        app.instagram_account("bakery", AccountKind::Business, false);
+        for i in 0..9 {
+            app.sim
+                .post_media(
+                    "bakery",
+                    meta_sim::NewMedia {
+                        kind: if i == 8 {
+                            meta_sim::MediaKind::CarouselAlbum
+                        } else {
+                            meta_sim::MediaKind::Image
+                        },
+                        caption: Some(if i == 8 {
+                            "<img src=x onerror=\"window.parent.pwned=1;window.pwned=1\">\
+                             <script>window.pwned=1</script> #bread @baker"
+                                .to_owned()
+                        } else {
+                            format!("Loaf number {i}")
+                        }),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+        let mut w = Window::open(&driver, "widget", width).await;
+        w.sign_up(&app, "owner@example.com").await;
+        let owner = crate::dashboard::user_id(&app, "owner@example.com").await;
+        crate::dashboard::connect_instagram(&app, owner, "bakery").await;
+        feedkeeper::jobs::run_due_now(&app.state, "test")
+            .await
+            .unwrap();
+
+        // The Widgets section: a slider with captions below.
+        w.go(app.url("/widgets").as_str(), "widgets").await;
+        w.click("a[href='/widgets/new']", "new-widget").await;
+        w.fill("#name", "Bakery homepage").await;
+        w.client
+            .find(Locator::Css("input[name=layout][value=slider]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        w.client
+            .find(Locator::Css("input[name=captions][value=below]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        w.click("#widget-form button[type=submit]", "created").await;
+        assert!(
+            w.path().await.starts_with("/widgets/"),
+            "{}",
+            w.text().await
+        );
+        let code = w
+            .client
+            .find(Locator::Css("#embed-code"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(code.contains("embed.js"), "{code}");
+
+        // The customer's site embeds it.
+        let (site, server) = customer_site(code).await;
+        w.go(&site, "embedded").await;
+        // The iframe takes its content's height.
+        let mut height = String::new();
+        for _ in 0..100 {
+            height = w
+                .client
+                .execute(
+                    "return document.querySelector('iframe').style.height",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if height != "400px" && !height.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(height != "400px" && height.ends_with("px"), "{height:?}");
+        w.check("sized").await;
+
+        w.client.enter_frame(0).await.unwrap();
+        let in_frame = w.client.clone();
+        let frame = |script: &'static str| {
+            let client = in_frame.clone();
+            async move { client.execute(script, vec![]).await.unwrap() }
+        };
+        // Posts render, images load, and the hostile caption is text.
+        let mut loaded = serde_json::json!(0);
+        for _ in 0..100 {
+            loaded = frame(
+                "return Array.from(document.querySelectorAll('.fk-post img'))
+                    .filter(i => i.complete && i.naturalWidth > 0).length",
+            )
+            .await;
+            if loaded.as_u64().unwrap_or_default() >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(loaded.as_u64().unwrap() >= 1, "{loaded}");
+        let content =
+            frame("return Math.ceil(document.getElementById('fk').getBoundingClientRect().bottom)")
+                .await;
+        let css_height: u64 = height.trim_end_matches("px").parse().unwrap();
+        assert!(
+            css_height.abs_diff(content.as_u64().unwrap()) <= 2,
+            "iframe {css_height}px, content {content}"
+        );
+        let caption = frame(
+            "return Array.from(document.querySelectorAll('.fk-caption'))
+                .map(c => c.textContent).join('|')",
+        )
+        .await;
+        assert!(
+            caption
+                .as_str()
+                .unwrap()
+                .contains("<script>window.pwned=1</script>"),
+            "{caption}"
+        );
+        assert_eq!(frame("return typeof window.pwned").await, "undefined");
+        // The slider moves.
+        frame("document.querySelector('.fk-next').click(); return 0").await;
+        let mut moved = serde_json::json!(0);
+        for _ in 0..50 {
+            moved = frame("return document.getElementById('fk-posts').scrollLeft").await;
+            if moved.as_f64().unwrap_or_default() > 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(moved.as_f64().unwrap() > 0.0, "{moved}");
+        // The lightbox opens with the post and its caption, and closes.
+        frame("document.querySelector('.fk-open').click(); return 0").await;
+        assert_eq!(
+            frame("return document.getElementById('fk-lightbox').open").await,
+            true
+        );
+        let text = frame("return document.querySelector('.fk-lightbox-body').textContent").await;
+        assert!(
+            text.as_str().unwrap().contains("View on Instagram"),
+            "{text}"
+        );
+        w.client.enter_parent_frame().await.unwrap();
+        w.check("lightbox").await;
+        w.client.enter_frame(0).await.unwrap();
+        frame("document.querySelector('.fk-close').click(); return 0").await;
+        assert_eq!(
+            frame("return document.getElementById('fk-lightbox').open").await,
+            false
+        );
+        w.client.enter_parent_frame().await.unwrap();
+        assert_eq!(
+            w.client
+                .execute("return typeof window.pwned", vec![])
+                .await
+                .unwrap(),
+            "undefined"
+        );
+        w.check("closed").await;
+        server.abort();
+        w.close().await;
+    }
+}

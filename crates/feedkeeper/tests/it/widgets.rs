@@ -224,6 +224,31 @@ async fn a_widget_is_made_in_the_dashboard_and_served_to_any_website() {
     );
     assert!(theirs.body.contains("Choose one of your own accounts"));
 
+    // The connection's page shows its latest posts (a preview of a standard widget), and a
+    // preview never shows another tenant's posts.
+    let detail = browser.get(&format!("/connections/{connection}")).await;
+    assert!(
+        detail.body.contains(&format!(
+            "src=\"/widgets/preview?connection_id={connection}\""
+        )),
+        "{}",
+        detail.body
+    );
+    let mine = browser
+        .get(&format!("/widgets/preview?connection_id={connection}"))
+        .await;
+    assert!(mine.body.contains("Fresh bread"), "{}", mine.body);
+    assert!(
+        mine.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'self'")
+    );
+    let snooped = other
+        .get(&format!("/widgets/preview?connection_id={connection}"))
+        .await;
+    assert!(!snooped.body.contains("Fresh bread") && !snooped.body.contains("@shop"));
+
     // An edit shows at once on this node.
     let mut slider = form(&browser.csrf, &connection);
     slider.iter_mut().for_each(|(k, v)| {

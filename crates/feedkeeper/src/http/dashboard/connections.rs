@@ -374,6 +374,8 @@ struct DetailPage {
     incidents: Vec<IncidentView>,
     audit: Vec<AuditView>,
     audit_limit: i64,
+    /// How many posts the sync keeps for it.
+    posts_stored: usize,
 }
 
 /// `GET /connections/{id}`.
@@ -417,12 +419,17 @@ pub async fn detail(
         .iter()
         .map(AuditView::from)
         .collect();
+    let posts_stored =
+        crate::db::posts::list_posts(&state.db, c.id, state.config.sync.max_posts as i64)
+            .await?
+            .len();
     render(&DetailPage {
         page: Page::for_user(&user, format!("@{}", c.username)),
         c: view,
         incidents,
         audit,
         audit_limit: AUDIT_ROWS,
+        posts_stored,
     })
 }
 
