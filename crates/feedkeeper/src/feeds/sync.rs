@@ -1,9 +1,10 @@
 //! One sync of one connection: fetch its profile and newest posts from Meta, store them, and
 //! move the feed's version only if something shown changed.
 //!
-//! - Pages: `paging.next` is followed until the feed holds `sync.max_posts`. When a later page
-//!   fails (Meta throttles or errs mid-way), what was fetched is kept and the cursor where it
-//!   stopped is stored; the next sync fetches the head again and continues from that cursor.
+//! - Pages: Meta's `paging.next` is followed until the feed holds `sync.max_posts`. When a later
+//!   page fails (Meta throttles or errs mid-way), what was fetched is kept and that page's
+//!   address is stored without its token; the next sync fetches the head again, then continues
+//!   from there.
 //! - Deletions: a post missing from a complete listing is gone from Instagram (deleted or
 //!   archived) and leaves the feed. An incomplete or resumed listing deletes nothing.
 //! - Failures follow the client's classification: reconnect-needed goes to the lifecycle at
@@ -26,7 +27,7 @@ use crate::db::jobs::{self, Lease};
 use crate::db::posts::{self, FeedRow};
 use crate::db::{DbError, meta_pauses};
 use crate::ids::ConnectionId;
-use crate::meta::{AccessToken, Action, Media, MetaError, Profile, ReconnectReason};
+use crate::meta::{AccessToken, Action, Media, MediaPage, MetaError, Profile, ReconnectReason};
 use crate::state::AppState;
 
 /// After this many failed syncs in a row, the lifecycle is asked to check the login.
@@ -140,20 +141,26 @@ async fn fetch(
     }
     let max = state.config.sync.max_posts as usize;
     let page_size = state.config.sync.page_size.min(state.config.sync.max_posts) as u32;
-    let first = meta
-        .media_page_from(token, &c.ig_user_id, page_size, None)
-        .await?;
-    let mut cursor = first.after_cursor();
+    let first = meta.media_page(token, &c.ig_user_id, page_size).await?;
+    // Pages are followed by Meta's own `paging.next` addresses, never rebuilt from cursors.
+    let mut next = first.next.clone();
     let mut items = first.items;
     // An earlier sync stopped part-way: continue where it did rather than walking the pages it
     // already stored again.
-    let resumed = match feed.and_then(|f| f.resume_after.clone()) {
-        Some(resume) if cursor.is_some() && items.len() < max => {
-            cursor = Some(resume);
-            true
+    let mut resumed = false;
+    if let Some(stored) = feed.and_then(|f| f.resume_after.as_deref())
+        && next.is_some()
+        && items.len() < max
+    {
+        match meta.resume_point(token, stored) {
+            Ok(url) => {
+                next = Some(url);
+                resumed = true;
+            }
+            // Not an address of our Meta host any more (configuration changed): start over.
+            Err(e) => tracing::warn!(connection = %c.id, error = %e, "sync resume point dropped"),
         }
-        _ => false,
-    };
+    }
     if !resumed {
         known.clear();
     }
@@ -161,19 +168,16 @@ async fn fetch(
     let mut error = None;
     let mut resume_after = None;
     while known.len() < max {
-        let Some(after) = cursor.take() else { break };
-        match meta
-            .media_page_from(token, &c.ig_user_id, page_size, Some(&after))
-            .await
-        {
+        let Some(url) = next.take() else { break };
+        match meta.next_media_page(token, &url).await {
             Ok(page) if page.items.is_empty() => break,
             Ok(page) => {
-                cursor = page.after_cursor();
+                next = page.next.clone();
                 known.extend(page.items.iter().map(|m| m.id.clone()));
                 items.extend(page.items);
             }
             Err(e) => {
-                resume_after = Some(after);
+                resume_after = Some(MediaPage::without_token(&url));
                 error = Some(e);
                 break;
             }

@@ -171,32 +171,27 @@ impl MetaClient {
         ig_user_id: &str,
         limit: u32,
     ) -> Result<MediaPage, MetaError> {
-        self.media_page_from(token, ig_user_id, limit, None).await
-    }
-
-    /// The page of an account's media after Meta's cursor `after` (from an earlier page's
-    /// [`MediaPage::after_cursor`]), or the first page without one.
-    pub async fn media_page_from(
-        &self,
-        token: &AccessToken,
-        ig_user_id: &str,
-        limit: u32,
-        after: Option<&str>,
-    ) -> Result<MediaPage, MetaError> {
         const ENDPOINT: &str = "graph /{ig-user-id}/media";
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[ig_user_id, "media"]);
         let limit = limit.clamp(1, MAX_PAGE_SIZE).to_string();
-        let mut query = vec![
+        let request = self.http.get(url).query(&[
             ("fields", MEDIA_FIELDS),
             ("limit", limit.as_str()),
             ("access_token", token.expose()),
-        ];
-        if let Some(after) = after {
-            query.push(("after", after));
-        }
-        let request = self.http.get(url).query(&query);
+        ]);
         self.read_media_page(ENDPOINT, family, request).await
+    }
+
+    /// A stored `paging.next` address (from [`MediaPage::without_token`]) made usable again:
+    /// checked to point at our Meta host, with the token put back.
+    pub fn resume_point(&self, token: &AccessToken, stored: &str) -> Result<Url, MetaError> {
+        const ENDPOINT: &str = "graph /{ig-user-id}/media (resumed)";
+        let family = Self::token_family(ENDPOINT, token)?;
+        let mut url = self.checked_next(ENDPOINT, family, stored)?;
+        url.query_pairs_mut()
+            .append_pair("access_token", token.expose());
+        Ok(url)
     }
 
     /// The page behind a previous page's `next` link.

@@ -196,14 +196,17 @@ pub struct MediaPage {
 }
 
 impl MediaPage {
-    /// Meta's `after` cursor inside `next`: where the following page starts. Stored to resume an
-    /// interrupted sync (the cursor alone, never the URL, which embeds the token).
-    pub fn after_cursor(&self) -> Option<String> {
-        self.next.as_ref().and_then(|next| {
-            next.query_pairs()
-                .find(|(k, _)| k == "after")
-                .map(|(_, v)| v.into_owned())
-        })
+    /// A `paging.next` address without its `access_token`, to be stored (the token is added
+    /// back, from the connection's sealed token, when the address is used).
+    pub fn without_token(next: &url::Url) -> String {
+        let mut url = next.clone();
+        let kept: Vec<(String, String)> = next
+            .query_pairs()
+            .filter(|(k, _)| k != "access_token")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(kept);
+        url.to_string()
     }
 }
 

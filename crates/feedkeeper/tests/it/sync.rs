@@ -244,7 +244,11 @@ async fn pages_are_followed_and_a_sync_cut_short_keeps_its_pages_and_resumes() {
     let partial = feed(&w, &c).await;
     let stored = stored_posts(&w, &c).await;
     assert_eq!(stored.len(), 50, "the two pages fetched are kept");
-    assert!(partial.resume_after.is_some(), "{partial:?}");
+    let resume = partial.resume_after.clone().expect("where to resume");
+    assert!(
+        resume.contains("after=") && !resume.contains("access_token"),
+        "Meta's next address, stored without the token: {resume}"
+    );
     assert_eq!(partial.last_complete_at, None);
     assert_eq!(partial.failures, 1);
     assert!(w.sim.requests(None).len() > budget_start);
@@ -256,7 +260,19 @@ async fn pages_are_followed_and_a_sync_cut_short_keeps_its_pages_and_resumes() {
     settings.ig_account_calls_per_day = 1000;
     w.sim.set_settings(settings).unwrap();
     w.advance(25 * 3600);
+    let before = w.sim.requests(None).len();
     sync_now(&w, &c).await;
+    let media_calls: Vec<String> = w.sim.requests(None)[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/media"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(
+        media_calls.len(),
+        2,
+        "the head, then straight to the stored page: {media_calls:?}"
+    );
+    assert!(media_calls[1].contains("after="), "{media_calls:?}");
     let resumed = feed(&w, &c).await;
     let stored = stored_posts(&w, &c).await;
     assert_eq!(stored.len(), 60);

@@ -1,0 +1,264 @@
+//! The public widget endpoints against nginx serving the same bytes from files, in one run on
+//! one machine: `wrk` at 64 and 256 connections on `/w/{id}` and `/w/{id}.json`, requests per
+//! second and p99 latency, and their ratios.
+//!
+//! Run: `scripts/bench-widget.sh` (needs `wrk` and `nginx`: `apt-get install wrk nginx-light`).
+//! It builds a release binary of this bench, which sets up a real widget (SQLite, the built-in
+//! simulator, a synced account with 12 posts), serves it through the full edge, writes the exact
+//! bytes it serves to files, starts nginx on them, and runs wrk against both.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use feedkeeper::clock::Clock;
+use feedkeeper::config::{Config, Secret};
+use feedkeeper::connections::{self, Actor};
+use feedkeeper::db::users;
+use feedkeeper::meta::{AccessToken, ExpiringToken};
+use feedkeeper::state::AppState;
+use feedkeeper::widgets::settings::WidgetSettings;
+
+const SECONDS: u32 = 10;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    for tool in ["wrk", "nginx"] {
+        if !on_path(tool) {
+            anyhow::bail!("`{tool}` is not installed (apt-get install wrk nginx-light)");
+        }
+    }
+    let work = tempfile::tempdir()?;
+    let (base, id, _state) = serve_widget(work.path()).await?;
+
+    // The same bytes, as files for nginx.
+    let client = reqwest::Client::new();
+    let html = client
+        .get(format!("{base}/w/{id}"))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let json = client
+        .get(format!("{base}/w/{id}.json"))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let root = work.path().join("www");
+    std::fs::create_dir_all(root.join("w"))?;
+    std::fs::write(root.join("w").join(&id), &html)?;
+    std::fs::write(root.join("w").join(format!("{id}.json")), &json)?;
+    let nginx_port = free_port()?;
+    let nginx = start_nginx(work.path(), &root, nginx_port)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nginx_base = format!("http://127.0.0.1:{nginx_port}");
+    let check = client.get(format!("{nginx_base}/w/{id}")).send().await?;
+    anyhow::ensure!(
+        check.status().is_success(),
+        "nginx answers {}",
+        check.status()
+    );
+    anyhow::ensure!(
+        check.bytes().await? == html,
+        "nginx must serve the same bytes"
+    );
+
+    println!(
+        "bodies: /w/{{id}} {} bytes, /w/{{id}}.json {} bytes; {SECONDS} s per run, wrk -t2\n",
+        html.len(),
+        json.len()
+    );
+    println!(
+        "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (label, path) in [
+        ("/w/{id}", format!("/w/{id}")),
+        ("/w/{id}.json", format!("/w/{id}.json")),
+    ] {
+        for connections in [64, 256] {
+            let ours = wrk(&format!("{base}{path}"), connections)?;
+            let theirs = wrk(&format!("{nginx_base}{path}"), connections)?;
+            println!(
+                "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× |",
+                ours.rps,
+                theirs.rps,
+                ours.rps / theirs.rps,
+                ours.p99_ms,
+                theirs.p99_ms,
+                ours.p99_ms / theirs.p99_ms
+            );
+        }
+    }
+    drop(nginx);
+    Ok(())
+}
+
+fn on_path(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A feedkeeper node serving one widget of a synced account; returns its base URL and the
+/// widget's public id.
+async fn serve_widget(dir: &std::path::Path) -> anyhow::Result<(String, String, AppState)> {
+    let sim = meta_sim::Simulator::new(meta_sim::SimOptions {
+        seed: 5,
+        start_time: Clock::System.now(),
+        ..Default::default()
+    });
+    let sim_server = meta_sim::start(sim.clone(), "127.0.0.1:0".parse()?).await?;
+    let mut config = Config::default();
+    feedkeeper::cli::point_at_simulator(&mut config, &sim_server.base_url, &sim.app())?;
+    config.storage.database_url = format!("sqlite://{}", dir.join("bench.db").display());
+    config.storage.data_dir = dir.to_owned();
+    config.security.token_keys = vec![Secret::new(
+        feedkeeper::crypto::NamedKey::generate("bench").to_config_string(),
+    )];
+    // Measure the widget path, not the request limit.
+    config.server.max_concurrent_requests = 100_000;
+    config.log.level = "warn".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    config.server.listen = listener.local_addr()?;
+    config.server.public_url = format!("http://{}", listener.local_addr()?);
+    config.validate()?;
+    let state = AppState::build(config, Clock::System).await?;
+    let now = state.clock.now();
+
+    sim.create_account(meta_sim::NewAccount {
+        username: "bench_bakery".into(),
+        name: Some("Bench Bakery".into()),
+        posts: 12,
+        ..Default::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let generated = sim
+        .generate_token("bench_bakery")
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let owner = users::create(&state.db, "bench@example.com", "x", now).await?;
+    let token = ExpiringToken {
+        access_token: AccessToken::new(generated.access_token),
+        expires_at: Some(now + generated.expires_in),
+    };
+    let c = connections::connect_instagram(&state, owner, &token, None, Actor::User, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    feedkeeper::jobs::run_due_now(&state, "bench").await?;
+    let widget =
+        feedkeeper::widgets::create(&state, owner, "Bench", c.id, &WidgetSettings::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let serving = state.clone();
+    tokio::spawn(async move {
+        feedkeeper::app::serve_http(serving, listener, std::future::pending()).await;
+    });
+    // Keep the simulator running for the length of the benchmark.
+    std::mem::forget(sim_server);
+    let base = state.config.public_url().trim_end_matches('/').to_owned();
+    Ok((base, widget.public_id, state))
+}
+
+/// nginx on `port`, serving `root`, with a typical production setup (sendfile, keep-alive, the
+/// same cache headers we send).
+fn start_nginx(dir: &std::path::Path, root: &std::path::Path, port: u16) -> anyhow::Result<Killed> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes auto;\npid {pid};\nerror_log {log} warn;\ndaemon off;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n\
+               client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n\
+               types {{ text/html html; application/json json; }}\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
+                 location /w/ {{ default_type text/html; add_header Cache-Control \"public, max-age=60, stale-while-revalidate=600, stale-if-error=86400\"; etag on; }}\n\
+                 location ~ \\.json$ {{ default_type application/json; add_header Cache-Control \"public, max-age=60\"; }}\n\
+               }}\n}}\n",
+            pid = dir.join("nginx.pid").display(),
+            log = dir.join("nginx-error.log").display(),
+            tmp = dir.display(),
+            root = root.display(),
+        ),
+    )?;
+    let child = Command::new("nginx")
+        .args([
+            "-c",
+            &conf.display().to_string(),
+            "-p",
+            &dir.display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    Ok(Killed(child))
+}
+
+/// A child process stopped when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct WrkResult {
+    rps: f64,
+    p99_ms: f64,
+}
+
+/// Runs wrk and reads requests per second and the 99th percentile latency from its report.
+fn wrk(url: &str, connections: u32) -> anyhow::Result<WrkResult> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{SECONDS}s"),
+            "--latency",
+            url,
+        ])
+        .output()?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        !report.contains("Non-2xx"),
+        "errors while measuring {url}:\n{report}"
+    );
+    let rps = report
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in:\n{report}"))?;
+    let p99 = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(str::trim)
+        .ok_or_else(|| anyhow::anyhow!("no 99% latency in:\n{report}"))?;
+    Ok(WrkResult {
+        rps,
+        p99_ms: parse_duration_ms(p99)?,
+    })
+}
+
+/// wrk's `1.23ms`, `850.00us`, `1.02s`.
+fn parse_duration_ms(s: &str) -> anyhow::Result<f64> {
+    let (number, factor) = if let Some(v) = s.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        anyhow::bail!("unknown duration {s:?}")
+    };
+    Ok(number.trim().parse::<f64>()? * factor)
+}
