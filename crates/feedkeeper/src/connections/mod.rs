@@ -284,7 +284,7 @@ pub async fn connect(
 pub async fn disconnect(state: &AppState, id: ConnectionId) -> Result<bool, DbError> {
     let mut tx = state.db.begin().await?;
     jobs::cancel_for_subject(&mut tx, &id.to_string()).await?;
-    let deleted = connections::delete(&mut tx, id).await?;
+    let deleted = connections::delete(&mut tx, id, state.clock.now()).await?;
     tx.commit().await?;
     Ok(deleted)
 }

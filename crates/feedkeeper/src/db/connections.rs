@@ -547,7 +547,10 @@ pub async fn purge_data(
     const SQL: &str = "UPDATE connections SET token_sealed = NULL, token_expires_at = NULL,
         profile_picture_url = NULL, display_name = NULL, data_purged_at = $1, updated_at = $1,
         version = version + 1 WHERE id = $2";
-    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
+    let mut ex: Ex<'_> = db.into();
+    on_pool!(ex.reborrow(), pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
+    // Every node's widget cache must drop what it shows of this account.
+    super::widgets::touch_for_connection(ex, id, now).await?;
     Ok(())
 }
 
@@ -566,10 +569,18 @@ pub async fn mark_synced(
     Ok(())
 }
 
-/// Removes the connection and everything hanging off it (audit log, incidents).
-pub async fn delete(db: impl Into<Ex<'_>>, id: ConnectionId) -> Result<bool, DbError> {
+/// Removes the connection and everything hanging off it (audit log, incidents, posts). Widgets
+/// that showed it keep their address and show nothing until another account is chosen; their
+/// change time moves so every node's cache drops what they showed.
+pub async fn delete(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    now: UnixSeconds,
+) -> Result<bool, DbError> {
     const SQL: &str = "DELETE FROM connections WHERE id = $1";
-    let n = on_pool!(db, pool => sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
+    let mut ex: Ex<'_> = db.into();
+    super::widgets::touch_for_connection(ex.reborrow(), id, now).await?;
+    let n = on_pool!(ex, pool => sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
 

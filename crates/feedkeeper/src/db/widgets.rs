@@ -125,6 +125,19 @@ pub async fn delete_owned(
     Ok(n == 1)
 }
 
+/// Marks every widget showing `connection` as changed (its account was disconnected or its data
+/// deleted), so every node's cache drops what it showed.
+pub async fn touch_for_connection(
+    db: impl Into<Ex<'_>>,
+    connection: ConnectionId,
+    now: UnixSeconds,
+) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE widgets SET updated_at = $1, version = version + 1
+        WHERE connection_id = $2";
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(connection).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
 /// Whether any live widget shows the connection (it is then synced more often).
 pub async fn shows_connection(
     db: impl Into<Ex<'_>>,

@@ -147,7 +147,7 @@ pub async fn data_deletion(
     let mut deleted = 0;
     for c in &affected {
         jobs::cancel_for_subject(&mut tx, &c.id.to_string()).await?;
-        if stored::delete(&mut tx, c.id).await? {
+        if stored::delete(&mut tx, c.id, now).await? {
             deleted += 1;
         }
     }

@@ -550,3 +550,54 @@ async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served()
         .unwrap();
     assert_eq!(feed["posts"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn a_disconnected_account_leaves_every_nodes_widgets_at_once() {
+    let app = TestApp::spawn().await;
+    let (browser, connection) = shop(&app).await;
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let edit_path = made.location().unwrap().to_owned();
+    let id = public_id(&browser.get(&edit_path).await.body);
+    let other =
+        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+            .await
+            .unwrap();
+    let shows = |served: feedkeeper::widgets::cache::Served| match served {
+        feedkeeper::widgets::cache::Served::Found(r) => {
+            String::from_utf8_lossy(&r.html.identity).contains("Fresh bread")
+        }
+        _ => panic!("the widget is there"),
+    };
+    assert!(shows(other.widgets.get(&other, &id).await.unwrap()));
+
+    let gone = browser
+        .post(
+            &format!("/connections/{connection}/disconnect"),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER);
+    other.widgets.drop_changed(&other).await.unwrap();
+    assert!(!shows(other.widgets.get(&other, &id).await.unwrap()));
+    let feed: Value = get(&app, &format!("/w/{id}.json"), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            feed["health"]["status"].as_str(),
+            feed["posts"].as_array().map(Vec::len)
+        ),
+        (Some("disconnected"), Some(0))
+    );
+    // The dashboard says so, and the widget can be pointed at another account.
+    let list = browser.get("/widgets").await;
+    assert!(
+        list.body.contains("No account (it was disconnected)"),
+        "{}",
+        list.body
+    );
+}
