@@ -44,10 +44,31 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .bytes()
         .await?;
+    // What browsers get: brotli (reqwest here has no decoder, so the bytes arrive as sent).
+    let br = |path: String| {
+        let client = client.clone();
+        async move {
+            let reply = client
+                .get(path)
+                .header("accept-encoding", "br")
+                .send()
+                .await?;
+            anyhow::ensure!(reply.headers()["content-encoding"] == "br", "not brotli");
+            Ok::<_, anyhow::Error>(reply.bytes().await?)
+        }
+    };
+    let html_br = br(format!("{base}/w/{id}")).await?;
+    let json_br = br(format!("{base}/w/{id}.json")).await?;
     let root = work.path().join("www");
     std::fs::create_dir_all(root.join("w"))?;
+    std::fs::create_dir_all(root.join("br").join("w"))?;
     std::fs::write(root.join("w").join(&id), &html)?;
     std::fs::write(root.join("w").join(format!("{id}.json")), &json)?;
+    std::fs::write(root.join("br").join("w").join(&id), &html_br)?;
+    std::fs::write(
+        root.join("br").join("w").join(format!("{id}.json")),
+        &json_br,
+    )?;
     let nginx_port = free_port()?;
     let nginx = start_nginx(work.path(), &root, nginx_port)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -64,21 +85,32 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!(
-        "bodies: /w/{{id}} {} bytes, /w/{{id}}.json {} bytes; {SECONDS} s per run, wrk -t2\n",
+        "bodies: /w/{{id}} {} bytes ({} brotli), /w/{{id}}.json {} bytes ({} brotli); \
+         {SECONDS} s per run, wrk -t2\n",
         html.len(),
-        json.len()
+        html_br.len(),
+        json.len(),
+        json_br.len()
     );
     println!(
         "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (label, path) in [
-        ("/w/{id}", format!("/w/{id}")),
-        ("/w/{id}.json", format!("/w/{id}.json")),
+    for (label, path, brotli) in [
+        ("/w/{id}", format!("/w/{id}"), false),
+        ("/w/{id}.json", format!("/w/{id}.json"), false),
+        ("/w/{id}, brotli", format!("/w/{id}"), true),
+        ("/w/{id}.json, brotli", format!("/w/{id}.json"), true),
     ] {
+        // nginx serves the very bytes we send: the plain files, or the brotli ones as brotli.
+        let (header, nginx_path) = if brotli {
+            (Some("Accept-Encoding: br"), format!("/br{path}"))
+        } else {
+            (None, path.clone())
+        };
         for connections in [64, 256] {
-            let ours = wrk(&format!("{base}{path}"), connections)?;
-            let theirs = wrk(&format!("{nginx_base}{path}"), connections)?;
+            let ours = wrk(&format!("{base}{path}"), connections, header)?;
+            let theirs = wrk(&format!("{nginx_base}{nginx_path}"), connections, header)?;
             println!(
                 "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× |",
                 ours.rps,
@@ -182,6 +214,7 @@ fn start_nginx(dir: &std::path::Path, root: &std::path::Path, port: u16) -> anyh
                server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
                  location /w/ {{ default_type text/html; add_header Cache-Control \"public, max-age=60, stale-while-revalidate=600, stale-if-error=86400\"; etag on; }}\n\
                  location ~ \\.json$ {{ default_type application/json; add_header Cache-Control \"public, max-age=60\"; }}\n\
+                 location ^~ /br/ {{ default_type text/html; add_header Content-Encoding br; add_header Cache-Control \"public, max-age=60\"; }}\n\
                }}\n}}\n",
             pid = dir.join("nginx.pid").display(),
             log = dir.join("nginx-error.log").display(),
@@ -218,16 +251,18 @@ struct WrkResult {
 }
 
 /// Runs wrk and reads requests per second and the 99th percentile latency from its report.
-fn wrk(url: &str, connections: u32) -> anyhow::Result<WrkResult> {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{SECONDS}s"),
-            "--latency",
-            url,
-        ])
-        .output()?;
+fn wrk(url: &str, connections: u32, header: Option<&str>) -> anyhow::Result<WrkResult> {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{SECONDS}s"),
+        "--latency",
+    ]);
+    if let Some(header) = header {
+        command.args(["-H", header]);
+    }
+    let out = command.arg(url).output()?;
     let report = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(
         !report.contains("Non-2xx"),

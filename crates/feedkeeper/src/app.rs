@@ -21,7 +21,20 @@ pub use crate::state::AppState;
 /// log span, the security headers, a panic catcher, the body limit, the request timeout and the
 /// concurrency limit.
 pub fn router(state: AppState) -> Router {
-    with_edge(http::router(), state)
+    with_edge(http::router(), state.clone()).merge(with_public_edge(http::public_router(), state))
+}
+
+/// The public widget routes behind a lighter edge: the security headers and the panic catcher.
+/// They answer from memory in microseconds, on the busiest path of the service, so they carry
+/// no request id or log span, and no timeout or shared concurrency limit (a flood of widget
+/// traffic must not queue the dashboard; a rendering on a cache miss is bounded by the
+/// database pool).
+fn with_public_edge(routes: Router<AppState>, state: AppState) -> Router {
+    let headers = SecurityHeaders::from_config(&state.config);
+    let edge = tower::ServiceBuilder::new()
+        .layer(headers.layer())
+        .layer(CatchPanicLayer::custom(edge::panic_response));
+    routes.layer(edge).with_state(state)
 }
 
 /// Puts `routes` behind the edge (see [`router`]); tests use it to put a route of their own

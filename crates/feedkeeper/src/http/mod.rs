@@ -18,6 +18,13 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
     raw.parse().map_err(|_| AppError::NotFound)
 }
 
+/// The public widget routes, for anyone's website (they get a lighter edge: `app::router`).
+pub fn public_router() -> Router<AppState> {
+    Router::new()
+        .route("/w/{id}", get(widgets::widget))
+        .route("/embed.js", get(widgets::embed_script))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .fallback(status::not_found)
@@ -33,8 +40,6 @@ pub fn router() -> Router<AppState> {
             "/connections/{id}/reconnect",
             post(connect::start_reconnect),
         )
-        .route("/w/{id}", get(widgets::widget))
-        .route("/embed.js", get(widgets::embed_script))
         .route("/l/{token}", get(connect::link_landing))
         .route("/l/{token}/{provider}", post(connect::link_start))
         .route("/connect/{provider}/callback", get(connect::callback))

@@ -9,7 +9,7 @@
 use std::sync::LazyLock;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{
     ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_ENCODING,
     CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
@@ -101,9 +101,7 @@ fn serve(headers: &HeaderMap, body: &Encoded, content_type: &'static str) -> Res
     let h = response.headers_mut();
     h.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_WIDGET));
     h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-    if let Ok(etag) = HeaderValue::from_str(&body.etag) {
-        h.insert(ETAG, etag);
-    }
+    h.insert(ETAG, body.etag_header.clone());
     response
 }
 
@@ -146,12 +144,14 @@ fn missing(status: StatusCode, json: bool) -> Response {
     response
 }
 
-/// `GET /w/{id}` and `GET /w/{id}.json`.
+/// `GET /w/{id}` and `GET /w/{id}.json`. The hottest route of the service: it reads the
+/// request's headers in place and sends header values made when the widget was rendered.
 pub async fn widget(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
+    let headers = request.headers();
     let (public_id, json) = match id.strip_suffix(".json") {
         Some(id) => (id, true),
         None => (id.as_str(), false),
@@ -174,17 +174,16 @@ pub async fn widget(
         Served::NotFound => missing(StatusCode::NOT_FOUND, json),
         Served::Gone => missing(StatusCode::GONE, json),
         Served::Found(rendered) if json => {
-            let mut r = serve(&headers, &rendered.json, "application/json");
+            let mut r = serve(headers, &rendered.json, "application/json");
             // Developers read the feed from their own pages' scripts.
             r.headers_mut()
                 .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             r
         }
         Served::Found(rendered) => {
-            let mut r = serve(&headers, &rendered.html, "text/html; charset=utf-8");
-            if let Ok(csp) = HeaderValue::from_str(&rendered.csp) {
-                r.headers_mut().insert(CONTENT_SECURITY_POLICY, csp);
-            }
+            let mut r = serve(headers, &rendered.html, "text/html; charset=utf-8");
+            r.headers_mut()
+                .insert(CONTENT_SECURITY_POLICY, rendered.csp.clone());
             r
         }
     }
@@ -193,8 +192,8 @@ pub async fn widget(
 static EMBED: LazyLock<Encoded> = LazyLock::new(|| Encoded::from_text(EMBED_JS));
 
 /// `GET /embed.js`: cached for an hour (its address has no version: embed codes never change).
-pub async fn embed_script(headers: HeaderMap) -> Response {
-    let mut r = serve(&headers, &EMBED, "text/javascript; charset=utf-8");
+pub async fn embed_script(request: Request) -> Response {
+    let mut r = serve(request.headers(), &EMBED, "text/javascript; charset=utf-8");
     r.headers_mut().insert(
         CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600, stale-while-revalidate=86400"),

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
@@ -39,6 +40,8 @@ pub struct Encoded {
     pub brotli: Bytes,
     /// A strong validator of the identity bytes (quoted, as the header wants it).
     pub etag: String,
+    /// The same, ready to send.
+    pub etag_header: HeaderValue,
 }
 
 impl Encoded {
@@ -67,6 +70,8 @@ impl Encoded {
             identity: Bytes::from(body),
             gzip: Bytes::from(gzip),
             brotli: Bytes::from(brotli),
+            // Hex in quotes is always a valid header value.
+            etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
             etag,
         }
     }
@@ -77,8 +82,8 @@ impl Encoded {
 pub struct Rendered {
     pub html: Encoded,
     pub json: Encoded,
-    /// The document's Content-Security-Policy.
-    pub csp: String,
+    /// The document's Content-Security-Policy, ready to send.
+    pub csp: HeaderValue,
     /// When it was made (app clock): a change stamped after this (less the slack) drops it.
     made_at: UnixSeconds,
     /// The first image URL in it expires then: it must be made again before.
@@ -141,7 +146,8 @@ impl WidgetCache {
                 let rendered = tokio::task::spawn_blocking(move || Rendered {
                     html: Encoded::new(doc.html.into_bytes()),
                     json: Encoded::new(json.into_bytes()),
-                    csp: doc.csp,
+                    csp: HeaderValue::from_str(&doc.csp)
+                        .unwrap_or(HeaderValue::from_static("default-src 'none'")),
                     made_at,
                     valid_until: data.urls_expire_at,
                 })
