@@ -81,7 +81,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     let db = state.db.clone();
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let cache_poller = crate::widgets::cache::spawn_poller(state.clone(), workers_stopped.clone());
+    let cache_poller = crate::widgets::spawn_poller(state.clone(), workers_stopped.clone());
     let workers = crate::jobs::spawn(state.clone(), &state.node, workers_stopped).await;
     tracing::info!(node = %state.node, "node started");
     serve_http(state, listener, shutdown_signal()).await;

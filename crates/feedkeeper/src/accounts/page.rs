@@ -2,14 +2,13 @@
 //! that keep pages out of caches (`error::render` turns a template into a response with them).
 //!
 //! Owns what the layout needs; page-specific data lives in each page's own template struct.
+//! (`Page::for_user` lives with the session it reads, in `accounts::session`.)
 
 use std::sync::LazyLock;
 
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, HeaderName};
 use sha2::{Digest as _, Sha256};
-
-use super::CurrentUser;
 
 /// The dashboard stylesheet, served at `/static/app.css`.
 pub const STYLESHEET: &str = include_str!("../../static/app.css");
@@ -36,6 +35,32 @@ pub fn stylesheet_url() -> &'static str {
     &URL
 }
 
+/// What a flash message means, for its colour: good news, something to watch, or a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Ok,
+    Warn,
+    Bad,
+}
+
+impl Tone {
+    /// The CSS class suffix (`notice-ok`, `notice-warn`, `notice-error`).
+    pub fn class(self) -> &'static str {
+        match self {
+            Tone::Ok => "ok",
+            Tone::Warn => "warn",
+            Tone::Bad => "error",
+        }
+    }
+}
+
+/// A one-time message and its tone (kept in the session until shown: `accounts::session`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flash {
+    pub tone: Tone,
+    pub message: String,
+}
+
 /// What `layout.html` needs. A template that extends the layout has a field `page: Page`.
 #[derive(Clone, Debug, Default)]
 pub struct Page {
@@ -47,23 +72,12 @@ pub struct Page {
     /// page.csrf }}">`). Pre-login pages carry a pre-login token here.
     pub csrf: String,
     /// A one-time notice shown above the content ("Password changed."), with its tone.
-    pub flash: Option<super::session::Flash>,
+    pub flash: Option<Flash>,
     /// Connections that need someone to reconnect them: a count beside "Connections" in the menu.
     pub needs_action: i64,
 }
 
 impl Page {
-    /// A page for the logged-in `user`, showing the flash the session held, if any.
-    pub fn for_user(user: &CurrentUser, title: impl Into<String>) -> Page {
-        Page {
-            title: title.into(),
-            user_email: Some(user.email.clone()),
-            csrf: user.csrf.clone(),
-            flash: user.flash.clone(),
-            needs_action: user.needs_action,
-        }
-    }
-
     /// A page for someone not logged in (sign-up, log-in, error pages).
     pub fn public(title: impl Into<String>, csrf: impl Into<String>) -> Page {
         Page {

@@ -48,34 +48,10 @@ pub struct CurrentUser {
     session_id: SessionId,
 }
 
-/// What a flash message means, for its colour: good news, something to watch, or a problem.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tone {
-    Ok,
-    Warn,
-    Bad,
-}
-
-impl Tone {
-    /// The CSS class suffix (`notice-ok`, `notice-warn`, `notice-error`).
-    pub fn class(self) -> &'static str {
-        match self {
-            Tone::Ok => "ok",
-            Tone::Warn => "warn",
-            Tone::Bad => "error",
-        }
-    }
-}
-
-/// A one-time message and its tone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Flash {
-    pub tone: Tone,
-    pub message: String,
-}
-
 /// Separates a stored flash's tone from its text (a control character no message contains).
 const TONE_MARK: char = '\u{1f}';
+
+pub use super::page::{Flash, Tone};
 
 impl Flash {
     fn stored(tone: Tone, message: &str) -> String {
@@ -100,6 +76,19 @@ impl Flash {
                 tone: Tone::Ok,
                 message: stored,
             },
+        }
+    }
+}
+
+impl super::Page {
+    /// A page for the logged-in `user`, showing the flash the session held, if any.
+    pub fn for_user(user: &CurrentUser, title: impl Into<String>) -> super::Page {
+        super::Page {
+            title: title.into(),
+            user_email: Some(user.email.clone()),
+            csrf: user.csrf.clone(),
+            flash: user.flash.clone(),
+            needs_action: user.needs_action,
         }
     }
 }

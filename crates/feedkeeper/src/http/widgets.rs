@@ -156,7 +156,7 @@ pub async fn widget(
         Some(id) => (id, true),
         None => (id.as_str(), false),
     };
-    let served = match state.widgets.get(&state, public_id).await {
+    let served = match crate::widgets::served(&state, public_id).await {
         Ok(served) => served,
         Err(e) => {
             tracing::error!(error = %e, "a widget could not be rendered");

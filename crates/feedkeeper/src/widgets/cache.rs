@@ -1,5 +1,6 @@
 //! Rendered widgets in memory: each widget's HTML and JSON, made once, stored with gzip and
-//! brotli copies and an ETag, and served without touching the database.
+//! brotli copies and an ETag, and served without touching the database. This file is the store
+//! itself; `widgets::served` fills it and `widgets::drop_changed` keeps it fresh.
 //!
 //! Staying fresh on many nodes, without a query per request: every node polls once a second for
 //! widgets whose settings, feed or account health changed recently (`db::widgets::
@@ -16,17 +17,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::watch;
 
-use super::{Lookup, render};
 use crate::clock::UnixSeconds;
-use crate::db::DbError;
-use crate::state::AppState;
 
 /// How often each node looks for changed widgets.
 pub const POLL: Duration = Duration::from_secs(1);
 /// How far back each look reaches (late commits, clock differences between nodes).
-const LOOK_BACK_SECS: i64 = 30;
+pub const LOOK_BACK_SECS: i64 = 30;
 /// A rendering is dropped for a change stamped up to this long before it was made.
 const CLOCK_SLACK_SECS: i64 = 10;
 /// Renderings kept per node; beyond it the oldest go.
@@ -50,7 +47,7 @@ impl Encoded {
         Encoded::new(text.as_bytes().to_vec())
     }
 
-    fn new(body: Vec<u8>) -> Encoded {
+    pub(crate) fn new(body: Vec<u8>) -> Encoded {
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         // Writing into a Vec cannot fail.
@@ -85,9 +82,9 @@ pub struct Rendered {
     /// The document's Content-Security-Policy, ready to send.
     pub csp: HeaderValue,
     /// When it was made (app clock): a change stamped after this (less the slack) drops it.
-    made_at: UnixSeconds,
+    pub made_at: UnixSeconds,
     /// The first image URL in it expires then: it must be made again before.
-    valid_until: Option<UnixSeconds>,
+    pub valid_until: Option<UnixSeconds>,
 }
 
 /// What a public id leads to.
@@ -120,42 +117,24 @@ impl WidgetCache {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The rendering for `public_id`: from memory, or made now (and kept).
-    pub async fn get(&self, state: &AppState, public_id: &str) -> Result<Served, DbError> {
-        let now = state.clock.now();
+    /// What memory holds for `public_id` that may be served at `now`, if anything.
+    pub fn fresh(&self, public_id: &str, now: UnixSeconds) -> Option<Served> {
         match self.read().get(public_id) {
             Some(Entry::Found(r)) if r.valid_until.is_none_or(|t| t > now) => {
-                return Ok(Served::Found(r.clone()));
+                Some(Served::Found(r.clone()))
             }
-            Some(Entry::Gone) => return Ok(Served::Gone),
-            _ => {}
+            Some(Entry::Gone) => Some(Served::Gone),
+            _ => None,
         }
-        let made_at = now;
-        let served = match super::load(state, public_id).await? {
-            Lookup::NotFound => return Ok(Served::NotFound),
-            Lookup::Gone => {
-                self.write().insert(public_id.to_owned(), Entry::Gone);
-                return Ok(Served::Gone);
-            }
-            Lookup::Found(data) => {
-                let doc = render::document(&state.config, &data)
-                    .map_err(|e| DbError::Other(sqlx::Error::Decode(Box::new(e))))?;
-                let json = render::json(&data)
-                    .map_err(|e| DbError::Other(sqlx::Error::Decode(Box::new(e))))?;
-                // Compression at quality 11 takes a few milliseconds: off the async threads.
-                let rendered = tokio::task::spawn_blocking(move || Rendered {
-                    html: Encoded::new(doc.html.into_bytes()),
-                    json: Encoded::new(json.into_bytes()),
-                    csp: HeaderValue::from_str(&doc.csp)
-                        .unwrap_or(HeaderValue::from_static("default-src 'none'")),
-                    made_at,
-                    valid_until: data.urls_expire_at,
-                })
-                .await
-                .map_err(|e| DbError::Other(sqlx::Error::Decode(Box::new(e))))?;
-                Arc::new(rendered)
-            }
-        };
+    }
+
+    /// Remembers a deleted widget.
+    pub fn remember_gone(&self, public_id: &str) {
+        self.write().insert(public_id.to_owned(), Entry::Gone);
+    }
+
+    /// Keeps a rendering.
+    pub fn insert(&self, public_id: &str, rendered: Arc<Rendered>) {
         let mut entries = self.write();
         if entries.len() >= MAX_ENTRIES {
             // Rare: drop the oldest tenth rather than grow without end.
@@ -171,8 +150,7 @@ impl WidgetCache {
                 entries.remove(&key);
             }
         }
-        entries.insert(public_id.to_owned(), Entry::Found(served.clone()));
-        Ok(Served::Found(served))
+        entries.insert(public_id.to_owned(), Entry::Found(rendered));
     }
 
     /// Drops one widget's rendering (after a change made on this node).
@@ -180,17 +158,15 @@ impl WidgetCache {
         self.write().remove(public_id);
     }
 
-    /// Drops renderings older than the changes the database reports since `now - LOOK_BACK`.
-    /// Returns how many were dropped.
-    pub async fn drop_changed(&self, state: &AppState) -> Result<usize, DbError> {
-        let since = state.clock.now() - LOOK_BACK_SECS;
-        let changed = crate::db::widgets::changed_since(&state.db, since).await?;
-        if changed.is_empty() {
-            return Ok(0);
+    /// Drops the renderings made before (less the clock slack) the given changes of their
+    /// widgets. Returns how many were dropped.
+    pub fn drop_older(&self, changes: Vec<(String, UnixSeconds)>) -> usize {
+        if changes.is_empty() {
+            return 0;
         }
         let mut entries = self.write();
         let mut dropped = 0;
-        for (public_id, changed_at) in changed {
+        for (public_id, changed_at) in changes {
             let stale = match entries.get(&public_id) {
                 Some(Entry::Found(r)) => changed_at >= r.made_at - CLOCK_SLACK_SECS,
                 // A deleted widget never comes back; anything else is not held.
@@ -201,29 +177,6 @@ impl WidgetCache {
                 dropped += 1;
             }
         }
-        Ok(dropped)
+        dropped
     }
-}
-
-/// Keeps this node's cache fresh until `shutdown` turns true.
-pub fn spawn_poller(
-    state: AppState,
-    mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-            if let Err(e) = state.widgets.drop_changed(&state).await {
-                tracing::warn!(error = %e, "could not look for changed widgets");
-            }
-        }
-    })
 }

@@ -15,6 +15,10 @@ pub mod caption;
 pub mod render;
 pub mod settings;
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 use crate::clock::UnixSeconds;
 use crate::db::connections::{self as stored, Status};
 use crate::db::posts::{self, PostRow, ProfileRow};
@@ -22,6 +26,7 @@ use crate::db::widgets::{self as store, NewWidget, Widget};
 use crate::db::{DbError, Tx};
 use crate::ids::{ConnectionId, UserId, WidgetId};
 use crate::state::AppState;
+use cache::{Encoded, Rendered, Served};
 use settings::WidgetSettings;
 
 /// A new unguessable public id: 128 random bits, URL-safe.
@@ -266,4 +271,71 @@ pub async fn update(
     }
     tx.commit().await?;
     Ok(())
+}
+
+// ---- Serving from memory -------------------------------------------------------------------
+
+/// What `public_id` leads to: the rendering from this node's memory, or made now and kept.
+pub async fn served(state: &AppState, public_id: &str) -> Result<Served, DbError> {
+    let now = state.clock.now();
+    if let Some(served) = state.widgets.fresh(public_id, now) {
+        return Ok(served);
+    }
+    let data = match load(state, public_id).await? {
+        Lookup::NotFound => return Ok(Served::NotFound),
+        Lookup::Gone => {
+            state.widgets.remember_gone(public_id);
+            return Ok(Served::Gone);
+        }
+        Lookup::Found(data) => data,
+    };
+    let broken =
+        |e: Box<dyn std::error::Error + Send + Sync>| DbError::Other(sqlx::Error::Decode(e));
+    let doc = render::document(&state.config, &data).map_err(|e| broken(Box::new(e)))?;
+    let json = render::json(&data).map_err(|e| broken(Box::new(e)))?;
+    // Compression at quality 11 takes a few milliseconds: off the async threads.
+    let rendered = tokio::task::spawn_blocking(move || Rendered {
+        html: Encoded::new(doc.html.into_bytes()),
+        json: Encoded::new(json.into_bytes()),
+        csp: axum::http::HeaderValue::from_str(&doc.csp)
+            .unwrap_or(axum::http::HeaderValue::from_static("default-src 'none'")),
+        made_at: now,
+        valid_until: data.urls_expire_at,
+    })
+    .await
+    .map_err(|e| broken(Box::new(e)))?;
+    let rendered = Arc::new(rendered);
+    state.widgets.insert(public_id, rendered.clone());
+    Ok(Served::Found(rendered))
+}
+
+/// Drops this node's renderings of widgets the database reports changed (by any node) in the
+/// look-back window. Returns how many were dropped.
+pub async fn drop_changed(state: &AppState) -> Result<usize, DbError> {
+    let since = state.clock.now() - cache::LOOK_BACK_SECS;
+    let changed = store::changed_since(&state.db, since).await?;
+    Ok(state.widgets.drop_older(changed))
+}
+
+/// Keeps this node's cache fresh until `shutdown` turns true (one small query per poll).
+pub fn spawn_poller(
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(cache::POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = drop_changed(&state).await {
+                tracing::warn!(error = %e, "could not look for changed widgets");
+            }
+        }
+    })
 }

@@ -481,7 +481,7 @@ async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served()
         feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
             .await
             .unwrap();
-    let first = match other.widgets.get(&other, &id).await.unwrap() {
+    let first = match feedkeeper::widgets::served(&other, &id).await.unwrap() {
         feedkeeper::widgets::cache::Served::Found(r) => r,
         _ => panic!("the widget renders"),
     };
@@ -502,13 +502,13 @@ async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served()
         .unwrap();
     run_due_now(&app.state, "test").await.unwrap();
     // Until its poll, the other node serves what it has from memory.
-    let cached = match other.widgets.get(&other, &id).await.unwrap() {
+    let cached = match feedkeeper::widgets::served(&other, &id).await.unwrap() {
         feedkeeper::widgets::cache::Served::Found(r) => r,
         _ => panic!(),
     };
     assert_eq!(cached.html.etag, first.html.etag);
-    assert!(other.widgets.drop_changed(&other).await.unwrap() >= 1);
-    let fresh = match other.widgets.get(&other, &id).await.unwrap() {
+    assert!(feedkeeper::widgets::drop_changed(&other).await.unwrap() >= 1);
+    let fresh = match feedkeeper::widgets::served(&other, &id).await.unwrap() {
         feedkeeper::widgets::cache::Served::Found(r) => r,
         _ => panic!(),
     };
@@ -516,7 +516,7 @@ async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served()
     assert!(String::from_utf8_lossy(&fresh.html.identity).contains("Brand new"));
     // A poll that finds nothing new drops nothing.
     app.advance(120);
-    assert_eq!(other.widgets.drop_changed(&other).await.unwrap(), 0);
+    assert_eq!(feedkeeper::widgets::drop_changed(&other).await.unwrap(), 0);
 
     // Meta is down for days: syncs fail, and once Instagram's image addresses expire the widget
     // stops showing them rather than serving broken images.
@@ -570,7 +570,9 @@ async fn a_disconnected_account_leaves_every_nodes_widgets_at_once() {
         }
         _ => panic!("the widget is there"),
     };
-    assert!(shows(other.widgets.get(&other, &id).await.unwrap()));
+    assert!(shows(
+        feedkeeper::widgets::served(&other, &id).await.unwrap()
+    ));
 
     let gone = browser
         .post(
@@ -579,8 +581,10 @@ async fn a_disconnected_account_leaves_every_nodes_widgets_at_once() {
         )
         .await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER);
-    other.widgets.drop_changed(&other).await.unwrap();
-    assert!(!shows(other.widgets.get(&other, &id).await.unwrap()));
+    feedkeeper::widgets::drop_changed(&other).await.unwrap();
+    assert!(!shows(
+        feedkeeper::widgets::served(&other, &id).await.unwrap()
+    ));
     let feed: Value = get(&app, &format!("/w/{id}.json"), &[])
         .await
         .json()
