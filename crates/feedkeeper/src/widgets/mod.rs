@@ -166,7 +166,23 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
         _ => (Health::Disconnected, 0, None, Vec::new(), None),
     };
     let posts = visible_posts(&settings, all, now);
-    let urls_expire_at = posts.iter().filter_map(|p| p.urls_expire_at).min();
+    // The profile picture is a signed CDN URL too: shown while it works, never after.
+    let mut profile = profile;
+    let picture_expiry = profile
+        .as_ref()
+        .and_then(|p| p.picture_url.as_deref())
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| crate::meta::cdn::expiry(&u).ok().flatten());
+    if let Some(p) = profile.as_mut()
+        && picture_expiry.is_some_and(|t| t <= now)
+    {
+        p.picture_url = None;
+    }
+    let urls_expire_at = posts
+        .iter()
+        .filter_map(|p| p.urls_expire_at)
+        .chain(picture_expiry.filter(|&t| t > now))
+        .min();
     let health_name = match health {
         Health::Ok => "ok",
         Health::Degraded => "degraded",

@@ -279,6 +279,8 @@ struct ProfileJson<'a> {
     name: Option<&'a str>,
     biography: Option<&'a str>,
     website: Option<&'a str>,
+    /// Instagram's signed address of the profile picture (null once expired).
+    picture_url: Option<&'a str>,
     profile_url: String,
     followers_count: Option<i64>,
     follows_count: Option<i64>,
@@ -344,6 +346,7 @@ pub fn json(data: &WidgetData) -> Result<String, serde_json::Error> {
             name: p.name.as_deref(),
             biography: p.biography.as_deref(),
             website: p.website.as_deref(),
+            picture_url: p.picture_url.as_deref(),
             profile_url: format!("https://www.instagram.com/{}/", p.username),
             followers_count: p.followers_count,
             follows_count: p.follows_count,
@@ -441,6 +444,7 @@ mod tests {
             profile: Some(ProfileRow {
                 username: "shop".into(),
                 name: Some("Shop & Co".into()),
+                picture_url: Some(format!("{CDN}avatar.jpg")),
                 ..Default::default()
             }),
             posts: vec![
@@ -506,6 +510,7 @@ mod tests {
     fn options_switch_their_parts_on_and_off() {
         let all = html(WidgetSettings::default());
         assert!(all.contains("class=\"fk-header\"") && all.contains("class=\"fk-follow\""));
+        assert!(all.contains(&format!("<img class=\"fk-avatar\" src=\"{CDN}avatar.jpg\"")));
         assert!(all.contains("id=\"fk-lightbox\"") && all.contains("class=\"fk-full\" hidden"));
         // The reel shows its poster and plays its video in the lightbox; the album's children
         // are all there, the video one with its poster.

@@ -465,6 +465,7 @@ async fn the_json_feed_matches_its_published_schema() {
     );
     assert_eq!(feed["health"]["status"], "ok");
     assert_eq!(feed["profile"]["username"], "shop");
+    assert!(feed["profile"]["picture_url"].is_string(), "{feed:#}");
 }
 
 #[tokio::test]
@@ -549,6 +550,11 @@ async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served()
         .await
         .unwrap();
     assert_eq!(feed["posts"], serde_json::json!([]));
+    assert_eq!(
+        feed["profile"]["picture_url"],
+        Value::Null,
+        "an expired picture is left out"
+    );
 }
 
 #[tokio::test]
