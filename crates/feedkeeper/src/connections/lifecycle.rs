@@ -41,8 +41,10 @@ pub enum Outcome {
     ExpiredLocally,
 }
 
-/// Whether the connection's Facebook Page still links its Instagram account.
-async fn still_linked(
+/// Whether the connection's Facebook Page still links its Instagram account (as a professional
+/// account): an error with reason `unlinked` when not, or the error of asking. The lifecycle and
+/// the sync both judge a business connection by it.
+pub(crate) async fn still_linked(
     state: &AppState,
     c: &Connection,
     token: &crate::meta::AccessToken,
@@ -54,7 +56,8 @@ async fn still_linked(
             "graph.facebook.com /{page-id}",
             ReconnectReason::Unlinked,
             format!(
-                "the Facebook Page no longer links @{} as a professional account",
+                "the Facebook Page \"{}\" no longer links @{} as a professional account",
+                c.fb_page_name.as_deref().unwrap_or(page_id),
                 c.username
             ),
         )),

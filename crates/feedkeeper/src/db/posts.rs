@@ -309,6 +309,24 @@ pub async fn store_feed(
     Ok(())
 }
 
+/// Counts a failed sync (creating the feed's row for a connection never synced) and returns
+/// the failures in a row. Only the failure columns change.
+pub async fn record_failure(
+    db: impl Into<Ex<'_>>,
+    id: ConnectionId,
+    message: &str,
+    now: UnixSeconds,
+) -> Result<i64, DbError> {
+    const SQL: &str = "INSERT INTO feeds (connection_id, version, content_hash, failures,
+            last_error, updated_at) VALUES ($1, 0, '', 1, $2, $3)
+        ON CONFLICT (connection_id) DO UPDATE SET failures = feeds.failures + 1,
+            last_error = excluded.last_error
+        RETURNING failures";
+    Ok(
+        on_pool!(db, pool => sqlx::query_scalar(SQL).bind(id).bind(message).bind(now).fetch_one(pool).await)?,
+    )
+}
+
 /// Deletes everything the sync stored for a connection (its data is being purged).
 pub async fn delete_all(db: impl Into<Ex<'_>>, id: ConnectionId) -> Result<(), DbError> {
     let mut ex: Ex<'_> = db.into();

@@ -101,7 +101,7 @@ pub async fn sync_connection(
     };
     match fetched {
         Ok(fetched) => store(state, &c, shown, feed, fetched, lease).await,
-        Err(error) => failed(state, &c, shown, feed, error, lease).await,
+        Err(error) => failed(state, &c, shown, None, error, lease).await,
     }
 }
 
@@ -205,28 +205,14 @@ async fn page_link_problem(
     token: &AccessToken,
     error: MetaError,
 ) -> MetaError {
-    let about_the_account = matches!(error.code(), Some(100) | Some(10));
-    let Some(page_id) = c.fb_page_id.as_deref().filter(|_| about_the_account) else {
-        return error;
-    };
-    let linked = match state.meta.page_instagram_account(token, page_id).await {
-        Ok(linked) => linked,
-        // The Page itself is gone from the token's view too.
-        Err(e) if e.code() == Some(100) => None,
-        Err(_) => return error,
-    };
-    if linked.as_deref() == Some(c.ig_user_id.as_str()) {
+    if c.fb_page_id.is_none() || !matches!(error.code(), Some(100) | Some(10)) {
         return error;
     }
-    MetaError::account_changed(
-        "graph.facebook.com /{page-id}",
-        ReconnectReason::Unlinked,
-        format!(
-            "the Facebook Page \"{}\" no longer links @{} as a professional account",
-            c.fb_page_name.as_deref().unwrap_or(page_id),
-            c.username
-        ),
-    )
+    match lifecycle::still_linked(state, c, token).await {
+        Err(unlinked) if unlinked.reconnect_reason() == Some(ReconnectReason::Unlinked) => unlinked,
+        // Still linked, or the Page could not be asked: Meta's error stands.
+        _ => error,
+    }
 }
 
 /// Stores what was fetched, in one transaction fenced by the lease.
@@ -331,7 +317,7 @@ async fn store(
     };
     if let Some(error) = fetched.error {
         // Part-way: the pages fetched are stored; the rest follows the failure's rules.
-        let after = failed(state, c, shown, None, error, lease).await?;
+        let after = failed(state, c, shown, Some(failures), error, lease).await?;
         report.error = after.error;
         report.next_due = after.next_due;
     }
@@ -339,43 +325,34 @@ async fn store(
 }
 
 /// A sync that failed: decide, by Meta's classification, what happens to the connection and when
-/// to try again. `feed` is the row to count the failure in (`None`: it was counted already).
+/// to try again. `counted`: the failures in a row, when the caller already counted this one.
 async fn failed(
     state: &AppState,
     c: &Connection,
     shown: bool,
-    feed: Option<FeedRow>,
+    counted: Option<i64>,
     error: MetaError,
     lease: &Lease,
 ) -> Result<SyncReport, DbError> {
     let now = state.clock.now();
     let message = error.message();
     tracing::warn!(connection = %c.id, error = %error, "sync failed");
-    let failures = match feed {
-        Some(mut row) => {
-            row.failures += 1;
-            row.last_error = Some(message.clone());
-            posts::store_feed(&state.db, c.id, &row).await?;
-            row.failures
-        }
-        None => match posts::feed(&state.db, c.id).await? {
-            Some(row) => row.failures,
-            None => {
-                // Never synced: remember the failure all the same (the dashboard shows it).
-                posts::store_feed(
-                    &state.db,
-                    c.id,
-                    &FeedRow {
-                        failures: 1,
-                        last_error: Some(message.clone()),
-                        updated_at: now,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                1
+    let failures = match counted {
+        Some(failures) => failures,
+        None => {
+            // Counted under the lease, touching only the failure columns: a stale node never
+            // writes back an older feed over a newer one.
+            let mut tx = state.db.begin().await?;
+            if !jobs::is_held(&mut tx, lease).await? {
+                return Ok(SyncReport {
+                    stale: true,
+                    ..Default::default()
+                });
             }
-        },
+            let failures = posts::record_failure(&mut tx, c.id, &message, now).await?;
+            tx.commit().await?;
+            failures
+        }
     };
     let retry = (FIRST_RETRY_SECS << (failures.clamp(1, 12) - 1))
         .min(state.config.sync.interval_secs as i64);
