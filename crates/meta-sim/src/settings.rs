@@ -134,6 +134,13 @@ pub struct Settings {
     pub latency_ms: u64,
     /// Timeout for the simulator's own POSTs to deauthorize/data-deletion callbacks.
     pub callback_timeout_secs: u64,
+    /// The Graph API version that serves unversioned calls (the app's default version).
+    pub default_graph_version: u32,
+    /// The oldest version still available; calls to older ones are served by it.
+    pub oldest_graph_version: u32,
+    /// IG Media fields this Meta does not know (Meta's `nonexisting field` error when asked),
+    /// e.g. `["alt_text"]` to stand for a Meta that predates a field.
+    pub unknown_media_fields: Vec<String>,
 }
 
 impl Default for Settings {
@@ -169,6 +176,9 @@ impl Default for Settings {
             outage_hang_secs: 60,
             latency_ms: 0,
             callback_timeout_secs: 10,
+            default_graph_version: 23,
+            oldest_graph_version: 21,
+            unknown_media_fields: Vec::new(),
         }
     }
 }
@@ -200,6 +210,13 @@ impl Settings {
         }
         if self.app_calls_per_hour == 0 || self.ig_account_calls_per_day == 0 {
             return Err("rate budgets must be at least 1 call".into());
+        }
+        if self.oldest_graph_version == 0 || self.oldest_graph_version > self.default_graph_version
+        {
+            return Err(
+                "setting `oldest_graph_version` must be at least 1 and at most `default_graph_version`"
+                    .into(),
+            );
         }
         if self.callback_timeout_secs == 0 {
             return Err("setting `callback_timeout_secs` must be at least 1".into());

@@ -249,6 +249,19 @@ impl MetaError {
         self
     }
 
+    /// Whether Meta refused the call because it does not know the field `name`
+    /// (`(#100) Tried accessing nonexisting field (name) on node type (…)`).
+    pub(crate) fn is_unknown_field(&self, name: &str) -> bool {
+        match &self.failure {
+            Failure::Meta {
+                code: Some(100),
+                message,
+                ..
+            } => message.contains(&format!("nonexisting field ({name})")),
+            _ => false,
+        }
+    }
+
     pub fn code(&self) -> Option<i64> {
         match &self.failure {
             Failure::Meta { code, .. } => *code,

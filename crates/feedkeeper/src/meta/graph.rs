@@ -12,12 +12,21 @@ use super::oauth::check_family;
 use super::types::{
     AccessToken, FacebookPage, Media, MediaPage, Profile, TokenFamily, TokenInfo, id_string,
 };
-use super::{MetaClient, join};
+use std::sync::atomic::Ordering;
+
+use super::{MetaClient, family_index, join};
 
 /// Fields requested for every post; children carry what a widget shows for a carousel.
+/// `alt_text` is the newest of them: a Meta version that does not know it refuses the whole
+/// call, so the client then asks with [`MEDIA_FIELDS_WITHOUT_ALT_TEXT`] (see
+/// [`MetaClient::with_media_fields`]).
 pub const MEDIA_FIELDS: &str = "id,caption,media_type,media_product_type,media_url,thumbnail_url,\
 permalink,shortcode,timestamp,username,like_count,comments_count,alt_text,\
 children{id,media_type,media_url,thumbnail_url,timestamp,alt_text}";
+/// The same without `alt_text`.
+pub const MEDIA_FIELDS_WITHOUT_ALT_TEXT: &str = "id,caption,media_type,media_product_type,\
+media_url,thumbnail_url,permalink,shortcode,timestamp,username,like_count,comments_count,\
+children{id,media_type,media_url,thumbnail_url,timestamp}";
 
 const INSTAGRAM_PROFILE_FIELDS: &str = "id,user_id,username,name,account_type,profile_picture_url,\
 followers_count,follows_count,media_count,biography,website";
@@ -175,12 +184,45 @@ impl MetaClient {
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[ig_user_id, "media"]);
         let limit = limit.clamp(1, MAX_PAGE_SIZE).to_string();
-        let request = self.http.get(url).query(&[
-            ("fields", MEDIA_FIELDS),
-            ("limit", limit.as_str()),
-            ("access_token", token.expose()),
-        ]);
-        self.read_media_page(ENDPOINT, family, request).await
+        self.with_media_fields(family, |fields| {
+            let request = self.http.get(url.clone()).query(&[
+                ("fields", fields),
+                ("limit", limit.as_str()),
+                ("access_token", token.expose()),
+            ]);
+            self.read_media_page(ENDPOINT, family, request)
+        })
+        .await
+    }
+
+    /// Runs a media call with [`MEDIA_FIELDS`], or without `alt_text` once this host has
+    /// refused it: the first refusal is remembered (per host, for the life of the process) and
+    /// the call asked again, so a Meta without the field costs one extra call, not every sync.
+    async fn with_media_fields<T, F, Fut>(
+        &self,
+        family: TokenFamily,
+        call: F,
+    ) -> Result<T, MetaError>
+    where
+        F: Fn(&'static str) -> Fut,
+        Fut: std::future::Future<Output = Result<T, MetaError>>,
+    {
+        let refused = &self.alt_text_refused[family_index(family)];
+        if refused.load(Ordering::Relaxed) {
+            return call(MEDIA_FIELDS_WITHOUT_ALT_TEXT).await;
+        }
+        match call(MEDIA_FIELDS).await {
+            Err(e) if e.is_unknown_field("alt_text") => {
+                if !refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        host = ?family,
+                        "Meta does not know the media field alt_text on this host and version; asking without it"
+                    );
+                }
+                call(MEDIA_FIELDS_WITHOUT_ALT_TEXT).await
+            }
+            other => other,
+        }
     }
 
     /// A stored `paging.next` address (from [`MediaPage::without_token`]) made usable again:
@@ -283,13 +325,15 @@ impl MetaClient {
         const ENDPOINT: &str = "graph /{ig-media-id}";
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[media_id]);
-        let request = self
-            .http
-            .get(url)
-            .query(&[("fields", MEDIA_FIELDS), ("access_token", token.expose())]);
-        self.send_json(ENDPOINT, request)
-            .await
-            .map_err(MetaError::for_single_object)
+        self.with_media_fields(family, |fields| {
+            let request = self
+                .http
+                .get(url.clone())
+                .query(&[("fields", fields), ("access_token", token.expose())]);
+            self.send_json(ENDPOINT, request)
+        })
+        .await
+        .map_err(MetaError::for_single_object)
     }
 
     /// The Pages a Facebook user shared, each with its Page token and linked Instagram account.

@@ -208,6 +208,71 @@ async fn business_connections_sync_through_the_page_token_on_the_facebook_host()
     );
 }
 
+/// Media calls to graph hosts, with whether they asked for `alt_text` and their status.
+fn media_calls(w: &World, since: Option<u64>) -> Vec<(bool, Option<u16>)> {
+    w.sim
+        .requests(since)
+        .iter()
+        .filter(|r| r.path.ends_with("/media"))
+        .map(|r| (r.query.contains("alt_text"), r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_meta_that_does_not_know_alt_text_costs_one_call_not_the_feed() {
+    let w = World::new().await;
+    let owner = w.user("owner@example.com").await;
+    let with_alt = NewMedia {
+        alt_text: Some("A loaf on a board".into()),
+        ..post(MediaKind::Image, Some("Bread"))
+    };
+    w.sim
+        .create_account(NewAccount {
+            username: "older_meta".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    w.sim.post_media("older_meta", with_alt.clone()).unwrap();
+    // First, the Meta we were built for: alt text arrives.
+    let c = w.connect_instagram(owner, "older_meta").await;
+    w.pass().await;
+    let stored = stored_posts(&w, &c).await;
+    assert!(
+        stored
+            .iter()
+            .any(|p| p.alt_text.as_deref() == Some("A loaf on a board")),
+        "{stored:#?}"
+    );
+
+    // Then a Meta (host, version) that does not know the field: one whole call refused.
+    w.sim
+        .patch_settings(&serde_json::json!({ "unknown_media_fields": ["alt_text"] }))
+        .unwrap();
+    w.sim
+        .post_media("older_meta", post(MediaKind::Image, Some("Rolls")))
+        .unwrap();
+    let seq = w.sim.requests(None).last().map(|r| r.seq);
+    sync_now(&w, &c).await;
+    assert_eq!(
+        media_calls(&w, seq),
+        [(true, Some(400)), (false, Some(200))],
+        "refused once, then asked without it"
+    );
+    let stored = stored_posts(&w, &c).await;
+    assert!(stored.iter().any(|p| p.caption.as_deref() == Some("Rolls")));
+    assert!(stored.iter().all(|p| p.alt_text.is_none()), "{stored:#?}");
+    assert_eq!(
+        w.reload(&c).await.status(),
+        Status::Active,
+        "nobody is asked to reconnect"
+    );
+
+    // Remembered: the next sync asks without it straight away.
+    let seq = w.sim.requests(None).last().map(|r| r.seq);
+    sync_now(&w, &c).await;
+    assert_eq!(media_calls(&w, seq), [(false, Some(200))]);
+}
+
 #[tokio::test]
 async fn pages_are_followed_and_a_sync_cut_short_keeps_its_pages_and_resumes() {
     let w = World::with(|c| {

@@ -5,5 +5,6 @@ pub(crate) mod auth;
 pub(crate) mod error;
 pub(crate) mod fields;
 pub(crate) mod render;
+pub(crate) mod versions;
 
 pub(crate) use error::GraphError;

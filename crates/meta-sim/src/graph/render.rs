@@ -19,6 +19,8 @@ use crate::timestamp::graph_timestamp;
 pub(crate) struct View<'a> {
     pub(crate) base: &'a str,
     pub(crate) host: Host,
+    /// The Graph API version that serves the call ([`super::versions::served`]).
+    pub(crate) version: u32,
 }
 
 impl View<'_> {
@@ -76,7 +78,21 @@ pub(crate) const MEDIA_FIELDS: &[&str] = &[
 
 pub(crate) const MEDIA_NODE: &str = "IGMedia";
 
-/// Rejects unknown fields and nesting anywhere but `children{…}`.
+/// Rejects IG Media fields that the serving version does not know (children included).
+pub(crate) fn check_media_fields(
+    st: &State,
+    view: &View,
+    fields: &[Field],
+) -> Result<(), GraphError> {
+    check_fields(
+        fields,
+        &super::versions::media_fields(st, view.version),
+        MEDIA_NODE,
+    )
+}
+
+/// Rejects unknown fields and nesting anywhere but `children{…}` (whose fields are `allowed`
+/// less `children`).
 pub(crate) fn check_fields(
     fields: &[Field],
     allowed: &[&str],
@@ -93,7 +109,7 @@ pub(crate) fn check_fields(
                     f.name
                 )));
             }
-            let child_fields: Vec<&str> = MEDIA_FIELDS
+            let child_fields: Vec<&str> = allowed
                 .iter()
                 .copied()
                 .filter(|n| *n != "children")

@@ -10,6 +10,7 @@ use crate::account::{Account, AccountKind};
 use crate::graph::GraphError;
 use crate::graph::auth::Caller;
 use crate::graph::render::{self, FB_IG_USER_FIELDS, View, check_fields};
+use crate::graph::versions;
 use crate::http::host::Host;
 use crate::http::instagram_graph::{children_edge, media_edge, media_object, requested_fields};
 use crate::http::{MetaRequest, form, graph_error, graph_reply, json_response};
@@ -258,7 +259,7 @@ fn debug_token(st: &mut State, req: &MetaRequest) -> Response {
             }
         },
     };
-    graph_reply(st, result, verdict.headers, req.version.as_deref())
+    graph_reply(st, result, verdict.headers, req)
 }
 
 fn data(st: &mut State, req: &MetaRequest) -> Response {
@@ -271,7 +272,7 @@ fn data(st: &mut State, req: &MetaRequest) -> Response {
         Some(e) => Err(e),
         None => respond(st, req, &caller),
     };
-    graph_reply(st, result, verdict.headers, req.version.as_deref())
+    graph_reply(st, result, verdict.headers, req)
 }
 
 /// The Page token for `page_id` derived from the caller's user token (stable per pair).
@@ -410,6 +411,7 @@ fn respond(st: &mut State, req: &MetaRequest, caller: &Caller) -> Result<Value, 
     let view = View {
         base: &base,
         host: Host::GraphFacebook,
+        version: versions::served(st, req.version.as_deref()),
     };
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let page_account = |st: &State, id: &str| st.account_by_page(id).cloned();

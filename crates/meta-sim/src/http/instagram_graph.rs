@@ -9,9 +9,8 @@ use crate::account::{Account, AccountKind};
 use crate::graph::GraphError;
 use crate::graph::auth::Caller;
 use crate::graph::fields::{Field, parse_fields};
-use crate::graph::render::{
-    self, IG_USER_FIELDS, MEDIA_FIELDS, MEDIA_NODE, View, check_fields, list_params, paginate,
-};
+use crate::graph::render::{self, IG_USER_FIELDS, View, check_fields, list_params, paginate};
+use crate::graph::versions;
 use crate::http::host::Host;
 use crate::http::instagram_login::REQUIRED_SCOPE;
 use crate::http::{MetaRequest, graph_error, graph_reply};
@@ -57,7 +56,7 @@ pub(crate) fn media_edge(
     view: &View,
 ) -> Result<Value, GraphError> {
     let fields = requested_fields(req)?;
-    check_fields(&fields, MEDIA_FIELDS, MEDIA_NODE)?;
+    render::check_media_fields(st, view, &fields)?;
     let params = list_params(|k| req.param(k), st.settings.media_limit_over_100)?;
     let page = paginate(st.posts_of(&account.username), &params);
     let link = |kind: &str, cursor: &str| page_link(req, &caller.token, params.limit, kind, cursor);
@@ -72,7 +71,7 @@ pub(crate) fn media_object(
     view: &View,
 ) -> Result<Value, GraphError> {
     let fields = requested_fields(req)?;
-    check_fields(&fields, MEDIA_FIELDS, MEDIA_NODE)?;
+    render::check_media_fields(st, view, &fields)?;
     Ok(match found {
         MediaRef::Post(m) => render::media_node(st, view, m, &fields),
         MediaRef::Child(m, c) => render::child_node(st, view, m, c, &fields),
@@ -87,7 +86,7 @@ pub(crate) fn children_edge(
     view: &View,
 ) -> Result<Value, GraphError> {
     let fields = requested_fields(req)?;
-    check_fields(&fields, MEDIA_FIELDS, MEDIA_NODE)?;
+    render::check_media_fields(st, view, &fields)?;
     let data: Vec<Value> = match found {
         MediaRef::Post(m) if m.kind == MediaKind::CarouselAlbum => m
             .children
@@ -109,7 +108,7 @@ pub(crate) fn handle(st: &mut State, req: &MetaRequest) -> Response {
         Some(e) => Err(e),
         None => respond(st, req, &caller),
     };
-    graph_reply(st, result, verdict.headers, req.version.as_deref())
+    graph_reply(st, result, verdict.headers, req)
 }
 
 fn respond(st: &State, req: &MetaRequest, caller: &Caller) -> Result<Value, GraphError> {
@@ -124,6 +123,7 @@ fn respond(st: &State, req: &MetaRequest, caller: &Caller) -> Result<Value, Grap
     let view = View {
         base: &req.base,
         host: Host::GraphInstagram,
+        version: versions::served(st, req.version.as_deref()),
     };
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let is_me = |id: &str| id == "me" || id == account.ig_user_id || id == account.app_scoped_id;

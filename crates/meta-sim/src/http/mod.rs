@@ -159,14 +159,13 @@ pub(crate) fn graph_reply(
     st: &mut State,
     result: Result<Value, GraphError>,
     headers: Vec<(&'static str, String)>,
-    version: Option<&str>,
+    req: &MetaRequest,
 ) -> Response {
     let mut extra = header_pairs(headers);
-    extra.push((
-        HeaderName::from_static("facebook-api-version"),
-        HeaderValue::from_str(version.unwrap_or("v23.0"))
-            .unwrap_or(HeaderValue::from_static("v23.0")),
-    ));
+    let served = crate::graph::versions::served(st, req.version.as_deref());
+    if let Ok(v) = HeaderValue::from_str(&crate::graph::versions::label(served)) {
+        extra.push((HeaderName::from_static("facebook-api-version"), v));
+    }
     match result {
         Ok(v) => {
             let trace = st.trace_id();

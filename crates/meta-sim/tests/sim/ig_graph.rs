@@ -313,3 +313,58 @@ async fn other_peoples_and_deleted_media_do_not_exist() {
         .json();
     assert_eq!(list, json!({"data": []}));
 }
+
+#[tokio::test]
+async fn fields_are_checked_against_the_version_that_serves_the_call() {
+    let h = harness().await;
+    h.account("versions", 2);
+    let t = h.ig_long_token("versions").await;
+    let media = |version: &str, fields: &str| {
+        h.get_url(h.url(&format!(
+            "/graph.instagram.com{version}/me/media?fields={fields}&access_token={t}"
+        )))
+    };
+
+    // Unversioned: the app's default version; a current version: itself.
+    let r = media("", "id,alt_text").await;
+    assert_eq!(r.header("facebook-api-version").as_deref(), Some("v23.0"));
+    assert_eq!(r.json()["data"].as_array().map(Vec::len), Some(2));
+    let r = media("/v24.0", "id").await;
+    assert_eq!(r.header("facebook-api-version").as_deref(), Some("v24.0"));
+
+    // v13 was the last version to accept video_title, but v13 is long gone: the call is served
+    // by the oldest available version, where the field does not exist.
+    let r = media("/v13.0", "id,video_title").await;
+    assert_eq!(r.header("facebook-api-version").as_deref(), Some("v21.0"));
+    assert_eq!(r.graph_error(), (100, None));
+    assert_eq!(
+        r.message(),
+        "(#100) Tried accessing nonexisting field (video_title) on node type (IGMedia)"
+    );
+    // While v13 was still available it was accepted (and omitted from the answer).
+    h.sim
+        .patch_settings(&json!({ "oldest_graph_version": 13 }))
+        .unwrap();
+    let r = media("/v13.0", "id,video_title").await;
+    let v = r.json();
+    assert!(v["data"][0].get("video_title").is_none(), "{v}");
+    assert!(v["data"][0].get("id").is_some(), "{v}");
+
+    // A Meta that does not know a newer field refuses the whole call, children included.
+    h.sim
+        .patch_settings(&json!({ "unknown_media_fields": ["alt_text"] }))
+        .unwrap();
+    for fields in ["id,alt_text", "id,children%7Bid,alt_text%7D"] {
+        let r = media("", fields).await;
+        assert_eq!(r.graph_error(), (100, None), "{fields}");
+        assert!(
+            r.message().contains("nonexisting field (alt_text)"),
+            "{fields}"
+        );
+    }
+    let bad = h
+        .sim
+        .patch_settings(&json!({ "oldest_graph_version": 30 }))
+        .unwrap_err();
+    assert!(bad.to_string().contains("oldest_graph_version"), "{bad}");
+}
