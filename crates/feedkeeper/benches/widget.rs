@@ -191,7 +191,8 @@ async fn serve_widget(dir: &std::path::Path) -> anyhow::Result<(String, String, 
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let serving = state.clone();
     tokio::spawn(async move {
-        feedkeeper::app::serve_http(serving, listener, std::future::pending()).await;
+        // Serves until the process ends (the shutdown never comes).
+        let _ = feedkeeper::app::serve_http(serving, listener, std::future::pending()).await;
     });
     // Keep the simulator running for the length of the benchmark.
     std::mem::forget(sim_server);

@@ -13,8 +13,11 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use anyhow::Context as _;
+
 use crate::http;
 use crate::http::edge::{self, RandomRequestId, SecurityHeaders};
+pub use crate::http::server::ServingThreads;
 pub use crate::state::AppState;
 
 /// Every route of the service, behind the edge (outermost first): a request id, the request's
@@ -84,25 +87,40 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     let cache_poller = crate::widgets::spawn_poller(state.clone(), workers_stopped.clone());
     let workers = crate::jobs::spawn(state.clone(), &state.node, workers_stopped).await;
     tracing::info!(node = %state.node, "node started");
-    serve_http(state, listener, shutdown_signal()).await;
+    let served = serve_http(state, listener, shutdown_signal()).await;
     let _ = stop_workers.send(true);
     let _ = workers.await;
     let _ = cache_poller.await;
     db.close().await;
+    // Only now: the serving threads' runtimes drive database connections the workers used.
+    drop(served?);
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Serves the routes behind the edge on `listener` until `shutdown` resolves, then lets open
-/// requests finish (no workers: [`run`] adds them; tests start this alone).
+/// Serves the routes behind the edge on `listener` (from `server.threads` threads) until
+/// `shutdown` resolves, then lets open requests finish (no workers: [`run`] adds them; tests
+/// start this alone). Keep the result until the database is closed ([`ServingThreads`]).
 pub async fn serve_http(
     state: AppState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
-) {
-    let header_timeout = Duration::from_secs(state.config.server.header_read_timeout_secs);
+) -> anyhow::Result<ServingThreads> {
+    let server = &state.config.server;
+    let header_timeout = Duration::from_secs(server.header_read_timeout_secs);
+    let threads = http::server::thread_count(server.threads);
     let grace = Duration::from_secs(state.config.workers.shutdown_grace_secs.max(1));
-    edge::serve(listener, router(state), header_timeout, grace, shutdown).await
+    let serving = http::server::serve_on_threads(
+        listener,
+        router(state),
+        threads,
+        header_timeout,
+        grace,
+        shutdown,
+    )
+    .await
+    .context("cannot start the serving threads")?;
+    Ok(serving)
 }
 
 async fn shutdown_signal() {

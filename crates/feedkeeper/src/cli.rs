@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -580,7 +579,7 @@ async fn demo(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
     config.server.public_url = String::new();
     point_at_simulator(&mut config, &sim_url, &sim.app())?;
 
-    let mut state = AppState::build(config, Clock::System).await?;
+    let state = AppState::build(config, Clock::System).await?;
     // What an operator enters in Meta's App Dashboard: our redirect and callback URLs.
     let public = state.config.public_url();
     sim.set_app(meta_sim::AppConfig {
@@ -616,10 +615,10 @@ async fn demo(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<()
     }
     println!();
     println!("Press Ctrl-C to stop.");
-    state.demo = Some(Arc::new(DemoInfo {
+    let state = state.with_demo(DemoInfo {
         simulator_url: sim_url,
         accounts,
-    }));
+    });
     let result = app::run(state, listener).await;
     running.shutdown().await;
     result

@@ -190,6 +190,8 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Requests handled at once; more wait their turn (within the request timeout).
     pub max_concurrent_requests: u64,
+    /// Threads that accept and serve connections; 0 means one per CPU core.
+    pub threads: u64,
 }
 
 impl Default for ServerConfig {
@@ -201,6 +203,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             max_body_bytes: 1024 * 1024,
             max_concurrent_requests: 1024,
+            threads: 0,
         }
     }
 }
@@ -505,6 +508,7 @@ impl Config {
                 self.server.max_concurrent_requests,
                 1..=100_000,
             ),
+            ("server.threads", self.server.threads, 0..=256),
             (
                 "workers.shutdown_grace_secs",
                 self.workers.shutdown_grace_secs,

@@ -12,9 +12,16 @@ use crate::crypto::{Purpose, TokenCipher};
 use crate::db::Db;
 use crate::meta::MetaClient;
 
-/// Everything a handler or worker needs. Cheap to clone.
+/// Everything a handler or worker needs, behind one `Arc`: cloned for every request, so a clone
+/// is one atomic increment (its fields are read through `Deref`).
 #[derive(Clone, Debug)]
 pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+/// What an [`AppState`] holds.
+#[derive(Clone, Debug)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub db: Db,
     pub meta: MetaClient,
@@ -47,7 +54,24 @@ pub struct DemoAccount {
     pub description: String,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
 impl AppState {
+    /// The same state, for `feedkeeper demo`: with what to show a first-time user.
+    pub fn with_demo(self, demo: DemoInfo) -> AppState {
+        let mut shared = Arc::unwrap_or_clone(self.shared);
+        shared.demo = Some(Arc::new(demo));
+        AppState {
+            shared: Arc::new(shared),
+        }
+    }
+
     /// Connects to the database, brings the schema up to date and builds the Meta client.
     /// Refuses to start without a token key: storing tokens in clear is never an option.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
@@ -74,7 +98,7 @@ impl AppState {
         db.migrate().await.context("database migration failed")?;
         let meta = MetaClient::new(&config.meta, clock.clone())?;
         let node = Arc::from(node_name(&config.workers));
-        Ok(AppState {
+        let shared = Shared {
             node,
             config: Arc::new(config),
             db,
@@ -85,6 +109,9 @@ impl AppState {
             clock,
             demo: None,
             widgets: Arc::default(),
+        };
+        Ok(AppState {
+            shared: Arc::new(shared),
         })
     }
 }

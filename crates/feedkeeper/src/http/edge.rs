@@ -1,22 +1,13 @@
 //! The edge every response passes: request ids, a panic catcher, time and size limits, and the
-//! security headers, plus the HTTP/1 server loop with a header-read timeout. What the routes
-//! behind it do is their business; what every response must carry is decided here, once.
+//! security headers. What the routes behind it do is their business; what every response must
+//! carry is decided here, once. (The server loop under it is [`super::server`].)
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::header::{
     CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderName, HeaderValue, REFERRER_POLICY,
     STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{Request, Response, StatusCode};
-use tokio::net::TcpListener;
-use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::config::Config;
@@ -123,62 +114,4 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Bo
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then lets open requests finish for
-/// up to `grace`. Each connection must send its request headers within `header_timeout`, and the
-/// handlers see the peer address (`ConnectInfo`) for the log-in limit.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    header_timeout: Duration,
-    grace: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true);
-    let http = Arc::new(http);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors, or a connection reset while queued: back off a
-                    // moment rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let service = router
-            .clone()
-            .map_request(move |mut request: Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                request
-            })
-            .map_err(|never: Infallible| match never {});
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections were still open after the shutdown grace period");
-    }
 }

@@ -4,6 +4,7 @@ mod connect;
 mod dashboard;
 pub mod edge;
 mod meta_callbacks;
+pub mod server;
 mod status;
 mod widgets;
 

@@ -139,7 +139,7 @@ pub struct TestApp {
     /// Kept so the database lives as long as the app (`state.db` is the pool to use).
     _db: TestDb,
     _data_dir: tempfile::TempDir,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<feedkeeper::app::ServingThreads>>,
 }
 
 impl Drop for TestApp {
@@ -205,7 +205,7 @@ impl TestApp {
             .expect("app state");
         if demo {
             let accounts = sim.seed_demo().expect("demo accounts");
-            state.demo = Some(std::sync::Arc::new(feedkeeper::state::DemoInfo {
+            state = state.with_demo(feedkeeper::state::DemoInfo {
                 simulator_url: sim_server.base_url.clone(),
                 accounts: accounts
                     .into_iter()
@@ -215,7 +215,7 @@ impl TestApp {
                         description: a.description,
                     })
                     .collect(),
-            }));
+            });
         }
         // The real edge and server loop, as `serve` runs them (the per-address rate limit sees
         // the peer address).
