@@ -19,6 +19,9 @@ use feedkeeper::state::AppState;
 use feedkeeper::widgets::settings::WidgetSettings;
 
 const SECONDS: u32 = 10;
+/// Each row is measured this many times, feedkeeper and nginx alternately; the table shows
+/// the medians (one run on a shared 2-core machine varies by ±20 %).
+const ROUNDS: usize = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -86,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "bodies: /w/{{id}} {} bytes ({} brotli), /w/{{id}}.json {} bytes ({} brotli); \
-         {SECONDS} s per run, wrk -t2\n",
+         {SECONDS} s per run, wrk -t2, median of {ROUNDS} alternating runs\n",
         html.len(),
         html_br.len(),
         json.len(),
@@ -109,8 +112,17 @@ async fn main() -> anyhow::Result<()> {
             (None, path.clone())
         };
         for connections in [64, 256] {
-            let ours = wrk(&format!("{base}{path}"), connections, header)?;
-            let theirs = wrk(&format!("{nginx_base}{nginx_path}"), connections, header)?;
+            let mut ours = Vec::with_capacity(ROUNDS);
+            let mut theirs = Vec::with_capacity(ROUNDS);
+            for _ in 0..ROUNDS {
+                ours.push(wrk(&format!("{base}{path}"), connections, header)?);
+                theirs.push(wrk(
+                    &format!("{nginx_base}{nginx_path}"),
+                    connections,
+                    header,
+                )?);
+            }
+            let (ours, theirs) = (WrkResult::median(&ours), WrkResult::median(&theirs));
             println!(
                 "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× |",
                 ours.rps,
@@ -236,11 +248,21 @@ fn start_nginx(dir: &std::path::Path, root: &std::path::Path, port: u16) -> anyh
     Ok(Killed(child))
 }
 
-/// A child process stopped when dropped.
+/// nginx's master process, stopped with its workers when dropped: SIGTERM (a SIGKILL would
+/// leave the workers running), then SIGKILL if it has not gone within a few seconds.
 struct Killed(std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -249,6 +271,20 @@ impl Drop for Killed {
 struct WrkResult {
     rps: f64,
     p99_ms: f64,
+}
+
+impl WrkResult {
+    /// The median requests per second and, separately, the median p99.
+    fn median(runs: &[WrkResult]) -> WrkResult {
+        let middle = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        WrkResult {
+            rps: middle(runs.iter().map(|r| r.rps).collect()),
+            p99_ms: middle(runs.iter().map(|r| r.p99_ms).collect()),
+        }
+    }
 }
 
 /// Runs wrk and reads requests per second and the 99th percentile latency from its report.

@@ -9,13 +9,14 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt as _;
 
 /// The serving threads after they stopped accepting; see [`serve_on_threads`].
@@ -37,6 +38,27 @@ pub fn thread_count(configured: u64) -> usize {
     }
 }
 
+/// A serving thread as the others see it: how many connections it has open, and where to
+/// hand it one.
+struct Peer {
+    open: Arc<AtomicUsize>,
+    inbox: mpsc::UnboundedSender<Handed>,
+}
+
+/// A connection handed to another thread, already counted in that thread's `open`.
+type Handed = (std::net::TcpStream, SocketAddr, OpenConnection);
+
+/// What one serving thread needs.
+struct Worker {
+    index: usize,
+    listener: std::net::TcpListener,
+    inbox: mpsc::UnboundedReceiver<Handed>,
+    peers: Arc<[Peer]>,
+    router: Router,
+    header_timeout: Duration,
+    grace: Duration,
+}
+
 /// Serves `router` on `listener` from `threads` threads until `shutdown` resolves, then lets
 /// open requests finish for up to `grace` (every thread at once) and returns. Each connection
 /// must send its request headers within `header_timeout`, and handlers see the peer address
@@ -49,13 +71,32 @@ pub async fn serve_on_threads(
     grace: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<ServingThreads> {
+    let threads = threads.max(1);
     let listener = listener.into_std()?;
     let (stop, stopped) = watch::channel(false);
     let (release, released) = watch::channel(());
+    let (peers, inboxes): (Vec<Peer>, Vec<_>) = (0..threads)
+        .map(|_| {
+            let (inbox, receiver) = mpsc::unbounded_channel();
+            let peer = Peer {
+                open: Arc::default(),
+                inbox,
+            };
+            (peer, receiver)
+        })
+        .unzip();
+    let peers: Arc<[Peer]> = peers.into();
     let mut finished = Vec::with_capacity(threads);
-    for index in 0..threads.max(1) {
-        let listener = listener.try_clone()?;
-        let router = router.clone();
+    for (index, inbox) in inboxes.into_iter().enumerate() {
+        let worker = Worker {
+            index,
+            listener: listener.try_clone()?,
+            inbox,
+            peers: peers.clone(),
+            router: router.clone(),
+            header_timeout,
+            grace,
+        };
         let mut stopped = stopped.clone();
         let mut released = released.clone();
         let (done, finished_serving) = oneshot::channel::<()>();
@@ -67,18 +108,11 @@ pub async fn serve_on_threads(
             .name(format!("http-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    let listener = match TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(e) => {
-                            tracing::error!(error = %e, "a serving thread cannot use the listener");
-                            return;
-                        }
-                    };
                     // A dropped `stop` (the caller went away) stops serving too.
                     let stop = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    serve_connections(listener, router, header_timeout, grace, stop).await;
+                    serve_connections(worker, stop).await;
                     let _ = done.send(());
                     // Keep driving this runtime's connections (see `ServingThreads`).
                     while released.changed().await.is_ok() {}
@@ -86,6 +120,7 @@ pub async fn serve_on_threads(
             })?;
     }
     drop(listener);
+    drop(peers);
     shutdown.await;
     let _ = stop.send(true);
     for finished_serving in finished {
@@ -95,32 +130,52 @@ pub async fn serve_on_threads(
     Ok(ServingThreads { _release: release })
 }
 
-/// One thread's accept loop: serves `router` on `listener` until `shutdown` resolves, then lets open requests finish for
-/// up to `grace`. Each connection must send its request headers within `header_timeout`, and the
-/// handlers see the peer address (`ConnectInfo`) for the log-in limit.
-async fn serve_connections(
-    listener: TcpListener,
-    router: Router,
-    header_timeout: Duration,
-    grace: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+/// One thread's loop until `shutdown` resolves: accepts from the shared socket and serves each
+/// connection here, or hands it to the thread with the fewest open connections (whichever
+/// thread the kernel wakes first accepts, which left one core busier than the other), and
+/// serves what the others hand over. Then lets open requests finish for up to `grace`.
+async fn serve_connections(worker: Worker, shutdown: impl std::future::Future<Output = ()>) {
+    let Worker {
+        index,
+        listener,
+        mut inbox,
+        peers,
+        router,
+        header_timeout,
+        grace,
+    } = worker;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "a serving thread cannot use the listener");
+            return;
+        }
+    };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
-    let http = Arc::new(http);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, open) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok((stream, peer)) => match hand_over(index, &peers, stream, peer) {
+                    Some(ours) => ours,
+                    None => continue,
+                },
                 Err(e) => {
                     // Out of file descriptors, or a connection reset while queued: back off a
                     // moment rather than spin.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some((stream, peer, open)) = inbox.recv() => match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => (stream, peer, open),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a handed-over connection could not be used");
                     continue;
                 }
             },
@@ -142,14 +197,67 @@ async fn serve_connections(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(open);
         });
     }
     drop(listener);
+    // Connections handed over but not yet taken are closed unserved, as a closed port would.
+    inbox.close();
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("some connections were still open after the shutdown grace period");
+    }
+}
+
+/// Keeps `stream` on thread `index` (returned, counted) unless another thread has fewer open
+/// connections, in which case it is counted there at once (so a burst of accepts spreads
+/// evenly) and sent there.
+fn hand_over(
+    index: usize,
+    peers: &[Peer],
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<(tokio::net::TcpStream, SocketAddr, OpenConnection)> {
+    let load = |i: usize| peers[i].open.load(Ordering::Relaxed);
+    let target = (0..peers.len())
+        .min_by_key(|&i| (load(i), i != index))
+        .unwrap_or(index);
+    if target == index || load(target) >= load(index) {
+        return Some((stream, peer, OpenConnection::count(&peers[index].open)));
+    }
+    // Leaves this thread's reactor; the target registers it with its own.
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(error = %e, "an accepted connection could not be handed over");
+            return None;
+        }
+    };
+    let counted = OpenConnection::count(&peers[target].open);
+    match peers[target].inbox.send((stream, peer, counted)) {
+        Ok(()) => None,
+        // That thread has stopped: serve it here after all.
+        Err(mpsc::error::SendError((stream, peer, _))) => tokio::net::TcpStream::from_std(stream)
+            .ok()
+            .map(|stream| (stream, peer, OpenConnection::count(&peers[index].open))),
+    }
+}
+
+/// One open connection in a thread's count, for as long as this lives.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn count(open: &Arc<AtomicUsize>) -> OpenConnection {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -212,6 +320,41 @@ mod tests {
             "no longer accepting"
         );
         drop(threads);
+    }
+
+    #[tokio::test]
+    async fn connections_are_spread_evenly_over_the_threads() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let _serving = tokio::spawn(serve_on_threads(
+            listener,
+            app(),
+            2,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            std::future::pending(),
+        ));
+        // Eight clients, each keeping its connection open: whichever thread accepts, each new
+        // connection goes to the thread with fewer.
+        let mut clients = Vec::new();
+        let mut served_by = std::collections::BTreeMap::<String, usize>::new();
+        for _ in 0..8 {
+            let client = reqwest::Client::new();
+            let name = client
+                .get(format!("{base}/thread"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            *served_by.entry(name).or_default() += 1;
+            clients.push(client);
+        }
+        assert_eq!(
+            served_by.into_iter().collect::<Vec<_>>(),
+            [("http-0".to_owned(), 4), ("http-1".to_owned(), 4)]
+        );
     }
 
     #[tokio::test]
