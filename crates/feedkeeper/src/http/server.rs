@@ -86,6 +86,8 @@ pub async fn serve_on_threads(
         })
         .unzip();
     let peers: Arc<[Peer]> = peers.into();
+    // The threads log where the caller logs (a test's subscriber is the calling thread's own).
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let mut finished = Vec::with_capacity(threads);
     for (index, inbox) in inboxes.into_iter().enumerate() {
         let worker = Worker {
@@ -99,6 +101,7 @@ pub async fn serve_on_threads(
         };
         let mut stopped = stopped.clone();
         let mut released = released.clone();
+        let dispatch = dispatch.clone();
         let (done, finished_serving) = oneshot::channel::<()>();
         finished.push(finished_serving);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -107,6 +110,7 @@ pub async fn serve_on_threads(
         std::thread::Builder::new()
             .name(format!("http-{index}"))
             .spawn(move || {
+                let _logging = tracing::dispatcher::set_default(&dispatch);
                 runtime.block_on(async move {
                     // A dropped `stop` (the caller went away) stops serving too.
                     let stop = async move {
