@@ -167,6 +167,8 @@ async fn fetch(
     known.extend(items.iter().map(|m| m.id.clone()));
     let mut error = None;
     let mut resume_after = None;
+    // Whether the next address followed is the stored one.
+    let mut at_stored_point = resumed;
     while known.len() < max {
         let Some(url) = next.take() else { break };
         match meta.next_media_page(token, &url).await {
@@ -177,11 +179,20 @@ async fn fetch(
                 items.extend(page.items);
             }
             Err(e) => {
-                resume_after = Some(MediaPage::without_token(&url));
+                // Keep the address to resume from, unless it was the stored one and Meta
+                // refused it outright (a cursor or field it no longer takes): kept, it would
+                // fail the same way every time; dropped, the next sync walks from the newest.
+                let refused = matches!(e.action, Action::Bug | Action::Gone);
+                if !(refused && at_stored_point) {
+                    resume_after = Some(MediaPage::without_token(&url));
+                } else {
+                    tracing::warn!(connection = %c.id, error = %e, "sync resume point refused by Meta; dropped");
+                }
                 error = Some(e);
                 break;
             }
         }
+        at_stored_point = false;
     }
     // A resumed listing can overlap what the head returned.
     let mut seen = HashSet::new();

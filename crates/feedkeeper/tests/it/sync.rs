@@ -274,6 +274,64 @@ async fn a_meta_that_does_not_know_alt_text_costs_one_call_not_the_feed() {
 }
 
 #[tokio::test]
+async fn a_stored_resume_point_meta_refuses_is_dropped_not_retried_forever() {
+    let w = World::with(|c| {
+        c.sync.max_posts = 60;
+        c.sync.page_size = 25;
+    })
+    .await;
+    let owner = w.user("owner@example.com").await;
+    w.sim
+        .create_account(NewAccount {
+            username: "refused".into(),
+            posts: 80,
+            ..Default::default()
+        })
+        .unwrap();
+    let c = w.connect_instagram(owner, "refused").await;
+    // Cut the first sync short after one page (the budget runs out), so a page address with
+    // today's fields is stored.
+    let graph_calls = w
+        .sim
+        .requests(None)
+        .iter()
+        .filter(|r| r.account.as_deref() == Some("refused") && r.host.starts_with("graph."))
+        .count() as u32;
+    let mut settings = w.sim.settings();
+    settings.ig_account_calls_per_day = graph_calls + 2;
+    w.sim.set_settings(settings.clone()).unwrap();
+    w.pass().await;
+    let stored_point = feed(&w, &c).await.resume_after.expect("a resume point");
+    assert!(stored_point.contains("alt_text"), "{stored_point}");
+
+    // Meta now refuses a field that address asks for: the head adapts, the stored address is
+    // refused once and dropped.
+    settings.ig_account_calls_per_day = 1000;
+    settings.unknown_media_fields = vec!["alt_text".into()];
+    w.sim.set_settings(settings).unwrap();
+    w.advance(25 * 3600);
+    let seq = w.sim.requests(None).last().map(|r| r.seq);
+    sync_now(&w, &c).await;
+    assert_eq!(
+        media_calls(&w, seq),
+        [(true, Some(400)), (false, Some(200)), (true, Some(400))]
+    );
+    assert_eq!(feed(&w, &c).await.resume_after, None, "dropped");
+
+    // The next sync walks from the newest posts and completes.
+    let seq = w.sim.requests(None).last().map(|r| r.seq);
+    sync_now(&w, &c).await;
+    assert_eq!(
+        media_calls(&w, seq),
+        [(false, Some(200)), (false, Some(200)), (false, Some(200))]
+    );
+    let done = feed(&w, &c).await;
+    assert!(done.last_complete_at.is_some());
+    assert_eq!(done.failures, 0);
+    assert_eq!(stored_posts(&w, &c).await.len(), 60);
+}
+
+#[tokio::test]
 async fn pages_are_followed_and_a_sync_cut_short_keeps_its_pages_and_resumes() {
     let w = World::with(|c| {
         c.sync.max_posts = 60;
