@@ -19,7 +19,7 @@ use crate::timestamp::graph_timestamp;
 pub(crate) struct View<'a> {
     pub(crate) base: &'a str,
     pub(crate) host: Host,
-    /// The Graph API version that serves the call ([`super::versions::served`]).
+    /// The Graph API version that serves the call (`versions::served`).
     pub(crate) version: u32,
 }
 
@@ -77,19 +77,6 @@ pub(crate) const MEDIA_FIELDS: &[&str] = &[
 ];
 
 pub(crate) const MEDIA_NODE: &str = "IGMedia";
-
-/// Rejects IG Media fields that the serving version does not know (children included).
-pub(crate) fn check_media_fields(
-    st: &State,
-    view: &View,
-    fields: &[Field],
-) -> Result<(), GraphError> {
-    check_fields(
-        fields,
-        &super::versions::media_fields(st, view.version),
-        MEDIA_NODE,
-    )
-}
 
 /// Rejects unknown fields and nesting anywhere but `children{…}` (whose fields are `allowed`
 /// less `children`).

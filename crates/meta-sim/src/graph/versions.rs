@@ -5,7 +5,9 @@
 //! version that serves the call, so a field retired in an older version (`video_title`, the
 //! last version to accept it being v13) is Meta's `(#100) nonexisting field` error today.
 
-use crate::graph::render::MEDIA_FIELDS;
+use crate::graph::GraphError;
+use crate::graph::fields::Field;
+use crate::graph::render::{MEDIA_FIELDS, MEDIA_NODE, View, check_fields};
 use crate::state::State;
 
 /// IG Media fields that only some versions know: name, first version, last version.
@@ -51,6 +53,15 @@ pub(crate) fn media_fields(st: &State, version: u32) -> Vec<&'static str> {
         .chain(versioned)
         .filter(|name| !unknown.iter().any(|u| u == name))
         .collect()
+}
+
+/// Rejects IG Media fields that the serving version does not know (children included).
+pub(crate) fn check_media_fields(
+    st: &State,
+    view: &View,
+    fields: &[Field],
+) -> Result<(), GraphError> {
+    check_fields(fields, &media_fields(st, view.version), MEDIA_NODE)
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub(crate) fn media_edge(
     view: &View,
 ) -> Result<Value, GraphError> {
     let fields = requested_fields(req)?;
-    render::check_media_fields(st, view, &fields)?;
+    versions::check_media_fields(st, view, &fields)?;
     let params = list_params(|k| req.param(k), st.settings.media_limit_over_100)?;
     let page = paginate(st.posts_of(&account.username), &params);
     let link = |kind: &str, cursor: &str| page_link(req, &caller.token, params.limit, kind, cursor);
@@ -71,7 +71,7 @@ pub(crate) fn media_object(
     view: &View,
 ) -> Result<Value, GraphError> {
     let fields = requested_fields(req)?;
-    render::check_media_fields(st, view, &fields)?;
+    versions::check_media_fields(st, view, &fields)?;
     Ok(match found {
         MediaRef::Post(m) => render::media_node(st, view, m, &fields),
         MediaRef::Child(m, c) => render::child_node(st, view, m, c, &fields),
@@ -86,7 +86,7 @@ pub(crate) fn children_edge(
     view: &View,
 ) -> Result<Value, GraphError> {
     let fields = requested_fields(req)?;
-    render::check_media_fields(st, view, &fields)?;
+    versions::check_media_fields(st, view, &fields)?;
     let data: Vec<Value> = match found {
         MediaRef::Post(m) if m.kind == MediaKind::CarouselAlbum => m
             .children
