@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -99,6 +99,9 @@ pub enum Served {
 #[derive(Debug, Default)]
 pub struct WidgetCache {
     entries: RwLock<HashMap<String, Entry>>,
+    /// One turn per widget being rendered: requests that miss the cache together wait for one
+    /// rendering instead of each making their own (a CDN purge of a popular widget).
+    rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +128,23 @@ impl WidgetCache {
             }
             Some(Entry::Gone) => Some(Served::Gone),
             _ => None,
+        }
+    }
+
+    /// The turn to render `public_id`: lock it, look again with [`WidgetCache::fresh`], render
+    /// only if still missing, then give it back with [`WidgetCache::end_turn`].
+    pub fn rendering_turn(&self, public_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        rendering.entry(public_id.to_owned()).or_default().clone()
+    }
+
+    /// Forgets a widget's turn once nobody else waits for it. (One taken from the map just
+    /// before is still a working lock: its holder finds the rendering already made.)
+    pub fn end_turn(&self, public_id: &str, turn: Arc<tokio::sync::Mutex<()>>) {
+        let mut rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        // Ours and the map's: no one else holds it.
+        if Arc::strong_count(&turn) <= 2 {
+            rendering.remove(public_id);
         }
     }
 

@@ -297,6 +297,25 @@ pub async fn served(state: &AppState, public_id: &str) -> Result<Served, DbError
     if let Some(served) = state.widgets.fresh(public_id, now) {
         return Ok(served);
     }
+    // One rendering per widget at a time on this node; those who waited serve it.
+    let turn = state.widgets.rendering_turn(public_id);
+    let result = {
+        let _turn = turn.lock().await;
+        match state.widgets.fresh(public_id, now) {
+            Some(served) => Ok(served),
+            None => render_and_keep(state, public_id, now).await,
+        }
+    };
+    state.widgets.end_turn(public_id, turn);
+    result
+}
+
+/// Renders a widget from the database and keeps the rendering.
+async fn render_and_keep(
+    state: &AppState,
+    public_id: &str,
+    now: UnixSeconds,
+) -> Result<Served, DbError> {
     let data = match load(state, public_id).await? {
         Lookup::NotFound => return Ok(Served::NotFound),
         Lookup::Gone => {

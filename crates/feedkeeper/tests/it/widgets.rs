@@ -469,6 +469,37 @@ async fn the_json_feed_matches_its_published_schema() {
 }
 
 #[tokio::test]
+async fn requests_that_miss_the_cache_together_wait_for_one_rendering() {
+    let app = TestApp::spawn().await;
+    let (browser, connection) = shop(&app).await;
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+    // A node that has rendered nothing yet (a restart, a CDN purge): eight requests at once.
+    let node =
+        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+            .await
+            .unwrap();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (node, id) = (node.clone(), id.clone());
+        requests.spawn(async move { feedkeeper::widgets::served(&node, &id).await });
+    }
+    let mut made = Vec::new();
+    for served in requests.join_all().await {
+        match served.unwrap() {
+            feedkeeper::widgets::cache::Served::Found(r) => made.push(r),
+            _ => panic!("the widget renders"),
+        }
+    }
+    assert!(
+        made.iter().all(|r| std::sync::Arc::ptr_eq(r, &made[0])),
+        "one rendering, served to all eight"
+    );
+}
+
+#[tokio::test]
 async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served() {
     let app = TestApp::spawn().await;
     let (browser, connection) = shop(&app).await;
