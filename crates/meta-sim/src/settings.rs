@@ -138,9 +138,9 @@ pub struct Settings {
     pub default_graph_version: u32,
     /// The oldest version still available; calls to older ones are served by it.
     pub oldest_graph_version: u32,
-    /// IG Media fields this Meta does not know (Meta's `nonexisting field` error when asked),
-    /// e.g. `["alt_text"]` to stand for a Meta that predates a field.
-    pub unknown_media_fields: Vec<String>,
+    /// IG Media and Instagram user fields this Meta does not know (Meta's `nonexisting field`
+    /// error when asked), e.g. `["alt_text"]` to stand for a Meta that predates a field.
+    pub unknown_fields: Vec<String>,
 }
 
 impl Default for Settings {
@@ -178,7 +178,7 @@ impl Default for Settings {
             callback_timeout_secs: 10,
             default_graph_version: 23,
             oldest_graph_version: 21,
-            unknown_media_fields: Vec::new(),
+            unknown_fields: Vec::new(),
         }
     }
 }

@@ -8,30 +8,12 @@ use serde::Deserialize;
 use url::Url;
 
 use super::errors::{Action, Failure, MetaError};
+use super::fields::{Node, RefusedFields};
 use super::oauth::check_family;
 use super::types::{
     AccessToken, FacebookPage, Media, MediaPage, Profile, TokenFamily, TokenInfo, id_string,
 };
-use std::sync::atomic::Ordering;
-
-use super::{MetaClient, family_index, join};
-
-/// Fields requested for every post; children carry what a widget shows for a carousel.
-/// `alt_text` is the newest of them: a Meta version that does not know it refuses the whole
-/// call, so the client then asks with [`MEDIA_FIELDS_WITHOUT_ALT_TEXT`] (see
-/// [`MetaClient::with_media_fields`]).
-pub const MEDIA_FIELDS: &str = "id,caption,media_type,media_product_type,media_url,thumbnail_url,\
-permalink,shortcode,timestamp,username,like_count,comments_count,alt_text,\
-children{id,media_type,media_url,thumbnail_url,timestamp,alt_text}";
-/// The same without `alt_text`.
-pub const MEDIA_FIELDS_WITHOUT_ALT_TEXT: &str = "id,caption,media_type,media_product_type,\
-media_url,thumbnail_url,permalink,shortcode,timestamp,username,like_count,comments_count,\
-children{id,media_type,media_url,thumbnail_url,timestamp}";
-
-const INSTAGRAM_PROFILE_FIELDS: &str = "id,user_id,username,name,account_type,profile_picture_url,\
-followers_count,follows_count,media_count,biography,website";
-/// On the Facebook host the IG user node has no `user_id`/`account_type`; `id` is the 17841… id.
-const FACEBOOK_PROFILE_FIELDS: &str = "id,username,name,profile_picture_url,followers_count,follows_count,media_count,biography,website";
+use super::{MetaClient, join};
 
 /// Meta's documented maximum page size for media.
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -136,11 +118,14 @@ impl MetaClient {
         const ENDPOINT: &str = "graph.instagram.com /me";
         check_family(ENDPOINT, token, TokenFamily::Instagram)?;
         let url = self.graph_url(TokenFamily::Instagram, &["me"]);
-        let request = self.http.get(url).query(&[
-            ("fields", INSTAGRAM_PROFILE_FIELDS),
-            ("access_token", token.expose()),
-        ]);
-        self.send_json(ENDPOINT, request).await
+        self.with_fields(TokenFamily::Instagram, Node::InstagramProfile, |fields| {
+            let request = self.http.get(url.clone()).query(&[
+                ("fields", fields.as_str()),
+                ("access_token", token.expose()),
+            ]);
+            self.send_json(ENDPOINT, request)
+        })
+        .await
     }
 
     /// Whether an Instagram Login token still works, and the account is still professional: `/me`
@@ -166,11 +151,14 @@ impl MetaClient {
         const ENDPOINT: &str = "graph.facebook.com /{ig-user-id}";
         check_family(ENDPOINT, token, TokenFamily::Facebook)?;
         let url = self.graph_url(TokenFamily::Facebook, &[ig_user_id]);
-        let request = self.http.get(url).query(&[
-            ("fields", FACEBOOK_PROFILE_FIELDS),
-            ("access_token", token.expose()),
-        ]);
-        self.send_json(ENDPOINT, request).await
+        self.with_fields(TokenFamily::Facebook, Node::FacebookProfile, |fields| {
+            let request = self.http.get(url.clone()).query(&[
+                ("fields", fields.as_str()),
+                ("access_token", token.expose()),
+            ]);
+            self.send_json(ENDPOINT, request)
+        })
+        .await
     }
 
     /// The first page (newest first) of an account's media, on the token's host.
@@ -184,9 +172,9 @@ impl MetaClient {
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[ig_user_id, "media"]);
         let limit = limit.clamp(1, MAX_PAGE_SIZE).to_string();
-        self.with_media_fields(family, |fields| {
+        self.with_fields(family, Node::Media, |fields| {
             let request = self.http.get(url.clone()).query(&[
-                ("fields", fields),
+                ("fields", fields.as_str()),
                 ("limit", limit.as_str()),
                 ("access_token", token.expose()),
             ]);
@@ -195,33 +183,33 @@ impl MetaClient {
         .await
     }
 
-    /// Runs a media call with [`MEDIA_FIELDS`], or without `alt_text` once this host has
-    /// refused it: the first refusal is remembered (per host, for the life of the process) and
-    /// the call asked again, so a Meta without the field costs one extra call, not every sync.
-    async fn with_media_fields<T, F, Fut>(
+    /// Runs a call with `node`'s field list for this host, and again without an optional
+    /// field each time Meta says it does not know one (see [`super::fields`]); the refusal is
+    /// remembered, so a Meta without a field costs one extra call, not one per sync.
+    async fn with_fields<T, F, Fut>(
         &self,
         family: TokenFamily,
+        node: Node,
         call: F,
     ) -> Result<T, MetaError>
     where
-        F: Fn(&'static str) -> Fut,
+        F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, MetaError>>,
     {
-        let refused = &self.alt_text_refused[family_index(family)];
-        if refused.load(Ordering::Relaxed) {
-            return call(MEDIA_FIELDS_WITHOUT_ALT_TEXT).await;
-        }
-        match call(MEDIA_FIELDS).await {
-            Err(e) if e.is_unknown_field("alt_text") => {
-                if !refused.swap(true, Ordering::Relaxed) {
+        loop {
+            let result = call(self.refused_fields.list(family, node)).await;
+            let Err(e) = &result else { return result };
+            match RefusedFields::named_in(node, e) {
+                Some(field) if self.refused_fields.refuse(family, node, field) => {
                     tracing::warn!(
                         host = ?family,
-                        "Meta does not know the media field alt_text on this host and version; asking without it"
+                        ?node,
+                        field,
+                        "Meta does not know this field on this host and version; asking without it"
                     );
                 }
-                call(MEDIA_FIELDS_WITHOUT_ALT_TEXT).await
+                _ => return result,
             }
-            other => other,
         }
     }
 
@@ -325,11 +313,11 @@ impl MetaClient {
         const ENDPOINT: &str = "graph /{ig-media-id}";
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[media_id]);
-        self.with_media_fields(family, |fields| {
-            let request = self
-                .http
-                .get(url.clone())
-                .query(&[("fields", fields), ("access_token", token.expose())]);
+        self.with_fields(family, Node::Media, |fields| {
+            let request = self.http.get(url.clone()).query(&[
+                ("fields", fields.as_str()),
+                ("access_token", token.expose()),
+            ]);
             self.send_json(ENDPOINT, request)
         })
         .await

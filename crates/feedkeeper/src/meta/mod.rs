@@ -6,14 +6,13 @@
 
 pub mod cdn;
 pub mod errors;
+pub mod fields;
 pub mod graph;
 pub mod oauth;
 pub mod signed_request;
 pub mod types;
 pub mod usage;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -67,17 +66,8 @@ pub struct MetaClient {
     app: AppCredentials,
     clock: Clock,
     usage: UsageLog,
-    /// Per host (Instagram, Facebook): Meta refused the `alt_text` media field once, so media
-    /// calls ask without it (see `graph::MetaClient::with_media_fields`).
-    alt_text_refused: Arc<[AtomicBool; 2]>,
-}
-
-/// Index of a token family's host in per-host arrays.
-fn family_index(family: TokenFamily) -> usize {
-    match family {
-        TokenFamily::Instagram => 0,
-        TokenFamily::Facebook => 1,
-    }
+    /// Optional fields a host refused: later calls ask without them (`fields`).
+    refused_fields: fields::RefusedFields,
 }
 
 impl MetaClient {
@@ -107,7 +97,7 @@ impl MetaClient {
             },
             clock,
             usage: UsageLog::default(),
-            alt_text_refused: Arc::default(),
+            refused_fields: fields::RefusedFields::default(),
         })
     }
 

@@ -53,7 +53,7 @@ impl fmt::Display for AccessToken {
 }
 
 /// The two token families and the hosts they belong to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum TokenFamily {
     /// Instagram API with Instagram Login: graph.instagram.com.
     Instagram,

@@ -219,7 +219,7 @@ fn media_calls(w: &World, since: Option<u64>) -> Vec<(bool, Option<u16>)> {
 }
 
 #[tokio::test]
-async fn a_meta_that_does_not_know_alt_text_costs_one_call_not_the_feed() {
+async fn a_meta_that_does_not_know_a_field_costs_one_call_not_the_feed() {
     let w = World::new().await;
     let owner = w.user("owner@example.com").await;
     let with_alt = NewMedia {
@@ -229,6 +229,7 @@ async fn a_meta_that_does_not_know_alt_text_costs_one_call_not_the_feed() {
     w.sim
         .create_account(NewAccount {
             username: "older_meta".into(),
+            website: Some("https://older.example".into()),
             ..Default::default()
         })
         .unwrap();
@@ -244,9 +245,9 @@ async fn a_meta_that_does_not_know_alt_text_costs_one_call_not_the_feed() {
         "{stored:#?}"
     );
 
-    // Then a Meta (host, version) that does not know the field: one whole call refused.
+    // Then a Meta (host, version) that does not know the fields: one whole call refused each.
     w.sim
-        .patch_settings(&serde_json::json!({ "unknown_media_fields": ["alt_text"] }))
+        .patch_settings(&serde_json::json!({ "unknown_fields": ["alt_text", "website"] }))
         .unwrap();
     w.sim
         .post_media("older_meta", post(MediaKind::Image, Some("Rolls")))
@@ -266,11 +267,32 @@ async fn a_meta_that_does_not_know_alt_text_costs_one_call_not_the_feed() {
         Status::Active,
         "nobody is asked to reconnect"
     );
+    let profile = posts::profile(&w.state.db, c.id).await.unwrap().unwrap();
+    assert_eq!(profile.username, "older_meta");
+    assert_eq!(profile.website, None, "asked without it");
 
-    // Remembered: the next sync asks without it straight away.
+    // Remembered: the next sync asks without them straight away.
     let seq = w.sim.requests(None).last().map(|r| r.seq);
     sync_now(&w, &c).await;
     assert_eq!(media_calls(&w, seq), [(false, Some(200))]);
+    let profile_calls: Vec<Option<u16>> = w
+        .sim
+        .requests(seq)
+        .iter()
+        .filter(|r| r.query.contains("followers_count"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(profile_calls, [Some(200)]);
+
+    // The Facebook host learns for itself.
+    let business = w.connect_facebook(owner, "older_fb").await;
+    w.pass().await;
+    let profile = posts::profile(&w.state.db, business.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile.username, "older_fb");
+    assert!(!stored_posts(&w, &business).await.is_empty());
 }
 
 #[tokio::test]
@@ -307,7 +329,7 @@ async fn a_stored_resume_point_meta_refuses_is_dropped_not_retried_forever() {
     // Meta now refuses a field that address asks for: the head adapts, the stored address is
     // refused once and dropped.
     settings.ig_account_calls_per_day = 1000;
-    settings.unknown_media_fields = vec!["alt_text".into()];
+    settings.unknown_fields = vec!["alt_text".into()];
     w.sim.set_settings(settings).unwrap();
     w.advance(25 * 3600);
     let seq = w.sim.requests(None).last().map(|r| r.seq);

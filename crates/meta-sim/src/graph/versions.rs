@@ -40,7 +40,7 @@ pub(crate) fn served(st: &State, requested: Option<&str>) -> u32 {
 
 /// The IG Media fields known in `version`, less those this simulated Meta is set not to know.
 pub(crate) fn media_fields(st: &State, version: u32) -> Vec<&'static str> {
-    let unknown = &st.settings.unknown_media_fields;
+    let unknown = &st.settings.unknown_fields;
     let versioned = VERSIONED_MEDIA_FIELDS
         .iter()
         .filter(|(_, since, until)| {
@@ -51,6 +51,16 @@ pub(crate) fn media_fields(st: &State, version: u32) -> Vec<&'static str> {
         .iter()
         .copied()
         .chain(versioned)
+        .filter(|name| !unknown.iter().any(|u| u == name))
+        .collect()
+}
+
+/// An Instagram user node's `allowed` fields, less those this simulated Meta is set not to know.
+pub(crate) fn user_fields(st: &State, allowed: &[&'static str]) -> Vec<&'static str> {
+    let unknown = &st.settings.unknown_fields;
+    allowed
+        .iter()
+        .copied()
         .filter(|name| !unknown.iter().any(|u| u == name))
         .collect()
 }
@@ -93,7 +103,7 @@ mod tests {
         assert!(media_fields(&st, 13).contains(&"video_title"));
         assert!(!media_fields(&st, 14).contains(&"video_title"));
         assert!(media_fields(&st, 23).contains(&"alt_text"));
-        st.settings.unknown_media_fields = vec!["alt_text".into()];
+        st.settings.unknown_fields = vec!["alt_text".into()];
         assert!(!media_fields(&st, 23).contains(&"alt_text"));
     }
 }

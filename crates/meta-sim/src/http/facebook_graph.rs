@@ -476,7 +476,11 @@ fn respond(st: &mut State, req: &MetaRequest, caller: &Caller) -> Result<Value, 
             if let Some(account) = st.accounts.values().find(|a| a.ig_user_id == *id).cloned() {
                 ig_access(caller, &account, id)?;
                 let fields = requested_fields(req)?;
-                check_fields(&fields, FB_IG_USER_FIELDS, "IGUser")?;
+                check_fields(
+                    &fields,
+                    &versions::user_fields(st, FB_IG_USER_FIELDS),
+                    "IGUser",
+                )?;
                 return Ok(render::user_node(st, &view, &account, &fields));
             }
             if let Some(found) = st.find_media(id) {

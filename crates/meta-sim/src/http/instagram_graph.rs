@@ -134,7 +134,7 @@ fn respond(st: &State, req: &MetaRequest, caller: &Caller) -> Result<Value, Grap
                 return Err(GraphError::no_permission());
             }
             let fields = requested_fields(req)?;
-            check_fields(&fields, IG_USER_FIELDS, "User")?;
+            check_fields(&fields, &versions::user_fields(st, IG_USER_FIELDS), "User")?;
             Ok(render::user_node(st, &view, account, &fields))
         }
         [id, "media"] if is_me(id) => {

@@ -352,7 +352,7 @@ async fn fields_are_checked_against_the_version_that_serves_the_call() {
 
     // A Meta that does not know a newer field refuses the whole call, children included.
     h.sim
-        .patch_settings(&json!({ "unknown_media_fields": ["alt_text"] }))
+        .patch_settings(&json!({ "unknown_fields": ["alt_text"] }))
         .unwrap();
     for fields in ["id,alt_text", "id,children%7Bid,alt_text%7D"] {
         let r = media("", fields).await;
