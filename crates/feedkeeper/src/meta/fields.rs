@@ -108,12 +108,15 @@ impl Node {
     }
 }
 
+/// One refusal: this host does not know this field of this node.
+type Refusal = (TokenFamily, Node, &'static str);
+
 /// The optional fields each host has refused, per node type (shared by the client's clones).
 #[derive(Debug, Default, Clone)]
-pub struct RefusedFields(Arc<Mutex<BTreeSet<(TokenFamily, Node, &'static str)>>>);
+pub struct RefusedFields(Arc<Mutex<BTreeSet<Refusal>>>);
 
 impl RefusedFields {
-    fn refused(&self) -> std::sync::MutexGuard<'_, BTreeSet<(TokenFamily, Node, &'static str)>> {
+    fn refused(&self) -> std::sync::MutexGuard<'_, BTreeSet<Refusal>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
