@@ -5,11 +5,13 @@
 //! fields each host and version knows is not fully documented (the reference lists fields seen
 //! in clients on one host and not the other), so each list names the fields a feed cannot do
 //! without and the ones it can. When Meta refuses an optional field, the client drops it for
-//! that host and node type, for the life of the process, and asks again; a refused required
-//! field is a failure like any other.
+//! that host and node type and asks again; a refused required field is a failure like any
+//! other. A refusal lasts a day, then the field is asked for again (Meta adds fields, and a
+//! refusal may have been a passing fault).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::types::TokenFamily;
 
@@ -111,23 +113,37 @@ impl Node {
 /// One refusal: this host does not know this field of this node.
 type Refusal = (TokenFamily, Node, &'static str);
 
-/// The optional fields each host has refused, per node type (shared by the client's clones).
+/// How long a refusal is believed.
+const REFUSAL_LASTS: Duration = Duration::from_secs(24 * 3600);
+
+/// The optional fields each host has refused, per node type, and when (shared by the client's
+/// clones).
 #[derive(Debug, Default, Clone)]
-pub struct RefusedFields(Arc<Mutex<BTreeSet<Refusal>>>);
+pub struct RefusedFields(Arc<Mutex<BTreeMap<Refusal, Instant>>>);
 
 impl RefusedFields {
-    fn refused(&self) -> std::sync::MutexGuard<'_, BTreeSet<Refusal>> {
+    fn refused(&self) -> std::sync::MutexGuard<'_, BTreeMap<Refusal, Instant>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `fields=` value for `node` on `family`'s host, less what that host refused.
+    /// The `fields=` value for `node` on `family`'s host, less the optional fields that host
+    /// refused within the last day.
     pub fn list(&self, family: TokenFamily, node: Node) -> String {
+        self.list_at(family, node, Instant::now())
+    }
+
+    fn list_at(&self, family: TokenFamily, node: Node, now: Instant) -> String {
         let refused = self.refused();
+        let dropped = |name: &'static str| {
+            refused
+                .get(&(family, node, name))
+                .is_some_and(|at| now.saturating_duration_since(*at) < REFUSAL_LASTS)
+        };
         let keep = |specs: &'static [Spec]| {
             specs
                 .iter()
+                .filter(|(name, need)| *need == Required || !dropped(name))
                 .map(|(name, _)| *name)
-                .filter(|name| !refused.contains(&(family, node, *name)))
                 .collect::<Vec<_>>()
                 .join(",")
         };
@@ -141,12 +157,18 @@ impl RefusedFields {
         list
     }
 
-    /// Records that `family`'s host refused the optional field `name` of `node`; `false` when
-    /// it is not an optional field of that node, or was refused before (asking again would fail
-    /// the same way).
+    /// Records that `family`'s host refused the optional field `name` of `node` (now);
+    /// `false` when it is not an optional field of that node.
     pub fn refuse(&self, family: TokenFamily, node: Node, name: &str) -> bool {
+        self.refuse_at(family, node, name, Instant::now())
+    }
+
+    fn refuse_at(&self, family: TokenFamily, node: Node, name: &str, now: Instant) -> bool {
         match node.optional().find(|optional| *optional == name) {
-            Some(name) => self.refused().insert((family, node, name)),
+            Some(name) => {
+                self.refused().insert((family, node, name), now);
+                true
+            }
             None => false,
         }
     }
@@ -172,10 +194,6 @@ mod tests {
         assert_eq!(full.matches("alt_text").count(), 2);
 
         assert!(refused.refuse(TokenFamily::Instagram, Node::Media, "alt_text"));
-        assert!(
-            !refused.refuse(TokenFamily::Instagram, Node::Media, "alt_text"),
-            "once"
-        );
         let less = refused.list(TokenFamily::Instagram, Node::Media);
         assert!(!less.contains("alt_text"), "{less}");
         assert!(less.ends_with("children{id,media_type,media_url,thumbnail_url,timestamp}"));
@@ -196,5 +214,29 @@ mod tests {
             "id,user_id,username,name,account_type,profile_picture_url,followers_count,\
              follows_count,media_count,biography"
         );
+    }
+
+    #[test]
+    fn a_refused_child_field_leaves_the_required_field_of_the_same_name() {
+        let refused = RefusedFields::default();
+        assert!(refused.refuse(TokenFamily::Facebook, Node::Media, "timestamp"));
+        let list = refused.list(TokenFamily::Facebook, Node::Media);
+        assert!(list.contains(",timestamp,"), "the post's own: {list}");
+        assert!(list.ends_with("children{id,media_type,media_url,thumbnail_url,alt_text}"));
+    }
+
+    #[test]
+    fn refusals_are_asked_again_after_a_day() {
+        let refused = RefusedFields::default();
+        let then = Instant::now();
+        refused.refuse_at(TokenFamily::Instagram, Node::Media, "alt_text", then);
+        let during = refused.list_at(
+            TokenFamily::Instagram,
+            Node::Media,
+            then + REFUSAL_LASTS / 2,
+        );
+        assert!(!during.contains("alt_text"));
+        let after = refused.list_at(TokenFamily::Instagram, Node::Media, then + REFUSAL_LASTS);
+        assert!(after.contains("alt_text"), "{after}");
     }
 }

@@ -185,7 +185,8 @@ impl MetaClient {
 
     /// Runs a call with `node`'s field list for this host, and again without an optional
     /// field each time Meta says it does not know one (see [`super::fields`]); the refusal is
-    /// remembered, so a Meta without a field costs one extra call, not one per sync.
+    /// remembered, so a Meta without a field costs one extra call, not one per sync. Calls
+    /// refused at the same time all ask again; each try sends a shorter list, or it is the last.
     async fn with_fields<T, F, Fut>(
         &self,
         family: TokenFamily,
@@ -196,21 +197,28 @@ impl MetaClient {
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, MetaError>>,
     {
-        loop {
-            let result = call(self.refused_fields.list(family, node)).await;
+        let mut sent = self.refused_fields.list(family, node);
+        // A bound besides the shrinking list, in case refusals lapse while we retry.
+        for _ in 0..16 {
+            let result = call(sent.clone()).await;
             let Err(e) = &result else { return result };
-            match RefusedFields::named_in(node, e) {
-                Some(field) if self.refused_fields.refuse(family, node, field) => {
-                    tracing::warn!(
-                        host = ?family,
-                        ?node,
-                        field,
-                        "Meta does not know this field on this host and version; asking without it"
-                    );
-                }
-                _ => return result,
+            let Some(field) = RefusedFields::named_in(node, e) else {
+                return result;
+            };
+            self.refused_fields.refuse(family, node, field);
+            let next = self.refused_fields.list(family, node);
+            if next == sent {
+                return result;
             }
+            tracing::warn!(
+                host = ?family,
+                ?node,
+                field,
+                "Meta does not know this field on this host and version; asking without it"
+            );
+            sent = next;
         }
+        call(sent).await
     }
 
     /// A stored `paging.next` address (from [`MediaPage::without_token`]) made usable again:

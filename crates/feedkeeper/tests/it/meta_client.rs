@@ -745,3 +745,31 @@ async fn tokens_never_cross_to_the_other_host() {
     assert_eq!(h.sim.requests(None).len(), before, "nothing was sent");
     drop(h.running);
 }
+
+#[tokio::test]
+async fn calls_refused_together_for_an_unknown_field_all_ask_again() {
+    let h = Harness::new().await;
+    let account = h.account("together", 3);
+    let token = h.instagram_token("together").await;
+    h.sim
+        .patch_settings(&serde_json::json!({ "unknown_fields": ["alt_text"], "latency_ms": 50 }))
+        .unwrap();
+    let seq = h.sim.requests(None).last().map(|r| r.seq);
+    // Both ask with alt_text before either answer arrives; both are refused; both ask again.
+    let (a, b) = tokio::join!(
+        h.client
+            .media_page(&token.access_token, &account.ig_user_id, 25),
+        h.client
+            .media_page(&token.access_token, &account.ig_user_id, 25),
+    );
+    assert_eq!(a.unwrap().items.len(), 3);
+    assert_eq!(b.unwrap().items.len(), 3);
+    let refused = h
+        .sim
+        .requests(seq)
+        .iter()
+        .filter(|r| r.query.contains("alt_text"))
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(refused, [Some(400), Some(400)], "both went out with it");
+}
