@@ -101,7 +101,40 @@ pub struct WidgetCache {
     entries: RwLock<HashMap<String, Entry>>,
     /// One turn per widget being rendered: requests that miss the cache together wait for one
     /// rendering instead of each making their own (a CDN purge of a popular widget).
-    rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TurnState>>>>,
+}
+
+/// What a widget's rendering turn remembers: when a rendering under it last failed, so that
+/// those who waited for it fail with it instead of each trying again, one after another.
+#[derive(Debug, Default)]
+pub struct TurnState {
+    pub failed_at: Option<std::time::Instant>,
+}
+
+/// A place in a widget's rendering turn; lock it with [`Turn::lock`]. Dropped (also when the
+/// request is abandoned), it forgets the turn if nobody else holds it.
+pub struct Turn<'a> {
+    cache: &'a WidgetCache,
+    public_id: &'a str,
+    turn: Arc<tokio::sync::Mutex<TurnState>>,
+}
+
+impl Turn<'_> {
+    /// Waits for the turn.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, TurnState> {
+        self.turn.lock().await
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut rendering = self.cache.turns();
+        // Ours and the map's: no one else holds it. (One taken from the map just before is
+        // still a working lock: its holder finds the rendering already made.)
+        if Arc::strong_count(&self.turn) <= 2 {
+            rendering.remove(self.public_id);
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -131,20 +164,24 @@ impl WidgetCache {
         }
     }
 
-    /// The turn to render `public_id`: lock it, look again with [`WidgetCache::fresh`], render
-    /// only if still missing, then give it back with [`WidgetCache::end_turn`].
-    pub fn rendering_turn(&self, public_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
-        rendering.entry(public_id.to_owned()).or_default().clone()
+    fn turns(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<TurnState>>>> {
+        self.rendering.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets a widget's turn once nobody else waits for it. (One taken from the map just
-    /// before is still a working lock: its holder finds the rendering already made.)
-    pub fn end_turn(&self, public_id: &str, turn: Arc<tokio::sync::Mutex<()>>) {
-        let mut rendering = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
-        // Ours and the map's: no one else holds it.
-        if Arc::strong_count(&turn) <= 2 {
-            rendering.remove(public_id);
+    /// A place in the turn to render `public_id`: lock it, look again with
+    /// [`WidgetCache::fresh`], and render only if still missing.
+    pub fn rendering_turn<'a>(&'a self, public_id: &'a str) -> Turn<'a> {
+        let turn = self
+            .turns()
+            .entry(public_id.to_owned())
+            .or_default()
+            .clone();
+        Turn {
+            cache: self,
+            public_id,
+            turn,
         }
     }
 
@@ -198,5 +235,28 @@ impl WidgetCache {
             }
         }
         dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn turns_are_forgotten_when_their_last_holder_leaves_even_mid_wait() {
+        let cache = WidgetCache::default();
+        let first = cache.rendering_turn("abc");
+        let held = first.lock().await;
+        // A second request waits for the turn, then is abandoned (its client went away).
+        let waiting = async {
+            let second = cache.rendering_turn("abc");
+            let _state = second.lock().await;
+        };
+        let abandoned = tokio::time::timeout(Duration::from_millis(20), waiting).await;
+        assert!(abandoned.is_err(), "it was still waiting");
+        assert_eq!(cache.turns().len(), 1, "the first still holds it");
+        drop(held);
+        drop(first);
+        assert!(cache.turns().is_empty(), "nobody holds it: forgotten");
     }
 }

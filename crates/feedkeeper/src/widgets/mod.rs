@@ -297,16 +297,27 @@ pub async fn served(state: &AppState, public_id: &str) -> Result<Served, DbError
     if let Some(served) = state.widgets.fresh(public_id, now) {
         return Ok(served);
     }
-    // One rendering per widget at a time on this node; those who waited serve it.
+    if !is_public_id(public_id) {
+        return Ok(Served::NotFound);
+    }
+    // One rendering per widget at a time on this node; those who waited serve it, or share
+    // its failure.
     let turn = state.widgets.rendering_turn(public_id);
-    let result = {
-        let _turn = turn.lock().await;
-        match state.widgets.fresh(public_id, now) {
-            Some(served) => Ok(served),
-            None => render_and_keep(state, public_id, now).await,
-        }
-    };
-    state.widgets.end_turn(public_id, turn);
+    let waited_since = std::time::Instant::now();
+    let mut turn_state = turn.lock().await;
+    let now = state.clock.now();
+    if let Some(served) = state.widgets.fresh(public_id, now) {
+        return Ok(served);
+    }
+    if turn_state.failed_at.is_some_and(|at| at >= waited_since) {
+        return Err(DbError::Other(sqlx::Error::Protocol(
+            "the rendering this request waited for failed".into(),
+        )));
+    }
+    let result = render_and_keep(state, public_id, now).await;
+    if result.is_err() {
+        turn_state.failed_at = Some(std::time::Instant::now());
+    }
     result
 }
 
