@@ -48,10 +48,15 @@ struct Peer {
 /// A connection handed to another thread, already counted in that thread's `open`.
 type Handed = (std::net::TcpStream, SocketAddr, OpenConnection);
 
-/// What one serving thread needs.
+/// What one serving thread is given.
 struct Worker {
-    index: usize,
     listener: std::net::TcpListener,
+    serving: Serving,
+}
+
+/// What one serving thread serves with.
+struct Serving {
+    index: usize,
     inbox: mpsc::UnboundedReceiver<Handed>,
     peers: Arc<[Peer]>,
     router: Router,
@@ -91,44 +96,69 @@ pub async fn serve_on_threads(
     let mut finished = Vec::with_capacity(threads);
     for (index, inbox) in inboxes.into_iter().enumerate() {
         let worker = Worker {
-            index,
             listener: listener.try_clone()?,
-            inbox,
-            peers: peers.clone(),
-            router: router.clone(),
-            header_timeout,
-            grace,
+            serving: Serving {
+                index,
+                inbox,
+                peers: peers.clone(),
+                router: router.clone(),
+                header_timeout,
+                grace,
+            },
         };
         let mut stopped = stopped.clone();
         let mut released = released.clone();
         let dispatch = dispatch.clone();
+        let (ready, started) = oneshot::channel::<std::io::Result<()>>();
         let (done, finished_serving) = oneshot::channel::<()>();
         finished.push(finished_serving);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         std::thread::Builder::new()
             .name(format!("http-{index}"))
             .spawn(move || {
                 let _logging = tracing::dispatcher::set_default(&dispatch);
+                // Built here, so a thread that cannot start never drops a runtime on the
+                // caller's async thread.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(worker.listener) {
+                        Ok(listener) => listener,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
                     // A dropped `stop` (the caller went away) stops serving too.
                     let stop = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    serve_connections(worker, stop).await;
+                    serve_connections(listener, worker.serving, stop).await;
                     let _ = done.send(());
                     // Keep driving this runtime's connections (see `ServingThreads`).
                     while released.changed().await.is_ok() {}
                 });
             })?;
+        // A thread that cannot serve stops the whole server from starting (the others see
+        // `stop` dropped and end).
+        started
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread ended at start")))?;
     }
     drop(listener);
     drop(peers);
     shutdown.await;
     let _ = stop.send(true);
     for finished_serving in finished {
-        // An error means the thread ended early (it logged why); nothing to wait for.
+        // An error means the thread ended early (it panicked); nothing to wait for.
         let _ = finished_serving.await;
     }
     Ok(ServingThreads { _release: release })
@@ -138,23 +168,19 @@ pub async fn serve_on_threads(
 /// connection here, or hands it to the thread with the fewest open connections (whichever
 /// thread the kernel wakes first accepts, which left one core busier than the other), and
 /// serves what the others hand over. Then lets open requests finish for up to `grace`.
-async fn serve_connections(worker: Worker, shutdown: impl std::future::Future<Output = ()>) {
-    let Worker {
+async fn serve_connections(
+    listener: TcpListener,
+    serving: Serving,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let Serving {
         index,
-        listener,
         mut inbox,
         peers,
         router,
         header_timeout,
         grace,
-    } = worker;
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!(error = %e, "a serving thread cannot use the listener");
-            return;
-        }
-    };
+    } = serving;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -207,6 +233,9 @@ async fn serve_connections(worker: Worker, shutdown: impl std::future::Future<Ou
     drop(listener);
     // Connections handed over but not yet taken are closed unserved, as a closed port would.
     inbox.close();
+    while let Ok(handed) = inbox.try_recv() {
+        drop(handed);
+    }
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
