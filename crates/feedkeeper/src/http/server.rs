@@ -314,6 +314,18 @@ mod tests {
             )
     }
 
+    /// The name of the thread that answers `client`'s request.
+    async fn thread_of(client: &reqwest::Client, base: &str) -> String {
+        client
+            .get(format!("{base}/thread"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn serving_threads_answer_finish_what_they_started_and_stop() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -330,14 +342,7 @@ mod tests {
             },
         ));
         let client = reqwest::Client::new();
-        let name = client
-            .get(format!("{base}/thread"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let name = thread_of(&client, &base).await;
         assert!(name.starts_with("http-"), "served by {name}");
 
         // A request under way when the shutdown comes is answered; then the port is closed.
@@ -373,14 +378,7 @@ mod tests {
         let mut served_by = std::collections::BTreeMap::<String, usize>::new();
         for _ in 0..8 {
             let client = reqwest::Client::new();
-            let name = client
-                .get(format!("{base}/thread"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let name = thread_of(&client, &base).await;
             *served_by.entry(name).or_default() += 1;
             clients.push(client);
         }

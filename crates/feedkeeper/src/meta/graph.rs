@@ -118,13 +118,14 @@ impl MetaClient {
         const ENDPOINT: &str = "graph.instagram.com /me";
         check_family(ENDPOINT, token, TokenFamily::Instagram)?;
         let url = self.graph_url(TokenFamily::Instagram, &["me"]);
-        self.with_fields(TokenFamily::Instagram, Node::InstagramProfile, |fields| {
-            let request = self.http.get(url.clone()).query(&[
-                ("fields", fields.as_str()),
-                ("access_token", token.expose()),
-            ]);
-            self.send_json(ENDPOINT, request)
-        })
+        self.with_fields(
+            TokenFamily::Instagram,
+            Node::InstagramProfile,
+            &url,
+            token,
+            &[],
+            |request| self.send_json(ENDPOINT, request),
+        )
         .await
     }
 
@@ -151,13 +152,14 @@ impl MetaClient {
         const ENDPOINT: &str = "graph.facebook.com /{ig-user-id}";
         check_family(ENDPOINT, token, TokenFamily::Facebook)?;
         let url = self.graph_url(TokenFamily::Facebook, &[ig_user_id]);
-        self.with_fields(TokenFamily::Facebook, Node::FacebookProfile, |fields| {
-            let request = self.http.get(url.clone()).query(&[
-                ("fields", fields.as_str()),
-                ("access_token", token.expose()),
-            ]);
-            self.send_json(ENDPOINT, request)
-        })
+        self.with_fields(
+            TokenFamily::Facebook,
+            Node::FacebookProfile,
+            &url,
+            token,
+            &[],
+            |request| self.send_json(ENDPOINT, request),
+        )
         .await
     }
 
@@ -172,35 +174,41 @@ impl MetaClient {
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[ig_user_id, "media"]);
         let limit = limit.clamp(1, MAX_PAGE_SIZE).to_string();
-        self.with_fields(family, Node::Media, |fields| {
-            let request = self.http.get(url.clone()).query(&[
-                ("fields", fields.as_str()),
-                ("limit", limit.as_str()),
-                ("access_token", token.expose()),
-            ]);
+        let limit = [("limit", limit.as_str())];
+        self.with_fields(family, Node::Media, &url, token, &limit, |request| {
             self.read_media_page(ENDPOINT, family, request)
         })
         .await
     }
 
-    /// Runs a call with `node`'s field list for this host, and again without an optional
-    /// field each time Meta says it does not know one (see [`super::fields`]); the refusal is
-    /// remembered, so a Meta without a field costs one extra call, not one per sync. Calls
+    /// GETs `url` (with `query` and the token) with `node`'s field list for this host, and again
+    /// without an optional field each time Meta says it does not know one (see
+    /// [`super::fields`]); the refusal is remembered, so a Meta without a field costs one extra call, not one per sync. Calls
     /// refused at the same time all ask again; each try sends a shorter list, or it is the last.
     async fn with_fields<T, F, Fut>(
         &self,
         family: TokenFamily,
         node: Node,
+        url: &Url,
+        token: &AccessToken,
+        query: &[(&str, &str)],
         call: F,
     ) -> Result<T, MetaError>
     where
-        F: Fn(String) -> Fut,
+        F: Fn(reqwest::RequestBuilder) -> Fut,
         Fut: std::future::Future<Output = Result<T, MetaError>>,
     {
+        let request = |fields: &str| {
+            self.http
+                .get(url.clone())
+                .query(&[("fields", fields)])
+                .query(query)
+                .query(&[("access_token", token.expose())])
+        };
         let mut sent = self.refused_fields.list(family, node);
         // A bound besides the shrinking list, in case refusals lapse while we retry.
         for _ in 0..16 {
-            let result = call(sent.clone()).await;
+            let result = call(request(&sent)).await;
             let Err(e) = &result else { return result };
             let Some(field) = RefusedFields::named_in(node, e) else {
                 return result;
@@ -218,7 +226,7 @@ impl MetaClient {
             );
             sent = next;
         }
-        call(sent).await
+        call(request(&sent)).await
     }
 
     /// A stored `paging.next` address (from [`MediaPage::without_token`]) made usable again:
@@ -321,11 +329,7 @@ impl MetaClient {
         const ENDPOINT: &str = "graph /{ig-media-id}";
         let family = Self::token_family(ENDPOINT, token)?;
         let url = self.graph_url(family, &[media_id]);
-        self.with_fields(family, Node::Media, |fields| {
-            let request = self.http.get(url.clone()).query(&[
-                ("fields", fields.as_str()),
-                ("access_token", token.expose()),
-            ]);
+        self.with_fields(family, Node::Media, &url, token, &[], |request| {
             self.send_json(ENDPOINT, request)
         })
         .await

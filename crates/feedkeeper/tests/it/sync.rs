@@ -295,8 +295,8 @@ async fn a_meta_that_does_not_know_a_field_costs_one_call_not_the_feed() {
     assert!(!stored_posts(&w, &business).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_stored_resume_point_meta_refuses_is_dropped_not_retried_forever() {
+/// A world keeping 60 posts in pages of 25, and a connection to an account with 80 posts.
+async fn paged_connection(username: &str) -> (World, Connection) {
     let w = World::with(|c| {
         c.sync.max_posts = 60;
         c.sync.page_size = 25;
@@ -305,23 +305,41 @@ async fn a_stored_resume_point_meta_refuses_is_dropped_not_retried_forever() {
     let owner = w.user("owner@example.com").await;
     w.sim
         .create_account(NewAccount {
-            username: "refused".into(),
+            username: username.into(),
             posts: 80,
             ..Default::default()
         })
         .unwrap();
-    let c = w.connect_instagram(owner, "refused").await;
-    // Cut the first sync short after one page (the budget runs out), so a page address with
-    // today's fields is stored.
-    let graph_calls = w
+    let c = w.connect_instagram(owner, username).await;
+    (w, c)
+}
+
+/// Sets Meta's per-account budget so that `username` has `more` Graph calls left today (the
+/// data calls already made about it count; token exchanges do not), and returns the settings
+/// for later changes.
+fn budget_for_more_calls(w: &World, username: &str, more: u32) -> meta_sim::Settings {
+    let made = w
         .sim
         .requests(None)
         .iter()
-        .filter(|r| r.account.as_deref() == Some("refused") && r.host.starts_with("graph."))
+        .filter(|r| {
+            r.account.as_deref() == Some(username)
+                && r.host.starts_with("graph.")
+                && !r.path.contains("access_token")
+        })
         .count() as u32;
     let mut settings = w.sim.settings();
-    settings.ig_account_calls_per_day = graph_calls + 2;
+    settings.ig_account_calls_per_day = made + more;
     w.sim.set_settings(settings.clone()).unwrap();
+    settings
+}
+
+#[tokio::test]
+async fn a_stored_resume_point_meta_refuses_is_dropped_not_retried_forever() {
+    let (w, c) = paged_connection("refused").await;
+    // Cut the first sync short after one page (the budget runs out), so a page address with
+    // today's fields is stored.
+    let mut settings = budget_for_more_calls(&w, "refused", 2);
     w.pass().await;
     let stored_point = feed(&w, &c).await.resume_after.expect("a resume point");
     assert!(stored_point.contains("alt_text"), "{stored_point}");
@@ -355,35 +373,10 @@ async fn a_stored_resume_point_meta_refuses_is_dropped_not_retried_forever() {
 
 #[tokio::test]
 async fn pages_are_followed_and_a_sync_cut_short_keeps_its_pages_and_resumes() {
-    let w = World::with(|c| {
-        c.sync.max_posts = 60;
-        c.sync.page_size = 25;
-    })
-    .await;
-    let owner = w.user("owner@example.com").await;
-    w.sim
-        .create_account(NewAccount {
-            username: "prolific".into(),
-            posts: 80,
-            ..Default::default()
-        })
-        .unwrap();
-    let c = w.connect_instagram(owner, "prolific").await;
+    let (w, c) = paged_connection("prolific").await;
     // Meta's per-account budget runs out after the sync's profile and two pages (the connect's
     // own calls about the account count too).
-    let graph_calls = w
-        .sim
-        .requests(None)
-        .iter()
-        .filter(|r| {
-            r.account.as_deref() == Some("prolific")
-                && r.host.starts_with("graph.")
-                && !r.path.contains("access_token")
-        })
-        .count() as u32;
-    let mut settings = w.sim.settings();
-    settings.ig_account_calls_per_day = graph_calls + 3;
-    w.sim.set_settings(settings.clone()).unwrap();
+    let mut settings = budget_for_more_calls(&w, "prolific", 3);
     let budget_start = w.sim.requests(None).len();
     w.pass().await;
     let partial = feed(&w, &c).await;

@@ -468,19 +468,26 @@ async fn the_json_feed_matches_its_published_schema() {
     assert!(feed["profile"]["picture_url"].is_string(), "{feed:#}");
 }
 
-#[tokio::test]
-async fn requests_that_miss_the_cache_together_wait_for_one_rendering() {
-    let app = TestApp::spawn().await;
-    let (browser, connection) = shop(&app).await;
+/// A widget made in the dashboard (its connection and public id), and a second node on the same
+/// database with its own, empty cache.
+async fn widget_and_second_node(app: &TestApp) -> (String, String, feedkeeper::state::AppState) {
+    let (browser, connection) = shop(app).await;
     let made = browser
         .post("/widgets", &form(&browser.csrf, &connection))
         .await;
     let id = public_id(&browser.get(made.location().unwrap()).await.body);
-    // A node that has rendered nothing yet (a restart, a CDN purge): eight requests at once.
     let node =
         feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
             .await
             .unwrap();
+    (connection, id, node)
+}
+
+#[tokio::test]
+async fn requests_that_miss_the_cache_together_wait_for_one_rendering() {
+    let app = TestApp::spawn().await;
+    // A node that has rendered nothing yet (a restart, a CDN purge): eight requests at once.
+    let (_, id, node) = widget_and_second_node(&app).await;
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (node, id) = (node.clone(), id.clone());
@@ -502,17 +509,7 @@ async fn requests_that_miss_the_cache_together_wait_for_one_rendering() {
 #[tokio::test]
 async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served() {
     let app = TestApp::spawn().await;
-    let (browser, connection) = shop(&app).await;
-    let made = browser
-        .post("/widgets", &form(&browser.csrf, &connection))
-        .await;
-    let id = public_id(&browser.get(made.location().unwrap()).await.body);
-
-    // A second node on the same database, with its own cache.
-    let other =
-        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
-            .await
-            .unwrap();
+    let (connection, id, other) = widget_and_second_node(&app).await;
     let first = match feedkeeper::widgets::served(&other, &id).await.unwrap() {
         feedkeeper::widgets::cache::Served::Found(r) => r,
         _ => panic!("the widget renders"),

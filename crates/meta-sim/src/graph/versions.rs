@@ -40,27 +40,24 @@ pub(crate) fn served(st: &State, requested: Option<&str>) -> u32 {
 
 /// The IG Media fields known in `version`, less those this simulated Meta is set not to know.
 pub(crate) fn media_fields(st: &State, version: u32) -> Vec<&'static str> {
-    let unknown = &st.settings.unknown_fields;
     let versioned = VERSIONED_MEDIA_FIELDS
         .iter()
         .filter(|(_, since, until)| {
             since.is_none_or(|s| version >= s) && until.is_none_or(|u| version <= u)
         })
         .map(|(name, _, _)| *name);
-    MEDIA_FIELDS
-        .iter()
-        .copied()
-        .chain(versioned)
-        .filter(|name| !unknown.iter().any(|u| u == name))
-        .collect()
+    known(st, MEDIA_FIELDS.iter().copied().chain(versioned))
 }
 
 /// An Instagram user node's `allowed` fields, less those this simulated Meta is set not to know.
 pub(crate) fn user_fields(st: &State, allowed: &[&'static str]) -> Vec<&'static str> {
+    known(st, allowed.iter().copied())
+}
+
+/// `fields` less those named in the `unknown_fields` setting.
+fn known(st: &State, fields: impl Iterator<Item = &'static str>) -> Vec<&'static str> {
     let unknown = &st.settings.unknown_fields;
-    allowed
-        .iter()
-        .copied()
+    fields
         .filter(|name| !unknown.iter().any(|u| u == name))
         .collect()
 }
