@@ -221,7 +221,10 @@ async fn serve_connections(
             })
             .map_err(|never: Infallible| match never {});
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(crate::zero_copy::ZeroCopyStream::new(stream)),
+            service,
+        );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -422,6 +425,92 @@ mod tests {
             closed,
             "the port still answers after the server was dropped"
         );
+    }
+
+    /// 8 MB (more than a loopback socket buffers at once, so writes come back short and wait),
+    /// a pattern that shows any byte out of place.
+    fn large_body() -> Vec<u8> {
+        (0..8 * 1024 * 1024 + 7)
+            .map(|i: usize| (i % 251) as u8)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn large_bodies_go_out_with_sendfile_whole_and_in_order_to_a_slow_reader() {
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+
+        let body = crate::zero_copy::file_backed(large_body());
+        let served = body.clone();
+        let app = app().route(
+            "/large",
+            get(move || {
+                let body = served.clone();
+                async move { body }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let _serving = tokio::spawn(serve_on_threads(
+            listener,
+            app,
+            1,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            std::future::pending(),
+        ));
+        let sent_before = crate::zero_copy::bytes_sent_from_files();
+
+        // Two requests at once on one connection, then a small one: each answer must be whole
+        // and start where the one before ended.
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(
+                b"GET /large HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /large HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /thread HTTP/1.1\r\nHost: t\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut reader = tokio::io::BufReader::new(stream);
+        for (answer, expected) in [(0, &body[..]), (1, &body[..]), (2, b"http-0".as_slice())] {
+            let mut length = None;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = Some(value.trim().parse::<usize>().unwrap());
+                }
+            }
+            let length = length.expect("a content length");
+            assert_eq!(length, expected.len(), "answer {answer}");
+            let mut received = vec![0; length];
+            let mut at = 0;
+            while at < length {
+                // Read the first answer slowly, so the server meets a full socket.
+                let slowly = answer == 0 && at < 4 * 1024 * 1024;
+                let end = if slowly {
+                    (at + 64 * 1024).min(length)
+                } else {
+                    length
+                };
+                let n = reader.read(&mut received[at..end]).await.unwrap();
+                assert!(n > 0, "answer {answer} cut short at {at}");
+                at += n;
+                if slowly {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            assert!(received == expected, "answer {answer} differs");
+        }
+        if cfg!(target_os = "linux") {
+            assert!(
+                crate::zero_copy::bytes_sent_from_files() - sent_before >= 2 * body.len() as u64,
+                "the bodies were copied, not sent from their file"
+            );
+        }
     }
 
     #[test]

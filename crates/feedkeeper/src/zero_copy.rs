@@ -1,0 +1,395 @@
+//! Large response bodies sent by the kernel from its own memory instead of copied into the socket.
+//!
+//! A body made with [`file_backed`] keeps its bytes in memory as usual *and* in a sealed memory
+//! file (`memfd`). The serving threads wrap every connection in a [`ZeroCopyStream`], which
+//! recognises such a body among the buffers hyper asks it to write and sends it with
+//! `sendfile(2)`: the kernel queues references to the file's pages instead of copying the bytes
+//! into socket buffers. On a 30 KB widget that copy was a tenth of the serving threads' time,
+//! and the reason nginx (which sends files with `sendfile`) answered more requests per second on
+//! uncompressed bodies (docs/benchmarks.md).
+//!
+//! A body is recognised by address: a registered body's memory cannot be reused while the body
+//! exists, and it is unregistered before its memory is freed, so bytes inside a registered range
+//! are that body's bytes (at the same offset in its file, which is sealed against writes). Only
+//! buffers of at least [`MIN_LEN`] bytes are looked up, so headers and small bodies cost nothing.
+//!
+//! Everything degrades to copying: small bodies, systems without `memfd` (not Linux), and bodies
+//! beyond the cap on open files ([`files_max`]; a node caching many widgets keeps most of its
+//! file descriptors for connections).
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use axum::body::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bodies shorter than this are copied: below it, a second system call costs more than the copy.
+pub const MIN_LEN: usize = 16 * 1024;
+
+/// Bytes sent with `sendfile` since start (tests check that the path is taken).
+static SENT_FROM_FILES: AtomicU64 = AtomicU64::new(0);
+/// Memory files open for bodies now.
+static FILES_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// How many bytes have been sent from memory files since start.
+pub fn bytes_sent_from_files() -> u64 {
+    SENT_FROM_FILES.load(Ordering::Relaxed)
+}
+
+/// How many bodies may hold a memory file at once: a quarter of the process's file-descriptor
+/// limit, at most 4 096 (beyond it, bodies are ordinary and copied).
+pub fn files_max() -> usize {
+    imp::files_max()
+}
+
+/// `body` as `Bytes`, backed by a sealed memory file when it is large enough to be worth sending
+/// with `sendfile` and a file can be had; otherwise an ordinary buffer.
+pub fn file_backed(body: Vec<u8>) -> Bytes {
+    if body.len() < MIN_LEN {
+        return Bytes::from(body);
+    }
+    imp::file_backed(body)
+}
+
+/// Whether `bytes` (or the part of a body it is) will be sent from a memory file.
+pub fn is_file_backed(bytes: &[u8]) -> bool {
+    imp::is_file_backed(bytes)
+}
+
+/// A TCP connection whose writes send registered bodies with `sendfile` (see the module docs).
+pub struct ZeroCopyStream {
+    inner: tokio::net::TcpStream,
+}
+
+impl ZeroCopyStream {
+    pub fn new(inner: tokio::net::TcpStream) -> ZeroCopyStream {
+        ZeroCopyStream { inner }
+    }
+}
+
+impl AsyncRead for ZeroCopyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ZeroCopyStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // What tokio's own vectored write does, with `write_mixed` as the system call.
+        loop {
+            std::task::ready!(self.inner.poll_write_ready(cx))?;
+            // `try_io` clears the readiness when the socket is full, so the next poll waits.
+            match self.inner.try_io(tokio::io::Interest::WRITABLE, || {
+                imp::write_mixed(&self.inner, bufs)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::collections::BTreeMap;
+    use std::fs::File;
+    use std::io::{self, IoSlice, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+
+    use axum::body::Bytes;
+    use rustix::fs::{MemfdFlags, SealFlags};
+    use rustix::net::{SendAncillaryBuffer, SendFlags};
+
+    use super::{FILES_OPEN, MIN_LEN, SENT_FROM_FILES};
+
+    /// A registered body: its length and the file holding the same bytes.
+    struct Entry {
+        len: usize,
+        file: Arc<File>,
+    }
+
+    /// Registered bodies by the address of their first byte.
+    static REGISTRY: RwLock<BTreeMap<usize, Entry>> = RwLock::new(BTreeMap::new());
+
+    pub(super) fn files_max() -> usize {
+        static MAX: LazyLock<usize> = LazyLock::new(|| {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX);
+            usize::try_from(limit / 4).unwrap_or(usize::MAX).min(4096)
+        });
+        *MAX
+    }
+
+    /// Takes one of `max` slots counted by `open`, or none when all are taken. Taken before the
+    /// file is made, so renderings on several threads never exceed the cap together.
+    pub(super) fn take_slot(open: &AtomicUsize, max: usize) -> bool {
+        if open.fetch_add(1, Ordering::Relaxed) < max {
+            return true;
+        }
+        open.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// The owner of a registered body's memory; unregisters it before the memory is freed.
+    struct FileBacked {
+        bytes: Box<[u8]>,
+    }
+
+    impl AsRef<[u8]> for FileBacked {
+        fn as_ref(&self) -> &[u8] {
+            &self.bytes
+        }
+    }
+
+    impl Drop for FileBacked {
+        fn drop(&mut self) {
+            let removed = REGISTRY
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(self.bytes.as_ptr() as usize));
+            if removed.is_some() {
+                FILES_OPEN.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(super) fn file_backed(body: Vec<u8>) -> Bytes {
+        if !take_slot(&FILES_OPEN, files_max()) {
+            return Bytes::from(body);
+        }
+        let bytes = body.into_boxed_slice();
+        let file = match sealed_file(&bytes) {
+            Ok(file) => file,
+            Err(e) => {
+                FILES_OPEN.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "a body could not get a memory file; it will be copied");
+                return Bytes::from(bytes);
+            }
+        };
+        REGISTRY
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                bytes.as_ptr() as usize,
+                Entry {
+                    len: bytes.len(),
+                    file: Arc::new(file),
+                },
+            );
+        Bytes::from_owner(FileBacked { bytes })
+    }
+
+    /// A memory file holding `bytes`, sealed so that nothing can change it afterwards.
+    fn sealed_file(bytes: &[u8]) -> io::Result<File> {
+        let fd = rustix::fs::memfd_create(
+            "feedkeeper-body",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        let mut file = File::from(fd);
+        file.write_all(bytes)?;
+        rustix::fs::fcntl_add_seals(
+            &file,
+            SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )?;
+        Ok(file)
+    }
+
+    /// The file and offset holding `buf`, if it lies inside a registered body.
+    fn lookup(buf: &[u8]) -> Option<(Arc<File>, u64)> {
+        if buf.len() < MIN_LEN || FILES_OPEN.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let start = buf.as_ptr() as usize;
+        let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+        let (&base, entry) = registry.range(..=start).next_back()?;
+        let offset = start - base;
+        (offset + buf.len() <= entry.len).then(|| (entry.file.clone(), offset as u64))
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_registered(address: usize) -> bool {
+        REGISTRY
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&address)
+    }
+
+    pub(super) fn is_file_backed(bytes: &[u8]) -> bool {
+        lookup(bytes).is_some()
+    }
+
+    /// Writes `bufs` in order without blocking: runs of ordinary buffers with one `sendmsg`
+    /// (flagged `MSG_MORE` when a body follows, so headers and body leave in the same packets),
+    /// registered bodies with `sendfile`. Returns how many bytes went out, stopping at the first
+    /// short write; an error only if nothing went out.
+    pub(super) fn write_mixed(
+        socket: &tokio::net::TcpStream,
+        bufs: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        let mut written = 0;
+        let mut rest = bufs;
+        while !rest.is_empty() {
+            // The ordinary buffers up to the next registered body, which is looked up once.
+            let mut body = None;
+            let mut plain = 0;
+            while plain < rest.len() {
+                body = lookup(&rest[plain]);
+                if body.is_some() {
+                    break;
+                }
+                plain += 1;
+            }
+            if plain > 0 {
+                let flags = if body.is_some() {
+                    SendFlags::MORE | SendFlags::NOSIGNAL
+                } else {
+                    SendFlags::NOSIGNAL
+                };
+                let run = &rest[..plain];
+                let wanted: usize = run.iter().map(|b| b.len()).sum();
+                match rustix::net::sendmsg(socket, run, &mut SendAncillaryBuffer::default(), flags)
+                {
+                    Ok(n) => {
+                        written += n;
+                        if n < wanted {
+                            return Ok(written);
+                        }
+                    }
+                    Err(_) if written > 0 => return Ok(written),
+                    Err(e) => return Err(e.into()),
+                }
+                rest = &rest[plain..];
+            }
+            if let Some((file, mut offset)) = body {
+                let wanted = rest[0].len();
+                // `sendfile` takes no MSG_NOSIGNAL, but Rust programs ignore SIGPIPE (std sets
+                // it before `main`), so a peer that has gone is an EPIPE error here.
+                match rustix::fs::sendfile(socket, &*file, Some(&mut offset), wanted) {
+                    Ok(n) => {
+                        SENT_FROM_FILES.fetch_add(n as u64, Ordering::Relaxed);
+                        written += n;
+                        if n < wanted {
+                            return Ok(written);
+                        }
+                    }
+                    Err(_) if written > 0 => return Ok(written),
+                    Err(e) => return Err(e.into()),
+                }
+                rest = &rest[1..];
+            }
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use std::io::{self, IoSlice};
+
+    use axum::body::Bytes;
+
+    pub(super) fn files_max() -> usize {
+        0
+    }
+
+    pub(super) fn file_backed(body: Vec<u8>) -> Bytes {
+        Bytes::from(body)
+    }
+
+    pub(super) fn is_file_backed(_: &[u8]) -> bool {
+        false
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_registered(_: usize) -> bool {
+        false
+    }
+
+    /// Never called (no body is file-backed here); writes as the stream itself would.
+    pub(super) fn write_mixed(
+        socket: &tokio::net::TcpStream,
+        bufs: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        socket.try_write_vectored(bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_bodies_stay_ordinary_and_large_ones_are_found_by_any_slice() {
+        let small = file_backed(vec![1; MIN_LEN - 1]);
+        assert!(!is_file_backed(&small));
+
+        let body: Vec<u8> = (0..MIN_LEN * 3).map(|i| (i % 251) as u8).collect();
+        let large = file_backed(body.clone());
+        assert_eq!(&large[..], &body[..]);
+        if cfg!(target_os = "linux") {
+            assert!(is_file_backed(&large));
+            // A part left after a short write is still found, if it is worth it.
+            assert!(is_file_backed(&large[MIN_LEN..]));
+            assert!(!is_file_backed(&large[MIN_LEN * 2 + 1..]));
+        }
+        // A copy of the same bytes elsewhere in memory is not the registered body.
+        let copy = body.clone();
+        assert!(!is_file_backed(&copy));
+
+        // The last clone gone, the body is unregistered (before its memory is freed).
+        let address = large.as_ptr() as usize;
+        let clone = large.clone();
+        drop(large);
+        assert_eq!(imp::is_registered(address), cfg!(target_os = "linux"));
+        drop(clone);
+        assert!(!imp::is_registered(address));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn memory_files_are_capped_and_a_freed_slot_is_taken_again() {
+        let open = AtomicUsize::new(0);
+        assert!(imp::take_slot(&open, 2));
+        assert!(imp::take_slot(&open, 2));
+        assert!(
+            !imp::take_slot(&open, 2),
+            "the cap is reached: copied instead"
+        );
+        assert_eq!(open.load(Ordering::Relaxed), 2);
+        open.fetch_sub(1, Ordering::Relaxed);
+        assert!(imp::take_slot(&open, 2));
+        assert!(files_max() >= 1 && files_max() <= 4096);
+    }
+}
