@@ -82,6 +82,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 /// in-flight requests, stops the workers (finishing or handing back their jobs) and closes the
 /// database.
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+    http::server::raise_open_file_limit();
     let db = state.db.clone();
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let cache_poller = crate::widgets::spawn_poller(state.clone(), workers_stopped.clone());

@@ -19,7 +19,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::Bytes;
@@ -30,8 +30,6 @@ pub const MIN_LEN: usize = 16 * 1024;
 
 /// Bytes sent with `sendfile` since start (tests check that the path is taken).
 static SENT_FROM_FILES: AtomicU64 = AtomicU64::new(0);
-/// Memory files open for bodies now.
-static FILES_OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// How many bytes have been sent from memory files since start.
 pub fn bytes_sent_from_files() -> u64 {
@@ -56,6 +54,12 @@ pub fn file_backed(body: Vec<u8>) -> Bytes {
 /// Whether `bytes` (or the part of a body it is) will be sent from a memory file.
 pub fn is_file_backed(bytes: &[u8]) -> bool {
     imp::is_file_backed(bytes)
+}
+
+/// Turns sending from memory files on (the default) or off: off, every body is copied, as
+/// before this module. The widget benchmark measures both in one run.
+pub fn set_sendfile(enabled: bool) {
+    imp::set_sendfile(enabled);
 }
 
 /// A TCP connection whose writes send registered bodies with `sendfile` (see the module docs).
@@ -124,14 +128,26 @@ mod imp {
     use std::collections::BTreeMap;
     use std::fs::File;
     use std::io::{self, IoSlice, Write};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
     use axum::body::Bytes;
     use rustix::fs::{MemfdFlags, SealFlags};
     use rustix::net::{SendAncillaryBuffer, SendFlags};
 
-    use super::{FILES_OPEN, MIN_LEN, SENT_FROM_FILES};
+    use super::{MIN_LEN, SENT_FROM_FILES};
+
+    /// Memory files open for bodies now.
+    static FILES_OPEN: AtomicUsize = AtomicUsize::new(0);
+    /// Set when the kernel refuses `sendfile` itself (a sandbox that filters it, a kernel
+    /// without it): from then on every body is copied.
+    static SENDFILE_REFUSED: AtomicBool = AtomicBool::new(false);
+    /// Set by [`super::set_sendfile`]`(false)`.
+    static SENDFILE_OFF: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn set_sendfile(enabled: bool) {
+        SENDFILE_OFF.store(!enabled, Ordering::Relaxed);
+    }
 
     /// A registered body: its length and the file holding the same bytes.
     struct Entry {
@@ -228,7 +244,11 @@ mod imp {
 
     /// The file and offset holding `buf`, if it lies inside a registered body.
     fn lookup(buf: &[u8]) -> Option<(Arc<File>, u64)> {
-        if buf.len() < MIN_LEN || FILES_OPEN.load(Ordering::Relaxed) == 0 {
+        if buf.len() < MIN_LEN
+            || FILES_OPEN.load(Ordering::Relaxed) == 0
+            || SENDFILE_REFUSED.load(Ordering::Relaxed)
+            || SENDFILE_OFF.load(Ordering::Relaxed)
+        {
             return None;
         }
         let start = buf.as_ptr() as usize;
@@ -248,6 +268,20 @@ mod imp {
 
     pub(super) fn is_file_backed(bytes: &[u8]) -> bool {
         lookup(bytes).is_some()
+    }
+
+    /// Whether `sendfile` failed because it cannot be used here at all, rather than because of
+    /// this connection (full, reset, closed).
+    pub(super) fn refused(e: rustix::io::Errno) -> bool {
+        use rustix::io::Errno;
+        [
+            Errno::NOSYS,
+            Errno::PERM,
+            Errno::ACCESS,
+            Errno::INVAL,
+            Errno::OPNOTSUPP,
+        ]
+        .contains(&e)
     }
 
     /// Writes `bufs` in order without blocking: runs of ordinary buffers with one `sendmsg`
@@ -296,9 +330,21 @@ mod imp {
                 let wanted = rest[0].len();
                 // `sendfile` takes no MSG_NOSIGNAL, but Rust programs ignore SIGPIPE (std sets
                 // it before `main`), so a peer that has gone is an EPIPE error here.
-                match rustix::fs::sendfile(socket, &*file, Some(&mut offset), wanted) {
+                let sent = match rustix::fs::sendfile(socket, &*file, Some(&mut offset), wanted) {
                     Ok(n) => {
                         SENT_FROM_FILES.fetch_add(n as u64, Ordering::Relaxed);
+                        Ok(n)
+                    }
+                    Err(e) if refused(e) => {
+                        if !SENDFILE_REFUSED.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "sendfile is refused here; large bodies will be copied");
+                        }
+                        rustix::net::send(socket, &rest[0], SendFlags::NOSIGNAL)
+                    }
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(n) => {
                         written += n;
                         if n < wanted {
                             return Ok(written);
@@ -331,6 +377,8 @@ mod imp {
     pub(super) fn is_file_backed(_: &[u8]) -> bool {
         false
     }
+
+    pub(super) fn set_sendfile(_: bool) {}
 
     #[cfg(test)]
     pub(super) fn is_registered(_: usize) -> bool {
@@ -379,7 +427,22 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
+    fn sendfile_is_given_up_only_when_the_system_refuses_it() {
+        use rustix::io::Errno;
+        for unusable in [Errno::NOSYS, Errno::PERM, Errno::INVAL, Errno::OPNOTSUPP] {
+            assert!(imp::refused(unusable), "{unusable:?}");
+        }
+        // A full, reset or closed connection is that connection's business.
+        for passing in [Errno::AGAIN, Errno::PIPE, Errno::CONNRESET, Errno::INTR] {
+            assert!(!imp::refused(passing), "{passing:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
     fn memory_files_are_capped_and_a_freed_slot_is_taken_again() {
+        use std::sync::atomic::AtomicUsize;
+
         let open = AtomicUsize::new(0);
         assert!(imp::take_slot(&open, 2));
         assert!(imp::take_slot(&open, 2));
