@@ -47,17 +47,6 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .bytes()
         .await?;
-    let sent_from_files = feedkeeper::zero_copy::bytes_sent_from_files();
-    client
-        .get(format!("{base}/w/{id}"))
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    anyhow::ensure!(
-        feedkeeper::zero_copy::bytes_sent_from_files() - sent_from_files >= html.len() as u64,
-        "the document should leave with sendfile"
-    );
     // What browsers get: brotli (reqwest here has no decoder, so the bytes arrive as sent).
     let br = |path: String| {
         let client = client.clone();
@@ -107,9 +96,9 @@ async fn main() -> anyhow::Result<()> {
         json_br.len()
     );
     println!(
-        "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio | without sendfile: req/s ratio |"
+        "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (label, path, brotli) in [
         ("/w/{id}", format!("/w/{id}"), false),
         ("/w/{id}.json", format!("/w/{id}.json"), false),
@@ -125,7 +114,6 @@ async fn main() -> anyhow::Result<()> {
         for connections in [64, 256] {
             let mut ours = Vec::with_capacity(ROUNDS);
             let mut theirs = Vec::with_capacity(ROUNDS);
-            let mut copying = Vec::with_capacity(ROUNDS);
             for _ in 0..ROUNDS {
                 ours.push(wrk(&format!("{base}{path}"), connections, header)?);
                 theirs.push(wrk(
@@ -133,23 +121,10 @@ async fn main() -> anyhow::Result<()> {
                     connections,
                     header,
                 )?);
-                // The uncompressed bodies are large enough for `sendfile`: measure them copied
-                // too, in the same alternation, to show what it is worth.
-                if !brotli {
-                    feedkeeper::zero_copy::set_sendfile(false);
-                    let copied = wrk(&format!("{base}{path}"), connections, header);
-                    feedkeeper::zero_copy::set_sendfile(true);
-                    copying.push(copied?);
-                }
             }
             let (ours, theirs) = (WrkResult::median(&ours), WrkResult::median(&theirs));
-            let without_sendfile = if copying.is_empty() {
-                "(copied either way)".to_owned()
-            } else {
-                format!("{:.2}×", WrkResult::median(&copying).rps / theirs.rps)
-            };
             println!(
-                "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× | {without_sendfile} |",
+                "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× |",
                 ours.rps,
                 theirs.rps,
                 ours.rps / theirs.rps,

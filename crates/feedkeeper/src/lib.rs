@@ -13,7 +13,6 @@
 //! - [`meta`]: the Meta client, with every failure classified into an action.
 //! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation).
 //! - [`clock`]: the only source of "now"; [`error`]: the only place that knows HTTP statuses.
-//! - [`zero_copy`]: large response bodies sent with `sendfile` from sealed memory files.
 
 pub mod accounts;
 pub mod app;
@@ -35,4 +34,3 @@ pub mod meta;
 pub mod state;
 pub mod telemetry;
 pub mod widgets;
-pub mod zero_copy;

@@ -165,9 +165,8 @@ pub async fn serve_on_threads(
 }
 
 /// Raises the soft limit on open files to the hard limit, as Go's runtime and nginx's
-/// `worker_rlimit_nofile` do: every connection holds a file, and so does every large body kept
-/// in a memory file (`zero_copy`, which may use a quarter of the limit), while services are often
-/// started with a soft limit of 1 024. Returns the limit now in force, if known.
+/// `worker_rlimit_nofile` do: every connection holds a file, and services are often started with
+/// a soft limit of 1 024. Returns the limit now in force, if known.
 pub fn raise_open_file_limit() -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
@@ -247,8 +246,8 @@ async fn serve_connections(
             },
             _ = &mut shutdown => break,
         };
-        // Answers leave at once: a response's last small segment (a chunk's end, a short body
-        // after a large one) must not wait for the client's delayed ACK (Nagle).
+        // Answers leave at once: a small segment (a streamed response's last chunk, the tail of
+        // a long body) must not wait for the client's delayed ACK of the one before (Nagle).
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY could not be set");
         }
@@ -262,10 +261,7 @@ async fn serve_connections(
             })
             .map_err(|never: Infallible| match never {});
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = http.serve_connection(
-            hyper_util::rt::TokioIo::new(crate::zero_copy::ZeroCopyStream::new(stream)),
-            service,
-        );
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -466,94 +462,6 @@ mod tests {
             closed,
             "the port still answers after the server was dropped"
         );
-    }
-
-    /// 8 MB (more than a loopback socket buffers at once, so writes come back short and wait),
-    /// a pattern that shows any byte out of place.
-    fn large_body() -> Vec<u8> {
-        (0..8 * 1024 * 1024 + 7)
-            .map(|i: usize| (i % 251) as u8)
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn large_bodies_go_out_with_sendfile_whole_and_in_order_to_a_slow_reader() {
-        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
-
-        let body = crate::zero_copy::file_backed(large_body());
-        let served = body.clone();
-        let app = app().route(
-            "/large",
-            get(move || {
-                let body = served.clone();
-                async move { body }
-            }),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let _serving = tokio::spawn(serve_on_threads(
-            listener,
-            app,
-            1,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-            std::future::pending(),
-        ));
-        let sent_before = crate::zero_copy::bytes_sent_from_files();
-
-        // Two requests at once on one connection, then a small one: each answer must be whole
-        // and start where the one before ended.
-        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        stream
-            .write_all(
-                b"GET /large HTTP/1.1\r\nHost: t\r\n\r\n\
-                  GET /large HTTP/1.1\r\nHost: t\r\n\r\n\
-                  GET /thread HTTP/1.1\r\nHost: t\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        let mut reader = tokio::io::BufReader::new(stream);
-        for (answer, expected) in [(0, &body[..]), (1, &body[..]), (2, b"http-0".as_slice())] {
-            let mut length = None;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).await.unwrap();
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = Some(value.trim().parse::<usize>().unwrap());
-                }
-            }
-            let length = length.expect("a content length");
-            assert_eq!(length, expected.len(), "answer {answer}");
-            let mut received = vec![0; length];
-            let mut at = 0;
-            while at < length {
-                // Read the first answer slowly, so the server meets a full socket.
-                let slowly = answer == 0 && at < 4 * 1024 * 1024;
-                let end = if slowly {
-                    (at + 64 * 1024).min(length)
-                } else {
-                    length
-                };
-                let n = reader.read(&mut received[at..end]).await.unwrap();
-                assert!(n > 0, "answer {answer} cut short at {at}");
-                at += n;
-                if slowly {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-            assert!(received == expected, "answer {answer} differs");
-        }
-        if cfg!(target_os = "linux") {
-            assert!(
-                // A tail shorter than `MIN_LEN` left by a short write is copied.
-                crate::zero_copy::bytes_sent_from_files() - sent_before
-                    >= 2 * (body.len() - crate::zero_copy::MIN_LEN) as u64,
-                "the bodies were copied, not sent from their file"
-            );
-        }
     }
 
     #[cfg(target_os = "linux")]

@@ -19,7 +19,6 @@ use axum::http::HeaderValue;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::UnixSeconds;
-use crate::zero_copy;
 
 /// How often each node looks for changed widgets.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -65,10 +64,9 @@ impl Encoded {
             brotli.clear();
         }
         Encoded {
-            // Large bodies go out with `sendfile` rather than through a copy (`zero_copy`).
-            identity: zero_copy::file_backed(body),
-            gzip: zero_copy::file_backed(gzip),
-            brotli: zero_copy::file_backed(brotli),
+            identity: Bytes::from(body),
+            gzip: Bytes::from(gzip),
+            brotli: Bytes::from(brotli),
             // Hex in quotes is always a valid header value.
             etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
             etag,
@@ -243,20 +241,6 @@ impl WidgetCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn large_bodies_are_sent_from_memory_files_and_small_ones_copied() {
-        // A widget document of some 30 KB, as a dozen posts make; it compresses to a few KB.
-        let document = "<article class=\"fk-post\">a caption</article>\n".repeat(700);
-        let encoded = Encoded::new(document.clone().into_bytes());
-        assert_eq!(&encoded.identity[..], document.as_bytes());
-        assert_eq!(
-            zero_copy::is_file_backed(&encoded.identity),
-            cfg!(target_os = "linux")
-        );
-        assert!(!zero_copy::is_file_backed(&encoded.brotli));
-        assert!(!zero_copy::is_file_backed(&encoded.gzip));
-    }
 
     #[tokio::test]
     async fn turns_are_forgotten_when_their_last_holder_leaves_even_mid_wait() {
