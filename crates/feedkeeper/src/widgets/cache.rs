@@ -102,13 +102,19 @@ pub struct WidgetCache {
     /// One turn per widget being rendered: requests that miss the cache together wait for one
     /// rendering instead of each making their own (a CDN purge of a popular widget).
     rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TurnState>>>>,
+    /// How many times this node has read a widget from the database to render it.
+    loads: std::sync::atomic::AtomicU64,
 }
 
-/// What a widget's rendering turn remembers: when a rendering under it last failed, so that
-/// those who waited for it fail with it instead of each trying again, one after another.
+/// What a widget's rendering turn remembers: when a rendering under it last failed or found
+/// nothing, so that those who waited for it share the answer instead of each trying again, one
+/// after another.
 #[derive(Debug, Default)]
 pub struct TurnState {
     pub failed_at: Option<std::time::Instant>,
+    /// When a lookup under this turn last found no such widget: a flood of requests for one
+    /// unknown address is answered by one lookup, not one lookup each, in turn.
+    pub missing_at: Option<std::time::Instant>,
 }
 
 /// A place in a widget's rendering turn; lock it with [`Turn::lock`]. Dropped (also when the
@@ -183,6 +189,17 @@ impl WidgetCache {
             public_id,
             turn,
         }
+    }
+
+    /// Counts a read of a widget from the database (see [`WidgetCache::loads`]).
+    pub fn count_load(&self) {
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times this node has read a widget from the database to render it.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Remembers a deleted widget.

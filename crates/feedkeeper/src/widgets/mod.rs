@@ -314,9 +314,14 @@ pub async fn served(state: &AppState, public_id: &str) -> Result<Served, DbError
             "the rendering this request waited for failed".into(),
         )));
     }
+    if turn_state.missing_at.is_some_and(|at| at >= waited_since) {
+        return Ok(Served::NotFound);
+    }
     let result = render_and_keep(state, public_id, now).await;
-    if result.is_err() {
-        turn_state.failed_at = Some(std::time::Instant::now());
+    match result {
+        Err(_) => turn_state.failed_at = Some(std::time::Instant::now()),
+        Ok(Served::NotFound) => turn_state.missing_at = Some(std::time::Instant::now()),
+        Ok(_) => {}
     }
     result
 }
@@ -327,6 +332,7 @@ async fn render_and_keep(
     public_id: &str,
     now: UnixSeconds,
 ) -> Result<Served, DbError> {
+    state.widgets.count_load();
     let data = match load(state, public_id).await? {
         Lookup::NotFound => return Ok(Served::NotFound),
         Lookup::Gone => {

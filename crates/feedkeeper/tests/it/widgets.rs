@@ -504,6 +504,42 @@ async fn requests_that_miss_the_cache_together_wait_for_one_rendering() {
         made.iter().all(|r| std::sync::Arc::ptr_eq(r, &made[0])),
         "one rendering, served to all eight"
     );
+    assert_eq!(node.widgets.loads(), 1, "read from the database once");
+}
+
+#[tokio::test]
+async fn requests_for_an_unknown_widget_together_share_one_lookup() {
+    let app = TestApp::spawn().await;
+    // A flood on one well-formed address that is no widget: nobody waits for a lookup each.
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
+    assert!(feedkeeper::widgets::is_public_id(unknown));
+    let loads = app.state.widgets.loads();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let state = app.state.clone();
+        requests.spawn(async move { feedkeeper::widgets::served(&state, unknown).await });
+    }
+    for served in requests.join_all().await {
+        assert!(matches!(
+            served.unwrap(),
+            feedkeeper::widgets::cache::Served::NotFound
+        ));
+    }
+    assert_eq!(
+        app.state.widgets.loads() - loads,
+        1,
+        "one lookup for all eight"
+    );
+
+    // A later request looks again (the widget may exist by then): nothing is remembered.
+    let again = feedkeeper::widgets::served(&app.state, unknown)
+        .await
+        .unwrap();
+    assert!(matches!(
+        again,
+        feedkeeper::widgets::cache::Served::NotFound
+    ));
+    assert_eq!(app.state.widgets.loads() - loads, 2);
 }
 
 #[tokio::test]
