@@ -514,11 +514,20 @@ async fn requests_for_an_unknown_widget_together_share_one_lookup() {
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
     assert!(feedkeeper::widgets::is_public_id(unknown));
     let loads = app.state.widgets.loads();
+    // Eight requests queue behind a rendering turn held here, as they would behind a slow
+    // lookup (a quick one can finish before the others are even polled).
+    let held = app.state.widgets.rendering_turn(unknown);
+    let holding = held.lock().await;
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let state = app.state.clone();
         requests.spawn(async move { feedkeeper::widgets::served(&state, unknown).await });
     }
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    drop(holding);
+    drop(held);
     for served in requests.join_all().await {
         assert!(matches!(
             served.unwrap(),
