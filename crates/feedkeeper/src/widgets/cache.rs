@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
@@ -103,18 +104,37 @@ pub struct WidgetCache {
     /// rendering instead of each making their own (a CDN purge of a popular widget).
     rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TurnState>>>>,
     /// How many times this node has read a widget from the database to render it.
-    loads: std::sync::atomic::AtomicU64,
+    loads: AtomicU64,
 }
 
-/// What a widget's rendering turn remembers: when a rendering under it last failed or found
-/// nothing, so that those who waited for it share the answer instead of each trying again, one
-/// after another.
+/// What a widget's rendering turn remembers: how its last rendering ended when it made nothing
+/// to keep, and when, so that those who waited for it share that answer instead of each trying
+/// again, one after another (a flood on one unknown address makes one lookup, not one each).
 #[derive(Debug, Default)]
 pub struct TurnState {
-    pub failed_at: Option<std::time::Instant>,
-    /// When a lookup under this turn last found no such widget: a flood of requests for one
-    /// unknown address is answered by one lookup, not one lookup each, in turn.
-    pub missing_at: Option<std::time::Instant>,
+    unkept: Option<(Instant, Unkept)>,
+}
+
+/// A rendering that left nothing in the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unkept {
+    /// It failed (the database, a broken row).
+    Failed,
+    /// There is no such widget.
+    Missing,
+}
+
+impl TurnState {
+    /// How the last rendering ended, if it ended after `since` and left nothing to serve.
+    pub fn unkept_since(&self, since: Instant) -> Option<Unkept> {
+        self.unkept
+            .and_then(|(at, unkept)| (at >= since).then_some(unkept))
+    }
+
+    /// Records a rendering that left nothing to serve, now.
+    pub fn record(&mut self, unkept: Unkept) {
+        self.unkept = Some((Instant::now(), unkept));
+    }
 }
 
 /// A place in a widget's rendering turn; lock it with [`Turn::lock`]. Dropped (also when the
@@ -193,13 +213,12 @@ impl WidgetCache {
 
     /// Counts a read of a widget from the database (see [`WidgetCache::loads`]).
     pub fn count_load(&self) {
-        self.loads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.loads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many times this node has read a widget from the database to render it.
     pub fn loads(&self) -> u64 {
-        self.loads.load(std::sync::atomic::Ordering::Relaxed)
+        self.loads.load(Ordering::Relaxed)
     }
 
     /// Remembers a deleted widget.

@@ -26,7 +26,7 @@ use crate::db::widgets::{self as store, NewWidget, Widget};
 use crate::db::{DbError, Tx};
 use crate::ids::{ConnectionId, UserId, WidgetId};
 use crate::state::AppState;
-use cache::{Encoded, Rendered, Served};
+use cache::{Encoded, Rendered, Served, Unkept};
 use settings::WidgetSettings;
 
 /// A new unguessable public id: 128 random bits, URL-safe.
@@ -309,18 +309,19 @@ pub async fn served(state: &AppState, public_id: &str) -> Result<Served, DbError
     if let Some(served) = state.widgets.fresh(public_id, now) {
         return Ok(served);
     }
-    if turn_state.failed_at.is_some_and(|at| at >= waited_since) {
-        return Err(DbError::Other(sqlx::Error::Protocol(
-            "the rendering this request waited for failed".into(),
-        )));
-    }
-    if turn_state.missing_at.is_some_and(|at| at >= waited_since) {
-        return Ok(Served::NotFound);
+    match turn_state.unkept_since(waited_since) {
+        Some(Unkept::Failed) => {
+            return Err(DbError::Other(sqlx::Error::Protocol(
+                "the rendering this request waited for failed".into(),
+            )));
+        }
+        Some(Unkept::Missing) => return Ok(Served::NotFound),
+        None => {}
     }
     let result = render_and_keep(state, public_id, now).await;
     match result {
-        Err(_) => turn_state.failed_at = Some(std::time::Instant::now()),
-        Ok(Served::NotFound) => turn_state.missing_at = Some(std::time::Instant::now()),
+        Err(_) => turn_state.record(Unkept::Failed),
+        Ok(Served::NotFound) => turn_state.record(Unkept::Missing),
         Ok(_) => {}
     }
     result
