@@ -24,6 +24,16 @@ fn points() -> &'static Mutex<HashMap<(String, String), Point>> {
 /// Where a job may be stopped: after Meta answered a lifecycle check, before anything is stored.
 pub const AFTER_META_ANSWER: &str = "lifecycle.after_meta_answer";
 
+/// Inside the transaction of each writer about a connection, right after its first lock: a
+/// test holds one side of a race there while the other side runs (tests/it/lock_order.rs).
+pub const CONNECT_TX: &str = "tx.connect";
+pub const DISCONNECT_TX: &str = "tx.disconnect";
+pub const DATA_DELETION_TX: &str = "tx.data_deletion";
+pub const PURGE_TX: &str = "tx.purge";
+pub const LIFECYCLE_TX: &str = "tx.lifecycle_apply";
+pub const SYNC_STORE_TX: &str = "tx.sync_store";
+pub const WIDGET_CREATE_TX: &str = "tx.widget_create";
+
 /// The key of a point about connection `id` in this running service (its node name makes it
 /// unique even when several services share a process, as tests do).
 pub fn key(state: &crate::state::AppState, id: crate::ids::ConnectionId) -> String {

@@ -14,7 +14,7 @@ use super::policy::{Check, IncidentDecision};
 use super::{Actor, open_token, token_context};
 use crate::clock::wall_ms;
 use crate::db::connections::{
-    self, CheckResult, Connection, Health, LoginKind, RenewedToken, Status,
+    self, CheckResult, Connection, Health, LoginKind, RenewedToken, RowLock, Status,
 };
 use crate::db::jobs::{self, Lease};
 use crate::db::{DbError, Tx, audit, incidents, meta_pauses, operator_problems};
@@ -181,7 +181,7 @@ impl Applied {
 
 /// Applies an outcome in one transaction: stores a renewed token, moves the status, writes the
 /// audit log, and opens, escalates or closes the incident, if the fence holds. Times are read
-/// when the write happens.
+/// when the write happens. [`DbError::NotFound`] when the connection was deleted meanwhile.
 pub async fn apply(
     state: &AppState,
     c: &Connection,
@@ -189,15 +189,33 @@ pub async fn apply(
     actor: Actor,
     fence: Fence<'_>,
 ) -> Result<Applied, DbError> {
+    crate::db::retry_conflicts("lifecycle apply", || {
+        apply_once(state, c, &outcome, actor, fence)
+    })
+    .await
+}
+
+async fn apply_once(
+    state: &AppState,
+    c: &Connection,
+    outcome: &Outcome,
+    actor: Actor,
+    fence: Fence<'_>,
+) -> Result<Applied, DbError> {
     let mut tx = state.db.begin().await?;
+    // Lock order: the connection's row, then the fence.
+    let Some(current) = connections::lock(&mut tx, c.id, RowLock::Change).await? else {
+        return Err(DbError::NotFound);
+    };
     if let Fence::Lease(lease) = fence
         && !jobs::is_held(&mut tx, lease).await?
     {
         drop(tx);
         tracing::warn!(connection = %c.id, "check result discarded: the job's lease was lost");
-        return Ok(Applied::Stale(connections::get(&state.db, c.id).await?));
+        return Ok(Applied::Stale(current));
     }
-    match apply_in(&mut tx, state, c, &outcome, actor).await? {
+    failpoint::hit(failpoint::LIFECYCLE_TX, &failpoint::key(state, c.id)).await;
+    match apply_in(&mut tx, state, c, outcome, actor).await? {
         Some(updated) => {
             tx.commit().await?;
             Ok(Applied::Stored(updated))
@@ -208,7 +226,7 @@ pub async fn apply(
                 connection = %c.id,
                 "check result discarded: the connection changed while it was checked (a reconnect?)"
             );
-            Ok(Applied::Stale(connections::get(&state.db, c.id).await?))
+            Ok(Applied::Stale(current))
         }
     }
 }
@@ -502,7 +520,12 @@ pub async fn check_and_apply(
         meta_pauses::pause(&state.db, meta_pauses::APP, until, &error.message(), now).await?;
         tracing::warn!(until, "Meta throttles the whole app; pausing every check");
     }
-    let applied = apply(state, &c, outcome, actor, Fence::Lease(lease)).await?;
+    let applied = match apply(state, &c, outcome, actor, Fence::Lease(lease)).await {
+        Ok(applied) => applied,
+        // Disconnected while Meta answered.
+        Err(DbError::NotFound) => return Ok(gone),
+        Err(e) => return Err(e),
+    };
     let stale = matches!(applied, Applied::Stale(_));
     let current = applied.into_connection();
     let next_due = state

@@ -9,8 +9,11 @@ pub mod lifecycle;
 pub mod policy;
 
 use crate::clock::wall_ms;
-use crate::db::connections::{self, ClientOrigin, Connection, LoginKind, LoginResult, Status};
+use crate::db::connections::{
+    self, ClientOrigin, Connection, LoginKind, LoginResult, RowLock, Status,
+};
 use crate::db::{DbError, audit, incidents, jobs, meta_pauses};
+use crate::failpoint;
 use crate::ids::{ConnectionId, UserId};
 use crate::meta::{AccessToken, ExpiringToken, FacebookPage, MetaError};
 use crate::state::AppState;
@@ -202,10 +205,24 @@ pub async fn connect(
     token: &AccessToken,
     actor: Actor,
 ) -> Result<Connection, DbError> {
+    // A login is spent once Meta answered: a transaction the database ends as a conflict is
+    // run again rather than failing the person's connect.
+    crate::db::retry_conflicts("connect", || connect_once(state, login, token, actor)).await
+}
+
+async fn connect_once(
+    state: &AppState,
+    login: &LoginResult,
+    token: &AccessToken,
+    actor: Actor,
+) -> Result<Connection, DbError> {
     let mut tx = state.db.begin().await?;
     let now = state.clock.now();
-    let existing = connections::find_by_ig_user(&mut tx, login.owner_id, &login.ig_user_id).await?;
+    // Lock order: the connection's row first (a new account's row is made, and so held, by
+    // the upsert), then its job rows in kind order.
+    let existing = connections::lock_by_ig_user(&mut tx, login.owner_id, &login.ig_user_id).await?;
     let stored = connections::upsert_from_login(&mut tx, login, now).await?;
+    failpoint::hit(failpoint::CONNECT_TX, &failpoint::key(state, stored.id)).await;
     let sealed = state.cipher.seal(token.expose(), &token_context(stored.id));
     connections::store_token(
         &mut tx,
@@ -233,11 +250,9 @@ pub async fn connect(
     connections::store_health(&mut tx, stored.id, &health, now).await?;
     // The login itself just proved the token works.
     connections::mark_checked(&mut tx, stored.id, false, login.data_access_expires_at, now).await?;
-    let subject = stored.id.to_string();
     if existing.is_some() {
-        // A reconnect after app removal keeps the data: forget the pending purge.
+        // A reconnect after app removal keeps the data (its pending purge goes below).
         connections::clear_deauthorization(&mut tx, stored.id, now).await?;
-        jobs::cancel(&mut tx, PURGE_JOB, &subject).await?;
     }
     let detail = format!(
         "@{} via {}",
@@ -273,7 +288,11 @@ pub async fn connect(
         .policy()
         .next_due(&connected, now, rand::random())
         .unwrap_or(now);
+    let subject = stored.id.to_string();
     jobs::schedule(&mut tx, LIFECYCLE_JOB, &subject, first_check, now).await?;
+    if existing.is_some() {
+        jobs::cancel(&mut tx, PURGE_JOB, &subject).await?;
+    }
     // Posts at once: a new (or renewed) login should show its feed without waiting.
     jobs::schedule(&mut tx, SYNC_JOB, &subject, now, now).await?;
     tx.commit().await?;
@@ -282,19 +301,34 @@ pub async fn connect(
 
 /// Removes a connection and everything stored about it, its jobs included, in one transaction.
 pub async fn disconnect(state: &AppState, id: ConnectionId) -> Result<bool, DbError> {
-    let mut tx = state.db.begin().await?;
-    jobs::cancel_for_subject(&mut tx, &id.to_string()).await?;
-    let deleted = connections::delete(&mut tx, id, state.clock.now()).await?;
-    tx.commit().await?;
-    Ok(deleted)
+    crate::db::retry_conflicts("disconnect", || async {
+        let mut tx = state.db.begin().await?;
+        // Lock order: the connection's row first, then its jobs.
+        if connections::lock(&mut tx, id, RowLock::Delete)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        failpoint::hit(failpoint::DISCONNECT_TX, &failpoint::key(state, id)).await;
+        jobs::cancel_for_subject(&mut tx, &id.to_string()).await?;
+        let deleted = connections::delete(&mut tx, id, state.clock.now()).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    })
+    .await
 }
 
 /// Meta told us the person removed the app: the connection needs a reconnect at once (with an
 /// incident), and its data is deleted after the grace period unless they reconnect. One
-/// transaction; retried on a concurrent change, since Meta's word overrides any check in flight.
+/// transaction, holding the connection's row: Meta's word overrides any check in flight (whose
+/// result then finds the version moved and is discarded).
 pub async fn deauthorize(state: &AppState, id: ConnectionId) -> Result<(), DbError> {
-    for _ in 0..5 {
-        let c = connections::get(&state.db, id).await?;
+    crate::db::retry_conflicts("deauthorize", || async {
+        let mut tx = state.db.begin().await?;
+        let Some(c) = connections::lock(&mut tx, id, RowLock::Change).await? else {
+            return Err(DbError::NotFound);
+        };
         let now = state.clock.now();
         let removal = MetaError::reported(
             "meta deauthorize callback",
@@ -303,23 +337,23 @@ pub async fn deauthorize(state: &AppState, id: ConnectionId) -> Result<(), DbErr
             "The account holder removed the app from their account (Meta deauthorize callback).",
             now,
         );
-        let mut tx = state.db.begin().await?;
         let outcome = lifecycle::Outcome::Failed(removal);
+        // Read under the lock, so the version cannot have moved.
         if lifecycle::apply_in(&mut tx, state, &c, &outcome, Actor::Meta)
             .await?
             .is_none()
         {
-            continue;
+            return Err(DbError::Conflict(
+                "the connection changed under its lock".into(),
+            ));
         }
         connections::mark_deauthorized(&mut tx, id, now).await?;
         let purge_at = now + state.policy().deauthorized_grace;
         jobs::schedule(&mut tx, PURGE_JOB, &id.to_string(), purge_at, now).await?;
         tx.commit().await?;
-        return Ok(());
-    }
-    Err(DbError::Conflict(
-        "the connection kept changing while the app removal was stored".into(),
-    ))
+        Ok(())
+    })
+    .await
 }
 
 /// Deletes a deauthorized connection's data once the grace period has passed, under the purge
@@ -329,15 +363,23 @@ pub async fn purge_if_due(
     id: ConnectionId,
     lease: &jobs::Lease,
 ) -> Result<Option<i64>, DbError> {
+    crate::db::retry_conflicts("purge", || purge_once(state, id, lease)).await
+}
+
+async fn purge_once(
+    state: &AppState,
+    id: ConnectionId,
+    lease: &jobs::Lease,
+) -> Result<Option<i64>, DbError> {
     let mut tx = state.db.begin().await?;
+    // Lock order: the connection's row, then the fence, then its other jobs.
+    let Some(c) = connections::lock(&mut tx, id, RowLock::Change).await? else {
+        return Ok(None);
+    };
     if !jobs::is_held(&mut tx, lease).await? {
         return Ok(None);
     }
-    let c = match connections::get(&mut tx, id).await {
-        Ok(c) => c,
-        Err(DbError::NotFound) => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    failpoint::hit(failpoint::PURGE_TX, &failpoint::key(state, id)).await;
     let (Some(deauthorized_at), None) = (c.deauthorized_at, c.data_purged_at) else {
         // Reconnected since, or already purged.
         return Ok(None);

@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use super::{DbError, Ex, on_pool};
+use super::{DbError, Ex, Tx, on_pool};
 use crate::clock::UnixSeconds;
+use crate::config::DatabaseKind;
 use crate::ids::{ConnectionId, UserId};
 
 /// How the account was connected.
@@ -180,6 +181,75 @@ pub struct LoginResult {
 pub struct ClientOrigin {
     pub label: String,
     pub email: Option<String>,
+}
+
+/// How a transaction holds the connection rows it works on. Taking them is the first statement
+/// of every transaction about a connection (the lock order in ARCHITECTURE.md): two writers
+/// about one connection then queue on its row instead of deadlocking on the rows they touch
+/// after it. On SQLite the transaction's write lock already serialises writers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    /// The row is changed but neither deleted nor re-keyed (`FOR NO KEY UPDATE`: rows that
+    /// reference it, such as widgets, may still be written meanwhile).
+    Change,
+    /// The row is deleted (`FOR UPDATE`).
+    Delete,
+}
+
+fn lock_clause(kind: DatabaseKind, mode: RowLock) -> &'static str {
+    match (kind, mode) {
+        (DatabaseKind::Sqlite, _) => "",
+        (DatabaseKind::Postgres, RowLock::Change) => "FOR NO KEY UPDATE",
+        (DatabaseKind::Postgres, RowLock::Delete) => "FOR UPDATE",
+    }
+}
+
+/// Locks connection `id` for the rest of `tx` and reads it; `None` when it does not exist (or
+/// was deleted by the transaction this one waited for).
+pub async fn lock(
+    tx: &mut Tx,
+    id: ConnectionId,
+    mode: RowLock,
+) -> Result<Option<Connection>, DbError> {
+    let ex: Ex<'_> = tx.into();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections WHERE id = $1 {}",
+        lock_clause(ex.kind(), mode)
+    );
+    Ok(on_pool!(ex, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?)
+}
+
+/// Locks the owner's connection for an Instagram account, if there is one (a reconnect).
+pub async fn lock_by_ig_user(
+    tx: &mut Tx,
+    owner: UserId,
+    ig_user_id: &str,
+) -> Result<Option<Connection>, DbError> {
+    let ex: Ex<'_> = tx.into();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections WHERE owner_id = $1 AND ig_user_id = $2 {}",
+        lock_clause(ex.kind(), RowLock::Change)
+    );
+    Ok(
+        on_pool!(ex, pool => sqlx::query_as(&sql).bind(owner).bind(ig_user_id).fetch_optional(pool).await)?,
+    )
+}
+
+/// Locks, for deleting, every connection a Meta callback about `meta_user_id` refers to (see
+/// [`find_by_meta_user`]), in ascending id order: the order every transaction about several
+/// connections takes them in.
+pub async fn lock_by_meta_user(
+    tx: &mut Tx,
+    meta_user_id: &str,
+) -> Result<Vec<Connection>, DbError> {
+    let ex: Ex<'_> = tx.into();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections
+         WHERE ig_user_id = $1 OR app_scoped_id = $1 OR fb_user_id = $1 OR fb_page_id = $1
+         ORDER BY id {}",
+        lock_clause(ex.kind(), RowLock::Delete)
+    );
+    Ok(on_pool!(ex, pool => sqlx::query_as(&sql).bind(meta_user_id).fetch_all(pool).await)?)
 }
 
 /// Finds the owner's connection for an Instagram account, if any.

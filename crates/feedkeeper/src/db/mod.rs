@@ -23,6 +23,7 @@ pub mod users;
 pub mod widgets;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -166,6 +167,60 @@ impl From<sqlx::Error> for DbError {
                 DbError::Conflict(db.constraint().unwrap_or("unknown").to_owned())
             }
             _ => DbError::Other(error),
+        }
+    }
+}
+
+impl DbError {
+    /// The SQLSTATE of a transaction PostgreSQL ended so that it may simply be run again: a
+    /// deadlock (`40P01`) or a serialization failure (`40001`).
+    pub fn retryable_code(&self) -> Option<&'static str> {
+        let DbError::Other(sqlx::Error::Database(db)) = self else {
+            return None;
+        };
+        match db.code().as_deref() {
+            Some("40P01") => Some("40P01"),
+            Some("40001") => Some("40001"),
+            _ => None,
+        }
+    }
+}
+
+/// Transactions run again by [`retry_conflicts`] since the process started.
+static CONFLICT_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many transactions had to be run again after PostgreSQL ended them as a deadlock or a
+/// serialization failure, since the process started. With the lock order kept everywhere
+/// (ARCHITECTURE.md) it stays 0; the retry is only a safety net.
+pub fn conflict_retries() -> u64 {
+    CONFLICT_RETRIES.load(Ordering::Relaxed)
+}
+
+/// Attempts of one transaction in [`retry_conflicts`].
+const CONFLICT_ATTEMPTS: u32 = 4;
+
+/// Runs `transaction` (a whole transaction, begin to commit: it must be safe to run again) and
+/// runs it again, after a short random pause, when PostgreSQL ended it as a deadlock or a
+/// serialization failure; at most [`CONFLICT_ATTEMPTS`] times. Each retry is logged and
+/// counted ([`conflict_retries`]).
+pub async fn retry_conflicts<T, F, Fut>(what: &str, mut transaction: F) -> Result<T, DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(e) if attempt < CONFLICT_ATTEMPTS && e.retryable_code().is_some() => {
+                CONFLICT_RETRIES.fetch_add(1, Ordering::Relaxed);
+                let code = e.retryable_code().unwrap_or_default();
+                tracing::warn!(transaction = what, code, attempt, error = %e,
+                    "the database ended a transaction to resolve a conflict; running it again");
+                let pause = 10 + rand::random::<u64>() % (40 * u64::from(attempt));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            result => return result,
         }
     }
 }

@@ -22,10 +22,11 @@ use std::collections::HashSet;
 use crate::clock::{UnixSeconds, wall_ms};
 use crate::connections::lifecycle::{self, Applied, Fence, Outcome};
 use crate::connections::{self, Actor, LIFECYCLE_JOB};
-use crate::db::connections::{self as stored, Connection, LoginKind, Status};
+use crate::db::connections::{self as stored, Connection, LoginKind, RowLock, Status};
 use crate::db::jobs::{self, Lease};
-use crate::db::posts::{self, FeedRow};
+use crate::db::posts::{self, FeedRow, PostRow, ProfileRow};
 use crate::db::{DbError, meta_pauses};
+use crate::failpoint;
 use crate::ids::ConnectionId;
 use crate::meta::{AccessToken, Action, Media, MediaPage, MetaError, Profile, ReconnectReason};
 use crate::state::AppState;
@@ -226,7 +227,24 @@ async fn page_link_problem(
     }
 }
 
-/// Stores what was fetched, in one transaction fenced by the lease.
+/// What [`write_feed`] did.
+enum Written {
+    /// Stored: whether something shown changed, posts that left, the feed now, and when its
+    /// first image URL expires.
+    Stored {
+        changed: bool,
+        removed: u64,
+        kept: usize,
+        urls_expire_at: Option<UnixSeconds>,
+        failures: i64,
+    },
+    /// The lease was lost: nothing was written.
+    Stale,
+    /// The connection was disconnected while Meta answered.
+    Gone,
+}
+
+/// Stores what was fetched.
 async fn store(
     state: &AppState,
     c: &Connection,
@@ -237,29 +255,95 @@ async fn store(
 ) -> Result<SyncReport, DbError> {
     let now = state.clock.now();
     let allowed = super::cdn_patterns(&state.config);
-    let profile = &fetched.profile;
-    let profile_row = super::profile_row(profile, &c.username, &allowed);
+    let profile_row = super::profile_row(&fetched.profile, &c.username, &allowed);
     let rows: Vec<_> = fetched
         .items
         .iter()
         .map(|m| super::post_row(m, &allowed, now))
         .collect();
-    let max = state.config.sync.max_posts as i64;
+    let picture_expiry = super::profile_picture_expiry(&fetched.profile, &allowed);
+    let previous = feed.unwrap_or_default();
+    let written = crate::db::retry_conflicts("sync store", || {
+        write_feed(
+            state,
+            c,
+            lease,
+            &profile_row,
+            &rows,
+            &previous,
+            &fetched,
+            picture_expiry,
+        )
+    })
+    .await?;
+    let (changed, removed, kept, urls_expire_at, failures) = match written {
+        Written::Stored {
+            changed,
+            removed,
+            kept,
+            urls_expire_at,
+            failures,
+        } => (changed, removed, kept, urls_expire_at, failures),
+        Written::Stale => {
+            tracing::warn!(connection = %c.id, "sync result discarded: the job's lease was lost");
+            return Ok(SyncReport {
+                stale: true,
+                ..Default::default()
+            });
+        }
+        Written::Gone => return Ok(SyncReport::default()),
+    };
+    if removed > 0 {
+        tracing::info!(connection = %c.id, removed, "posts gone from Instagram left the feed");
+    }
+    if changed {
+        tracing::info!(connection = %c.id, posts = kept, "feed changed");
+    }
+    let mut report = SyncReport {
+        changed,
+        complete: fetched.complete,
+        posts: kept,
+        error: None,
+        stale: false,
+        next_due: Some(next_due(state, c, shown, urls_expire_at, now)),
+    };
+    if let Some(error) = fetched.error {
+        // Part-way: the pages fetched are stored; the rest follows the failure's rules.
+        let after = failed(state, c, shown, Some(failures), error, lease).await?;
+        report.error = after.error;
+        report.next_due = after.next_due;
+    }
+    Ok(report)
+}
 
+/// The transaction of [`store`], fenced by the lease.
+#[allow(clippy::too_many_arguments)]
+async fn write_feed(
+    state: &AppState,
+    c: &Connection,
+    lease: &Lease,
+    profile_row: &ProfileRow,
+    rows: &[PostRow],
+    previous: &FeedRow,
+    fetched: &Fetched,
+    picture_expiry: Option<UnixSeconds>,
+) -> Result<Written, DbError> {
+    let now = state.clock.now();
+    let max = state.config.sync.max_posts as i64;
     let mut tx = state.db.begin().await?;
+    // Lock order: the connection's row, then the fence, then its other jobs.
+    if stored::lock(&mut tx, c.id, RowLock::Change)
+        .await?
+        .is_none()
+    {
+        return Ok(Written::Gone);
+    }
     if !jobs::is_held(&mut tx, lease).await? {
-        tracing::warn!(connection = %c.id, "sync result discarded: the job's lease was lost");
-        return Ok(SyncReport {
-            stale: true,
-            ..Default::default()
-        });
+        return Ok(Written::Stale);
     }
-    if let Err(DbError::NotFound) = stored::get(&mut tx, c.id).await {
-        // Disconnected while Meta answered.
-        return Ok(SyncReport::default());
-    }
-    posts::store_profile(&mut tx, c.id, &profile_row, now).await?;
-    posts::store_posts(&mut tx, c.id, &rows, now).await?;
+    failpoint::hit(failpoint::SYNC_STORE_TX, &failpoint::key(state, c.id)).await;
+    posts::store_profile(&mut tx, c.id, profile_row, now).await?;
+    posts::store_posts(&mut tx, c.id, rows, now).await?;
     let removed = if fetched.complete {
         let keep: Vec<String> = rows.iter().map(|r| r.media_id.clone()).collect();
         posts::delete_posts_except(&mut tx, c.id, &keep).await?
@@ -269,16 +353,14 @@ async fn store(
     // Older posts than the feed keeps (a resumed listing may reach past the window).
     posts::trim_posts(&mut tx, c.id, max).await?;
     let kept = posts::list_posts(&mut tx, c.id, max).await?;
-    let hash = super::content_hash(&profile_row, &kept);
-    let previous = feed.unwrap_or_default();
+    let hash = super::content_hash(profile_row, &kept);
     let changed = previous.content_hash != hash;
     let failures = if fetched.error.is_some() {
         previous.failures + 1
     } else {
         0
     };
-    let urls_expire_at =
-        super::urls_expire_at(&kept, super::profile_picture_expiry(profile, &allowed));
+    let urls_expire_at = super::urls_expire_at(&kept, picture_expiry);
     posts::store_feed(
         &mut tx,
         c.id,
@@ -312,27 +394,13 @@ async fn store(
         jobs::schedule(&mut tx, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
     }
     tx.commit().await?;
-    if removed > 0 {
-        tracing::info!(connection = %c.id, removed, "posts gone from Instagram left the feed");
-    }
-    if changed {
-        tracing::info!(connection = %c.id, posts = kept.len(), "feed changed");
-    }
-    let mut report = SyncReport {
+    Ok(Written::Stored {
         changed,
-        complete: fetched.complete,
-        posts: kept.len(),
-        error: None,
-        stale: false,
-        next_due: Some(next_due(state, c, shown, urls_expire_at, now)),
-    };
-    if let Some(error) = fetched.error {
-        // Part-way: the pages fetched are stored; the rest follows the failure's rules.
-        let after = failed(state, c, shown, Some(failures), error, lease).await?;
-        report.error = after.error;
-        report.next_due = after.next_due;
-    }
-    Ok(report)
+        removed,
+        kept: kept.len(),
+        urls_expire_at,
+        failures,
+    })
 }
 
 /// A sync that failed: decide, by Meta's classification, what happens to the connection and when
@@ -353,16 +421,34 @@ async fn failed(
         None => {
             // Counted under the lease, touching only the failure columns: a stale node never
             // writes back an older feed over a newer one.
-            let mut tx = state.db.begin().await?;
-            if !jobs::is_held(&mut tx, lease).await? {
-                return Ok(SyncReport {
-                    stale: true,
-                    ..Default::default()
-                });
+            let counted = crate::db::retry_conflicts("sync failure", || async {
+                let mut tx = state.db.begin().await?;
+                // Lock order: the connection's row, then the fence.
+                if stored::lock(&mut tx, c.id, RowLock::Change)
+                    .await?
+                    .is_none()
+                {
+                    return Ok(None);
+                }
+                if !jobs::is_held(&mut tx, lease).await? {
+                    return Ok(Some(None));
+                }
+                let failures = posts::record_failure(&mut tx, c.id, &message, now).await?;
+                tx.commit().await?;
+                Ok(Some(Some(failures)))
+            })
+            .await?;
+            match counted {
+                Some(Some(failures)) => failures,
+                Some(None) => {
+                    return Ok(SyncReport {
+                        stale: true,
+                        ..Default::default()
+                    });
+                }
+                // Disconnected meanwhile: nothing left to sync.
+                None => return Ok(SyncReport::default()),
             }
-            let failures = posts::record_failure(&mut tx, c.id, &message, now).await?;
-            tx.commit().await?;
-            failures
         }
     };
     let retry = (FIRST_RETRY_SECS << (failures.clamp(1, 12) - 1))
@@ -371,14 +457,19 @@ async fn failed(
         Action::Reconnect { .. } | Action::Operator { .. } => {
             // Meta's final word on this login (or on the app's configuration): the lifecycle
             // records it, opens the incident and tells the owner, as if its own check found it.
-            let applied = lifecycle::apply(
+            let applied = match lifecycle::apply(
                 state,
                 c,
                 Outcome::Failed(error),
                 Actor::Worker,
                 Fence::Lease(lease),
             )
-            .await?;
+            .await
+            {
+                Ok(applied) => applied,
+                Err(DbError::NotFound) => return Ok(SyncReport::default()),
+                Err(e) => return Err(e),
+            };
             if let Applied::Stale(_) = applied {
                 // The login changed meanwhile (renewed, reconnected): let the lifecycle look.
                 jobs::schedule(&state.db, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;

@@ -17,6 +17,7 @@ use crate::db::{
     DbError, connections as stored, deletion_requests, jobs, page_choices, processed_callbacks,
 };
 use crate::error::AppError;
+use crate::failpoint;
 use crate::meta::signed_request;
 use crate::state::AppState;
 
@@ -103,7 +104,11 @@ pub async fn deauthorize(
     }
     let affected = stored::find_by_meta_user(&state.db, &v.subject).await?;
     for c in &affected {
-        connections::deauthorize(&state, c.id).await?;
+        match connections::deauthorize(&state, c.id).await {
+            // Disconnected meanwhile: nothing left to deauthorize.
+            Ok(()) | Err(DbError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     // Remembered only once handled: a crash before this lets Meta's retry through, and handling
     // the same removal twice changes nothing.
@@ -129,23 +134,32 @@ pub async fn data_deletion(
     Form(form): Form<SignedForm>,
 ) -> Result<Response, AppError> {
     let v = verify(&state, "data_deletion", &form)?;
+    let (code, deleted) =
+        crate::db::retry_conflicts("data deletion", || delete_person(&state, &v)).await?;
+    match deleted {
+        Some(deleted) => tracing::info!(connections = deleted, "data deletion callback handled"),
+        // A replay: nothing was deleted again (the person may have connected anew since); Meta
+        // gets the first answer again.
+        None => tracing::warn!("a data-deletion callback was replayed; ignored"),
+    }
+    let url = format!("{}/meta/deletion/{code}", state.config.public_url());
+    Ok(Json(serde_json::json!({ "url": url, "confirmation_code": code })).into_response())
+}
+
+/// Deletes everything stored about the person a data-deletion request names, in one
+/// transaction with its record and the replay guard. Returns the confirmation code, and how
+/// many connections were deleted (`None`: a replay, nothing done).
+async fn delete_person(state: &AppState, v: &Verified) -> Result<(String, Option<i64>), DbError> {
     let mut tx = state.db.begin().await?;
     if let Some(code) = processed_callbacks::find(&mut tx, &v.key).await? {
-        // A replay: nothing is deleted again (the person may have connected anew since); Meta
-        // gets the first answer again.
-        drop(tx);
-        tracing::warn!("a data-deletion callback was replayed; ignored");
-        let code = code.unwrap_or_default();
-        let url = format!("{}/meta/deletion/{code}", state.config.public_url());
-        return Ok(
-            Json(serde_json::json!({ "url": url, "confirmation_code": code })).into_response(),
-        );
+        return Ok((code.unwrap_or_default(), None));
     }
-    // One transaction: the deletion, its record and the replay guard commit together.
     let now = state.clock.now();
-    let affected = stored::find_by_meta_user(&mut tx, &v.subject).await?;
+    // Lock order: the connection rows first (ascending ids), then their jobs.
+    let affected = stored::lock_by_meta_user(&mut tx, &v.subject).await?;
     let mut deleted = 0;
     for c in &affected {
+        failpoint::hit(failpoint::DATA_DELETION_TX, &failpoint::key(state, c.id)).await;
         jobs::cancel_for_subject(&mut tx, &c.id.to_string()).await?;
         if stored::delete(&mut tx, c.id, now).await? {
             deleted += 1;
@@ -176,9 +190,7 @@ pub async fn data_deletion(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(connections = deleted, "data deletion callback handled");
-    let url = format!("{}/meta/deletion/{code}", state.config.public_url());
-    Ok(Json(serde_json::json!({ "url": url, "confirmation_code": code })).into_response())
+    Ok((code, Some(deleted)))
 }
 
 /// Meta asks for an alphanumeric code.

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::clock::UnixSeconds;
-use crate::db::connections::{self as stored, Status};
+use crate::db::connections::{self as stored, RowLock, Status};
 use crate::db::posts::{self, PostRow, ProfileRow};
 use crate::db::widgets::{self as store, NewWidget, Widget};
 use crate::db::{DbError, Tx};
+use crate::failpoint;
 use crate::ids::{ConnectionId, UserId, WidgetId};
 use crate::state::AppState;
 use cache::{Encoded, Rendered, Served, Unkept};
@@ -214,16 +215,17 @@ pub enum SaveError {
     Db(#[from] DbError),
 }
 
-/// Checks that the connection is the owner's (inside the saving transaction).
-async fn owned_connection(
+/// Locks the connection a widget is saved for (the first statement of the saving transaction,
+/// as the lock order wants it; a disconnect then waits for the save, or the save for it) and
+/// checks that it is the owner's.
+async fn lock_owned_connection(
     tx: &mut Tx,
     owner: UserId,
     connection: ConnectionId,
 ) -> Result<(), SaveError> {
-    match stored::get_owned(&mut *tx, owner, connection).await {
-        Ok(_) => Ok(()),
-        Err(DbError::NotFound) => Err(SaveError::NotYourConnection),
-        Err(e) => Err(e.into()),
+    match stored::lock(&mut *tx, connection, RowLock::Change).await? {
+        Some(c) if c.owner_id == owner => Ok(()),
+        _ => Err(SaveError::NotYourConnection),
     }
 }
 
@@ -240,32 +242,45 @@ pub async fn create(
     let public_id = new_public_id();
     let json = serde_json::to_string(settings)
         .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
-    let mut tx = state.db.begin().await?;
-    owned_connection(&mut tx, owner, connection).await?;
-    let id = store::create(
-        &mut tx,
-        &NewWidget {
-            public_id: &public_id,
-            owner_id: owner,
-            connection_id: connection,
-            name,
-            settings: &json,
-        },
-        now,
-    )
+    let created = crate::db::retry_conflicts("widget create", || async {
+        let mut tx = state.db.begin().await?;
+        match lock_owned_connection(&mut tx, owner, connection).await {
+            Ok(()) => {}
+            Err(SaveError::NotYourConnection) => return Ok(None),
+            Err(SaveError::Db(e)) => return Err(e),
+        }
+        failpoint::hit(
+            failpoint::WIDGET_CREATE_TX,
+            &failpoint::key(state, connection),
+        )
+        .await;
+        let id = store::create(
+            &mut tx,
+            &NewWidget {
+                public_id: &public_id,
+                owner_id: owner,
+                connection_id: connection,
+                name,
+                settings: &json,
+            },
+            now,
+        )
+        .await?;
+        // A shown account should not wait up to an hour for its next sync.
+        crate::db::jobs::schedule(
+            &mut tx,
+            crate::connections::SYNC_JOB,
+            &connection.to_string(),
+            now,
+            now,
+        )
+        .await?;
+        let widget = store::get_owned(&mut tx, owner, id).await?;
+        tx.commit().await?;
+        Ok(Some(widget))
+    })
     .await?;
-    // A shown account should not wait up to an hour for its next sync.
-    crate::db::jobs::schedule(
-        &mut tx,
-        crate::connections::SYNC_JOB,
-        &connection.to_string(),
-        now,
-        now,
-    )
-    .await?;
-    let widget = store::get_owned(&mut tx, owner, id).await?;
-    tx.commit().await?;
-    Ok(widget)
+    created.ok_or(SaveError::NotYourConnection)
 }
 
 /// Saves new settings for the owner's widget.
@@ -280,13 +295,20 @@ pub async fn update(
     let now = state.clock.now();
     let json = serde_json::to_string(settings)
         .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
-    let mut tx = state.db.begin().await?;
-    owned_connection(&mut tx, owner, connection).await?;
-    if !store::update_owned(&mut tx, owner, id, name, connection, &json, now).await? {
-        return Err(DbError::NotFound.into());
-    }
-    tx.commit().await?;
-    Ok(())
+    crate::db::retry_conflicts("widget update", || async {
+        let mut tx = state.db.begin().await?;
+        match lock_owned_connection(&mut tx, owner, connection).await {
+            Ok(()) => {}
+            Err(SaveError::NotYourConnection) => return Ok(Err(SaveError::NotYourConnection)),
+            Err(SaveError::Db(e)) => return Err(e),
+        }
+        if !store::update_owned(&mut tx, owner, id, name, connection, &json, now).await? {
+            return Ok(Err(DbError::NotFound.into()));
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    })
+    .await?
 }
 
 // ---- Serving from memory -------------------------------------------------------------------

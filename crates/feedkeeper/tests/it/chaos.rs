@@ -30,11 +30,43 @@ fn start_node(w: &World, name: &str, log: &std::path::Path) -> Running {
         .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")
         .env("FEEDKEEPER_LIFECYCLE__WORKER_POLL_SECS", "1")
         .env("RUST_LOG", "feedkeeper=info")
+        .env("FEEDKEEPER_LOG__FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
     Running(child)
+}
+
+/// Lines of the nodes' logs (JSON) that show something going wrong that a kill does not excuse:
+/// any error, a database conflict (even one retried), a pool timeout, a lost lease.
+fn unexpected_log_lines(dir: &std::path::Path) -> Vec<String> {
+    const TROUBLE: [&str; 7] = [
+        "40P01",
+        "40001",
+        "deadlock",
+        "PoolTimedOut",
+        "pool timed out",
+        "lease lost",
+        "lease was lost",
+    ];
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for line in text.lines() {
+            let level = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["level"].as_str().map(str::to_owned));
+            let trouble = TROUBLE.iter().any(|t| line.contains(t));
+            // A line cut short by SIGKILL is not JSON; only trouble words count there.
+            if trouble || level.as_deref() == Some("ERROR") {
+                let name = path.file_name().unwrap().to_string_lossy();
+                found.push(format!("{name}: {line}"));
+            }
+        }
+    }
+    found
 }
 
 fn chaos_secs() -> u64 {
@@ -142,6 +174,12 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
     drop(victim);
     drop(steady);
     w.sim.set_latency(Duration::ZERO);
+    let trouble = unexpected_log_lines(logs.path());
+    assert!(
+        trouble.is_empty(),
+        "the nodes logged trouble:\n{}",
+        trouble.join("\n")
+    );
 
     // No account was ever checked by two calls at once, nor synced by two syncs at once (a
     // check and a sync of one account may overlap: syncs only read).

@@ -14,6 +14,7 @@ mod dashboard;
 mod edge;
 mod helpers;
 mod lifecycle;
+mod lock_order;
 mod meta_client;
 mod meta_client_malformed;
 mod races;
