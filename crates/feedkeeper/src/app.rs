@@ -78,18 +78,30 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     tracing::info_span!("request", method = %request.method(), route, request_id = id)
 }
 
-/// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM, then finishes
-/// in-flight requests, stops the workers (finishing or handing back their jobs) and closes the
-/// database.
+/// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM, then, at once
+/// and side by side, finishes in-flight requests and stops the workers (finishing or handing
+/// back their jobs), and closes the database.
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     http::server::raise_open_file_limit();
     let db = state.db.clone();
-    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let cache_poller = crate::widgets::spawn_poller(state.clone(), workers_stopped.clone());
-    let workers = crate::jobs::spawn(state.clone(), &state.node, workers_stopped).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let cache_poller = crate::widgets::spawn_poller(state.clone(), stopping.clone());
+    let workers = crate::jobs::spawn(state.clone(), &state.node, stopping.clone()).await;
     tracing::info!(node = %state.node, "node started");
-    let served = serve_http(state, listener, shutdown_signal()).await;
-    let _ = stop_workers.send(true);
+    // One signal stops both: the workers hand back their jobs while the last requests finish.
+    let stop = std::sync::Arc::new(stop);
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = on_signal.send(true);
+    });
+    let mut http_stopping = stopping;
+    let served = serve_http(state, listener, async move {
+        let _ = http_stopping.wait_for(|stop| *stop).await;
+    })
+    .await;
+    // Also when serving could not start.
+    let _ = stop.send(true);
     let _ = workers.await;
     let _ = cache_poller.await;
     db.close().await;

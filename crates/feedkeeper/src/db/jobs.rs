@@ -101,7 +101,9 @@ pub async fn ensure(
 }
 
 /// Makes a `kind` job, due `now`, for every connection holding a token that has none (connections
-/// from before that kind existed). Returns how many were made.
+/// from before that kind existed). Returns how many were made. An anti-join: it only inserts
+/// missing rows, so it never waits behind the transactions that hold existing ones (an insert
+/// of a key another transaction is updating waits for it, even with `DO NOTHING`).
 pub async fn ensure_for_connections(
     db: impl Into<Ex<'_>>,
     kind: &str,
@@ -110,6 +112,7 @@ pub async fn ensure_for_connections(
     const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at)
         SELECT $1, CAST(c.id AS TEXT), $2, $2 FROM connections c
         WHERE c.token_sealed IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = $1 AND j.subject = CAST(c.id AS TEXT))
         ON CONFLICT (kind, subject) DO NOTHING";
     let n = on_pool!(db, conn => sqlx::query(SQL).bind(kind).bind(now).execute(conn).await.map(|r| r.rows_affected()))?;
     Ok(n)
@@ -158,6 +161,42 @@ pub async fn claim_due(
         .await)?;
     jobs.sort_by_key(|j| (j.due_at, j.id));
     Ok(jobs)
+}
+
+/// Parks for an operator the due jobs of `kind` whose last `max_attempts` claims all ended
+/// without a result: their lease ran out each time (the process died while running them, as a
+/// job that crashes its process would make it do forever). Returns them.
+pub async fn bury_abandoned(
+    db: impl Into<Ex<'_>>,
+    kind: &str,
+    now: UnixSeconds,
+    now_ms: i64,
+    max_attempts: i64,
+) -> Result<Vec<Job>, DbError> {
+    let ex: Ex = db.into();
+    let lock = match ex.kind() {
+        DatabaseKind::Postgres => "FOR UPDATE SKIP LOCKED",
+        DatabaseKind::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE jobs SET dead_at = $1, last_error_at = $1,
+             last_error = 'claimed ' || CAST(attempts AS TEXT) || ' times without ending: the node \
+                 running it stopped each time (did the job crash the process?)',
+             lease_owner = NULL, lease_token = NULL, lease_expires_ms = NULL
+         WHERE id IN (
+             SELECT id FROM jobs
+             WHERE kind = $2 AND due_at <= $1 AND dead_at IS NULL AND attempts >= $3
+               AND lease_token IS NOT NULL AND lease_expires_ms <= $4
+             {lock})
+         RETURNING {JOB_COLUMNS}"
+    );
+    Ok(on_pool!(ex, conn => sqlx::query_as(&sql)
+        .bind(now)
+        .bind(kind)
+        .bind(max_attempts)
+        .bind(now_ms)
+        .fetch_all(conn)
+        .await)?)
 }
 
 /// Claims one job by name whatever its due time (a person asked for it now), unless another

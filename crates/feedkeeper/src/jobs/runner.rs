@@ -137,6 +137,19 @@ impl InFlight {
         if let Some(until) = work.paused_until(state, now).await? {
             return Ok(Err(until));
         }
+        for job in jobs::bury_abandoned(
+            &state.db,
+            work.kind(),
+            now,
+            wall_ms(),
+            settings.max_attempts,
+        )
+        .await?
+        {
+            tracing::error!(kind = %job.kind, subject = %job.subject, attempts = job.attempts,
+                "job claimed too often without ending (the node running it stopped each time); \
+                 it waits for an operator (feedkeeper jobs retry)");
+        }
         let claimed = jobs::claim_due(
             &state.db,
             work.kind(),
@@ -232,8 +245,9 @@ impl InFlight {
     }
 }
 
-/// Runs one job while renewing its lease every third of the lease length. A lost lease is
-/// logged and the job goes on: its writes are fenced, so it can no longer change anything.
+/// Runs one job while renewing its lease every third of the lease length. A job whose lease is
+/// lost (another node took it over after this one stalled) is stopped at once: its writes would
+/// be refused by the fence anyway, and its calls to Meta would be spent for nothing.
 async fn run_leased<W: Work>(
     state: &AppState,
     work: &W,
@@ -243,17 +257,16 @@ async fn run_leased<W: Work>(
     tokio::pin!(job);
     let every = Duration::from_millis((claim.lease_ms / 3).max(50) as u64);
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut lost = false;
     loop {
         tokio::select! {
             result = &mut job => return result,
-            _ = renew.tick(), if !lost => {
+            _ = renew.tick() => {
                 match jobs::hold(&state.db, &claim.lease, wall_ms(), claim.lease_ms).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        lost = true;
                         tracing::warn!(kind = %claim.job.kind, subject = %claim.job.subject,
-                            "lease lost while the job ran; its writes will be refused");
+                            "lease lost while the job ran; the job was stopped");
+                        anyhow::bail!("the job's lease was lost while it ran; it was stopped");
                     }
                     Err(e) => tracing::warn!(kind = %claim.job.kind, error = %e, "lease renewal failed"),
                 }

@@ -117,3 +117,134 @@ async fn shutdown_hands_back_the_jobs_it_cannot_finish() {
     assert_eq!(released.lease_owner, None, "handed back, not stranded");
     assert_eq!((released.due_at, released.attempts), (now, 0));
 }
+
+/// A kind of work that keeps "calling Meta" (counting) for as long as it is let run.
+struct Endless {
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Work for Endless {
+    fn kind(&self) -> &'static str {
+        "test_endless"
+    }
+    fn concurrency(&self, _: &AppState) -> usize {
+        1
+    }
+    async fn paused_until(&self, _: &AppState, _: UnixSeconds) -> anyhow::Result<Option<i64>> {
+        Ok(None)
+    }
+    async fn run(&self, _: &AppState, _: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
+        loop {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Runs one statement on the test database (to act as another node would).
+async fn execute(db: &feedkeeper::db::Db, sql: &str) {
+    match db {
+        feedkeeper::db::Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        feedkeeper::db::Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+    }
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_lease_is_lost_is_stopped() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let now = app.state.clock.now();
+    jobs::schedule(db, "test_endless", "x", now, now)
+        .await
+        .unwrap();
+    let mut settings = RunnerSettings::from_state(&app.state, "stalled-node");
+    settings.lease_ms = 300;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let work = Arc::new(Endless {
+        calls: calls.clone(),
+    });
+    let state = app.state.clone();
+    let pass = tokio::spawn(async move { runner::run_due(&state, &work, &settings).await });
+    while calls.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another node takes the job over (as after this node stalled past its lease).
+    execute(
+        db,
+        "UPDATE jobs SET lease_owner = 'thief', lease_token = 'stolen' WHERE kind = 'test_endless'",
+    )
+    .await;
+    let report = tokio::time::timeout(Duration::from_secs(5), pass)
+        .await
+        .expect("the job was stopped within a renewal")
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.lost, report.finished), (1, 0), "{report:?}");
+    let stopped_at = calls.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        stopped_at,
+        "it no longer runs"
+    );
+    let job = jobs::get(db, "test_endless", "x").await.unwrap();
+    assert_eq!(
+        job.lease_owner.as_deref(),
+        Some("thief"),
+        "the thief's claim stands"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_its_node_goes_dead() {
+    let app = TestApp::spawn_with(|c| c.workers.max_attempts = 3).await;
+    let db = &app.state.db;
+    let now = app.state.clock.now();
+    jobs::schedule(db, "test_flaky", "ok", now, now)
+        .await
+        .unwrap();
+    // Three nodes in a row claim it and die while running it: their leases run out unended.
+    for node in ["doomed-1", "doomed-2", "doomed-3"] {
+        let claimed = jobs::claim_due(
+            db,
+            "test_flaky",
+            node,
+            now,
+            feedkeeper::clock::wall_ms(),
+            1,
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed.len(), 1, "{node}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let settings = RunnerSettings::from_state(&app.state, "next-node");
+    let report = runner::run_due(&app.state, &Arc::new(Flaky), &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.finished, report.failed),
+        (0, 0),
+        "not run again: {report:?}"
+    );
+    let dead = jobs::list_dead(db).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].attempts, 3);
+    assert!(dead[0].lease_owner.is_none());
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("claimed 3 times"),
+        "{dead:?}"
+    );
+    // An operator's retry brings it back, and it runs.
+    jobs::retry_dead(db, Some(dead[0].id), now).await.unwrap();
+    let report = runner::run_due(&app.state, &Arc::new(Flaky), &settings)
+        .await
+        .unwrap();
+    assert_eq!(report.finished, 1, "{report:?}");
+}
