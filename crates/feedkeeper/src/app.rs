@@ -85,7 +85,6 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     http::server::raise_open_file_limit();
     let db = state.db.clone();
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let cache_poller = crate::widgets::spawn_poller(state.clone(), stopping.clone());
     let workers = crate::jobs::spawn(state.clone(), &state.node, stopping.clone()).await;
     tracing::info!(node = %state.node, "node started");
     // One signal stops both: the workers hand back their jobs while the last requests finish.
@@ -103,7 +102,6 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     // Also when serving could not start.
     let _ = stop.send(true);
     let _ = workers.await;
-    let _ = cache_poller.await;
     db.close().await;
     // Only now: the serving threads' runtimes drive database connections the workers used.
     drop(served?);
@@ -113,7 +111,8 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
 
 /// Serves the routes behind the edge on `listener` (from `server.threads` threads) until
 /// `shutdown` resolves, then lets open requests finish (no workers: [`run`] adds them; tests
-/// start this alone). Keep the result until the database is closed ([`ServingThreads`]).
+/// start this alone). The widget change poller runs meanwhile, on this runtime. Keep the
+/// result until the database is closed ([`ServingThreads`]).
 pub async fn serve_http(
     state: AppState,
     listener: TcpListener,
@@ -123,6 +122,8 @@ pub async fn serve_http(
     let header_timeout = Duration::from_secs(server.header_read_timeout_secs);
     let threads = http::server::thread_count(server.threads);
     let grace = Duration::from_secs(state.config.workers.shutdown_grace_secs.max(1));
+    let (stop_polling, polling_stopped) = tokio::sync::watch::channel(false);
+    let poller = crate::widgets::spawn_poller(state.clone(), polling_stopped);
     let serving = http::server::serve_on_threads(
         listener,
         router(state),
@@ -132,8 +133,10 @@ pub async fn serve_http(
         shutdown,
     )
     .await
-    .context("cannot start the serving threads")?;
-    Ok(serving)
+    .context("cannot start the serving threads");
+    let _ = stop_polling.send(true);
+    let _ = poller.await;
+    serving
 }
 
 async fn shutdown_signal() {

@@ -30,7 +30,43 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub workers: WorkersConfig,
     pub sync: SyncConfig,
+    pub widgets: WidgetsConfig,
     pub log: LogConfig,
+}
+
+/// How widgets are kept and served (see `widgets::cache`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WidgetsConfig {
+    /// Memory for rendered widgets on each node, in bytes; the least recently used go first.
+    pub cache_bytes: u64,
+    /// Widgets one dashboard user may have (deleted ones do not count).
+    pub max_per_user: u64,
+    /// Widgets rendered at once on a node (CPU work: the document and its compression).
+    pub max_concurrent_renderings: u64,
+    /// Public requests that may use the database at once on a node (a widget not in memory
+    /// yet); more wait, up to `public_db_timeout_ms`, then get 503 with Retry-After.
+    pub public_db_concurrency: u64,
+    pub public_db_timeout_ms: u64,
+    /// How often each node reads the log of widget changes, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// A node that could not read that log for this long trusts nothing in memory (it asks the
+    /// database, and drops its renderings) until it can again.
+    pub poll_stale_secs: u64,
+}
+
+impl Default for WidgetsConfig {
+    fn default() -> Self {
+        WidgetsConfig {
+            cache_bytes: 256 * 1024 * 1024,
+            max_per_user: 200,
+            max_concurrent_renderings: 2,
+            public_db_concurrency: 4,
+            public_db_timeout_ms: 2000,
+            poll_interval_ms: 1000,
+            poll_stale_secs: 30,
+        }
+    }
 }
 
 /// How the sync worker keeps each account's posts fresh (see `feeds::sync`).
@@ -543,6 +579,41 @@ impl Config {
                 1..=100,
             ),
             ("sync.concurrency", self.sync.concurrency, 1..=256),
+            (
+                "widgets.cache_bytes",
+                self.widgets.cache_bytes,
+                1024 * 1024..=1024 * 1024 * 1024 * 1024,
+            ),
+            (
+                "widgets.max_per_user",
+                self.widgets.max_per_user,
+                1..=100_000,
+            ),
+            (
+                "widgets.max_concurrent_renderings",
+                self.widgets.max_concurrent_renderings,
+                1..=256,
+            ),
+            (
+                "widgets.public_db_concurrency",
+                self.widgets.public_db_concurrency,
+                1..=256,
+            ),
+            (
+                "widgets.public_db_timeout_ms",
+                self.widgets.public_db_timeout_ms,
+                50..=60_000,
+            ),
+            (
+                "widgets.poll_interval_ms",
+                self.widgets.poll_interval_ms,
+                50..=60_000,
+            ),
+            (
+                "widgets.poll_stale_secs",
+                self.widgets.poll_stale_secs,
+                1..=3600,
+            ),
         ] {
             if !range.contains(&value) {
                 return Err(invalid(

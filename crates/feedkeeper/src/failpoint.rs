@@ -34,6 +34,10 @@ pub const LIFECYCLE_TX: &str = "tx.lifecycle_apply";
 pub const SYNC_STORE_TX: &str = "tx.sync_store";
 pub const WIDGET_CREATE_TX: &str = "tx.widget_create";
 
+/// Before each read of the widget change log (key: the node's name): a test stalls a node's
+/// poller there.
+pub const WIDGET_POLL: &str = "widgets.poll";
+
 /// The key of a point about connection `id` in this running service (its node name makes it
 /// unique even when several services share a process, as tests do).
 pub fn key(state: &crate::state::AppState, id: crate::ids::ConnectionId) -> String {

@@ -98,6 +98,7 @@ impl AppState {
         db.migrate().await.context("database migration failed")?;
         let meta = MetaClient::new(&config.meta, clock.clone())?;
         let node = Arc::from(node_name(&config.workers));
+        let widgets = Arc::new(crate::widgets::cache::WidgetCache::new(&config.widgets));
         let shared = Shared {
             node,
             config: Arc::new(config),
@@ -108,7 +109,7 @@ impl AppState {
             login_limit_key,
             clock,
             demo: None,
-            widgets: Arc::default(),
+            widgets,
         };
         Ok(AppState {
             shared: Arc::new(shared),

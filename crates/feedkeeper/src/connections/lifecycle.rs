@@ -217,6 +217,11 @@ async fn apply_once(
     failpoint::hit(failpoint::LIFECYCLE_TX, &failpoint::key(state, c.id)).await;
     match apply_in(&mut tx, state, c, outcome, actor).await? {
         Some(updated) => {
+            if updated.status() != current.status() {
+                // Widgets report their account's health.
+                let now = state.clock.now();
+                crate::db::widget_changes::record_for(&mut tx, c.id, now).await?;
+            }
             tx.commit().await?;
             Ok(Applied::Stored(updated))
         }

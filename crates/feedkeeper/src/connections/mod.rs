@@ -12,7 +12,7 @@ use crate::clock::wall_ms;
 use crate::db::connections::{
     self, ClientOrigin, Connection, LoginKind, LoginResult, RowLock, Status,
 };
-use crate::db::{DbError, audit, incidents, jobs, meta_pauses};
+use crate::db::{DbError, audit, incidents, jobs, meta_pauses, widget_changes};
 use crate::failpoint;
 use crate::ids::{ConnectionId, UserId};
 use crate::meta::{AccessToken, ExpiringToken, FacebookPage, MetaError};
@@ -295,6 +295,7 @@ async fn connect_once(
     }
     // Posts at once: a new (or renewed) login should show its feed without waiting.
     jobs::schedule(&mut tx, SYNC_JOB, &subject, now, now).await?;
+    widget_changes::record_for(&mut tx, stored.id, now).await?;
     tx.commit().await?;
     Ok(connected)
 }
@@ -312,7 +313,9 @@ pub async fn disconnect(state: &AppState, id: ConnectionId) -> Result<bool, DbEr
         }
         failpoint::hit(failpoint::DISCONNECT_TX, &failpoint::key(state, id)).await;
         jobs::cancel_for_subject(&mut tx, &id.to_string()).await?;
-        let deleted = connections::delete(&mut tx, id, state.clock.now()).await?;
+        let shown = widget_changes::showing(&mut tx, id).await?;
+        let deleted = connections::delete(&mut tx, id).await?;
+        widget_changes::record(&mut tx, &shown, state.clock.now()).await?;
         tx.commit().await?;
         Ok(deleted)
     })
@@ -350,6 +353,7 @@ pub async fn deauthorize(state: &AppState, id: ConnectionId) -> Result<(), DbErr
         connections::mark_deauthorized(&mut tx, id, now).await?;
         let purge_at = now + state.policy().deauthorized_grace;
         jobs::schedule(&mut tx, PURGE_JOB, &id.to_string(), purge_at, now).await?;
+        widget_changes::record_for(&mut tx, id, now).await?;
         tx.commit().await?;
         Ok(())
     })
@@ -405,6 +409,7 @@ async fn purge_once(
         },
     )
     .await?;
+    widget_changes::record_for(&mut tx, id, now).await?;
     tx.commit().await?;
     tracing::info!(connection = %id, "deauthorized connection's data deleted");
     Ok(None)

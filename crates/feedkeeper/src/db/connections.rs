@@ -608,7 +608,8 @@ pub async fn due_for_purge(
 }
 
 /// Deletes what we hold of the account (token and profile details), keeping a stub row so its
-/// owner sees what happened. Posts and images, once stored, go with it.
+/// owner sees what happened. Posts and images, once stored, go with it. (The caller records the
+/// change of the widgets showing it, so every node drops them.)
 pub async fn purge_data(
     db: impl Into<Ex<'_>>,
     id: ConnectionId,
@@ -617,10 +618,7 @@ pub async fn purge_data(
     const SQL: &str = "UPDATE connections SET token_sealed = NULL, token_expires_at = NULL,
         profile_picture_url = NULL, display_name = NULL, data_purged_at = $1, updated_at = $1,
         version = version + 1 WHERE id = $2";
-    let mut ex: Ex<'_> = db.into();
-    on_pool!(ex.reborrow(), pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
-    // Every node's widget cache must drop what it shows of this account.
-    super::widgets::touch_for_connection(ex, id, now).await?;
+    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
 
@@ -640,17 +638,11 @@ pub async fn mark_synced(
 }
 
 /// Removes the connection and everything hanging off it (audit log, incidents, posts). Widgets
-/// that showed it keep their address and show nothing until another account is chosen; their
-/// change time moves so every node's cache drops what they showed.
-pub async fn delete(
-    db: impl Into<Ex<'_>>,
-    id: ConnectionId,
-    now: UnixSeconds,
-) -> Result<bool, DbError> {
+/// that showed it keep their address and show nothing until another account is chosen (the
+/// caller records their change, so every node drops what they showed).
+pub async fn delete(db: impl Into<Ex<'_>>, id: ConnectionId) -> Result<bool, DbError> {
     const SQL: &str = "DELETE FROM connections WHERE id = $1";
-    let mut ex: Ex<'_> = db.into();
-    super::widgets::touch_for_connection(ex.reborrow(), id, now).await?;
-    let n = on_pool!(ex, pool => sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
+    let n = on_pool!(db, pool => sqlx::query(SQL).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)
 }
 

@@ -20,6 +20,7 @@ pub mod posts;
 pub mod processed_callbacks;
 pub mod sessions;
 pub mod users;
+pub mod widget_changes;
 pub mod widgets;
 
 use std::str::FromStr;

@@ -50,6 +50,20 @@ pub async fn create(
     Ok(UserId(id))
 }
 
+/// Locks the user's row for the rest of `tx` (after the connection's, in the lock order), so
+/// that checks of what the user has (the widget limit) are made one at a time.
+pub async fn lock(tx: &mut super::Tx, id: UserId) -> Result<(), DbError> {
+    let ex: Ex<'_> = tx.into();
+    let sql = match ex.kind() {
+        crate::config::DatabaseKind::Postgres => {
+            "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE"
+        }
+        crate::config::DatabaseKind::Sqlite => "SELECT id FROM users WHERE id = $1",
+    };
+    on_pool!(ex, pool => sqlx::query(sql).bind(id).fetch_optional(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
 /// The user with this (normalized) email, if any.
 pub async fn find_by_email(db: impl Into<Ex<'_>>, email: &str) -> Result<Option<User>, DbError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");

@@ -85,8 +85,14 @@ pub async fn by_public_id(
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(public_id).fetch_optional(pool).await)?)
 }
 
+/// How many widgets (not deleted) the owner has.
+pub async fn count_live(db: impl Into<Ex<'_>>, owner: UserId) -> Result<i64, DbError> {
+    const SQL: &str = "SELECT COUNT(*) FROM widgets WHERE owner_id = $1 AND deleted_at IS NULL";
+    Ok(on_pool!(db, pool => sqlx::query_scalar(SQL).bind(owner).fetch_one(pool).await)?)
+}
+
 /// Replaces the owner's widget's name, account and settings, moving its version on. Returns
-/// whether it was found.
+/// its public id, or `None` when the owner has no such widget.
 pub async fn update_owned(
     db: impl Into<Ex<'_>>,
     owner: UserId,
@@ -95,47 +101,34 @@ pub async fn update_owned(
     connection_id: ConnectionId,
     settings: &str,
     now: UnixSeconds,
-) -> Result<bool, DbError> {
+) -> Result<Option<String>, DbError> {
     const SQL: &str = "UPDATE widgets SET name = $1, connection_id = $2, settings = $3,
         version = version + 1, updated_at = $4
-        WHERE id = $5 AND owner_id = $6 AND deleted_at IS NULL";
-    let n = on_pool!(db, pool => sqlx::query(SQL)
+        WHERE id = $5 AND owner_id = $6 AND deleted_at IS NULL RETURNING public_id";
+    Ok(on_pool!(db, pool => sqlx::query_scalar(SQL)
         .bind(name)
         .bind(connection_id)
         .bind(settings)
         .bind(now)
         .bind(id)
         .bind(owner)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(n == 1)
+        .fetch_optional(pool)
+        .await)?)
 }
 
-/// Marks the owner's widget deleted (its address answers 410 from then on).
+/// Marks the owner's widget deleted (its address answers 410 from then on). Returns its public
+/// id, or `None` when the owner has no such widget (left).
 pub async fn delete_owned(
     db: impl Into<Ex<'_>>,
     owner: UserId,
     id: WidgetId,
     now: UnixSeconds,
-) -> Result<bool, DbError> {
+) -> Result<Option<String>, DbError> {
     const SQL: &str = "UPDATE widgets SET deleted_at = $1, updated_at = $1, version = version + 1
-        WHERE id = $2 AND owner_id = $3 AND deleted_at IS NULL";
-    let n = on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(id).bind(owner).execute(pool).await.map(|r| r.rows_affected()))?;
-    Ok(n == 1)
-}
-
-/// Marks every widget showing `connection` as changed (its account was disconnected or its data
-/// deleted), so every node's cache drops what it showed.
-pub async fn touch_for_connection(
-    db: impl Into<Ex<'_>>,
-    connection: ConnectionId,
-    now: UnixSeconds,
-) -> Result<(), DbError> {
-    const SQL: &str = "UPDATE widgets SET updated_at = $1, version = version + 1
-        WHERE connection_id = $2";
-    on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(connection).execute(pool).await.map(|_| ()))?;
-    Ok(())
+        WHERE id = $2 AND owner_id = $3 AND deleted_at IS NULL RETURNING public_id";
+    Ok(
+        on_pool!(db, pool => sqlx::query_scalar(SQL).bind(now).bind(id).bind(owner).fetch_optional(pool).await)?,
+    )
 }
 
 /// Whether any live widget shows the connection (it is then synced more often).
@@ -148,23 +141,4 @@ pub async fn shows_connection(
     let n: i64 =
         on_pool!(db, pool => sqlx::query_scalar(SQL).bind(connection).fetch_one(pool).await)?;
     Ok(n > 0)
-}
-
-/// Widgets whose output may have changed since `since`, with when: their own settings, their
-/// account's feed (its version moved), or their account's health. A cache drops renderings made
-/// before that time.
-pub async fn changed_since(
-    db: impl Into<Ex<'_>>,
-    since: UnixSeconds,
-) -> Result<Vec<(String, i64)>, DbError> {
-    const SQL: &str = "SELECT public_id, MAX(t) AS t FROM (
-            SELECT w.public_id, w.updated_at AS t FROM widgets w WHERE w.updated_at >= $1
-            UNION ALL
-            SELECT w.public_id, f.updated_at AS t FROM widgets w
-                JOIN feeds f ON f.connection_id = w.connection_id WHERE f.updated_at >= $1
-            UNION ALL
-            SELECT w.public_id, c.status_changed_at AS t FROM widgets w
-                JOIN connections c ON c.id = w.connection_id WHERE c.status_changed_at >= $1
-        ) changes GROUP BY public_id";
-    Ok(on_pool!(db, pool => sqlx::query_as(SQL).bind(since).fetch_all(pool).await)?)
 }

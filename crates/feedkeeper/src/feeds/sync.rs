@@ -393,6 +393,8 @@ async fn write_feed(
         // Meta answers again: let the lifecycle confirm the login and heal the status.
         jobs::schedule(&mut tx, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
     }
+    // Widgets show the posts and when they were last synced.
+    crate::db::widget_changes::record_for(&mut tx, c.id, now).await?;
     tx.commit().await?;
     Ok(Written::Stored {
         changed,

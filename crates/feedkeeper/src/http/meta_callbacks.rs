@@ -15,6 +15,7 @@ use crate::clock::format_utc;
 use crate::connections;
 use crate::db::{
     DbError, connections as stored, deletion_requests, jobs, page_choices, processed_callbacks,
+    widget_changes,
 };
 use crate::error::AppError;
 use crate::failpoint;
@@ -158,10 +159,12 @@ async fn delete_person(state: &AppState, v: &Verified) -> Result<(String, Option
     // Lock order: the connection rows first (ascending ids), then their jobs.
     let affected = stored::lock_by_meta_user(&mut tx, &v.subject).await?;
     let mut deleted = 0;
+    let mut shown = Vec::new();
     for c in &affected {
         failpoint::hit(failpoint::DATA_DELETION_TX, &failpoint::key(state, c.id)).await;
         jobs::cancel_for_subject(&mut tx, &c.id.to_string()).await?;
-        if stored::delete(&mut tx, c.id, now).await? {
+        shown.extend(widget_changes::showing(&mut tx, c.id).await?);
+        if stored::delete(&mut tx, c.id).await? {
             deleted += 1;
         }
     }
@@ -189,6 +192,8 @@ async fn delete_person(state: &AppState, v: &Verified) -> Result<(String, Option
         now - MAX_AGE_SECS - MAX_SKEW_SECS,
     )
     .await?;
+    // Every node drops the widgets that showed the person, within a poll.
+    widget_changes::record(&mut tx, &shown, now).await?;
     tx.commit().await?;
     Ok((code, Some(deleted)))
 }

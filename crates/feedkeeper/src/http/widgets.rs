@@ -12,11 +12,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
     ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_ENCODING,
-    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER, VARY,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::clock::UnixSeconds;
 use crate::state::AppState;
 use crate::widgets::cache::{Encoded, Served};
 
@@ -66,15 +67,37 @@ fn coding(headers: &HeaderMap) -> Coding {
     }
 }
 
-/// Whether `If-None-Match` names this ETag (weak comparison, as for GET).
+/// Whether `If-None-Match` names this ETag (weak comparison, as RFC 9110 wants for GET).
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    let opaque = etag.trim_start_matches("W/");
     headers
         .get_all(IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
+        .any(|t| t == opaque || t == "*")
+}
+
+/// How long caches may keep a rendering: [`CACHE_WIDGET`], cut short so that no cache serves it
+/// (fresh, stale while revalidating, or stale on error) after its first image address expires.
+fn cache_control(valid_until: Option<UnixSeconds>, now: UnixSeconds) -> HeaderValue {
+    const MAX_AGE: i64 = 60;
+    const REVALIDATE: i64 = 600;
+    const ON_ERROR: i64 = 86_400;
+    match valid_until.map(|t| t - now) {
+        Some(left) if left < MAX_AGE + ON_ERROR => {
+            let max_age = left.clamp(0, MAX_AGE);
+            let after = (left - max_age).max(0);
+            let value = format!(
+                "public, max-age={max_age}, stale-while-revalidate={}, stale-if-error={}",
+                after.min(REVALIDATE),
+                after.min(ON_ERROR)
+            );
+            HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("no-store"))
+        }
+        _ => HeaderValue::from_static(CACHE_WIDGET),
+    }
 }
 
 /// A cached body as a response, in the client's encoding.
@@ -156,37 +179,42 @@ pub async fn widget(
         Some(id) => (id, true),
         None => (id.as_str(), false),
     };
-    let served = match crate::widgets::served(&state, public_id).await {
-        Ok(served) => served,
-        Err(e) => {
-            tracing::error!(error = %e, "a widget could not be rendered");
+    let rendered = match crate::widgets::served(&state, public_id).await {
+        Served::Found(rendered) => rendered,
+        Served::NotFound => return missing(StatusCode::NOT_FOUND, json),
+        Served::Gone => return missing(StatusCode::GONE, json),
+        // A CDN in front serves its stale copy meanwhile (stale-if-error).
+        Served::Busy | Served::Failed => {
             let mut r = (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The feed is unavailable right now.",
             )
                 .into_response();
-            r.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let h = r.headers_mut();
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             return r;
         }
     };
-    match served {
-        Served::NotFound => missing(StatusCode::NOT_FOUND, json),
-        Served::Gone => missing(StatusCode::GONE, json),
-        Served::Found(rendered) if json => {
-            let mut r = serve(headers, &rendered.json, "application/json");
-            // Developers read the feed from their own pages' scripts.
-            r.headers_mut()
-                .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-            r
-        }
-        Served::Found(rendered) => {
-            let mut r = serve(headers, &rendered.html, "text/html; charset=utf-8");
-            r.headers_mut()
-                .insert(CONTENT_SECURITY_POLICY, rendered.csp.clone());
-            r
-        }
+    let mut r = if json {
+        let mut r = serve(headers, &rendered.json, "application/json");
+        // Developers read the feed from their own pages' scripts.
+        r.headers_mut()
+            .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        r
+    } else {
+        let mut r = serve(headers, &rendered.html, "text/html; charset=utf-8");
+        r.headers_mut()
+            .insert(CONTENT_SECURITY_POLICY, rendered.csp.clone());
+        r
+    };
+    if rendered.valid_until.is_some() {
+        r.headers_mut().insert(
+            CACHE_CONTROL,
+            cache_control(rendered.valid_until, state.clock.now()),
+        );
     }
+    r
 }
 
 static EMBED: LazyLock<Encoded> = LazyLock::new(|| Encoded::from_text(EMBED_JS));
@@ -226,6 +254,28 @@ mod tests {
         );
         assert_eq!(coding(&with(ACCEPT_ENCODING, "identity")), Coding::Identity);
         assert_eq!(coding(&HeaderMap::new()), Coding::Identity);
+    }
+
+    #[test]
+    fn caches_never_keep_a_rendering_past_its_first_image_expiry() {
+        let now = 1_000_000;
+        assert_eq!(cache_control(None, now), CACHE_WIDGET);
+        assert_eq!(cache_control(Some(now + 200_000), now), CACHE_WIDGET);
+        assert_eq!(
+            cache_control(Some(now + 3600), now),
+            "public, max-age=60, stale-while-revalidate=600, stale-if-error=3540"
+        );
+        assert_eq!(
+            cache_control(Some(now + 30), now),
+            "public, max-age=30, stale-while-revalidate=0, stale-if-error=0"
+        );
+    }
+
+    #[test]
+    fn weak_etags_match_either_form() {
+        let tag = "W/\"abc\"";
+        assert!(not_modified(&with(IF_NONE_MATCH, "W/\"abc\""), tag));
+        assert!(not_modified(&with(IF_NONE_MATCH, "\"abc\""), tag));
     }
 
     #[test]

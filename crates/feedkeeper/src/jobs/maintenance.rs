@@ -1,12 +1,12 @@
 //! The maintenance worker: one recurring job that sweeps what expires (OAuth states, pending
-//! Facebook Page choices with their sealed Page tokens) and, after a key rotation, seals stored
+//! Facebook Page choices with their sealed Page tokens, the widget change log) and, after a key rotation, seals stored
 //! tokens again under the current key a batch at a time (see `crate::keys`).
 
 use anyhow::Context as _;
 
 use super::runner::{Claimed, Work};
 use crate::clock::UnixSeconds;
-use crate::db::{oauth_states, page_choices};
+use crate::db::{oauth_states, page_choices, widget_changes};
 use crate::state::AppState;
 
 /// The job kind, and its one subject.
@@ -44,11 +44,17 @@ impl Work for MaintenanceWork {
         let reseal = crate::keys::reseal(state, RESEAL_BATCH)
             .await
             .context("resealing tokens")?;
-        if states + choices > 0 || reseal.resealed > 0 {
+        let mut tx = state.db.begin().await?;
+        let changes = widget_changes::trim(&mut tx, now - widget_changes::KEEP_SECS)
+            .await
+            .context("trimming the widget change log")?;
+        tx.commit().await?;
+        if states + choices + changes > 0 || reseal.resealed > 0 {
             tracing::info!(
                 oauth_states = states,
                 page_choices = choices,
                 resealed = reseal.resealed,
+                widget_changes = changes,
                 "maintenance"
             );
         }

@@ -1,42 +1,68 @@
-//! Rendered widgets in memory: each widget's HTML and JSON, made once, stored with gzip and
-//! brotli copies and an ETag, and served without touching the database. This file is the store
-//! itself; `widgets::served` fills it and `widgets::drop_changed` keeps it fresh.
+//! What a node keeps in memory to answer `/w/{id}` without the database: the **directory** of
+//! every widget address (live or deleted), and the **renderings** of the widgets asked for
+//! (HTML and JSON, each in three encodings), bounded in bytes with the least recently used
+//! going first. This file is the store; `widgets::served` fills it and `widgets::poll_changes`
+//! keeps it current.
 //!
-//! Staying fresh on many nodes, without a query per request: every node polls once a second for
-//! widgets whose settings, feed or account health changed recently (`db::widgets::
-//! changed_since`, an indexed look at `updated_at`) and drops those renderings; the next request
-//! makes them again. The look-back window is far longer than a poll, so a change committed late,
-//! or stamped by a node whose clock is a little behind, is still seen. A rendering also ends
-//! before the first image URL in it expires.
+//! Current on many nodes, without a query per request: every node reads the change log
+//! (`db::widget_changes`) once a second from where it left off. Changes are numbered in commit
+//! order by the database, so no change is missed whatever the nodes' clocks say or however late
+//! a transaction commits; each rendering remembers how far the log had been read when its data
+//! was loaded, and a later change of its widget drops it. While a node cannot read the log for
+//! longer than `widgets.poll_stale_secs`, it trusts nothing in memory (requests go to the
+//! database, bounded) and drops its renderings.
+//!
+//! Memory ceiling per node: `widgets.cache_bytes` for renderings, plus about 64 bytes per widget
+//! address in the database (the directory), plus the changes of the last minute.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
+use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::UnixSeconds;
+use crate::config::WidgetsConfig;
+use crate::db::widget_changes::{Change, Now, Position};
 
-/// How often each node looks for changed widgets.
-pub const POLL: Duration = Duration::from_secs(1);
-/// How far back each look reaches (late commits, clock differences between nodes).
-pub const LOOK_BACK_SECS: i64 = 30;
-/// A rendering is dropped for a change stamped up to this long before it was made.
-const CLOCK_SLACK_SECS: i64 = 10;
-/// Renderings kept per node; beyond it the oldest go.
-const MAX_ENTRIES: usize = 20_000;
+/// A public id, decoded: 16 random bytes (22 URL-safe base64 characters on the wire).
+pub type PublicKey = [u8; 16];
+
+/// The key of a well-formed public id; `None` for anything else (answered 404 at once).
+pub fn key_of(public_id: &str) -> Option<PublicKey> {
+    if public_id.len() != 22 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    // Canonical encodings only: the decoder refuses stray bits in the last character.
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(public_id, &mut key) {
+        Ok(16) => Some(key),
+        _ => None,
+    }
+}
+
+/// How long the changes a node has applied are remembered, so that a rendering that loaded its
+/// data before a change and finishes after it is not kept (renderings take far less).
+const RECENT: Duration = Duration::from_secs(60);
+
+/// gzip level and brotli quality on the request path: a heavy widget compresses in a few
+/// milliseconds (brotli 11 took ~250 ms for 6 % less; see docs/benchmarks.md).
+const GZIP_LEVEL: u32 = 6;
+const BROTLI_QUALITY: i32 = 5;
 
 /// One body in its three encodings.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Encoded {
     pub identity: Bytes,
     pub gzip: Bytes,
     pub brotli: Bytes,
-    /// A strong validator of the identity bytes (quoted, as the header wants it).
+    /// A weak validator of the content (quoted, as the header wants it): the three encodings
+    /// are the same representation's content, so one weak tag serves them all.
     pub etag: String,
     /// The same, ready to send.
     pub etag_header: HeaderValue,
@@ -48,9 +74,15 @@ impl Encoded {
         Encoded::new(text.as_bytes().to_vec())
     }
 
-    pub(crate) fn new(body: Vec<u8>) -> Encoded {
-        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    /// Compresses `body` both ways (CPU work: call it off the async threads).
+    pub fn new(body: Vec<u8>) -> Encoded {
+        Encoded::with_digest(&Sha256::digest(&body).into(), body)
+    }
+
+    fn with_digest(digest: &[u8; 32], body: Vec<u8>) -> Encoded {
+        let etag = format!("W/\"{}\"", &hex::encode(digest)[..32]);
+        let mut gz =
+            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
         // Writing into a Vec cannot fail.
         let gzip = gz
             .write_all(&body)
@@ -58,7 +90,7 @@ impl Encoded {
             .unwrap_or_default();
         let mut brotli = Vec::new();
         let params = brotli::enc::BrotliEncoderParams {
-            quality: 11,
+            quality: BROTLI_QUALITY,
             ..Default::default()
         };
         if brotli::BrotliCompress(&mut body.as_slice(), &mut brotli, &params).is_err() {
@@ -73,19 +105,34 @@ impl Encoded {
             etag,
         }
     }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.identity.len() + self.gzip.len() + self.brotli.len() + self.etag.len()
+    }
 }
 
 /// A widget's output, ready to serve.
 #[derive(Debug)]
 pub struct Rendered {
-    pub html: Encoded,
+    /// Shared by every widget whose document is the same (same settings, same feed).
+    pub html: Arc<Encoded>,
     pub json: Encoded,
     /// The document's Content-Security-Policy, ready to send.
     pub csp: HeaderValue,
-    /// When it was made (app clock): a change stamped after this (less the slack) drops it.
-    pub made_at: UnixSeconds,
     /// The first image URL in it expires then: it must be made again before.
     pub valid_until: Option<UnixSeconds>,
+    /// How far the change log had been applied when its data was loaded: a later change of
+    /// its widget drops it.
+    pub seq: i64,
+}
+
+impl Rendered {
+    /// What it costs the cache, in bytes (the shared document counted in full: a ceiling).
+    fn weight(&self) -> u32 {
+        let bytes = self.html.size() + self.json.size() + self.csp.len() + 256;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
 }
 
 /// What a public id leads to.
@@ -94,44 +141,389 @@ pub enum Served {
     Found(Arc<Rendered>),
     Gone,
     NotFound,
+    /// The database could not be asked in time (too many requests need it at once, or it is
+    /// slow): try again shortly.
+    Busy,
+    /// The database failed.
+    Failed,
 }
 
-/// The per-node cache.
+/// What memory says about an address.
+#[derive(Clone, Debug)]
+pub enum Hit {
+    Rendered(Arc<Rendered>),
+    Gone,
+    NotFound,
+    /// A widget not rendered yet (or memory is not to be trusted now): render it.
+    Miss,
+}
+
+impl Hit {
+    pub fn is_miss(&self) -> bool {
+        matches!(self, Hit::Miss)
+    }
+}
+
+/// Whether an address is a live widget or a deleted one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    Live,
+    Gone,
+}
+
+/// Every widget address in the database, as of the change log's position `applied`.
 #[derive(Debug, Default)]
+struct Directory {
+    ids: HashMap<PublicKey, Known>,
+    /// Changes up to this number are applied.
+    applied: i64,
+    /// Where reading the log continues: after this change (number, public id).
+    cursor: (i64, String),
+    /// Set once the whole list was read at start.
+    loaded: bool,
+}
+
+/// Changes applied in the last [`RECENT`], by address.
+#[derive(Debug, Default)]
+struct Recent {
+    order: VecDeque<(Instant, PublicKey, i64)>,
+    latest: HashMap<PublicKey, i64>,
+}
+
+impl Recent {
+    fn note(&mut self, key: PublicKey, seq: i64, at: Instant) {
+        self.order.push_back((at, key, seq));
+        let latest = self.latest.entry(key).or_insert(seq);
+        *latest = (*latest).max(seq);
+        while let Some(&(t, k, s)) = self.order.front() {
+            if at.duration_since(t) < RECENT {
+                break;
+            }
+            self.order.pop_front();
+            // Forgotten with its newest change.
+            if self.latest.get(&k) == Some(&s) {
+                self.latest.remove(&k);
+            }
+        }
+    }
+}
+
+/// The per-node store.
 pub struct WidgetCache {
-    entries: RwLock<HashMap<String, Entry>>,
+    renderings: moka::sync::Cache<PublicKey, Arc<Rendered>>,
+    directory: RwLock<Directory>,
+    recent: Mutex<Recent>,
+    /// Documents by content, so widgets with the same output share one copy (and one
+    /// compression).
+    documents: Mutex<HashMap<[u8; 32], Weak<Encoded>>>,
     /// One turn per widget being rendered: requests that miss the cache together wait for one
     /// rendering instead of each making their own (a CDN purge of a popular widget).
     rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TurnState>>>>,
+    /// Bounds the public path's use of the database (`widgets.public_db_concurrency`).
+    pub public_db: tokio::sync::Semaphore,
+    /// Bounds renderings in progress on this node (`widgets.max_concurrent_renderings`).
+    pub render_slots: Arc<tokio::sync::Semaphore>,
+    /// How long the public path waits for the database (and a rendering slot) in all.
+    pub public_db_timeout: Duration,
     /// How many times this node has read a widget from the database to render it.
     loads: AtomicU64,
+    /// Milliseconds after `started` of the last successful read of the change log (0: never).
+    last_poll_ok_ms: AtomicU64,
+    started: Instant,
+    stale_after: Duration,
+}
+
+impl std::fmt::Debug for WidgetCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WidgetCache")
+            .field("renderings", &self.renderings.entry_count())
+            .field("bytes", &self.renderings.weighted_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WidgetCache {
+    fn default() -> Self {
+        WidgetCache::new(&WidgetsConfig::default())
+    }
+}
+
+impl WidgetCache {
+    pub fn new(config: &WidgetsConfig) -> WidgetCache {
+        WidgetCache {
+            renderings: moka::sync::Cache::builder()
+                .max_capacity(config.cache_bytes)
+                .weigher(|_, r: &Arc<Rendered>| r.weight())
+                .build(),
+            directory: RwLock::default(),
+            recent: Mutex::default(),
+            documents: Mutex::default(),
+            rendering: Mutex::default(),
+            public_db: tokio::sync::Semaphore::new(config.public_db_concurrency as usize),
+            render_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_renderings as usize,
+            )),
+            public_db_timeout: Duration::from_millis(config.public_db_timeout_ms),
+            loads: AtomicU64::new(0),
+            last_poll_ok_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            stale_after: Duration::from_secs(config.poll_stale_secs),
+        }
+    }
+
+    fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        self.directory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dir_mut(&self) -> std::sync::RwLockWriteGuard<'_, Directory> {
+        self.directory.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn since_start_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Whether memory may answer: the list of addresses was read, and the change log was read
+    /// recently enough that nothing it holds can be stale for long.
+    pub fn trusted(&self) -> bool {
+        let last = self.last_poll_ok_ms.load(Ordering::Relaxed);
+        last != 0
+            && self.since_start_ms().saturating_sub(last)
+                < u64::try_from(self.stale_after.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// What memory says about `key` at `now`: the hot path (no database, no await).
+    pub fn lookup(&self, key: &PublicKey, now: UnixSeconds) -> Hit {
+        if !self.trusted() {
+            return Hit::Miss;
+        }
+        if let Some(r) = self.renderings.get(key)
+            && r.valid_until.is_none_or(|t| t > now)
+        {
+            return Hit::Rendered(r);
+        }
+        match self.dir().ids.get(key) {
+            None => Hit::NotFound,
+            Some(Known::Gone) => Hit::Gone,
+            Some(Known::Live) => Hit::Miss,
+        }
+    }
+
+    /// How far the change log is applied: what a rendering starting now will have seen.
+    pub fn applied_through(&self) -> i64 {
+        self.dir().applied
+    }
+
+    /// Keeps a rendering, unless memory is not trusted now or a change of its widget newer
+    /// than its data was applied while it was being made.
+    pub fn keep(&self, key: PublicKey, rendered: Arc<Rendered>) -> bool {
+        if !self.trusted() {
+            return false;
+        }
+        if self
+            .recent()
+            .latest
+            .get(&key)
+            .is_some_and(|&seq| seq > rendered.seq)
+        {
+            return false;
+        }
+        self.renderings.insert(key, rendered);
+        true
+    }
+
+    /// A widget made or deleted on this node: known at once, before the change log says so.
+    pub fn learn(&self, public_id: &str, deleted: bool) {
+        if let Some(key) = key_of(public_id) {
+            let known = if deleted { Known::Gone } else { Known::Live };
+            self.dir_mut().ids.insert(key, known);
+            self.renderings.invalidate(&key);
+        }
+    }
+
+    /// Drops one widget's rendering (after a change made on this node).
+    pub fn evict(&self, public_id: &str) {
+        if let Some(key) = key_of(public_id) {
+            self.renderings.invalidate(&key);
+        }
+    }
+
+    /// Whether the list of addresses still has to be read (at start, or after falling behind
+    /// the log's trimming).
+    pub fn needs_directory(&self, position: Position) -> bool {
+        let dir = self.dir();
+        !dir.loaded || position.trimmed_through > dir.applied
+    }
+
+    /// Starts over from the whole list of addresses, read at log position `position` (read
+    /// before the list): every rendering goes.
+    pub fn reset(&self, ids: Vec<(String, bool)>, position: Position) {
+        let ids = ids
+            .into_iter()
+            .filter_map(|(id, gone)| {
+                Some((key_of(&id)?, if gone { Known::Gone } else { Known::Live }))
+            })
+            .collect();
+        *self.dir_mut() = Directory {
+            ids,
+            applied: position.seq,
+            cursor: (position.seq, String::new()),
+            loaded: true,
+        };
+        *self.recent() = Recent::default();
+        self.renderings.invalidate_all();
+    }
+
+    /// Where reading the change log continues.
+    pub fn cursor(&self) -> (i64, String) {
+        self.dir().cursor.clone()
+    }
+
+    /// Applies changes read from the log (in log order). `complete`: nothing after them was
+    /// left unread, so everything up to the last one is applied. Returns how many renderings
+    /// were dropped.
+    pub fn apply(&self, changes: &[Change], complete: bool) -> usize {
+        let now = Instant::now();
+        let mut dropped = 0;
+        let mut dir = self.dir_mut();
+        let mut recent = self.recent();
+        for change in changes {
+            let Some(key) = key_of(&change.public_id) else {
+                continue;
+            };
+            match change.now {
+                Now::Live => dir.ids.insert(key, Known::Live),
+                Now::Gone => dir.ids.insert(key, Known::Gone),
+                Now::Missing => dir.ids.remove(&key),
+            };
+            recent.note(key, change.seq, now);
+            if self
+                .renderings
+                .get(&key)
+                .is_some_and(|r| r.seq < change.seq)
+            {
+                self.renderings.invalidate(&key);
+                dropped += 1;
+            }
+        }
+        if let Some(last) = changes.last() {
+            dir.cursor = (last.seq, last.public_id.clone());
+            // A page that ended inside one change's rows: that change is not applied yet.
+            dir.applied = if complete { last.seq } else { last.seq - 1 };
+        }
+        dropped
+    }
+
+    /// The change log was read up to date.
+    pub fn poll_succeeded(&self) {
+        self.last_poll_ok_ms
+            .store(self.since_start_ms(), Ordering::Relaxed);
+    }
+
+    /// The change log could not be read. Once that has lasted too long, every rendering goes
+    /// (they may show what was since deleted). Returns whether they went now.
+    pub fn poll_failed(&self) -> bool {
+        if self.trusted() || self.renderings.entry_count() == 0 {
+            return false;
+        }
+        self.renderings.invalidate_all();
+        true
+    }
+
+    /// Rendered documents by content: the one already held for these bytes, or these bytes
+    /// encoded (and remembered). CPU work: call it off the async threads.
+    pub fn document(&self, body: Vec<u8>) -> Arc<Encoded> {
+        let digest: [u8; 32] = Sha256::digest(&body).into();
+        if let Some(held) = self.documents().get(&digest).and_then(Weak::upgrade) {
+            return held;
+        }
+        let encoded = Arc::new(Encoded::with_digest(&digest, body));
+        let mut documents = self.documents();
+        // Forget documents no rendering holds any more, now and then.
+        if documents.len() >= 64 && documents.len().is_power_of_two() {
+            documents.retain(|_, d| d.strong_count() > 0);
+        }
+        documents.insert(digest, Arc::downgrade(&encoded));
+        encoded
+    }
+
+    fn documents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Weak<Encoded>>> {
+        self.documents.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a read of a widget from the database (see [`WidgetCache::loads`]).
+    pub fn count_load(&self) {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times this node has read a widget from the database to render it.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Renderings held, and their weight in bytes (after pending evictions run).
+    pub fn usage(&self) -> (u64, u64) {
+        self.renderings.run_pending_tasks();
+        (
+            self.renderings.entry_count(),
+            self.renderings.weighted_size(),
+        )
+    }
+
+    fn turns(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<TurnState>>>> {
+        self.rendering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place in the turn to render `public_id`: lock it, look again with
+    /// [`WidgetCache::lookup`], and render only if still missing.
+    pub fn rendering_turn<'a>(&'a self, public_id: &'a str) -> Turn<'a> {
+        let turn = self
+            .turns()
+            .entry(public_id.to_owned())
+            .or_default()
+            .clone();
+        Turn {
+            cache: self,
+            public_id,
+            turn,
+        }
+    }
 }
 
 /// What a widget's rendering turn remembers: how its last rendering ended when it made nothing
 /// to keep, and when, so that those who waited for it share that answer instead of each trying
-/// again, one after another (a flood on one unknown address makes one lookup, not one each).
+/// again, one after another (a flood on one address makes one lookup, not one each).
 #[derive(Debug, Default)]
 pub struct TurnState {
     unkept: Option<(Instant, Unkept)>,
 }
 
-/// A rendering that left nothing in the cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A rendering whose answer others may share instead of rendering again.
+#[derive(Clone, Debug)]
 pub enum Unkept {
-    /// It failed (the database, a broken row).
-    Failed,
-    /// There is no such widget.
-    Missing,
+    /// It ended without a rendering to keep (missing, gone, busy, failed).
+    Answer(Served),
+    /// It made a rendering that may not be kept (memory is not trusted now).
+    Made(Arc<Rendered>),
 }
 
 impl TurnState {
-    /// How the last rendering ended, if it ended after `since` and left nothing to serve.
+    /// How the last rendering ended, if it ended after `since` and left nothing in memory.
     pub fn unkept_since(&self, since: Instant) -> Option<Unkept> {
         self.unkept
-            .and_then(|(at, unkept)| (at >= since).then_some(unkept))
+            .as_ref()
+            .and_then(|(at, unkept)| (*at >= since).then(|| unkept.clone()))
     }
 
-    /// Records a rendering that left nothing to serve, now.
+    /// Records a rendering that left nothing in memory, now.
     pub fn record(&mut self, unkept: Unkept) {
         self.unkept = Some((Instant::now(), unkept));
     }
@@ -163,120 +555,134 @@ impl Drop for Turn<'_> {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Entry {
-    Found(Arc<Rendered>),
-    /// Deleted widgets stay gone; remembered so their embeds cost nothing.
-    Gone,
-}
-
-impl WidgetCache {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
-        self.entries.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// What memory holds for `public_id` that may be served at `now`, if anything.
-    pub fn fresh(&self, public_id: &str, now: UnixSeconds) -> Option<Served> {
-        match self.read().get(public_id) {
-            Some(Entry::Found(r)) if r.valid_until.is_none_or(|t| t > now) => {
-                Some(Served::Found(r.clone()))
-            }
-            Some(Entry::Gone) => Some(Served::Gone),
-            _ => None,
-        }
-    }
-
-    fn turns(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<TurnState>>>> {
-        self.rendering.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A place in the turn to render `public_id`: lock it, look again with
-    /// [`WidgetCache::fresh`], and render only if still missing.
-    pub fn rendering_turn<'a>(&'a self, public_id: &'a str) -> Turn<'a> {
-        let turn = self
-            .turns()
-            .entry(public_id.to_owned())
-            .or_default()
-            .clone();
-        Turn {
-            cache: self,
-            public_id,
-            turn,
-        }
-    }
-
-    /// Counts a read of a widget from the database (see [`WidgetCache::loads`]).
-    pub fn count_load(&self) {
-        self.loads.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many times this node has read a widget from the database to render it.
-    pub fn loads(&self) -> u64 {
-        self.loads.load(Ordering::Relaxed)
-    }
-
-    /// Remembers a deleted widget.
-    pub fn remember_gone(&self, public_id: &str) {
-        self.write().insert(public_id.to_owned(), Entry::Gone);
-    }
-
-    /// Keeps a rendering.
-    pub fn insert(&self, public_id: &str, rendered: Arc<Rendered>) {
-        let mut entries = self.write();
-        if entries.len() >= MAX_ENTRIES {
-            // Rare: drop the oldest tenth rather than grow without end.
-            let mut ages: Vec<(UnixSeconds, String)> = entries
-                .iter()
-                .filter_map(|(k, v)| match v {
-                    Entry::Found(r) => Some((r.made_at, k.clone())),
-                    Entry::Gone => None,
-                })
-                .collect();
-            ages.sort();
-            for (_, key) in ages.into_iter().take(MAX_ENTRIES / 10) {
-                entries.remove(&key);
-            }
-        }
-        entries.insert(public_id.to_owned(), Entry::Found(rendered));
-    }
-
-    /// Drops one widget's rendering (after a change made on this node).
-    pub fn evict(&self, public_id: &str) {
-        self.write().remove(public_id);
-    }
-
-    /// Drops the renderings made before (less the clock slack) the given changes of their
-    /// widgets. Returns how many were dropped.
-    pub fn drop_older(&self, changes: Vec<(String, UnixSeconds)>) -> usize {
-        if changes.is_empty() {
-            return 0;
-        }
-        let mut entries = self.write();
-        let mut dropped = 0;
-        for (public_id, changed_at) in changes {
-            let stale = match entries.get(&public_id) {
-                Some(Entry::Found(r)) => changed_at >= r.made_at - CLOCK_SLACK_SECS,
-                // A deleted widget never comes back; anything else is not held.
-                _ => false,
-            };
-            if stale {
-                entries.remove(&public_id);
-                dropped += 1;
-            }
-        }
-        dropped
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendering(seq: i64, text: &str) -> Arc<Rendered> {
+        Arc::new(Rendered {
+            html: Arc::new(Encoded::from_text(text)),
+            json: Encoded::from_text("{}"),
+            csp: HeaderValue::from_static("default-src 'none'"),
+            valid_until: None,
+            seq,
+        })
+    }
+
+    fn trusted_cache() -> WidgetCache {
+        let cache = WidgetCache::default();
+        cache.reset(
+            vec![("AAAAAAAAAAAAAAAAAAAAAA".into(), false)],
+            Position {
+                seq: 10,
+                trimmed_through: 0,
+            },
+        );
+        cache.poll_succeeded();
+        cache
+    }
+
+    #[test]
+    fn only_canonical_ids_have_a_key() {
+        assert!(key_of("AAAAAAAAAAAAAAAAAAAAAA").is_some());
+        assert!(key_of("AAAAAAAAAAAAAAAAAAAAAB").is_none(), "stray bits");
+        assert!(key_of("AAAAAAAAAAAAAAAAAAAAA").is_none());
+        assert!(key_of("AAAAAAAAAAAAAAAAAAAA+A").is_none());
+        assert!(key_of("AAAAAAAAAAAAAAAAAAAAA=").is_none());
+    }
+
+    #[test]
+    fn unknown_addresses_are_answered_from_memory_once_trusted() {
+        let cache = WidgetCache::default();
+        let unknown = key_of("BBBBBBBBBBBBBBBBBBBBBA").unwrap();
+        assert!(
+            matches!(cache.lookup(&unknown, 0), Hit::Miss),
+            "not read yet"
+        );
+        let cache = trusted_cache();
+        assert!(matches!(cache.lookup(&unknown, 0), Hit::NotFound));
+        let known = key_of("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert!(matches!(cache.lookup(&known, 0), Hit::Miss));
+    }
+
+    #[test]
+    fn a_change_drops_older_renderings_and_refuses_late_ones() {
+        let cache = trusted_cache();
+        let key = key_of("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert!(cache.keep(key, rendering(10, "a")));
+        let change = |seq, now| Change {
+            seq,
+            public_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            now,
+        };
+        assert_eq!(cache.apply(&[change(11, Now::Live)], true), 1);
+        assert_eq!(cache.applied_through(), 11);
+        // A rendering that loaded before change 11 and finishes after it is not kept.
+        assert!(!cache.keep(key, rendering(10, "late")));
+        assert!(cache.keep(key, rendering(11, "fresh")));
+        assert!(matches!(cache.lookup(&key, 0), Hit::Rendered(_)));
+        // A deletion: gone from memory, answered 410 from then on.
+        cache.apply(&[change(12, Now::Gone)], true);
+        assert!(matches!(cache.lookup(&key, 0), Hit::Gone));
+    }
+
+    #[test]
+    fn an_incomplete_page_leaves_its_last_change_unapplied() {
+        let cache = trusted_cache();
+        let changes = [Change {
+            seq: 12,
+            public_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            now: Now::Live,
+        }];
+        cache.apply(&changes, false);
+        assert_eq!(cache.applied_through(), 11);
+        assert_eq!(cache.cursor(), (12, "AAAAAAAAAAAAAAAAAAAAAA".to_owned()));
+    }
+
+    #[test]
+    fn renderings_stay_within_their_bytes_least_recently_used_out() {
+        let cache = WidgetCache::new(&WidgetsConfig {
+            cache_bytes: 1024 * 1024,
+            ..WidgetsConfig::default()
+        });
+        cache.reset(
+            Vec::new(),
+            Position {
+                seq: 0,
+                trimmed_through: 0,
+            },
+        );
+        cache.poll_succeeded();
+        // 400 renderings of about 40 KB each (16 MB) into a 1 MiB cache; one is read often.
+        let favourite = key_of("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        cache.keep(favourite, rendering(0, &"f".repeat(20_000)));
+        for i in 0..400u32 {
+            let mut key = [0u8; 16];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            key[15] = 1;
+            // Incompressible, so every encoding is as large as the text.
+            let text: String = (0..20_000)
+                .map(|j| char::from(b'a' + ((j * 7 + i as usize * 13) % 26) as u8))
+                .collect();
+            cache.keep(key, rendering(0, &text));
+            assert!(cache.renderings.get(&favourite).is_some() || i < 10);
+        }
+        let (entries, bytes) = cache.usage();
+        assert!(bytes <= 1024 * 1024, "{bytes} bytes in {entries} renderings");
+        assert!(entries > 5, "{entries}");
+        assert!(cache.renderings.get(&favourite).is_some(), "the one in use stays");
+    }
+
+    #[test]
+    fn identical_documents_are_held_once() {
+        let cache = WidgetCache::default();
+        let a = cache.document(b"<p>same</p>".to_vec());
+        let b = cache.document(b"<p>same</p>".to_vec());
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(a.etag.starts_with("W/\""));
+        let c = cache.document(b"<p>other</p>".to_vec());
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
 
     #[tokio::test]
     async fn turns_are_forgotten_when_their_last_holder_leaves_even_mid_wait() {

@@ -23,11 +23,11 @@ use crate::clock::UnixSeconds;
 use crate::db::connections::{self as stored, RowLock, Status};
 use crate::db::posts::{self, PostRow, ProfileRow};
 use crate::db::widgets::{self as store, NewWidget, Widget};
-use crate::db::{DbError, Tx};
+use crate::db::{DbError, Tx, widget_changes};
 use crate::failpoint;
 use crate::ids::{ConnectionId, UserId, WidgetId};
 use crate::state::AppState;
-use cache::{Encoded, Rendered, Served, Unkept};
+use cache::{Encoded, Hit, Rendered, Served, Unkept};
 use settings::WidgetSettings;
 
 /// A new unguessable public id: 128 random bits, URL-safe.
@@ -38,9 +38,7 @@ pub fn new_public_id() -> String {
 
 /// Whether a string could be a public id (checked before any database read).
 pub fn is_public_id(s: &str) -> bool {
-    s.len() == 22
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    cache::key_of(s).is_some()
 }
 
 /// The settings stored with a widget; a value we cannot read falls back to the defaults (and
@@ -75,18 +73,8 @@ pub struct WidgetData {
     pub posts: Vec<PostRow>,
     pub health: Health,
     pub last_synced_at: Option<UnixSeconds>,
-    /// What the output was made from: it is stale as soon as one of these moves.
-    pub stamp: Stamp,
     /// The earliest expiry among the image URLs shown: the output must be remade before it.
     pub urls_expire_at: Option<UnixSeconds>,
-}
-
-/// The versions a rendering was made from.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stamp {
-    pub widget_version: i64,
-    pub feed_version: i64,
-    pub health: Option<&'static str>,
 }
 
 /// A widget looked up by its public id.
@@ -145,9 +133,8 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
         },
         None => None,
     };
-    let (health, feed_version, profile, all, last_synced_at) = match &connection {
+    let (health, profile, all, last_synced_at) = match &connection {
         Some(c) if c.data_purged_at.is_none() => {
-            let feed = posts::feed(&state.db, c.id).await?;
             let profile = posts::profile(&state.db, c.id).await?;
             let all =
                 posts::list_posts(&state.db, c.id, state.config.sync.max_posts as i64).await?;
@@ -156,15 +143,9 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
                 Status::Degraded => Health::Degraded,
                 Status::NeedsReconnect => Health::NeedsReconnect,
             };
-            (
-                health,
-                feed.map_or(0, |f| f.version),
-                profile,
-                all,
-                c.last_sync_at,
-            )
+            (health, profile, all, c.last_sync_at)
         }
-        _ => (Health::Disconnected, 0, None, Vec::new(), None),
+        _ => (Health::Disconnected, None, Vec::new(), None),
     };
     let posts = visible_posts(&settings, all, now);
     // The profile picture is a signed CDN URL too: shown while it works, never after.
@@ -184,12 +165,6 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
         .filter_map(|p| p.urls_expire_at)
         .chain(picture_expiry.filter(|&t| t > now))
         .min();
-    let health_name = match health {
-        Health::Ok => "ok",
-        Health::Degraded => "degraded",
-        Health::NeedsReconnect => "needs_reconnect",
-        Health::Disconnected => "disconnected",
-    };
     Ok(Lookup::Found(Box::new(WidgetData {
         public_id: w.public_id.clone(),
         settings,
@@ -197,11 +172,6 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
         posts,
         health,
         last_synced_at,
-        stamp: Stamp {
-            widget_version: w.version,
-            feed_version,
-            health: Some(health_name),
-        },
         urls_expire_at,
     })))
 }
@@ -211,26 +181,33 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
 pub enum SaveError {
     #[error("choose one of your own accounts")]
     NotYourConnection,
+    #[error(
+        "you have {limit} widgets, the most this server allows one account: delete one you no \
+         longer use (or ask the server's operator for more)"
+    )]
+    TooMany { limit: u64 },
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
 /// Locks the connection a widget is saved for (the first statement of the saving transaction,
 /// as the lock order wants it; a disconnect then waits for the save, or the save for it) and
-/// checks that it is the owner's.
+/// checks that it is the owner's. The outer error is the database's, the inner one the user's.
 async fn lock_owned_connection(
     tx: &mut Tx,
     owner: UserId,
     connection: ConnectionId,
-) -> Result<(), SaveError> {
-    match stored::lock(&mut *tx, connection, RowLock::Change).await? {
-        Some(c) if c.owner_id == owner => Ok(()),
-        _ => Err(SaveError::NotYourConnection),
-    }
+) -> Result<Result<(), SaveError>, DbError> {
+    Ok(
+        match stored::lock(&mut *tx, connection, RowLock::Change).await? {
+            Some(c) if c.owner_id == owner => Ok(()),
+            _ => Err(SaveError::NotYourConnection),
+        },
+    )
 }
 
-/// Creates a widget for one of the owner's connections; the connection is synced more often
-/// from now on.
+/// Creates a widget for one of the owner's connections, within the per-user limit; the
+/// connection is synced more often from now on, and every node learns the new address.
 pub async fn create(
     state: &AppState,
     owner: UserId,
@@ -242,18 +219,22 @@ pub async fn create(
     let public_id = new_public_id();
     let json = serde_json::to_string(settings)
         .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
+    let limit = state.config.widgets.max_per_user;
     let created = crate::db::retry_conflicts("widget create", || async {
         let mut tx = state.db.begin().await?;
-        match lock_owned_connection(&mut tx, owner, connection).await {
-            Ok(()) => {}
-            Err(SaveError::NotYourConnection) => return Ok(None),
-            Err(SaveError::Db(e)) => return Err(e),
+        if let Err(refused) = lock_owned_connection(&mut tx, owner, connection).await? {
+            return Ok(Err(refused));
         }
         failpoint::hit(
             failpoint::WIDGET_CREATE_TX,
             &failpoint::key(state, connection),
         )
         .await;
+        // The owner's row next, so two saves of one owner count one after the other.
+        crate::db::users::lock(&mut tx, owner).await?;
+        if store::count_live(&mut tx, owner).await? >= limit as i64 {
+            return Ok(Err(SaveError::TooMany { limit }));
+        }
         let id = store::create(
             &mut tx,
             &NewWidget {
@@ -276,11 +257,13 @@ pub async fn create(
         )
         .await?;
         let widget = store::get_owned(&mut tx, owner, id).await?;
+        widget_changes::record(&mut tx, std::slice::from_ref(&public_id), now).await?;
         tx.commit().await?;
-        Ok(Some(widget))
+        Ok(Ok(widget))
     })
-    .await?;
-    created.ok_or(SaveError::NotYourConnection)
+    .await??;
+    state.widgets.learn(&created.public_id, false);
+    Ok(created)
 }
 
 /// Saves new settings for the owner's widget.
@@ -295,111 +278,212 @@ pub async fn update(
     let now = state.clock.now();
     let json = serde_json::to_string(settings)
         .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
-    crate::db::retry_conflicts("widget update", || async {
+    let public_id = crate::db::retry_conflicts("widget update", || async {
         let mut tx = state.db.begin().await?;
-        match lock_owned_connection(&mut tx, owner, connection).await {
-            Ok(()) => {}
-            Err(SaveError::NotYourConnection) => return Ok(Err(SaveError::NotYourConnection)),
-            Err(SaveError::Db(e)) => return Err(e),
+        if let Err(refused) = lock_owned_connection(&mut tx, owner, connection).await? {
+            return Ok(Err(refused));
         }
-        if !store::update_owned(&mut tx, owner, id, name, connection, &json, now).await? {
+        let Some(public_id) =
+            store::update_owned(&mut tx, owner, id, name, connection, &json, now).await?
+        else {
             return Ok(Err(DbError::NotFound.into()));
-        }
+        };
+        widget_changes::record(&mut tx, std::slice::from_ref(&public_id), now).await?;
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(Ok(public_id))
     })
-    .await?
+    .await??;
+    state.widgets.evict(&public_id);
+    Ok(())
+}
+
+/// Deletes the owner's widget: its address answers 410 Gone from then on, on every node.
+/// Returns whether there was such a widget.
+pub async fn delete(state: &AppState, owner: UserId, id: WidgetId) -> Result<bool, DbError> {
+    let now = state.clock.now();
+    let deleted = crate::db::retry_conflicts("widget delete", || async {
+        let mut tx = state.db.begin().await?;
+        let Some(public_id) = store::delete_owned(&mut tx, owner, id, now).await? else {
+            return Ok(None);
+        };
+        widget_changes::record(&mut tx, std::slice::from_ref(&public_id), now).await?;
+        tx.commit().await?;
+        Ok(Some(public_id))
+    })
+    .await?;
+    if let Some(public_id) = &deleted {
+        state.widgets.learn(public_id, true);
+    }
+    Ok(deleted.is_some())
 }
 
 // ---- Serving from memory -------------------------------------------------------------------
 
 /// What `public_id` leads to: the rendering from this node's memory, or made now and kept.
-pub async fn served(state: &AppState, public_id: &str) -> Result<Served, DbError> {
-    let now = state.clock.now();
-    if let Some(served) = state.widgets.fresh(public_id, now) {
-        return Ok(served);
-    }
-    if !is_public_id(public_id) {
-        return Ok(Served::NotFound);
+/// An address memory does not know is answered without the database (once the node has read
+/// the list of addresses); what must read the database waits for it only so long
+/// (`widgets.public_db_timeout_ms`, among `widgets.public_db_concurrency` at once per node).
+pub async fn served(state: &AppState, public_id: &str) -> Served {
+    let Some(key) = cache::key_of(public_id) else {
+        return Served::NotFound;
+    };
+    match state.widgets.lookup(&key, state.clock.now()) {
+        Hit::Rendered(r) => return Served::Found(r),
+        Hit::Gone => return Served::Gone,
+        Hit::NotFound => return Served::NotFound,
+        Hit::Miss => {}
     }
     // One rendering per widget at a time on this node; those who waited serve it, or share
-    // its failure.
+    // its answer.
     let turn = state.widgets.rendering_turn(public_id);
     let waited_since = std::time::Instant::now();
     let mut turn_state = turn.lock().await;
-    let now = state.clock.now();
-    if let Some(served) = state.widgets.fresh(public_id, now) {
-        return Ok(served);
+    match state.widgets.lookup(&key, state.clock.now()) {
+        Hit::Rendered(r) => return Served::Found(r),
+        Hit::Gone => return Served::Gone,
+        Hit::NotFound => return Served::NotFound,
+        Hit::Miss => {}
     }
     match turn_state.unkept_since(waited_since) {
-        Some(Unkept::Failed) => {
-            return Err(DbError::Other(sqlx::Error::Protocol(
-                "the rendering this request waited for failed".into(),
-            )));
-        }
-        Some(Unkept::Missing) => return Ok(Served::NotFound),
+        Some(Unkept::Answer(answer)) => return answer,
+        Some(Unkept::Made(rendered)) => return Served::Found(rendered),
         None => {}
     }
-    let result = render_and_keep(state, public_id, now).await;
-    match result {
-        Err(_) => turn_state.record(Unkept::Failed),
-        Ok(Served::NotFound) => turn_state.record(Unkept::Missing),
-        Ok(_) => {}
+    let served = render_and_keep(state, public_id, key).await;
+    match &served {
+        Served::Found(rendered) if state.widgets.lookup(&key, state.clock.now()).is_miss() => {
+            turn_state.record(Unkept::Made(rendered.clone()))
+        }
+        Served::Found(_) => {}
+        answer => turn_state.record(Unkept::Answer(answer.clone())),
     }
-    result
+    served
 }
 
 /// Renders a widget from the database and keeps the rendering.
-async fn render_and_keep(
-    state: &AppState,
-    public_id: &str,
-    now: UnixSeconds,
-) -> Result<Served, DbError> {
-    state.widgets.count_load();
-    let data = match load(state, public_id).await? {
-        Lookup::NotFound => return Ok(Served::NotFound),
-        Lookup::Gone => {
-            state.widgets.remember_gone(public_id);
-            return Ok(Served::Gone);
+async fn render_and_keep(state: &AppState, public_id: &str, key: cache::PublicKey) -> Served {
+    let cache = &state.widgets;
+    let deadline = tokio::time::Instant::now() + cache.public_db_timeout;
+    // What the log had told this node before the data is read: a later change drops it.
+    let seq = cache.applied_through();
+    let loaded = tokio::time::timeout_at(deadline, async {
+        let _permit = cache.public_db.acquire().await;
+        cache.count_load();
+        load(state, public_id).await
+    })
+    .await;
+    let data = match loaded {
+        Err(_) => {
+            tracing::warn!("a widget could not be read in time (the database is busy)");
+            return Served::Busy;
         }
-        Lookup::Found(data) => data,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "a widget could not be read");
+            return Served::Failed;
+        }
+        Ok(Ok(Lookup::NotFound)) => return Served::NotFound,
+        Ok(Ok(Lookup::Gone)) => return Served::Gone,
+        Ok(Ok(Lookup::Found(data))) => data,
     };
-    let broken =
-        |e: Box<dyn std::error::Error + Send + Sync>| DbError::Other(sqlx::Error::Decode(e));
-    let doc = render::document(&state.config, &data).map_err(|e| broken(Box::new(e)))?;
-    let json = render::json(&data).map_err(|e| broken(Box::new(e)))?;
-    // Compression at quality 11 takes a few milliseconds: off the async threads.
-    let rendered = tokio::task::spawn_blocking(move || Rendered {
-        html: Encoded::new(doc.html.into_bytes()),
+    // The document, the feed and their compression: CPU work, in one blocking section off the
+    // serving thread, a bounded number at a time on this node.
+    let Ok(Ok(slot)) =
+        tokio::time::timeout_at(deadline, cache.render_slots.clone().acquire_owned()).await
+    else {
+        tracing::warn!("a widget could not be rendered in time (rendering is busy)");
+        return Served::Busy;
+    };
+    let (config, widgets) = (state.config.clone(), cache.clone());
+    let made = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        render_blocking(&config, &widgets, &data, seq)
+    })
+    .await;
+    let rendered = match made {
+        Ok(Ok(rendered)) => Arc::new(rendered),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "a widget could not be rendered");
+            return Served::Failed;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a widget's rendering panicked");
+            return Served::Failed;
+        }
+    };
+    cache.keep(key, rendered.clone());
+    Served::Found(rendered)
+}
+
+/// Makes a widget's output: the document (shared with widgets whose document is the same), the
+/// feed, their encodings.
+fn render_blocking(
+    config: &crate::config::Config,
+    cache: &cache::WidgetCache,
+    data: &WidgetData,
+    seq: i64,
+) -> Result<Rendered, askama::Error> {
+    let doc = render::document(config, data)?;
+    let json = render::json(data).map_err(|e| askama::Error::Custom(Box::new(e)))?;
+    Ok(Rendered {
+        html: cache.document(doc.html.into_bytes()),
         json: Encoded::new(json.into_bytes()),
         csp: axum::http::HeaderValue::from_str(&doc.csp)
             .unwrap_or(axum::http::HeaderValue::from_static("default-src 'none'")),
-        made_at: now,
         valid_until: data.urls_expire_at,
+        seq,
     })
-    .await
-    .map_err(|e| broken(Box::new(e)))?;
-    let rendered = Arc::new(rendered);
-    state.widgets.insert(public_id, rendered.clone());
-    Ok(Served::Found(rendered))
 }
 
-/// Drops this node's renderings of widgets the database reports changed (by any node) in the
-/// look-back window. Returns how many were dropped.
-pub async fn drop_changed(state: &AppState) -> Result<usize, DbError> {
-    let since = state.clock.now() - cache::LOOK_BACK_SECS;
-    let changed = store::changed_since(&state.db, since).await?;
-    Ok(state.widgets.drop_older(changed))
+/// What one read of the change log did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Polled {
+    /// Changes read.
+    pub changes: usize,
+    /// Renderings dropped because of them.
+    pub dropped: usize,
+    /// The whole list of addresses was read again (at start, or after falling behind).
+    pub reloaded: bool,
 }
 
-/// Keeps this node's cache fresh until `shutdown` turns true (one small query per poll).
+/// Changes read per query.
+const POLL_PAGE: i64 = 2000;
+
+/// Reads the change log from where this node left off and applies it to memory: new and
+/// deleted addresses, renderings of changed widgets dropped.
+pub async fn poll_changes(state: &AppState) -> Result<Polled, DbError> {
+    let cache = &state.widgets;
+    let mut polled = Polled::default();
+    let position = widget_changes::position(&state.db).await?;
+    if cache.needs_directory(position) {
+        // The position first: a change after it is read from the log below.
+        let ids = widget_changes::all_public_ids(&state.db).await?;
+        cache.reset(ids, position);
+        polled.reloaded = true;
+    }
+    loop {
+        let (seq, public_id) = cache.cursor();
+        let changes = widget_changes::after(&state.db, seq, &public_id, POLL_PAGE).await?;
+        let complete = (changes.len() as i64) < POLL_PAGE;
+        polled.changes += changes.len();
+        polled.dropped += cache.apply(&changes, complete);
+        if complete {
+            break;
+        }
+    }
+    cache.poll_succeeded();
+    Ok(polled)
+}
+
+/// Keeps this node's memory current until `shutdown` turns true (one small query per poll).
 pub fn spawn_poller(
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(cache::POLL);
+        let every = std::time::Duration::from_millis(state.config.widgets.poll_interval_ms);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -408,8 +492,25 @@ pub fn spawn_poller(
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = drop_changed(&state).await {
-                tracing::warn!(error = %e, "could not look for changed widgets");
+            failpoint::hit(failpoint::WIDGET_POLL, &state.node).await;
+            match poll_changes(&state).await {
+                Ok(polled) => {
+                    if failing || polled.reloaded {
+                        tracing::info!(?polled, "reading widget changes again");
+                    }
+                    failing = false;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "could not read widget changes");
+                    }
+                    failing = true;
+                    if state.widgets.poll_failed() {
+                        tracing::warn!(
+                            "widget changes unread for too long: rendered widgets dropped"
+                        );
+                    }
+                }
             }
         }
     })

@@ -401,8 +401,8 @@ pub fn json(data: &WidgetData) -> Result<String, serde_json::Error> {
 mod tests {
     use super::*;
     use crate::db::posts::{ChildRow, ProfileRow};
+    use crate::widgets::WidgetData;
     use crate::widgets::settings::WidgetSettings;
-    use crate::widgets::{Stamp, WidgetData};
 
     const CDN: &str = "https://scontent.cdninstagram.com/v/";
 
@@ -454,7 +454,6 @@ mod tests {
             ],
             health: crate::widgets::Health::Ok,
             last_synced_at: None,
-            stamp: Stamp::default(),
             urls_expire_at: None,
         }
     }

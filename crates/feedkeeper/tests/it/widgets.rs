@@ -12,6 +12,8 @@ use feedkeeper::jobs::run_due_now;
 use meta_sim::{MediaKind, NewMedia};
 use serde_json::Value;
 
+use feedkeeper::widgets::cache::Served;
+
 use crate::dashboard::{connect_instagram, user_id};
 use crate::helpers::{Session, TestApp};
 
@@ -483,23 +485,37 @@ async fn widget_and_second_node(app: &TestApp) -> (String, String, feedkeeper::s
     (connection, id, node)
 }
 
+fn rendered(served: Served) -> std::sync::Arc<feedkeeper::widgets::cache::Rendered> {
+    match served {
+        Served::Found(r) => r,
+        other => panic!("the widget renders: {other:?}"),
+    }
+}
+
+/// Reads the change log on `node` until it trusts its memory.
+async fn poll(node: &feedkeeper::state::AppState) -> feedkeeper::widgets::Polled {
+    let polled = feedkeeper::widgets::poll_changes(node).await.unwrap();
+    assert!(node.widgets.trusted());
+    polled
+}
+
 #[tokio::test]
 async fn requests_that_miss_the_cache_together_wait_for_one_rendering() {
     let app = TestApp::spawn().await;
     // A node that has rendered nothing yet (a restart, a CDN purge): eight requests at once.
     let (_, id, node) = widget_and_second_node(&app).await;
+    poll(&node).await;
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (node, id) = (node.clone(), id.clone());
         requests.spawn(async move { feedkeeper::widgets::served(&node, &id).await });
     }
-    let mut made = Vec::new();
-    for served in requests.join_all().await {
-        match served.unwrap() {
-            feedkeeper::widgets::cache::Served::Found(r) => made.push(r),
-            _ => panic!("the widget renders"),
-        }
-    }
+    let made: Vec<_> = requests
+        .join_all()
+        .await
+        .into_iter()
+        .map(rendered)
+        .collect();
     assert!(
         made.iter().all(|r| std::sync::Arc::ptr_eq(r, &made[0])),
         "one rendering, served to all eight"
@@ -508,20 +524,19 @@ async fn requests_that_miss_the_cache_together_wait_for_one_rendering() {
 }
 
 #[tokio::test]
-async fn requests_for_an_unknown_widget_together_share_one_lookup() {
+async fn unknown_addresses_never_reach_the_database_once_a_node_has_read_its_list() {
     let app = TestApp::spawn().await;
-    // A flood on one well-formed address that is no widget: nobody waits for a lookup each.
+    let (_, id, node) = widget_and_second_node(&app).await;
+    // Before its first read of the change log, a node asks the database, one lookup for many
+    // requests at once on one address.
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
     assert!(feedkeeper::widgets::is_public_id(unknown));
-    let loads = app.state.widgets.loads();
-    // Eight requests queue behind a rendering turn held here, as they would behind a slow
-    // lookup (a quick one can finish before the others are even polled).
-    let held = app.state.widgets.rendering_turn(unknown);
+    let held = node.widgets.rendering_turn(unknown);
     let holding = held.lock().await;
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let state = app.state.clone();
-        requests.spawn(async move { feedkeeper::widgets::served(&state, unknown).await });
+        let node = node.clone();
+        requests.spawn(async move { feedkeeper::widgets::served(&node, unknown).await });
     }
     for _ in 0..20 {
         tokio::task::yield_now().await;
@@ -529,36 +544,73 @@ async fn requests_for_an_unknown_widget_together_share_one_lookup() {
     drop(holding);
     drop(held);
     for served in requests.join_all().await {
+        assert!(matches!(served, Served::NotFound));
+    }
+    assert_eq!(node.widgets.loads(), 1, "one lookup for all eight");
+
+    // Once it has read the list of addresses, a flood of random ones costs it nothing.
+    poll(&node).await;
+    for _ in 0..2000 {
+        let random = feedkeeper::widgets::new_public_id();
         assert!(matches!(
-            served.unwrap(),
-            feedkeeper::widgets::cache::Served::NotFound
+            feedkeeper::widgets::served(&node, &random).await,
+            Served::NotFound
         ));
     }
-    assert_eq!(
-        app.state.widgets.loads() - loads,
-        1,
-        "one lookup for all eight"
-    );
-
-    // A later request looks again (the widget may exist by then): nothing is remembered.
-    let again = feedkeeper::widgets::served(&app.state, unknown)
-        .await
-        .unwrap();
+    assert_eq!(node.widgets.loads(), 1, "no lookup for any of them");
+    // The real widget still renders; a malformed address is refused before anything.
+    rendered(feedkeeper::widgets::served(&node, &id).await);
     assert!(matches!(
-        again,
-        feedkeeper::widgets::cache::Served::NotFound
+        feedkeeper::widgets::served(&node, "AAAAAAAAAAAAAAAAAAAAAB").await,
+        Served::NotFound
     ));
-    assert_eq!(app.state.widgets.loads() - loads, 2);
+    assert_eq!(node.widgets.loads(), 2);
+
+    // The same over HTTP on the app's own node (its poller reads the log every second).
+    let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.state.widgets.trusted() {
+        assert!(
+            std::time::Instant::now() < wait_until,
+            "the poller never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let loads = app.state.widgets.loads();
+    for _ in 0..50 {
+        let random = feedkeeper::widgets::new_public_id();
+        let answer = get(&app, &format!("/w/{random}"), &[]).await;
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(app.state.widgets.loads(), loads);
+}
+
+#[tokio::test]
+async fn when_the_database_cannot_answer_in_time_the_answer_is_503_with_retry_after() {
+    let app = TestApp::spawn_with(|c| {
+        c.widgets.public_db_concurrency = 1;
+        c.widgets.public_db_timeout_ms = 100;
+    })
+    .await;
+    let (_, id, _) = widget_and_second_node(&app).await;
+    // Every slot for the database on the public path is taken (a flood of widgets not in
+    // memory): the next one waits a moment, then is told to come back.
+    app.state.widgets.evict(&id);
+    let taken = app.state.widgets.public_db.acquire().await.unwrap();
+    let answer = get(&app, &format!("/w/{id}"), &[]).await;
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers()["retry-after"], "5");
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    drop(taken);
+    let answer = get(&app, &format!("/w/{id}"), &[]).await;
+    assert_eq!(answer.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served() {
     let app = TestApp::spawn().await;
     let (connection, id, other) = widget_and_second_node(&app).await;
-    let first = match feedkeeper::widgets::served(&other, &id).await.unwrap() {
-        feedkeeper::widgets::cache::Served::Found(r) => r,
-        _ => panic!("the widget renders"),
-    };
+    poll(&other).await;
+    let first = rendered(feedkeeper::widgets::served(&other, &id).await);
     // A new post arrives through this node's sync.
     app.sim
         .post_media(
@@ -576,21 +628,15 @@ async fn every_node_sees_a_change_within_a_poll_and_no_expired_image_is_served()
         .unwrap();
     run_due_now(&app.state, "test").await.unwrap();
     // Until its poll, the other node serves what it has from memory.
-    let cached = match feedkeeper::widgets::served(&other, &id).await.unwrap() {
-        feedkeeper::widgets::cache::Served::Found(r) => r,
-        _ => panic!(),
-    };
-    assert_eq!(cached.html.etag, first.html.etag);
-    assert!(feedkeeper::widgets::drop_changed(&other).await.unwrap() >= 1);
-    let fresh = match feedkeeper::widgets::served(&other, &id).await.unwrap() {
-        feedkeeper::widgets::cache::Served::Found(r) => r,
-        _ => panic!(),
-    };
+    let cached = rendered(feedkeeper::widgets::served(&other, &id).await);
+    assert!(std::sync::Arc::ptr_eq(&cached, &first));
+    assert!(poll(&other).await.dropped >= 1);
+    let fresh = rendered(feedkeeper::widgets::served(&other, &id).await);
     assert_ne!(fresh.html.etag, first.html.etag);
     assert!(String::from_utf8_lossy(&fresh.html.identity).contains("Brand new"));
     // A poll that finds nothing new drops nothing.
     app.advance(120);
-    assert_eq!(feedkeeper::widgets::drop_changed(&other).await.unwrap(), 0);
+    assert_eq!(poll(&other).await.dropped, 0);
 
     // Meta is down for days: syncs fail, and once Instagram's image addresses expire the widget
     // stops showing them rather than serving broken images.
@@ -643,15 +689,11 @@ async fn a_disconnected_account_leaves_every_nodes_widgets_at_once() {
         feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
             .await
             .unwrap();
-    let shows = |served: feedkeeper::widgets::cache::Served| match served {
-        feedkeeper::widgets::cache::Served::Found(r) => {
-            String::from_utf8_lossy(&r.html.identity).contains("Fresh bread")
-        }
-        _ => panic!("the widget is there"),
+    poll(&other).await;
+    let shows = |served: Served| {
+        String::from_utf8_lossy(&rendered(served).html.identity).contains("Fresh bread")
     };
-    assert!(shows(
-        feedkeeper::widgets::served(&other, &id).await.unwrap()
-    ));
+    assert!(shows(feedkeeper::widgets::served(&other, &id).await));
 
     let gone = browser
         .post(
@@ -660,10 +702,8 @@ async fn a_disconnected_account_leaves_every_nodes_widgets_at_once() {
         )
         .await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER);
-    feedkeeper::widgets::drop_changed(&other).await.unwrap();
-    assert!(!shows(
-        feedkeeper::widgets::served(&other, &id).await.unwrap()
-    ));
+    poll(&other).await;
+    assert!(!shows(feedkeeper::widgets::served(&other, &id).await));
     let feed: Value = get(&app, &format!("/w/{id}.json"), &[])
         .await
         .json()
@@ -682,5 +722,195 @@ async fn a_disconnected_account_leaves_every_nodes_widgets_at_once() {
         list.body.contains("No account (it was disconnected)"),
         "{}",
         list.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_poller_stalled_serves_no_deleted_widget_or_purged_posts() {
+    let app = TestApp::spawn_with(|c| {
+        c.widgets.poll_interval_ms = 100;
+        c.widgets.poll_stale_secs = 2;
+        c.lifecycle.deauthorized_grace_days = 0;
+    })
+    .await;
+    let (browser, connection) = shop(&app).await;
+    let owner = user_id(&app, "owner@example.com").await;
+    let kept = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let kept = public_id(&browser.get(kept.location().unwrap()).await.body);
+    let deleted = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let deleted_path = deleted.location().unwrap().to_owned();
+    let deleted = public_id(&browser.get(&deleted_path).await.body);
+    // The app's node has both in memory, showing the shop's posts.
+    for id in [&kept, &deleted] {
+        let body = get(&app, &format!("/w/{id}"), &[])
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("Fresh bread"));
+    }
+    assert!(app.state.widgets.trusted());
+
+    // Its poller stalls (a starved pool, a partition) ...
+    let stalled = feedkeeper::failpoint::arm(feedkeeper::failpoint::WIDGET_POLL, &app.state.node);
+    stalled.reached().await;
+    // ... while another node deletes one widget and purges the shop's data (Meta says the app
+    // was removed; the grace period is zero here).
+    let other =
+        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+            .await
+            .unwrap();
+    let widget_id = deleted_path
+        .trim_start_matches("/widgets/")
+        .parse()
+        .map(feedkeeper::ids::WidgetId)
+        .unwrap();
+    assert!(
+        feedkeeper::widgets::delete(&other, owner, widget_id)
+            .await
+            .unwrap()
+    );
+    let c: i64 = connection.parse().unwrap();
+    feedkeeper::connections::deauthorize(&other, feedkeeper::ids::ConnectionId(c))
+        .await
+        .unwrap();
+    let report = run_due_now(&other, "other").await.unwrap();
+    assert_eq!(report.purge.finished, 1, "{report:?}");
+
+    // Once the stall outlasts widgets.poll_stale_secs, the node trusts nothing in memory.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert!(!app.state.widgets.trusted());
+    let answer = get(&app, &format!("/w/{deleted}"), &[]).await;
+    assert_eq!(answer.status(), StatusCode::GONE);
+    let body = get(&app, &format!("/w/{kept}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("Fresh bread"), "purged posts served: {body}");
+
+    // It recovers and catches up from where it left off.
+    stalled.release();
+    let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !app.state.widgets.trusted() {
+        assert!(
+            std::time::Instant::now() < wait_until,
+            "the poller never recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let loads = app.state.widgets.loads();
+    assert_eq!(
+        get(&app, &format!("/w/{deleted}"), &[]).await.status(),
+        StatusCode::GONE
+    );
+    let body = get(&app, &format!("/w/{kept}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("Fresh bread"), "purged posts served: {body}");
+    let body = get(&app, &format!("/w/{kept}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("Fresh bread"));
+    assert!(
+        app.state.widgets.loads() - loads <= 1,
+        "served from memory again"
+    );
+}
+
+#[tokio::test]
+async fn writers_with_skewed_clocks_are_seen_by_every_node() {
+    let app = TestApp::spawn().await;
+    let (browser, connection) = shop(&app).await;
+    let owner = user_id(&app, "owner@example.com").await;
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let path = made.location().unwrap().to_owned();
+    let id = public_id(&browser.get(&path).await.body);
+    let reader =
+        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+            .await
+            .unwrap();
+    poll(&reader).await;
+    assert!(
+        String::from_utf8_lossy(
+            &rendered(feedkeeper::widgets::served(&reader, &id).await)
+                .html
+                .identity
+        )
+        .contains("Fresh bread")
+    );
+    // A writer whose clock is an hour behind the reader's (and one a day ahead) changes the
+    // widget: the reader drops what it had all the same.
+    for skew in [-3600, 86_400] {
+        let writer = feedkeeper::state::AppState::build(
+            (*app.state.config).clone(),
+            feedkeeper::clock::Clock::manual(app.state.clock.now() + skew),
+        )
+        .await
+        .unwrap();
+        let before = rendered(feedkeeper::widgets::served(&reader, &id).await);
+        let settings = feedkeeper::widgets::settings::WidgetSettings {
+            header: skew > 0,
+            ..Default::default()
+        };
+        let widget_id = path
+            .trim_start_matches("/widgets/")
+            .parse()
+            .map(feedkeeper::ids::WidgetId)
+            .unwrap();
+        feedkeeper::widgets::update(
+            &writer,
+            owner,
+            widget_id,
+            "Skewed",
+            feedkeeper::ids::ConnectionId(connection.parse().unwrap()),
+            &settings,
+        )
+        .await
+        .unwrap();
+        assert_eq!(poll(&reader).await.dropped, 1, "skew {skew}");
+        let after = rendered(feedkeeper::widgets::served(&reader, &id).await);
+        assert!(!std::sync::Arc::ptr_eq(&before, &after));
+    }
+}
+
+#[tokio::test]
+async fn one_owner_may_have_only_so_many_widgets() {
+    let app = TestApp::spawn_with(|c| c.widgets.max_per_user = 2).await;
+    let (browser, connection) = shop(&app).await;
+    for _ in 0..2 {
+        let made = browser
+            .post("/widgets", &form(&browser.csrf, &connection))
+            .await;
+        assert_eq!(made.status, StatusCode::SEE_OTHER);
+    }
+    let refused = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .body
+            .contains("Nothing was saved: you have 2 widgets"),
+        "{}",
+        refused.body
+    );
+    let owner = user_id(&app, "owner@example.com").await;
+    assert_eq!(
+        stored::list_owned(&app.state.db, owner)
+            .await
+            .unwrap()
+            .len(),
+        2
     );
 }

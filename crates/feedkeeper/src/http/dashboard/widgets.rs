@@ -22,7 +22,7 @@ use crate::http::path_id;
 use crate::ids::{ConnectionId, WidgetId};
 use crate::state::AppState;
 use crate::widgets::settings::{FieldError, SettingsForm, WidgetSettings};
-use crate::widgets::{self, SaveError, Stamp, WidgetData, render as output};
+use crate::widgets::{self, SaveError, WidgetData, render as output};
 
 /// An account the widget form offers.
 struct AccountOption {
@@ -232,18 +232,24 @@ async fn checked(
     }
 }
 
-async fn refused_account(
+/// The form again, saying why saving it was refused.
+async fn refused(
     state: &AppState,
     user: &CurrentUser,
     widget: Option<&Widget>,
     form: SettingsForm,
+    why: SaveError,
 ) -> Result<AppError, AppError> {
-    let errors = vec![(
-        "connection_id",
-        "Choose one of your own accounts.".to_owned(),
-    )];
+    let error = match why {
+        SaveError::NotYourConnection => (
+            "connection_id",
+            "Choose one of your own accounts.".to_owned(),
+        ),
+        too_many @ SaveError::TooMany { .. } => ("form", too_many.to_string()),
+        SaveError::Db(e) => return Err(e.into()),
+    };
     Ok(invalid_form(
-        &form_page(state, user, widget, form, errors).await?,
+        &form_page(state, user, widget, form, vec![error]).await?,
     ))
 }
 
@@ -263,8 +269,7 @@ pub async fn create(
             .await?;
             Ok(Redirect::to(&format!("/widgets/{}", w.id)).into_response())
         }
-        Err(SaveError::NotYourConnection) => Err(refused_account(&state, &user, None, form).await?),
-        Err(SaveError::Db(e)) => Err(e.into()),
+        Err(why) => Err(refused(&state, &user, None, form, why).await?),
     }
 }
 
@@ -294,15 +299,11 @@ pub async fn update(
     let (name, connection, settings) = checked(&state, &user, Some(&w), form.clone()).await?;
     match widgets::update(&state, user.id, w.id, &name, connection, &settings).await {
         Ok(()) => {
-            state.widgets.evict(&w.public_id);
             user.flash(&state, "Saved. Websites show the change within a minute.")
                 .await?;
             Ok(Redirect::to(&format!("/widgets/{}", w.id)).into_response())
         }
-        Err(SaveError::NotYourConnection) => {
-            Err(refused_account(&state, &user, Some(&w), form).await?)
-        }
-        Err(SaveError::Db(e)) => Err(e.into()),
+        Err(why) => Err(refused(&state, &user, Some(&w), form, why).await?),
     }
 }
 
@@ -334,7 +335,7 @@ pub async fn duplicate(
         .chars()
         .take(widgets::settings::MAX_NAME_CHARS)
         .collect();
-    let copy = widgets::create(
+    let copy = match widgets::create(
         &state,
         user.id,
         &name,
@@ -342,10 +343,20 @@ pub async fn duplicate(
         &widgets::settings_of(&w),
     )
     .await
-    .map_err(|e| match e {
-        SaveError::NotYourConnection => AppError::NotFound,
-        SaveError::Db(e) => e.into(),
-    })?;
+    {
+        Ok(copy) => copy,
+        Err(SaveError::NotYourConnection) => return Err(AppError::NotFound),
+        Err(too_many @ SaveError::TooMany { .. }) => {
+            user.flash_with(
+                &state,
+                crate::accounts::session::Tone::Warn,
+                &format!("Not duplicated: {too_many}."),
+            )
+            .await?;
+            return Ok(Redirect::to(&format!("/widgets/{}", w.id)).into_response());
+        }
+        Err(SaveError::Db(e)) => return Err(e.into()),
+    };
     user.flash(&state, "Duplicated. The copy has its own embed code.")
         .await?;
     Ok(Redirect::to(&format!("/widgets/{}", copy.id)).into_response())
@@ -382,8 +393,7 @@ pub async fn delete(
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
     let w = store::get_owned(&state.db, user.id, path_id::<WidgetId>(&id)?).await?;
-    store::delete_owned(&state.db, user.id, w.id, state.clock.now()).await?;
-    state.widgets.evict(&w.public_id);
+    widgets::delete(&state, user.id, w.id).await?;
     user.flash(
         &state,
         &format!(
@@ -453,7 +463,6 @@ async fn preview_of(
         profile,
         health: widgets::Health::Ok,
         last_synced_at: connection.as_ref().and_then(|c| c.last_sync_at),
-        stamp: Stamp::default(),
         urls_expire_at: None,
     };
     let doc = output::document(&state.config, &data)
