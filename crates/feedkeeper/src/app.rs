@@ -6,9 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -20,11 +18,16 @@ use crate::http::edge::{self, RandomRequestId, SecurityHeaders};
 pub use crate::http::server::ServingThreads;
 pub use crate::state::AppState;
 
-/// Every route of the service, behind the edge (outermost first): a request id, the request's
-/// log span, the security headers, a panic catcher, the body limit, the request timeout and the
-/// concurrency limit.
+/// Every route of the service, behind the edge (outermost first): the client's own request id
+/// set apart and its address worked out, our request id, the request's log span, the security
+/// headers, a panic catcher, the body read whole (bounded in size and time), the request
+/// timeout and the concurrency limit. The public widget routes and the health checks have a
+/// lighter edge of their own (no request slot to wait for: a flood of slow requests to the
+/// dashboard never stops a health check or a widget).
 pub fn router(state: AppState) -> Router {
-    with_edge(http::router(), state.clone()).merge(with_public_edge(http::public_router(), state))
+    with_edge(http::router(), state.clone())
+        .merge(with_public_edge(http::public_router(), state.clone()))
+        .merge(with_public_edge(http::health_router(), state))
 }
 
 /// The public widget routes behind a lighter edge: the security headers and the panic catcher.
@@ -45,19 +48,37 @@ fn with_public_edge(routes: Router<AppState>, state: AppState) -> Router {
 pub fn with_edge(routes: Router<AppState>, state: AppState) -> Router {
     let server = &state.config.server;
     let headers = SecurityHeaders::from_config(&state.config);
+    let trusted = std::sync::Arc::new(
+        http::client_addr::TrustedProxies::parse(&server.trusted_proxies).unwrap_or_default(),
+    );
+    let deadlines = edge::BodyDeadlines {
+        between_bytes: Duration::from_secs(server.body_read_timeout_secs),
+        total: Duration::from_secs(server.request_timeout_secs),
+        max_bytes: server.max_body_bytes as usize,
+    };
     let edge = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(
+            trusted,
+            edge::identify,
+        ))
         .layer(SetRequestIdLayer::new(edge::REQUEST_ID, RandomRequestId))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(edge::REQUEST_ID))
         .layer(headers.layer())
         .layer(CatchPanicLayer::custom(edge::panic_response))
-        .layer(RequestBodyLimitLayer::new(server.max_body_bytes as usize))
+        .layer(axum::middleware::from_fn_with_state(
+            deadlines,
+            edge::buffer_body,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(server.request_timeout_secs),
         ))
-        .layer(GlobalConcurrencyLimitLayer::new(
-            server.max_concurrent_requests as usize,
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(tokio::sync::Semaphore::new(
+                server.max_concurrent_requests as usize,
+            )),
+            edge::one_slot,
         ));
     routes.layer(edge).with_state(state)
 }
@@ -75,7 +96,12 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .get(edge::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), route, request_id = id)
+    let theirs = request
+        .extensions()
+        .get::<edge::ClientRequestId>()
+        .map_or("-", |c| c.0.as_str());
+    tracing::info_span!("request", method = %request.method(), route, request_id = id,
+        client_request_id = theirs)
 }
 
 /// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM, then, at once
@@ -119,21 +145,18 @@ pub async fn serve_http(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<ServingThreads> {
     let server = &state.config.server;
-    let header_timeout = Duration::from_secs(server.header_read_timeout_secs);
     let threads = http::server::thread_count(server.threads);
     let grace = Duration::from_secs(state.config.workers.shutdown_grace_secs.max(1));
+    let limits = http::server::ConnectionLimits::from_config(server, grace);
     let (stop_polling, polling_stopped) = tokio::sync::watch::channel(false);
     let poller = crate::widgets::spawn_poller(state.clone(), polling_stopped);
-    let serving = http::server::serve_on_threads(
-        listener,
-        router(state),
-        threads,
-        header_timeout,
-        grace,
-        shutdown,
-    )
-    .await
-    .context("cannot start the serving threads");
+    let per_thread = state.config.storage.http_pool_size as u32;
+    // Each serving thread gets a database pool of its own (see `Db::sibling`).
+    let make_router: http::server::MakeRouter =
+        std::sync::Arc::new(move |_| router(state.with_db(state.db.sibling(per_thread))));
+    let serving = http::server::serve_on_threads(listener, make_router, threads, limits, shutdown)
+        .await
+        .context("cannot start the serving threads");
     let _ = stop_polling.send(true);
     let _ = poller.await;
     serving

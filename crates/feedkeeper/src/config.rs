@@ -228,6 +228,24 @@ pub struct ServerConfig {
     pub max_concurrent_requests: u64,
     /// Threads that accept and serve connections; 0 means one per CPU core.
     pub threads: u64,
+    /// Open connections a node accepts at once; more are closed as they arrive.
+    pub max_connections: u64,
+    /// Open connections from one client address (an IPv6 /64 counts as one) at once; the
+    /// trusted proxies are exempt (they carry everyone's requests).
+    pub max_connections_per_address: u64,
+    /// The largest request head (request line and headers) read; a larger one gets 431.
+    pub max_header_bytes: u64,
+    /// A request body must keep arriving: no more than this many seconds between its bytes
+    /// (and all of it within `request_timeout_secs`), or the request gets 408.
+    pub body_read_timeout_secs: u64,
+    /// A connection with nothing to read for this long is closed (idle keep-alive, or a
+    /// client gone silent).
+    pub idle_timeout_secs: u64,
+    /// A connection whose client reads nothing of an answer for this long is closed.
+    pub write_timeout_secs: u64,
+    /// The reverse proxies in front (addresses or CIDR networks): only their `Forwarded` /
+    /// `X-Forwarded-For` headers are believed for the client's address.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -240,6 +258,13 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_concurrent_requests: 1024,
             threads: 0,
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            max_header_bytes: 16 * 1024,
+            body_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            write_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -251,6 +276,13 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Empty means SQLite in `data_dir`.
     pub database_url: String,
+    /// Database connections of the background workers (and the widget change poller) on a
+    /// node, opened on the main runtime.
+    pub pool_size: u64,
+    /// Database connections of each HTTP serving thread, opened on that thread. A node holds at
+    /// most `pool_size + server.threads × http_pool_size` (PostgreSQL's default limit is 100
+    /// for all nodes together).
+    pub http_pool_size: u64,
 }
 
 impl Default for StorageConfig {
@@ -258,6 +290,8 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./feedkeeper-data"),
             database_url: String::new(),
+            pool_size: 16,
+            http_pool_size: 6,
         }
     }
 }
@@ -546,6 +580,36 @@ impl Config {
             ),
             ("server.threads", self.server.threads, 0..=256),
             (
+                "server.max_connections",
+                self.server.max_connections,
+                1..=1_000_000,
+            ),
+            (
+                "server.max_connections_per_address",
+                self.server.max_connections_per_address,
+                1..=1_000_000,
+            ),
+            (
+                "server.max_header_bytes",
+                self.server.max_header_bytes,
+                8192..=1024 * 1024,
+            ),
+            (
+                "server.body_read_timeout_secs",
+                self.server.body_read_timeout_secs,
+                1..=600,
+            ),
+            (
+                "server.idle_timeout_secs",
+                self.server.idle_timeout_secs,
+                1..=3600,
+            ),
+            (
+                "server.write_timeout_secs",
+                self.server.write_timeout_secs,
+                1..=3600,
+            ),
+            (
                 "workers.shutdown_grace_secs",
                 self.workers.shutdown_grace_secs,
                 0..=600,
@@ -579,6 +643,12 @@ impl Config {
                 1..=100,
             ),
             ("sync.concurrency", self.sync.concurrency, 1..=256),
+            ("storage.pool_size", self.storage.pool_size, 2..=1000),
+            (
+                "storage.http_pool_size",
+                self.storage.http_pool_size,
+                1..=1000,
+            ),
             (
                 "widgets.cache_bytes",
                 self.widgets.cache_bytes,
@@ -625,6 +695,24 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if let Err(problem) =
+            crate::http::client_addr::TrustedProxies::parse(&self.server.trusted_proxies)
+        {
+            return Err(invalid("server.trusted_proxies", problem));
+        }
+        if self.server.idle_timeout_secs <= self.server.request_timeout_secs {
+            return Err(invalid(
+                "server.idle_timeout_secs",
+                "must be longer than server.request_timeout_secs (a request being answered \
+                 reads nothing meanwhile)",
+            ));
+        }
+        if self.widgets.poll_stale_secs * 1000 < 2 * self.widgets.poll_interval_ms {
+            return Err(invalid(
+                "widgets.poll_stale_secs",
+                "must be at least two widgets.poll_interval_ms",
+            ));
         }
         let name = &self.workers.node_name;
         if name.len() > 100 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {

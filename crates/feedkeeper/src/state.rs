@@ -63,6 +63,15 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// The same state over another pool of the same database (a serving thread's own).
+    pub fn with_db(&self, db: Db) -> AppState {
+        let mut shared = (*self.shared).clone();
+        shared.db = db;
+        AppState {
+            shared: Arc::new(shared),
+        }
+    }
+
     /// The same state, for `feedkeeper demo`: with what to show a first-time user.
     pub fn with_demo(self, demo: DemoInfo) -> AppState {
         let mut shared = Arc::unwrap_or_clone(self.shared);
@@ -94,7 +103,8 @@ impl AppState {
                 )
             })?;
         }
-        let db = Db::connect(&config.database_url()).await?;
+        let db =
+            Db::connect_with_pool(&config.database_url(), config.storage.pool_size as u32).await?;
         db.migrate().await.context("database migration failed")?;
         let meta = MetaClient::new(&config.meta, clock.clone())?;
         let node = Arc::from(node_name(&config.workers));

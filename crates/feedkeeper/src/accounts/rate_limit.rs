@@ -28,7 +28,8 @@ pub const MAX_FAILURES_PER_ADDRESS: i64 = 30;
 
 /// The client's network address, when the server was started with connection info (`serve`
 /// does; a router driven with `oneshot` in tests has none, and then only the per-email limit
-/// applies). Headers such as `X-Forwarded-For` are not trusted: anyone can send them.
+/// applies): the one the edge worked out behind `server.trusted_proxies`, or the peer's.
+/// Forwarding headers from anyone else are not trusted: anyone can send them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
@@ -36,12 +37,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
+        // Put there by the edge.
+        let worked_out = parts.extensions.get::<ClientAddress>().and_then(|a| a.0);
+        Ok(ClientAddress(worked_out.or_else(|| {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_canonical()),
-        ))
+                .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+        })))
     }
 }
 

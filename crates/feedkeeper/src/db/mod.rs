@@ -36,6 +36,13 @@ use crate::config::{DatabaseKind, database_kind};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// Connections of the main pool (the workers', the change poller's, the CLI's) when nothing
+/// else is said (`storage.pool_size`).
+pub const MAIN_POOL: u32 = 16;
+
+/// How long a query waits for a pooled connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection pool on one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -244,8 +251,14 @@ impl Tx {
 }
 
 impl Db {
-    /// Connects to `url` (`sqlite:` or `postgres://`), creating a SQLite file if missing.
+    /// Connects to `url` (`sqlite:` or `postgres://`), creating a SQLite file if missing, with a
+    /// pool of at most [`MAIN_POOL`] connections (the workers', the CLI's).
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        Db::connect_with_pool(url, MAIN_POOL).await
+    }
+
+    /// The same with a pool of at most `max` connections.
+    pub async fn connect_with_pool(url: &str, max: u32) -> anyhow::Result<Db> {
         use anyhow::Context as _;
         match database_kind(url)? {
             DatabaseKind::Sqlite => {
@@ -257,7 +270,8 @@ impl Db {
                     // Writers queue rather than fail: SQLite allows one writer at a time.
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(max)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await
                     .with_context(|| format!("cannot open SQLite database {url}"))?;
@@ -266,13 +280,34 @@ impl Db {
             DatabaseKind::Postgres => {
                 let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
                 let pool = PgPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .max_connections(max)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await
                     .context("cannot connect to PostgreSQL")?;
                 Ok(Db::Postgres(pool))
             }
+        }
+    }
+
+    /// Another pool on the same database, of at most `max` connections, opened lazily by whoever
+    /// first uses them. Each HTTP serving thread has one of its own: a PostgreSQL connection is
+    /// driven by the runtime that opened it, so a busy (or failed) serving thread then stalls
+    /// only its own connections, never the workers' pool.
+    pub fn sibling(&self, max: u32) -> Db {
+        match self {
+            Db::Sqlite(pool) => Db::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with((*pool.connect_options()).clone()),
+            ),
+            Db::Postgres(pool) => Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with((*pool.connect_options()).clone()),
+            ),
         }
     }
 

@@ -15,6 +15,169 @@ use crate::config::Config;
 /// The header that carries a request's id (set by us; echoed in the response and the logs).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The id a client (or a proxy in front) sent in `X-Request-Id`: logged beside ours, never as
+/// ours. At most [`CLIENT_ID_CHARS`] visible ASCII characters; anything else is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+const CLIENT_ID_CHARS: usize = 64;
+
+/// The first layer of the dashboard's edge: takes the client's `X-Request-Id` out of the
+/// request (so the id layer makes our own) and keeps it apart, bounded; works out the client's
+/// address behind trusted proxies.
+pub async fn identify(
+    axum::extract::State(trusted): axum::extract::State<
+        std::sync::Arc<crate::http::client_addr::TrustedProxies>,
+    >,
+    mut request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let theirs = request.headers_mut().remove(REQUEST_ID);
+    if let Some(id) = theirs.as_ref().and_then(|v| v.to_str().ok()).filter(|id| {
+        !id.is_empty() && id.len() <= CLIENT_ID_CHARS && id.bytes().all(|b| b.is_ascii_graphic())
+    }) {
+        let id = ClientRequestId(id.to_owned());
+        request.extensions_mut().insert(id);
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    if let Some(peer) = peer {
+        let ip = crate::http::client_addr::client_ip(peer, request.headers(), &trusted);
+        request
+            .extensions_mut()
+            .insert(crate::accounts::rate_limit::ClientAddress(Some(ip)));
+    }
+    next.run(request).await
+}
+
+/// How a request body must arrive (see [`buffer_body`]).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyDeadlines {
+    /// The longest pause between two pieces of the body.
+    pub between_bytes: std::time::Duration,
+    /// The whole body.
+    pub total: std::time::Duration,
+    pub max_bytes: usize,
+}
+
+/// Reads the whole request body before the request takes one of the node's request slots, with
+/// a deadline between its bytes and one for all of it: a body that trickles in (one byte every
+/// few seconds) holds its own connection, never a slot everyone else needs. Slow: 408. Too
+/// large: 413.
+pub async fn buffer_body(
+    axum::extract::State(deadlines): axum::extract::State<BodyDeadlines>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    use http_body_util::BodyExt as _;
+    let (parts, mut body) = request.into_parts();
+    if axum::body::HttpBody::is_end_stream(&body) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let announced = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > deadlines.max_bytes as u64) {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is too large.",
+        );
+    }
+    let until = tokio::time::Instant::now() + deadlines.total;
+    let mut read = Vec::new();
+    loop {
+        let wait = until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(deadlines.between_bytes);
+        match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) => {
+                return plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body arrived too slowly.",
+                );
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read.",
+                );
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if read.len() + data.len() > deadlines.max_bytes {
+                        return plain(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "The request body is too large.",
+                        );
+                    }
+                    read.extend_from_slice(data);
+                }
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(read))).await
+}
+
+fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Takes one of the node's request slots for the request's handling (the request timeout
+/// around it counts the wait). Taken here, when the request is ready to be handled, not when a
+/// connection is readied as tower's concurrency limit does (its `poll_ready` runs before the
+/// body has arrived, so bodies trickling in would hold every slot).
+pub async fn one_slot(
+    axum::extract::State(slots): axum::extract::State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let Ok(_slot) = slots.acquire().await else {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down.",
+        );
+    };
+    next.run(request).await
+}
+
+/// Whether a request's `Host` is not what HTTP/1.1 requires (exactly one; HTTP/1.0 may have
+/// none): such a request is refused with 400 before any route sees it.
+pub fn bad_host<B>(request: &Request<B>) -> bool {
+    let hosts = request
+        .headers()
+        .get_all(axum::http::header::HOST)
+        .iter()
+        .count();
+    match request.version() {
+        axum::http::Version::HTTP_10 | axum::http::Version::HTTP_09 => hosts > 1,
+        _ => hosts != 1,
+    }
+}
+
+/// The answer to a request with a bad `Host`.
+pub fn bad_host_response() -> Response<Body> {
+    let mut response = plain(
+        StatusCode::BAD_REQUEST,
+        "A request must carry exactly one Host header.",
+    );
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// Random request ids (not a client's choice: a log line must be trustworthy).
 #[derive(Clone, Copy, Default)]
 pub struct RandomRequestId;

@@ -1,9 +1,11 @@
 //! HTTP routes, one module per audience. This file is the table of contents.
 
+pub mod client_addr;
 mod connect;
 mod dashboard;
 pub mod edge;
 mod meta_callbacks;
+pub mod negotiate;
 pub mod server;
 mod status;
 mod widgets;
@@ -26,12 +28,18 @@ pub fn public_router() -> Router<AppState> {
         .route("/embed.js", get(widgets::embed_script))
 }
 
+/// The health checks, for load balancers and orchestrators (a lighter edge, outside the
+/// request limit: they must answer while the dashboard is saturated).
+pub fn health_router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .fallback(status::not_found)
         .route("/", get(status::index))
-        .route("/healthz", get(status::healthz))
-        .route("/readyz", get(status::readyz))
         // Connecting Instagram accounts: the owner's buttons, client links, Meta's redirects
         .route(
             "/connections/connect/{provider}",

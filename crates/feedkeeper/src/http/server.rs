@@ -7,7 +7,8 @@
 //! them (see docs/benchmarks.md). The background workers stay on the main runtime.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,10 +22,10 @@ use tower::ServiceExt as _;
 
 /// The serving threads after they stopped accepting; see [`serve_on_threads`].
 ///
-/// Database connections opened while serving are driven by the runtime of the thread that
-/// opened them, and the pool hands them to anyone, the background workers included. So the
-/// threads keep their (idle) runtimes running until this is dropped: drop it after the
-/// workers have stopped and the database is closed.
+/// Connections opened while serving are driven by the runtime of the thread that opened them.
+/// Each thread's database pool is its own, but the Meta client's pooled HTTP connections are
+/// shared with the background workers. So the threads keep their (idle) runtimes running until
+/// this is dropped: drop it after the workers have stopped and the database is closed.
 #[must_use = "dropping this ends the serving threads' runtimes"]
 pub struct ServingThreads {
     _release: watch::Sender<()>,
@@ -46,7 +47,117 @@ struct Peer {
 }
 
 /// A connection handed to another thread, already counted in that thread's `open`.
-type Handed = (std::net::TcpStream, SocketAddr, OpenConnection);
+type Handed = (std::net::TcpStream, SocketAddr, OpenConnection, Admitted);
+
+/// What each connection may take, and how the server stops.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    /// The request head must arrive within this long.
+    pub header_timeout: Duration,
+    /// The largest request head read (a larger one gets 431); also each connection's read
+    /// buffer.
+    pub max_header_bytes: usize,
+    /// Nothing read for this long (an idle keep-alive, a client gone silent): closed.
+    pub idle_timeout: Duration,
+    /// An answer the client does not read for this long: closed.
+    pub write_timeout: Duration,
+    /// Open connections on the node, and per client address (trusted proxies exempt).
+    pub max_connections: usize,
+    pub max_per_address: usize,
+    pub trusted_proxies: crate::http::client_addr::TrustedProxies,
+    /// On shutdown, open requests may finish within this long.
+    pub grace: Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits of the `[server]` configuration.
+    pub fn from_config(server: &crate::config::ServerConfig, grace: Duration) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            max_header_bytes: server.max_header_bytes as usize,
+            idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+            write_timeout: Duration::from_secs(server.write_timeout_secs),
+            max_connections: server.max_connections as usize,
+            max_per_address: server.max_connections_per_address as usize,
+            // Validated with the configuration.
+            trusted_proxies: crate::http::client_addr::TrustedProxies::parse(
+                &server.trusted_proxies,
+            )
+            .unwrap_or_default(),
+            grace,
+        }
+    }
+}
+
+/// The node's open connections, in all and by client address.
+#[derive(Debug)]
+struct Gate {
+    limits: ConnectionLimits,
+    total: AtomicUsize,
+    by_address: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// A connection let in, counted until dropped.
+#[derive(Debug)]
+struct Admitted {
+    gate: Arc<Gate>,
+    address: Option<IpAddr>,
+}
+
+impl Gate {
+    /// Lets a connection from `peer` in, unless the node or its address has too many open.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
+        let peer = peer.to_canonical();
+        // One client easily has a whole IPv6 /64; a proxy in front carries everyone.
+        let address = match peer {
+            _ if self.limits.trusted_proxies.contains(peer) => None,
+            IpAddr::V4(_) => Some(peer),
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                Some(IpAddr::V6(std::net::Ipv6Addr::new(
+                    s[0], s[1], s[2], s[3], 0, 0, 0, 0,
+                )))
+            }
+        };
+        if self.total.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        if let Some(address) = address {
+            let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+            let open = by_address.entry(address).or_default();
+            if *open >= self.limits.max_per_address {
+                drop(by_address);
+                self.total.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            *open += 1;
+        }
+        Some(Admitted {
+            gate: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.gate.total.fetch_sub(1, Ordering::Relaxed);
+        if let Some(address) = self.address {
+            let mut by_address = self
+                .gate
+                .by_address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(open) = by_address.get_mut(&address) {
+                *open -= 1;
+                if *open == 0 {
+                    by_address.remove(&address);
+                }
+            }
+        }
+    }
+}
 
 /// What one serving thread is given.
 struct Worker {
@@ -54,29 +165,37 @@ struct Worker {
     serving: Serving,
 }
 
+/// Makes the router of serving thread `index`, on that thread (so what it opens, such as its
+/// database pool's connections, belongs to that thread's runtime).
+pub type MakeRouter = Arc<dyn Fn(usize) -> Router + Send + Sync>;
+
 /// What one serving thread serves with.
 struct Serving {
     index: usize,
     inbox: mpsc::UnboundedReceiver<Handed>,
     peers: Arc<[Peer]>,
-    router: Router,
-    header_timeout: Duration,
-    grace: Duration,
+    router: MakeRouter,
+    gate: Arc<Gate>,
 }
 
-/// Serves `router` on `listener` from `threads` threads until `shutdown` resolves, then lets
-/// open requests finish for up to `grace` (every thread at once) and returns. Each connection
-/// must send its request headers within `header_timeout`, and handlers see the peer address
-/// (`ConnectInfo`). If this future is dropped instead, the threads stop the same way and end.
+/// Serves the routers `router` makes (one per thread, on it) on `listener` from `threads`
+/// threads until `shutdown` resolves, then lets open requests finish for up to `grace` (every
+/// thread at once) and returns. Each connection is held to `limits`, and handlers see the peer
+/// address (`ConnectInfo`). If this future is dropped instead, the threads stop the same way
+/// and end.
 pub async fn serve_on_threads(
     listener: TcpListener,
-    router: Router,
+    router: MakeRouter,
     threads: usize,
-    header_timeout: Duration,
-    grace: Duration,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<ServingThreads> {
     let threads = threads.max(1);
+    let gate = Arc::new(Gate {
+        limits,
+        total: AtomicUsize::new(0),
+        by_address: Default::default(),
+    });
     let listener = listener.into_std()?;
     let (stop, stopped) = watch::channel(false);
     let (release, released) = watch::channel(());
@@ -102,8 +221,7 @@ pub async fn serve_on_threads(
                 inbox,
                 peers: peers.clone(),
                 router: router.clone(),
-                header_timeout,
-                grace,
+                gate: gate.clone(),
             },
         };
         let mut stopped = stopped.clone();
@@ -213,22 +331,31 @@ async fn serve_connections(
         mut inbox,
         peers,
         router,
-        header_timeout,
-        grace,
+        gate,
     } = serving;
+    let router = router(index);
+    let limits = gate.limits.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer, open) = tokio::select! {
+        let (stream, peer, open, admitted) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match hand_over(index, &peers, stream, peer) {
-                    Some(ours) => ours,
-                    None => continue,
-                },
+                Ok((stream, peer)) => {
+                    // Over the node's or the address's limit: closed at once, costing nothing.
+                    let Some(admitted) = gate.admit(peer.ip()) else {
+                        tracing::debug!(%peer, "connection refused: too many open");
+                        continue;
+                    };
+                    match hand_over(index, &peers, stream, peer, admitted) {
+                        Some(ours) => ours,
+                        None => continue,
+                    }
+                }
                 Err(e) => {
                     // Out of file descriptors, or a connection reset while queued: back off a
                     // moment rather than spin.
@@ -237,8 +364,8 @@ async fn serve_connections(
                     continue;
                 }
             },
-            Some((stream, peer, open)) = inbox.recv() => match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => (stream, peer, open),
+            Some((stream, peer, open, admitted)) = inbox.recv() => match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => (stream, peer, open, admitted),
                 Err(e) => {
                     tracing::debug!(error = %e, "a handed-over connection could not be used");
                     continue;
@@ -251,16 +378,23 @@ async fn serve_connections(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY could not be set");
         }
-        let service = router
-            .clone()
-            .map_request(move |mut request: Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                // Refused before any route: no Host, or two (RFC 9112 §3.2).
+                let refused = crate::http::edge::bad_host(&request);
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
-                request
-            })
-            .map_err(|never: Infallible| match never {});
-        let service = hyper_util::service::TowerToHyperService::new(service);
+                let answer = (!refused).then(|| router.clone().oneshot(request));
+                async move {
+                    match answer {
+                        Some(answer) => answer.await,
+                        None => Ok::<_, Infallible>(crate::http::edge::bad_host_response()),
+                    }
+                }
+            });
+        let stream = Deadlined::new(stream, limits.idle_timeout, limits.write_timeout);
         let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -268,6 +402,7 @@ async fn serve_connections(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(open);
+            drop(admitted);
         });
     }
     drop(listener);
@@ -276,7 +411,7 @@ async fn serve_connections(
     while let Ok(handed) = inbox.try_recv() {
         drop(handed);
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(limits.grace, graceful.shutdown())
         .await
         .is_err()
     {
@@ -292,13 +427,19 @@ fn hand_over(
     peers: &[Peer],
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-) -> Option<(tokio::net::TcpStream, SocketAddr, OpenConnection)> {
+    admitted: Admitted,
+) -> Option<(tokio::net::TcpStream, SocketAddr, OpenConnection, Admitted)> {
     let load = |i: usize| peers[i].open.load(Ordering::Relaxed);
     let target = (0..peers.len())
         .min_by_key(|&i| (load(i), i != index))
         .unwrap_or(index);
     if target == index || load(target) >= load(index) {
-        return Some((stream, peer, OpenConnection::count(&peers[index].open)));
+        return Some((
+            stream,
+            peer,
+            OpenConnection::count(&peers[index].open),
+            admitted,
+        ));
     }
     // Leaves this thread's reactor; the target registers it with its own.
     let stream = match stream.into_std() {
@@ -309,12 +450,137 @@ fn hand_over(
         }
     };
     let counted = OpenConnection::count(&peers[target].open);
-    match peers[target].inbox.send((stream, peer, counted)) {
+    match peers[target].inbox.send((stream, peer, counted, admitted)) {
         Ok(()) => None,
         // That thread has stopped: serve it here after all.
-        Err(mpsc::error::SendError((stream, peer, _))) => tokio::net::TcpStream::from_std(stream)
-            .ok()
-            .map(|stream| (stream, peer, OpenConnection::count(&peers[index].open))),
+        Err(mpsc::error::SendError((stream, peer, _, admitted))) => {
+            tokio::net::TcpStream::from_std(stream).ok().map(|stream| {
+                (
+                    stream,
+                    peer,
+                    OpenConnection::count(&peers[index].open),
+                    admitted,
+                )
+            })
+        }
+    }
+}
+
+/// A connection's socket with deadlines hyper does not have: a read that waits longer than
+/// `idle` (nothing sent: an idle keep-alive, or a client gone silent) and a write that waits
+/// longer than `stall` (a client that does not read its answer) fail, closing the connection.
+struct Deadlined<T> {
+    inner: T,
+    idle: Duration,
+    stall: Duration,
+    reading: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    writing: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> Deadlined<T> {
+    fn new(inner: T, idle: Duration, stall: Duration) -> Self {
+        Deadlined {
+            inner,
+            idle,
+            stall,
+            reading: None,
+            writing: None,
+        }
+    }
+}
+
+/// `Pending` until `timer` (started now if it was not) runs out, then an error.
+fn waited_too_long(
+    timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    limit: Duration,
+    cx: &mut std::task::Context<'_>,
+    what: &str,
+) -> std::task::Poll<std::io::Error> {
+    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+    match sleep.as_mut().poll(cx) {
+        std::task::Poll::Ready(()) => std::task::Poll::Ready(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} for {limit:?}"),
+        )),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Deadlined<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(result) => {
+                this.reading = None;
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => {
+                waited_too_long(&mut this.reading, this.idle, cx, "nothing to read").map(Err)
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> Deadlined<T> {
+    /// A write-side poll, under the stall deadline.
+    fn poll_writing<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: impl FnOnce(
+            std::pin::Pin<&mut T>,
+            &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        match poll(std::pin::Pin::new(&mut self.inner), cx) {
+            std::task::Poll::Ready(result) => {
+                self.writing = None;
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => {
+                waited_too_long(&mut self.writing, self.stall, cx, "the client read nothing")
+                    .map(Err)
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Deadlined<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.poll_writing(cx, |inner, cx| inner.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.poll_writing(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.poll_writing(cx, |inner, cx| inner.poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.poll_writing(cx, |inner, cx| inner.poll_shutdown(cx))
     }
 }
 
@@ -354,6 +620,13 @@ mod tests {
             )
     }
 
+    fn test_limits() -> ConnectionLimits {
+        ConnectionLimits::from_config(
+            &crate::config::ServerConfig::default(),
+            Duration::from_secs(5),
+        )
+    }
+
     /// The name of the thread that answers `client`'s request.
     async fn thread_of(client: &reqwest::Client, base: &str) -> String {
         client
@@ -373,10 +646,9 @@ mod tests {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(serve_on_threads(
             listener,
-            app(),
+            Arc::new(|_| app()),
             2,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
+            test_limits(),
             async {
                 let _ = stopped.await;
             },
@@ -406,10 +678,9 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let _serving = tokio::spawn(serve_on_threads(
             listener,
-            app(),
+            Arc::new(|_| app()),
             2,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
+            test_limits(),
             std::future::pending(),
         ));
         // Eight clients, each keeping its connection open: whichever thread accepts, each new
@@ -434,10 +705,9 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let serving = tokio::spawn(serve_on_threads(
             listener,
-            app(),
+            Arc::new(|_| app()),
             1,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
+            test_limits(),
             std::future::pending(),
         ));
         let client = reqwest::Client::new();

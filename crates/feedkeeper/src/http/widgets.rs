@@ -11,12 +11,13 @@ use std::sync::LazyLock;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
-    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_ENCODING,
-    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY,
+    CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER, VARY,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::negotiate::{self, Coding};
 use crate::clock::UnixSeconds;
 use crate::state::AppState;
 use crate::widgets::cache::{Encoded, Served};
@@ -29,43 +30,6 @@ const CACHE_GONE: &str = "public, max-age=86400";
 
 /// The embed script, served at `/embed.js`.
 pub const EMBED_JS: &str = include_str!("../../static/embed.js");
-
-/// Which encoding the client takes, best first: brotli, gzip, none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Coding {
-    Brotli,
-    Gzip,
-    Identity,
-}
-
-/// Reads `Accept-Encoding` (q-values included; `q=0` refuses a coding).
-fn coding(headers: &HeaderMap) -> Coding {
-    let accepted = |name: &str| {
-        headers
-            .get_all(ACCEPT_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|item| {
-                let mut parts = item.split(';');
-                let coding = parts.next().unwrap_or_default().trim();
-                let refused = parts.any(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|q| q.trim().parse::<f32>().ok())
-                        .is_some_and(|q| q <= 0.0)
-                });
-                (coding.eq_ignore_ascii_case(name) || coding == "*") && !refused
-            })
-    };
-    if accepted("br") {
-        Coding::Brotli
-    } else if accepted("gzip") {
-        Coding::Gzip
-    } else {
-        Coding::Identity
-    }
-}
 
 /// Whether `If-None-Match` names this ETag (weak comparison, as RFC 9110 wants for GET).
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -105,7 +69,7 @@ fn serve(headers: &HeaderMap, body: &Encoded, content_type: &'static str) -> Res
     let mut response = if not_modified(headers, &body.etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let (bytes, encoding) = match coding(headers) {
+        let (bytes, encoding) = match negotiate::coding(headers) {
             Coding::Brotli if !body.brotli.is_empty() => (body.brotli.clone(), Some("br")),
             Coding::Gzip | Coding::Brotli if !body.gzip.is_empty() => {
                 (body.gzip.clone(), Some("gzip"))
@@ -239,21 +203,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(name, HeaderValue::from_str(value).unwrap());
         h
-    }
-
-    #[test]
-    fn encodings_are_negotiated_with_q_values() {
-        assert_eq!(
-            coding(&with(ACCEPT_ENCODING, "gzip, deflate, br")),
-            Coding::Brotli
-        );
-        assert_eq!(coding(&with(ACCEPT_ENCODING, "gzip")), Coding::Gzip);
-        assert_eq!(
-            coding(&with(ACCEPT_ENCODING, "br;q=0, gzip;q=0.5")),
-            Coding::Gzip
-        );
-        assert_eq!(coding(&with(ACCEPT_ENCODING, "identity")), Coding::Identity);
-        assert_eq!(coding(&HeaderMap::new()), Coding::Identity);
     }
 
     #[test]

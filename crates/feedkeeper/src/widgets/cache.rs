@@ -668,9 +668,15 @@ mod tests {
             assert!(cache.renderings.get(&favourite).is_some() || i < 10);
         }
         let (entries, bytes) = cache.usage();
-        assert!(bytes <= 1024 * 1024, "{bytes} bytes in {entries} renderings");
+        assert!(
+            bytes <= 1024 * 1024,
+            "{bytes} bytes in {entries} renderings"
+        );
         assert!(entries > 5, "{entries}");
-        assert!(cache.renderings.get(&favourite).is_some(), "the one in use stays");
+        assert!(
+            cache.renderings.get(&favourite).is_some(),
+            "the one in use stays"
+        );
     }
 
     #[test]

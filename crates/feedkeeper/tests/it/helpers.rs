@@ -423,6 +423,16 @@ impl Session {
         self.send(form.action.clone(), request).await
     }
 
+    /// Submits a form with one more request header (as a proxy in front would add it).
+    pub async fn submit_with_header(&self, form: &Form, name: &str, value: &str) -> Reply {
+        let request = self
+            .http
+            .post(form.action.clone())
+            .header(name, value)
+            .form(&form.fields);
+        self.send(form.action.clone(), request).await
+    }
+
     /// The value of cookie `name`, if the browser holds it.
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.cookies.lock().unwrap().get(name).cloned()
