@@ -1,17 +1,18 @@
-//! Meta `signed_request` callbacks already handled, keyed by a hash of the request, so a captured
-//! request replayed later does nothing (and a data-deletion request gets its first answer again).
+//! Meta `signed_request` callbacks already handled, keyed by a hash of the callback's kind and
+//! decoded signature (the same however the request was encoded), so a captured request replayed
+//! later does nothing (and a data-deletion request gets its first answer again).
 
 use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
 
-/// The key under which a raw `signed_request` sent to the `kind` callback is remembered (never
-/// the request itself).
-pub fn key_of(kind: &str, signed_request: &str) -> String {
+/// The key under which a verified `signed_request` sent to the `kind` callback is remembered
+/// (never the request itself): its kind and its decoded signature, which the payload fixes.
+pub fn key_of(kind: &str, signature: &[u8]) -> String {
     use sha2::Digest as _;
     let mut hash = sha2::Sha256::new();
     hash.update(kind.as_bytes());
     hash.update(b"\n");
-    hash.update(signed_request.trim().as_bytes());
+    hash.update(signature);
     hex::encode(hash.finalize())
 }
 

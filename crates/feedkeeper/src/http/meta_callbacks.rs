@@ -82,7 +82,7 @@ fn verify(state: &AppState, kind: &str, form: &SignedForm) -> Result<Verified, A
         ));
     }
     Ok(Verified {
-        key: processed_callbacks::key_of(kind, raw),
+        key: processed_callbacks::key_of(kind, &request.signature),
         subject,
         issued_at,
     })

@@ -2,7 +2,9 @@
 //!
 //! Format: `base64url(HMAC-SHA256(app secret, payload_b64)) "." payload_b64`, where the HMAC covers
 //! the payload segment exactly as received. The signature is checked (in constant time) before
-//! the payload is parsed; padding is accepted with or without `=`.
+//! the payload is parsed; padding is accepted with or without `=`, but only canonical padding
+//! (no stray `=`, no stray bits), so one callback has one encoding, and its replay key (the
+//! decoded signature) is the same however it was padded.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +25,9 @@ pub struct SignedRequest {
     /// Set when a Page (rather than a user) removed the app.
     pub profile_id: Option<String>,
     pub issued_at: Option<i64>,
+    /// The decoded signature: what identifies this callback against replays (a padded copy of
+    /// a captured callback decodes to the same bytes).
+    pub signature: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,10 +52,14 @@ struct Payload {
     issued_at: Option<i64>,
 }
 
+/// base64url, unpadded or with exactly the padding its length calls for.
 fn decode(segment: &str) -> Result<Vec<u8>, SignedRequestError> {
-    URL_SAFE_NO_PAD
-        .decode(segment.trim_end_matches('='))
-        .map_err(|_| SignedRequestError::Malformed("not base64url"))
+    let decoded = if segment.ends_with('=') {
+        base64::engine::general_purpose::URL_SAFE.decode(segment)
+    } else {
+        URL_SAFE_NO_PAD.decode(segment)
+    };
+    decoded.map_err(|_| SignedRequestError::Malformed("not canonical base64url"))
 }
 
 /// Verifies `signed_request` against any of `secrets` (the Instagram and the Facebook app secret
@@ -88,6 +97,7 @@ pub fn verify(signed_request: &str, secrets: &[&str]) -> Result<SignedRequest, S
         user_id: payload.user_id,
         profile_id: payload.profile_id,
         issued_at: payload.issued_at,
+        signature,
     })
 }
 
@@ -132,6 +142,23 @@ mod tests {
         let verified = verify(&padded, &[SECRET]).unwrap();
         assert_eq!(verified.user_id.as_deref(), Some("42"));
         assert_eq!(verified.profile_id.as_deref(), Some("99"));
+    }
+
+    #[test]
+    fn padded_and_unpadded_copies_are_one_callback_and_stray_padding_is_refused() {
+        let sr = sign(r#"{"user_id":"1","algorithm":"HMAC-SHA256"}"#, SECRET);
+        let (sig, payload) = sr.split_once('.').unwrap();
+        let plain = verify(&sr, &[SECRET]).unwrap();
+        let padded = verify(&format!("{sig}=.{payload}"), &[SECRET]).unwrap();
+        assert_eq!(plain.signature, padded.signature);
+        assert_eq!(plain.signature.len(), 32);
+        for stray in [
+            format!("{sig}==.{payload}"),
+            format!("{sig}===.{payload}"),
+            format!("{sig}.{payload}="),
+        ] {
+            assert!(verify(&stray, &[SECRET]).is_err(), "{stray}");
+        }
     }
 
     #[test]

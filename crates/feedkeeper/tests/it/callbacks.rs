@@ -300,12 +300,20 @@ async fn a_replayed_callback_does_nothing() {
         Err(feedkeeper::db::DbError::NotFound)
     ));
     let fresh = w.connect_instagram(owner, "replayed").await;
-    let replay = post("data-deletion", deletion).await;
-    assert_eq!(replay.status(), 200);
-    let second: serde_json::Value = replay.json().await.unwrap();
-    assert_eq!(first, second);
-    assert!(
-        stored::get(&w.state.db, fresh.id).await.is_ok(),
-        "not deleted again"
-    );
+    let (signature, payload) = deletion.split_once('.').unwrap();
+    // Replayed as captured, and with the signature padded (another string, the same callback).
+    let padded = format!("{signature}=.{payload}");
+    for replayed in [deletion.clone(), padded] {
+        let replay = post("data-deletion", replayed).await;
+        assert_eq!(replay.status(), 200);
+        let second: serde_json::Value = replay.json().await.unwrap();
+        assert_eq!(first, second);
+        assert!(
+            stored::get(&w.state.db, fresh.id).await.is_ok(),
+            "not deleted again"
+        );
+    }
+    // Padding that is not canonical is refused outright.
+    let stray = format!("{signature}==.{payload}");
+    assert_eq!(post("data-deletion", stray).await.status(), 400);
 }
