@@ -114,7 +114,13 @@ pub enum JobsCommand {
 pub enum UsersCommand {
     /// Create an account and print a one-time link (valid 7 days) where its owner chooses a
     /// password. Works whether or not sign-up is open: the way to let exactly one person in.
-    Create { email: String },
+    Create {
+        email: String,
+        /// The account may see the whole server (the System status page: every tenant's jobs
+        /// and errors). The first account always can.
+        #[arg(long)]
+        operator: bool,
+    },
     /// Print a one-time link (valid 1 hour) where the account's owner sets a new password.
     ResetPassword { email: String },
 }
@@ -329,9 +335,15 @@ async fn jobs_command(state: AppState, command: JobsCommand) -> anyhow::Result<(
 async fn users_command(state: AppState, command: UsersCommand) -> anyhow::Result<()> {
     use crate::accounts::recovery;
     match command {
-        UsersCommand::Create { email } => {
+        UsersCommand::Create { email, operator } => {
             let link = recovery::invite(&state, &email).await?;
             println!("Created an account for {}.", email.trim());
+            if operator {
+                let normalized =
+                    crate::accounts::Email::parse(&email).map_err(anyhow::Error::msg)?;
+                crate::db::users::make_operator(&state.db, normalized.as_str()).await?;
+                println!("It is an operator: it sees the System status page.");
+            }
             println!("Send its owner this link to choose a password (valid 7 days, works once):");
             println!("{link}");
         }

@@ -45,6 +45,8 @@ pub struct CurrentUser {
     /// How many of the user's connections need reconnecting (read with the session, for the
     /// count in the menu).
     pub needs_action: i64,
+    /// The user runs the server: the System status page is theirs.
+    pub is_operator: bool,
     session_id: SessionId,
 }
 
@@ -215,6 +217,7 @@ async fn find_session(
         csrf: found.csrf_token,
         flash: found.flash.map(Flash::parse),
         needs_action: found.needs_action,
+        is_operator: found.is_operator,
         session_id: id,
     }))
 }

@@ -35,6 +35,8 @@ pub struct ActiveSession {
     pub expires_at: i64,
     /// How many of the user's connections need someone to reconnect them (the menu's count).
     pub needs_action: i64,
+    /// The user runs the server (sees every tenant's jobs and errors).
+    pub is_operator: bool,
 }
 
 // By hand: the CSRF token stays out of logs.
@@ -74,7 +76,7 @@ pub async fn find_active(
     idle_since: UnixSeconds,
 ) -> Result<Option<ActiveSession>, DbError> {
     const SQL: &str = "SELECT s.id AS session_id, s.user_id, u.email, s.csrf_token, s.flash,
-            s.last_seen_at, s.expires_at,
+            s.last_seen_at, s.expires_at, u.is_operator,
             (SELECT COUNT(*) FROM connections c
                 WHERE c.owner_id = s.user_id AND c.status = 'needs_reconnect') AS needs_action
         FROM sessions s JOIN users u ON u.id = s.user_id

@@ -31,16 +31,18 @@ impl std::fmt::Debug for User {
 
 const USER_COLUMNS: &str = "id, email, password_hash, created_at, updated_at";
 
-/// Adds a user. An email that already has an account gives [`DbError::Conflict`] (the
-/// `users_email_key` constraint; SQLite does not report the name).
+/// Adds a user; the first account is the server's operator. An email that already has an
+/// account gives [`DbError::Conflict`] (the `users_email_key` constraint; SQLite does not report
+/// the name).
 pub async fn create(
     db: impl Into<Ex<'_>>,
     email: &str,
     password_hash: &str,
     now: UnixSeconds,
 ) -> Result<UserId, DbError> {
-    const SQL: &str = "INSERT INTO users (email, password_hash, created_at, updated_at)
-        VALUES ($1, $2, $3, $3) RETURNING id";
+    const SQL: &str =
+        "INSERT INTO users (email, password_hash, created_at, updated_at, is_operator)
+        VALUES ($1, $2, $3, $3, NOT EXISTS (SELECT 1 FROM users)) RETURNING id";
     let id: i64 = on_pool!(db, pool => sqlx::query_scalar(SQL)
         .bind(email)
         .bind(password_hash)
@@ -62,6 +64,13 @@ pub async fn lock(tx: &mut super::Tx, id: UserId) -> Result<(), DbError> {
     };
     on_pool!(ex, pool => sqlx::query(sql).bind(id).fetch_optional(pool).await.map(|_| ()))?;
     Ok(())
+}
+
+/// Makes the account with this (normalized) email an operator. Returns whether there is one.
+pub async fn make_operator(db: impl Into<Ex<'_>>, email: &str) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE users SET is_operator = TRUE WHERE email = $1";
+    let n = on_pool!(db, pool => sqlx::query(SQL).bind(email).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
 }
 
 /// The user with this (normalized) email, if any.

@@ -993,9 +993,28 @@ async fn operators_see_app_problems_and_the_job_queue() {
     );
     let page = browser.get("/system").await;
     assert!(page.body.contains("Invalid OAuth access token signature."));
-    // Only logged-in people see it.
+    // Only logged-in people see it, and of them only operators (the first account is one):
+    // another tenant sees no such page, and only that checks are held up, not why.
     let anonymous = app.browser().get("/system").await;
     assert_ne!(anonymous.status, StatusCode::OK);
+    let tenant = app.signup_and_login("tenant@example.com").await;
+    let refused = tenant.get("/system").await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert!(
+        !refused
+            .body
+            .contains("Invalid OAuth access token signature.")
+    );
+    let list = tenant.get("/connections").await;
+    assert!(
+        !list.body.contains("Invalid OAuth") && !list.body.contains("/system"),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body
+            .contains("configuration problem that its operator has to fix")
+    );
 }
 
 #[tokio::test]

@@ -278,8 +278,11 @@ fn initials(name: &str) -> String {
 struct ListPage {
     page: Page,
     connections: Vec<ConnectionView>,
-    /// Problems of the Meta app's configuration, which only the operator can fix.
+    /// Problems of the Meta app's configuration, which only the operator can fix (shown to
+    /// operators).
     problems: Vec<super::system::ProblemView>,
+    /// Such a problem holds up checks, for someone who is not an operator.
+    held_up: bool,
     /// In the demo: whom to log in to the simulated Instagram as.
     demo_accounts: Vec<crate::state::DemoAccount>,
 }
@@ -302,7 +305,17 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Re
     render(&ListPage {
         page: Page::for_user(&user, "Connections"),
         connections: views,
-        problems: super::system::problem_views(&state).await?,
+        // The details (and the System status page) are the operator's; others learn that
+        // checks are held up, not why.
+        problems: if user.is_operator {
+            super::system::problem_views(&state).await?
+        } else {
+            Vec::new()
+        },
+        held_up: !user.is_operator
+            && !crate::db::operator_problems::open(&state.db)
+                .await?
+                .is_empty(),
         demo_accounts: state
             .demo
             .as_deref()

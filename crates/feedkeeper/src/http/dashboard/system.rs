@@ -68,6 +68,10 @@ struct SystemPage {
 
 /// `GET /system`.
 pub async fn show(State(state): State<AppState>, user: CurrentUser) -> Result<Response, AppError> {
+    // Every tenant's jobs and errors: the operator's alone (to others, no such page).
+    if !user.is_operator {
+        return Err(AppError::NotFound);
+    }
     let now = state.clock.now();
     let dead = jobs::list_dead(&state.db)
         .await?
