@@ -141,6 +141,11 @@ pub struct Settings {
     /// IG Media and Instagram user fields this Meta does not know (Meta's `nonexisting field`
     /// error when asked), e.g. `["alt_text"]` to stand for a Meta that predates a field.
     pub unknown_fields: Vec<String>,
+    /// Answer with what a hostile or broken Meta could send, so a client's allow-lists are
+    /// tested end to end: `javascript:` permalinks and website, a 50 000-character caption with
+    /// markup, every other image on a host off the CDN list, video posters over plain `http`,
+    /// and a profile picture off the list.
+    pub hostile_content: bool,
 }
 
 impl Default for Settings {
@@ -179,6 +184,7 @@ impl Default for Settings {
             default_graph_version: 23,
             oldest_graph_version: 21,
             unknown_fields: Vec::new(),
+            hostile_content: false,
         }
     }
 }

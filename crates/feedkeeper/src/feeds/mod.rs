@@ -44,7 +44,9 @@ fn type_name(t: Option<&MediaType>) -> String {
         Some(MediaType::Image) | None => "IMAGE".to_owned(),
         Some(MediaType::Video) => "VIDEO".to_owned(),
         Some(MediaType::CarouselAlbum) => "CAROUSEL_ALBUM".to_owned(),
-        Some(MediaType::Other(other)) => other.clone(),
+        Some(MediaType::Other(other)) => {
+            bounded(Some(other), MAX_WORD_CHARS).unwrap_or_else(|| "IMAGE".to_owned())
+        }
     }
 }
 
@@ -52,17 +54,55 @@ fn earliest(times: impl IntoIterator<Item = Option<i64>>) -> Option<i64> {
     times.into_iter().flatten().min()
 }
 
+/// The most of each text one account or post may add to a widget, in characters: what
+/// Instagram itself allows (a caption 2 200, a biography 150, a username 30, a name 64), a
+/// little more for alt text. Longer text from Meta (or anything posing as it) is cut.
+pub const MAX_CAPTION_CHARS: usize = 2_200;
+const MAX_BIOGRAPHY_CHARS: usize = 150;
+const MAX_USERNAME_CHARS: usize = 30;
+const MAX_NAME_CHARS: usize = 64;
+const MAX_ALT_TEXT_CHARS: usize = 1_000;
+/// Carousels hold at most 20 items on Instagram.
+const MAX_CHILDREN: usize = 20;
+/// Ids, shortcodes and product types are short words.
+const MAX_WORD_CHARS: usize = 64;
+const MAX_URL_CHARS: usize = 2_048;
+
+/// Text as stored: trimmed of nothing, cut to `max` characters (an ellipsis marks the cut);
+/// `None` when empty.
+fn bounded(text: Option<&str>, max: usize) -> Option<String> {
+    let text = text.filter(|t| !t.trim().is_empty())?;
+    match text.char_indices().nth(max) {
+        None => Some(text.to_owned()),
+        Some((cut, _)) => {
+            let mut kept: String = text[..cut].to_owned();
+            kept.pop();
+            kept.push('…');
+            Some(kept)
+        }
+    }
+}
+
+/// A website a profile links to: an absolute http(s) address, or nothing (it ends up as a
+/// link on other people's sites).
+fn web_link(raw: Option<&str>) -> Option<String> {
+    let raw = raw?.trim();
+    if raw.len() > MAX_URL_CHARS {
+        return None;
+    }
+    let url = url::Url::parse(raw).ok()?;
+    (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then(|| url.to_string())
+}
+
 /// The profile as stored; `fallback_username` when Meta left the username out.
 pub fn profile_row(p: &Profile, fallback_username: &str, allowed: &[HostPattern]) -> ProfileRow {
     let (picture_url, _) = checked_url(p.profile_picture_url.as_deref(), allowed);
     ProfileRow {
-        username: p
-            .username
-            .clone()
+        username: bounded(p.username.as_deref(), MAX_USERNAME_CHARS)
             .unwrap_or_else(|| fallback_username.to_owned()),
-        name: p.name.clone().filter(|n| !n.trim().is_empty()),
-        biography: p.biography.clone().filter(|b| !b.trim().is_empty()),
-        website: p.website.clone().filter(|w| !w.trim().is_empty()),
+        name: bounded(p.name.as_deref(), MAX_NAME_CHARS),
+        biography: bounded(p.biography.as_deref(), MAX_BIOGRAPHY_CHARS),
+        website: web_link(p.website.as_deref()),
         picture_url,
         followers_count: p.followers_count,
         follows_count: p.follows_count,
@@ -75,6 +115,12 @@ pub fn profile_picture_expiry(p: &Profile, allowed: &[HostPattern]) -> Option<i6
     checked_url(p.profile_picture_url.as_deref(), allowed).1
 }
 
+/// Whether Meta's id for a post can be stored (ids are short numbers; anything else is not a
+/// post to keep).
+pub fn is_post_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_WORD_CHARS
+}
+
 /// One post as stored. A post without a time is placed at `now` (Meta sends one whenever it is
 /// asked for; this only keeps an odd answer from failing the sync).
 pub fn post_row(m: &Media, allowed: &[HostPattern], now: UnixSeconds) -> PostRow {
@@ -84,16 +130,17 @@ pub fn post_row(m: &Media, allowed: &[HostPattern], now: UnixSeconds) -> PostRow
     let children = m
         .children
         .iter()
+        .take(MAX_CHILDREN)
         .map(|child| {
             let (media_url, a) = checked_url(child.media_url.as_deref(), allowed);
             let (thumbnail_url, b) = checked_url(child.thumbnail_url.as_deref(), allowed);
             expiries.extend([a, b]);
             ChildRow {
-                id: child.id.clone(),
+                id: bounded(Some(&child.id), MAX_WORD_CHARS).unwrap_or_default(),
                 media_type: type_name(child.media_type.as_ref()),
                 media_url,
                 thumbnail_url,
-                alt_text: child.alt_text.clone().filter(|t| !t.trim().is_empty()),
+                alt_text: bounded(child.alt_text.as_deref(), MAX_ALT_TEXT_CHARS),
             }
         })
         .collect();
@@ -101,13 +148,16 @@ pub fn post_row(m: &Media, allowed: &[HostPattern], now: UnixSeconds) -> PostRow
         media_id: m.id.clone(),
         posted_at: m.timestamp.unwrap_or(now),
         media_type: type_name(m.media_type.as_ref()),
-        product_type: m.media_product_type.clone(),
-        caption: m.caption.clone().filter(|c| !c.trim().is_empty()),
-        permalink: m.permalink.clone().filter(|p| is_instagram_link(p)),
-        shortcode: m.shortcode.clone(),
+        product_type: bounded(m.media_product_type.as_deref(), MAX_WORD_CHARS),
+        caption: bounded(m.caption.as_deref(), MAX_CAPTION_CHARS),
+        permalink: m
+            .permalink
+            .clone()
+            .filter(|p| p.len() <= MAX_URL_CHARS && is_instagram_link(p)),
+        shortcode: bounded(m.shortcode.as_deref(), MAX_WORD_CHARS),
         media_url,
         thumbnail_url,
-        alt_text: m.alt_text.clone().filter(|t| !t.trim().is_empty()),
+        alt_text: bounded(m.alt_text.as_deref(), MAX_ALT_TEXT_CHARS),
         like_count: m.like_count,
         comments_count: m.comments_count,
         children,
@@ -177,6 +227,41 @@ mod tests {
 
     fn media(json: serde_json::Value) -> Media {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn texts_are_cut_to_what_instagram_allows_and_websites_must_be_web_links() {
+        assert_eq!(bounded(Some("short"), 10).as_deref(), Some("short"));
+        assert_eq!(bounded(Some("   "), 10), None);
+        let cut = bounded(Some(&"é".repeat(3000)), MAX_CAPTION_CHARS).unwrap();
+        assert_eq!(cut.chars().count(), MAX_CAPTION_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(
+            web_link(Some("https://shop.example/a?b=1")).as_deref(),
+            Some("https://shop.example/a?b=1")
+        );
+        for refused in [
+            "javascript:alert(1)",
+            "data:text/html,<script>",
+            "shop.example",
+            "ftp://shop.example",
+            "",
+        ] {
+            assert_eq!(web_link(Some(refused)), None, "{refused}");
+        }
+        let m = media(serde_json::json!({
+            "id": "1",
+            "caption": "x".repeat(100_000),
+            "permalink": "javascript:alert(1)",
+            "alt_text": "y".repeat(5_000),
+            "children": {"data": (0..50).map(|i| serde_json::json!({"id": i.to_string()})).collect::<Vec<_>>()},
+        }));
+        let row = post_row(&m, &allowed(), 0);
+        assert_eq!(row.caption.unwrap().chars().count(), MAX_CAPTION_CHARS);
+        assert_eq!(row.alt_text.unwrap().chars().count(), MAX_ALT_TEXT_CHARS);
+        assert_eq!(row.permalink, None);
+        assert_eq!(row.children.len(), MAX_CHILDREN);
+        assert!(is_post_id("17900000000000001") && !is_post_id(&"1".repeat(65)));
     }
 
     #[test]

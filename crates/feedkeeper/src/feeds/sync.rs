@@ -259,6 +259,7 @@ async fn store(
     let rows: Vec<_> = fetched
         .items
         .iter()
+        .filter(|m| super::is_post_id(&m.id))
         .map(|m| super::post_row(m, &allowed, now))
         .collect();
     let picture_expiry = super::profile_picture_expiry(&fetched.profile, &allowed);

@@ -394,7 +394,13 @@ pub fn json(data: &WidgetData) -> Result<String, serde_json::Error> {
             })
             .collect(),
     };
-    serde_json::to_string(&feed)
+    // `<`, `>` and `&` only ever stand inside strings: written as \u escapes, the feed stays
+    // the same JSON and can never read as markup, however a site embeds it.
+    serde_json::to_string(&feed).map(|json| {
+        json.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+    })
 }
 
 #[cfg(test)]

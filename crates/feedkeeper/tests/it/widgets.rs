@@ -914,3 +914,94 @@ async fn one_owner_may_have_only_so_many_widgets() {
         2
     );
 }
+
+#[tokio::test]
+async fn what_a_hostile_meta_sends_never_reaches_a_widget() {
+    let app = TestApp::spawn().await;
+    app.sim
+        .patch_settings(&serde_json::json!({"hostile_content": true}))
+        .unwrap();
+    let (browser, connection) = shop(&app).await;
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+    let c = feedkeeper::ids::ConnectionId(connection.parse().unwrap());
+    let stored_posts = feedkeeper::db::posts::list_posts(&app.state.db, c, 100)
+        .await
+        .unwrap();
+    assert!(!stored_posts.is_empty());
+    for p in &stored_posts {
+        let caption = p.caption.as_deref().unwrap_or_default();
+        assert!(caption.chars().count() <= feedkeeper::feeds::MAX_CAPTION_CHARS);
+        assert_eq!(p.permalink, None, "a javascript: permalink is not kept");
+    }
+    let html = get(&app, &format!("/w/{id}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let json = get(&app, &format!("/w/{id}.json"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    for body in [&html, &json] {
+        for hostile in [
+            "javascript:",
+            "evil.example",
+            "http://scontent",
+            "<script>alert",
+            "<img src=x",
+        ] {
+            assert!(!body.contains(hostile), "{hostile} reached the widget");
+        }
+        assert!(
+            body.len() < 200_000,
+            "one post adds at most its bounded caption"
+        );
+    }
+    // Posts with an image on the list still show (their captions as text).
+    let feed: Value = serde_json::from_str(&json).unwrap();
+    assert!(!feed["posts"].as_array().unwrap().is_empty(), "{feed:#}");
+    assert_eq!(feed["profile"]["website"], Value::Null);
+    assert_eq!(feed["profile"]["picture_url"], Value::Null);
+}
+
+#[test]
+fn every_text_from_instagram_is_marked_untrusted_in_the_schema() {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../../docs/widget-feed.schema.json")).unwrap();
+    // Ours, not Instagram's words: ids, times, and names from a fixed list.
+    let ours = ["id", "timestamp", "media_type", "urls_expire_at"];
+    for (object, properties) in [
+        ("profile", &schema["properties"]["profile"]["properties"]),
+        ("post", &schema["$defs"]["post"]["properties"]),
+        ("child", &schema["$defs"]["child"]["properties"]),
+    ] {
+        for (name, field) in properties.as_object().unwrap() {
+            let texts = |f: &Value| {
+                f["type"] == "string"
+                    || f["type"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&Value::from("string")))
+            };
+            let is_text = texts(field) || texts(&field["items"]);
+            if !is_text || ours.contains(&name.as_str()) {
+                continue;
+            }
+            let marked = field["x-untrusted"] == true || field["items"]["x-untrusted"] == true;
+            assert!(
+                marked,
+                "{object}.{name} is Instagram's text but not marked untrusted"
+            );
+            assert!(
+                field["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("Untrusted"),
+                "{object}.{name}"
+            );
+        }
+    }
+}

@@ -128,6 +128,9 @@ pub(crate) fn user_node(st: &State, view: &View, a: &Account, fields: &[Field]) 
             "username" => Some(json!(a.username)),
             "name" => a.name.as_ref().map(|n| json!(n)),
             "account_type" => Some(json!(a.kind.account_type())),
+            "profile_picture_url" if st.settings.hostile_content => {
+                Some(json!(hostile::OFF_LIST_PICTURE))
+            }
             "profile_picture_url" => Some(json!(
                 st.cdn_url(view.base, &Asset::Profile(a.ig_user_id.clone()))
             )),
@@ -135,6 +138,7 @@ pub(crate) fn user_node(st: &State, view: &View, a: &Account, fields: &[Field]) 
             "follows_count" => Some(json!(a.follows_count)),
             "media_count" => Some(json!(st.media_count(&a.username))),
             "biography" => a.biography.as_ref().map(|b| json!(b)),
+            "website" if st.settings.hostile_content => Some(json!(hostile::WEBSITE)),
             "website" => a.website.as_ref().map(|w| json!(w)),
             _ => None,
         };
@@ -167,10 +171,14 @@ pub(crate) fn media_node(st: &State, view: &View, m: &Media, fields: &[Field]) -
         let name = f.name.as_str();
         let value = match name {
             "id" => Some(json!(m.id)),
+            "caption" if st.settings.hostile_content => Some(json!(hostile::caption(m))),
             "caption" => m.caption.as_ref().map(|c| json!(c)),
             "media_type" => Some(json!(m.kind.media_type())),
             "media_product_type" => Some(json!(m.kind.product_type())),
             "media_url" if m.copyrighted => None,
+            "media_url" if st.settings.hostile_content && hostile::off_list(m) => {
+                Some(json!(hostile::OFF_LIST_IMAGE))
+            }
             "media_url" => match m.kind {
                 MediaKind::Image => Some(json!(st.cdn_url(view.base, &Asset::Image(m.id.clone())))),
                 MediaKind::Video | MediaKind::Reels => {
@@ -183,10 +191,14 @@ pub(crate) fn media_node(st: &State, view: &View, m: &Media, fields: &[Field]) -
                     .flatten()
                     .map(|c| json!(child_asset_url(st, view, c))),
             },
+            "thumbnail_url" if st.settings.hostile_content && m.kind.is_video() => {
+                Some(json!(hostile::PLAIN_HTTP_POSTER))
+            }
             "thumbnail_url" => m
                 .kind
                 .is_video()
                 .then(|| json!(st.cdn_url(view.base, &Asset::Poster(m.id.clone())))),
+            "permalink" if st.settings.hostile_content => Some(json!(hostile::PERMALINK)),
             "permalink" => Some(json!(m.permalink())),
             "shortcode" => Some(json!(m.shortcode)),
             "timestamp" => Some(json!(graph_timestamp(m.timestamp))),
@@ -461,5 +473,31 @@ mod tests {
         );
         assert!(decode_cursor("!!!").is_err());
         assert!(decode_cursor("QUJD").is_err());
+    }
+}
+
+/// What `hostile_content` answers with (see `Settings::hostile_content`).
+mod hostile {
+    use crate::media::Media;
+
+    pub const PERMALINK: &str = "javascript:alert(document.domain)";
+    pub const WEBSITE: &str = "javascript:alert(document.cookie)";
+    pub const OFF_LIST_IMAGE: &str = "https://evil.example/steal.jpg?oe=7FFFFFFF";
+    pub const OFF_LIST_PICTURE: &str = "https://evil.example/me.jpg?oe=7FFFFFFF";
+    pub const PLAIN_HTTP_POSTER: &str =
+        "http://scontent.cdninstagram.com/v/t51.2885-15/poster.jpg?oe=7FFFFFFF";
+
+    /// Every other post (by its id's last digit) has its image off the CDN list.
+    pub fn off_list(m: &Media) -> bool {
+        m.id.bytes().last().is_some_and(|b| b % 2 == 0)
+    }
+
+    /// The post's caption, then markup, then 50 000 characters.
+    pub fn caption(m: &Media) -> String {
+        format!(
+            "{} <script>alert('caption')</script><img src=x onerror=alert(1)> {}",
+            m.caption.as_deref().unwrap_or_default(),
+            "A".repeat(50_000)
+        )
     }
 }
