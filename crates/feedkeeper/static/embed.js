@@ -19,9 +19,10 @@
     iframe.setAttribute("scrolling", "no");
     iframe.style.cssText = "width:100%;border:0;display:block;overflow:hidden;height:" +
       (el.getAttribute("data-height") || "400") + "px";
-    // Once loaded, ask for the height (in case its first report came too early).
+    // Once loaded, ask for the height (in case its first report came too early). The widget
+    // runs sandboxed, in an origin of its own, so the message cannot name ours.
     iframe.addEventListener("load", function () {
-      if (iframe.contentWindow) iframe.contentWindow.postMessage({ feedkeeper: "measure" }, base);
+      if (iframe.contentWindow) iframe.contentWindow.postMessage({ feedkeeper: "measure" }, "*");
     });
     el.replaceChildren(iframe);
     frames.push(iframe);
@@ -65,9 +66,11 @@
       });
   }
 
-  // Heights come from the widgets' own documents; only a number from one of our frames counts.
+  // Heights come from the widgets' own documents; only a number from one of our frames counts
+  // (a sandboxed frame's origin reads "null": the frame itself is what is checked).
   window.addEventListener("message", function (event) {
-    if (event.origin !== base || !event.data || event.data.feedkeeper !== "height") return;
+    if (event.origin !== "null" && event.origin !== base) return;
+    if (!event.data || event.data.feedkeeper !== "height") return;
     var height = Number(event.data.height);
     if (!isFinite(height) || height < 0 || height > 100000) return;
     frames.forEach(function (iframe) {

@@ -122,7 +122,7 @@ fn missing(status: StatusCode, json: bool) -> Response {
         h.insert(
             CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *",
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *; sandbox",
             ),
         );
     } else {
@@ -183,12 +183,16 @@ pub async fn widget(
 
 static EMBED: LazyLock<Encoded> = LazyLock::new(|| Encoded::from_text(EMBED_JS));
 
-/// `GET /embed.js`: cached for an hour (its address has no version: embed codes never change).
+/// `GET /embed.js`. Its address stays the same in every embed code ever pasted, so it is fresh
+/// for five minutes only: a new version reaches every site within minutes, and caches
+/// revalidate it by its ETag (a 304) meanwhile, or serve their copy while we cannot answer.
 pub async fn embed_script(request: Request) -> Response {
     let mut r = serve(request.headers(), &EMBED, "text/javascript; charset=utf-8");
     r.headers_mut().insert(
         CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600, stale-while-revalidate=86400"),
+        HeaderValue::from_static(
+            "public, max-age=300, stale-while-revalidate=3600, stale-if-error=86400",
+        ),
     );
     r.headers_mut()
         .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

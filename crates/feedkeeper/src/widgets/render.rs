@@ -236,9 +236,13 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
         vars_css: vars_css.clone(),
     };
     let media = media_sources(config);
+    // Sandboxed: the document runs in an origin of its own (not the dashboard's, whose address
+    // it shares), so even a script that got in could read no cookie and call nothing of ours;
+    // links may still open Instagram in a new tab.
     let csp = format!(
         "default-src 'none'; script-src {}; style-src {} {}; img-src {media} data:; \
-         media-src {media}; base-uri 'none'; form-action 'none'; frame-ancestors *",
+         media-src {media}; base-uri 'none'; form-action 'none'; frame-ancestors *; \
+         sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox",
         *SCRIPT_HASH,
         *BASE_CSS_HASH,
         csp_hash(&vars_css)

@@ -147,6 +147,12 @@ async fn a_widget_is_made_in_the_dashboard_and_served_to_any_website() {
         csp.contains("frame-ancestors *") && csp.contains("script-src 'sha256-"),
         "{csp}"
     );
+    // In an origin of its own, not the dashboard's: no script in it could use a session.
+    assert!(
+        csp.contains("sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox")
+            && !csp.contains("allow-same-origin"),
+        "{csp}"
+    );
     assert!(h.get("x-frame-options").is_none());
     let cache = h["cache-control"].to_str().unwrap();
     assert!(
@@ -240,11 +246,12 @@ async fn a_widget_is_made_in_the_dashboard_and_served_to_any_website() {
         .get(&format!("/widgets/preview?connection_id={connection}"))
         .await;
     assert!(mine.body.contains("Fresh bread"), "{}", mine.body);
+    let preview_csp = mine.headers["content-security-policy"].to_str().unwrap();
     assert!(
-        mine.headers["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'self'")
+        preview_csp.contains("frame-ancestors 'self'")
+            && preview_csp.contains("sandbox allow-scripts")
+            && !preview_csp.contains("allow-same-origin"),
+        "{preview_csp}"
     );
     let snooped = other
         .get(&format!("/widgets/preview?connection_id={connection}"))
