@@ -440,7 +440,27 @@ pub enum CheckNow {
 /// queue: it takes the job's lease (so it never runs beside the worker's check), honours Meta's
 /// back-offs and the app-wide pause, and runs at most once per cooldown per connection (so a
 /// loop cannot spend the app's shared Meta budget).
+///
+/// It runs detached from the caller: once it has the job's lease, it goes to its end (a renewed
+/// token stored, the lease handed back) even if the request that asked is cancelled meanwhile
+/// (its timeout, a closed browser).
 pub async fn check_now(
+    state: &AppState,
+    id: ConnectionId,
+    actor: Actor,
+    node: &str,
+) -> Result<CheckNow, DbError> {
+    let (state, node) = (state.clone(), node.to_owned());
+    let check = tokio::spawn(async move { check_now_to_the_end(&state, id, actor, &node).await });
+    match check.await {
+        Ok(result) => result,
+        Err(e) => Err(DbError::Other(sqlx::Error::Protocol(format!(
+            "the check of connection {id} stopped: {e}"
+        )))),
+    }
+}
+
+async fn check_now_to_the_end(
     state: &AppState,
     id: ConnectionId,
     actor: Actor,

@@ -101,6 +101,52 @@ pub async fn list_owned(db: impl Into<Ex<'_>>, owner: UserId) -> Result<Vec<Conn
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).fetch_all(pool).await)?)
 }
 
+/// Reserves a single-use link for the browser `by` (a hash of its binding) until `until`, as it
+/// starts a login: atomic, so of two browsers starting at once one gets it. The same browser may
+/// start again; another only once the reservation has run out. Returns whether `by` holds it.
+/// (Links that are not single-use need no reservation: `true`.)
+pub async fn reserve(
+    db: impl Into<Ex<'_>>,
+    link: &ConnectLink,
+    by: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, DbError> {
+    if !link.single_use {
+        return Ok(true);
+    }
+    const SQL: &str = "UPDATE connect_links SET reserved_by = $1, reserved_until = $2
+        WHERE id = $3 AND single_use = TRUE AND used_at IS NULL AND revoked_at IS NULL
+          AND (reserved_until IS NULL OR reserved_until <= $4 OR reserved_by = $1)";
+    let n = on_pool!(db, pool => sqlx::query(SQL).bind(by).bind(until).bind(link.id).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Whether the browser `by` still holds its reservation of a single-use link (always `true`
+/// for other links).
+pub async fn holds(
+    db: impl Into<Ex<'_>>,
+    link: &ConnectLink,
+    by: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    if !link.single_use {
+        return Ok(true);
+    }
+    const SQL: &str = "SELECT COUNT(*) FROM connect_links WHERE id = $1 AND used_at IS NULL
+        AND revoked_at IS NULL AND reserved_by = $2 AND reserved_until > $3";
+    let n: i64 = on_pool!(db, pool => sqlx::query_scalar(SQL).bind(link.id).bind(by).bind(now).fetch_one(pool).await)?;
+    Ok(n == 1)
+}
+
+/// Gives a reservation back (the login through it failed): the link may be started again.
+pub async fn release(db: impl Into<Ex<'_>>, link: &ConnectLink, by: &str) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE connect_links SET reserved_by = NULL, reserved_until = NULL
+        WHERE id = $1 AND reserved_by = $2 AND used_at IS NULL";
+    on_pool!(db, pool => sqlx::query(SQL).bind(link.id).bind(by).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
 /// Records a completed login through the link. For a single-use link this succeeds only once
 /// (returns `false` when it was used meanwhile).
 pub async fn record_use(
@@ -108,7 +154,8 @@ pub async fn record_use(
     link: &ConnectLink,
     now: i64,
 ) -> Result<bool, DbError> {
-    const SQL: &str = "UPDATE connect_links SET used_at = $1, use_count = use_count + 1
+    const SQL: &str = "UPDATE connect_links SET used_at = $1, use_count = use_count + 1,
+            reserved_by = NULL, reserved_until = NULL
         WHERE id = $2 AND revoked_at IS NULL AND (single_use = FALSE OR used_at IS NULL)";
     let n = on_pool!(db, pool => sqlx::query(SQL).bind(now).bind(link.id).execute(pool).await.map(|r| r.rows_affected()))?;
     Ok(n == 1)

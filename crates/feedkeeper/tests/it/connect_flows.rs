@@ -638,3 +638,72 @@ async fn request_logs_name_routes_not_secrets() {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
 }
+
+#[tokio::test]
+async fn a_single_use_link_started_in_two_browsers_at_once_connects_one_account() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    app.instagram_account("impostor", AccountKind::Business, false);
+    app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+    let token = make_link(&app, owner, None, true).await;
+    let (first, second) = (app.browser(), app.browser());
+    let forms = [
+        first
+            .get(&format!("/l/{token}"))
+            .await
+            .form(&format!("/l/{token}/instagram")),
+        second
+            .get(&format!("/l/{token}"))
+            .await
+            .form(&format!("/l/{token}/instagram")),
+    ];
+    // Both press the button at the same moment: one goes on to Instagram, the other is told.
+    let (a, b) = tokio::join!(first.submit(&forms[0]), second.submit(&forms[1]));
+    let (winner, winner_start, loser) = match (a.status, b.status) {
+        (StatusCode::SEE_OTHER, StatusCode::CONFLICT) => (&first, a, b),
+        (StatusCode::CONFLICT, StatusCode::SEE_OTHER) => (&second, b, a),
+        other => panic!("one start each way expected, got {other:?}"),
+    };
+    assert!(loser.body.contains("in another browser"), "{}", loser.body);
+    // The same browser may start again (a second press).
+    let again = winner
+        .submit(&forms[if std::ptr::eq(winner, &first) { 0 } else { 1 }])
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let back = login_at_meta(winner_start, &ig("bakery"), true).await;
+    let done = winner.get(&local(&back)).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    // The other browser cannot connect another account through it afterwards either.
+    let late = app.browser().get(&format!("/l/{token}")).await;
+    assert_eq!(late.status, StatusCode::GONE);
+    let all = owned(&app, owner).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].username, "bakery");
+}
+
+#[tokio::test]
+async fn a_failed_login_through_a_single_use_link_lets_it_be_tried_again() {
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    app.signup_and_login("agency@example.com").await;
+    let owner = user_id(&app, "agency@example.com").await;
+    let token = make_link(&app, owner, None, true).await;
+    let first = app.browser();
+    let landing = first.get(&format!("/l/{token}")).await;
+    let start = first
+        .submit(&landing.form(&format!("/l/{token}/instagram")))
+        .await;
+    // The client cancels at Instagram: nothing connected, and the link is free again.
+    let back = login_at_meta(start, &ig("bakery"), false).await;
+    let cancelled = first.get(&local(&back)).await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        cancelled.body
+    );
+    let second = app.browser();
+    let done = client_uses_link(&second, &token, "bakery").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+}

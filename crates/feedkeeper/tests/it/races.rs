@@ -353,3 +353,38 @@ async fn a_crash_after_a_same_string_refresh_defers_the_next_one_without_alarm()
             .is_some_and(|t| t > after.token_issued_at.unwrap())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_now_outlives_the_request_that_asked_for_it() {
+    let w = World::with(|c| c.server.request_timeout_secs = 1).await;
+    let browser = w.app.signup_and_login("impatient@example.com").await;
+    let owner = crate::dashboard::user_id(&w.app, "impatient@example.com").await;
+    let c = w.connect_instagram(owner, "slowpoke").await;
+    w.advance(4 * DAY);
+    let before = w.reload(&c).await;
+    // Meta answers after the request has timed out.
+    w.sim.set_latency(Duration::from_millis(1500));
+    let answer = browser
+        .post(
+            &format!("/connections/{}/refresh", c.id),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    assert_eq!(answer.status, reqwest::StatusCode::REQUEST_TIMEOUT);
+    // The check goes on to its end: the renewed token is stored and the job handed back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = w.reload(&c).await;
+        let job = job_of(&w, c.id).await;
+        if now.token_sealed != before.token_sealed && job.lease_owner.is_none() {
+            assert!(now.last_refresh_at.is_some());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the check was lost: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.sim.set_latency(Duration::ZERO);
+}

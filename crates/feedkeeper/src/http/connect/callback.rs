@@ -106,14 +106,12 @@ pub async fn callback(
                 ),
                 _ => "Meta did not send the login back complete. Please try again.".to_owned(),
             };
+            flow.release_link().await?;
             return flow.problem("Nothing was connected", &message);
         }
     };
-    if link.as_ref().is_some_and(|l| l.unusable(now).is_some()) {
-        return flow.problem(
-            "This link can no longer be used",
-            "The link expired or was withdrawn while you were logging in. Ask for a new one.",
-        );
+    if let Some(refused) = flow.link_refused(now).await? {
+        return Ok(refused);
     }
     let meta = &state.meta;
     let redirect = redirect_uri(&state, provider);
@@ -206,6 +204,40 @@ impl Flow<'_> {
         problem(StatusCode::BAD_REQUEST, title, message, self.user, None)
     }
 
+    /// Nothing was connected: the browser's reservation of a single-use link goes, so it (or
+    /// another browser) can try again.
+    pub(super) async fn release_link(&self) -> Result<(), AppError> {
+        if let Some(link) = self.link {
+            link_store::release(&self.state.db, link, self.binding).await?;
+        }
+        Ok(())
+    }
+
+    /// Why the link this login came through may not be used now, as a page: expired or
+    /// withdrawn meanwhile, or (single use) no longer reserved by this browser.
+    pub(super) async fn link_refused(&self, now: i64) -> Result<Option<Response>, AppError> {
+        let Some(link) = self.link else {
+            return Ok(None);
+        };
+        if link.unusable(now).is_some() {
+            return self
+                .problem(
+                    "This link can no longer be used",
+                    "The link expired or was withdrawn while you were logging in. Ask for a new one.",
+                )
+                .map(Some);
+        }
+        if !link_store::holds(&self.state.db, link, self.binding, now).await? {
+            return self
+                .problem(
+                    "This link was used in another browser",
+                    "Someone connected an account with this link in another browser while you were logging in. Ask the person who sent it for a new link.",
+                )
+                .map(Some);
+        }
+        Ok(None)
+    }
+
     /// After a Facebook login: connect the one eligible Page, or let the person pick.
     async fn pages_chosen_or_offered(
         &self,
@@ -243,30 +275,41 @@ impl Flow<'_> {
         fb_user_id: Option<String>,
         pages: Vec<FacebookPage>,
     ) -> Result<Response, AppError> {
+        use futures_util::StreamExt as _;
         let now = self.state.clock.now();
         let id = random_token();
-        let mut stored_pages: Vec<StoredPage> = Vec::with_capacity(pages.len());
-        for p in pages {
-            // The @handle each Page would connect, so the person knows what they pick (best
-            // effort: without it the Page's name still shows).
-            let username = match &p.instagram_business_account {
-                Some(ig) => self
+        // The @handle each Page would connect, so the person knows what they pick: a few asked
+        // at once, and all within a bound (best effort: without it the Page's name shows).
+        let lookups: Vec<_> = pages
+            .iter()
+            .map(|p| async move {
+                let ig = p.instagram_business_account.as_deref()?;
+                let asked = self
                     .state
                     .meta
-                    .facebook_instagram_profile(&p.access_token, ig)
+                    .facebook_instagram_profile(&p.access_token, ig);
+                tokio::time::timeout(PAGE_LOOKUP_TIMEOUT, asked)
                     .await
-                    .ok()
-                    .and_then(|profile| profile.username),
-                None => None,
-            };
-            stored_pages.push(StoredPage {
+                    .ok()?
+                    .ok()?
+                    .username
+            })
+            .collect();
+        let usernames = futures_util::stream::iter(lookups)
+            .buffered(PAGE_CALLS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        let stored_pages: Vec<StoredPage> = pages
+            .into_iter()
+            .zip(usernames)
+            .map(|(p, username)| StoredPage {
                 id: p.id,
                 name: p.name,
                 ig: p.instagram_business_account,
                 username,
                 token: p.access_token.expose().to_owned(),
-            });
-        }
+            })
+            .collect();
         let json = serde_json::to_string(&stored_pages).map_err(anyhow::Error::from)?;
         let id_hash = hash_token(&id);
         page_choices::insert(
@@ -294,6 +337,9 @@ impl Flow<'_> {
         &self,
         result: Result<Vec<Connection>, ConnectError>,
     ) -> Result<Response, AppError> {
+        if result.is_err() {
+            self.release_link().await?;
+        }
         let connected = match result {
             Ok(c) => c,
             Err(ConnectError::Db(e)) => return Err(e.into()),

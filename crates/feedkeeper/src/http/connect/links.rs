@@ -133,6 +133,19 @@ pub async fn link_start(
             Some((&format!("/l/{token}"), "Open the link again")),
         );
     }
+    // A single-use link is this browser's until its login ends: a second browser starting at
+    // the same moment cannot connect through it too.
+    let now = state.clock.now();
+    let until = now + STATE_TTL_SECS + CHOICE_TTL_SECS;
+    if !link_store::reserve(&state.db, &link, &hash_token(browser), now, until).await? {
+        return problem(
+            StatusCode::CONFLICT,
+            "This link is in use",
+            "Someone is connecting an account with this link in another browser right now. Finish there, or ask the person who sent it for a new link.",
+            None,
+            None,
+        );
+    }
     begin(
         &state,
         provider,

@@ -167,8 +167,13 @@ pub async fn pick_pages(
         );
     }
     if picked.cancel {
-        // Nothing is connected, and the choice (with its Page tokens) is gone at once.
+        // Nothing is connected, and the choice (with its Page tokens) is gone at once; a
+        // single-use link it came through may be tried again.
         page_choices::take(&state.db, &stored_choice.id_hash).await?;
+        if let Some(id) = stored_choice.link_id {
+            let link = link_store::get(&state.db, id).await?;
+            link_store::release(&state.db, &link, &stored_choice.binding_hash).await?;
+        }
         return problem(
             StatusCode::OK,
             "Nothing was connected",
@@ -211,30 +216,49 @@ pub async fn pick_pages(
         reconnect: stored_choice.connection_id,
         binding: &stored_choice.binding_hash,
     };
+    if let Some(refused) = flow.link_refused(state.clock.now()).await? {
+        return Ok(refused);
+    }
     let expect = match stored_choice.connection_id {
         Some(id) => Some(stored::get(&state.db, id).await?),
         None => None,
     };
+    // A few at once (each asks Meta twice), in the order picked.
+    use futures_util::StreamExt as _;
+    let calls: Vec<_> = chosen
+        .into_iter()
+        .map(|p| {
+            let page = FacebookPage {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                access_token: AccessToken::new(p.token.clone()),
+                instagram_business_account: p.ig.clone(),
+            };
+            let (flow, expect, fb_user_id) =
+                (&flow, expect.as_ref(), stored_choice.fb_user_id.clone());
+            async move {
+                connections::connect_facebook_page(
+                    flow.state,
+                    stored_choice.owner_id,
+                    &page,
+                    fb_user_id,
+                    expect,
+                    flow.actor(),
+                    flow.client(),
+                )
+                .await
+            }
+        })
+        .collect();
+    let results: Vec<_> = futures_util::stream::iter(calls)
+        .buffered(PAGE_CALLS_AT_ONCE)
+        .collect()
+        .await;
     let mut connected = Vec::new();
-    for p in chosen {
-        let page = FacebookPage {
-            id: p.id.clone(),
-            name: p.name.clone(),
-            access_token: AccessToken::new(p.token.clone()),
-            instagram_business_account: p.ig.clone(),
-        };
-        match connections::connect_facebook_page(
-            &state,
-            stored_choice.owner_id,
-            &page,
-            stored_choice.fb_user_id.clone(),
-            expect.as_ref(),
-            flow.actor(),
-            flow.client(),
-        )
-        .await
-        {
+    for result in results {
+        match result {
             Ok(c) => connected.push(c),
+            // What connected before stays connected; the first failure is what the person sees.
             Err(e) => return flow.finish(Err(e)).await,
         }
     }
