@@ -10,6 +10,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+#[path = "support/wrk.rs"]
+mod support;
+use support::{WrkResult, on_path};
+
 use feedkeeper::clock::Clock;
 use feedkeeper::config::{Config, Secret};
 use feedkeeper::connections::{self, Actor};
@@ -138,14 +142,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn on_path(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -212,8 +208,8 @@ async fn serve_widget(dir: &std::path::Path) -> anyhow::Result<(String, String, 
     Ok((base, widget.public_id, state))
 }
 
-/// nginx on `port`, serving `root`, with a typical production setup (sendfile, keep-alive, the
-/// same cache headers we send).
+/// nginx on `port`, serving `root`, set up as production nginx is (sendfile, keep-alive, open
+/// files cached, no access log, the same cache headers we send).
 fn start_nginx(dir: &std::path::Path, root: &std::path::Path, port: u16) -> anyhow::Result<Killed> {
     let conf = dir.join("nginx.conf");
     std::fs::write(
@@ -222,6 +218,7 @@ fn start_nginx(dir: &std::path::Path, root: &std::path::Path, port: u16) -> anyh
             "worker_processes auto;\npid {pid};\nerror_log {log} warn;\ndaemon off;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n\
+               open_file_cache max=1000 inactive=60s;\n  open_file_cache_valid 60s;\n  open_file_cache_min_uses 1;\n  open_file_cache_errors on;\n\
                client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n\
                types {{ text/html html; application/json json; }}\n\
                server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
@@ -268,69 +265,10 @@ impl Drop for Killed {
     }
 }
 
-struct WrkResult {
-    rps: f64,
-    p99_ms: f64,
-}
-
-impl WrkResult {
-    /// The median requests per second and, separately, the median p99.
-    fn median(runs: &[WrkResult]) -> WrkResult {
-        let middle = |mut values: Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
-        WrkResult {
-            rps: middle(runs.iter().map(|r| r.rps).collect()),
-            p99_ms: middle(runs.iter().map(|r| r.p99_ms).collect()),
-        }
-    }
-}
-
-/// Runs wrk and reads requests per second and the 99th percentile latency from its report.
+/// One row's run: wrk -t2 for [`SECONDS`].
 fn wrk(url: &str, connections: u32, header: Option<&str>) -> anyhow::Result<WrkResult> {
-    let mut command = Command::new("wrk");
-    command.args([
-        "-t2",
-        &format!("-c{connections}"),
-        &format!("-d{SECONDS}s"),
-        "--latency",
-    ]);
-    if let Some(header) = header {
-        command.args(["-H", header]);
-    }
-    let out = command.arg(url).output()?;
-    let report = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        !report.contains("Non-2xx"),
-        "errors while measuring {url}:\n{report}"
-    );
-    let rps = report
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in:\n{report}"))?;
-    let p99 = report
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(str::trim)
-        .ok_or_else(|| anyhow::anyhow!("no 99% latency in:\n{report}"))?;
-    Ok(WrkResult {
-        rps,
-        p99_ms: parse_duration_ms(p99)?,
-    })
-}
-
-/// wrk's `1.23ms`, `850.00us`, `1.02s`.
-fn parse_duration_ms(s: &str) -> anyhow::Result<f64> {
-    let (number, factor) = if let Some(v) = s.strip_suffix("us") {
-        (v, 0.001)
-    } else if let Some(v) = s.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1000.0)
-    } else {
-        anyhow::bail!("unknown duration {s:?}")
-    };
-    Ok(number.trim().parse::<f64>()? * factor)
+    let headers: Vec<String> = header.map(str::to_owned).into_iter().collect();
+    let result = support::wrk(url, 2, connections, SECONDS, &headers, None)?;
+    anyhow::ensure!(result.non_2xx == 0, "errors while measuring {url}");
+    Ok(result)
 }

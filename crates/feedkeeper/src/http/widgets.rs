@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY,
@@ -25,7 +25,8 @@ use crate::widgets::cache::{Encoded, Served};
 /// Fresh for a minute in browsers and CDNs; then served stale while revalidating, or for a day
 /// if we cannot answer.
 const CACHE_WIDGET: &str = "public, max-age=60, stale-while-revalidate=600, stale-if-error=86400";
-const CACHE_MISSING: &str = "public, max-age=60";
+/// Short: a widget made a moment later must not be hidden behind a cached 404.
+const CACHE_MISSING: &str = "public, max-age=10";
 const CACHE_GONE: &str = "public, max-age=86400";
 
 /// The embed script, served at `/embed.js`.
@@ -92,41 +93,53 @@ fn serve(headers: &HeaderMap, body: &Encoded, content_type: &'static str) -> Res
     response
 }
 
-/// A small page for a widget that is not there (no dashboard styling: it shows inside other
-/// people's sites).
+/// The answers for a widget that is not there, made once: a flood of made-up addresses costs
+/// a copy of a few headers each. (No dashboard styling: they show inside other people's sites.)
+struct Missing {
+    html: Bytes,
+    json: Bytes,
+}
+
+fn missing_bodies(message: &str) -> Missing {
+    Missing {
+        html: Bytes::from(format!(
+            "<!doctype html><meta charset=\"utf-8\"><title>Not found</title>\
+             <p style=\"font:14px system-ui,sans-serif;color:#62666b\">{message}</p>"
+        )),
+        json: Bytes::from(serde_json::json!({ "error": message }).to_string()),
+    }
+}
+
+static NOT_FOUND: LazyLock<Missing> =
+    LazyLock::new(|| missing_bodies("There is no Instagram feed at this address."));
+static GONE: LazyLock<Missing> =
+    LazyLock::new(|| missing_bodies("This Instagram feed was removed by its owner."));
+
 fn missing(status: StatusCode, json: bool) -> Response {
-    let (cache, message) = if status == StatusCode::GONE {
-        (CACHE_GONE, "This Instagram feed was removed by its owner.")
+    let (cache, bodies) = if status == StatusCode::GONE {
+        (CACHE_GONE, &*GONE)
     } else {
-        (CACHE_MISSING, "There is no Instagram feed at this address.")
+        (CACHE_MISSING, &*NOT_FOUND)
     };
-    let (content_type, body) = if json {
-        (
-            "application/json",
-            serde_json::json!({"error": message}).to_string(),
-        )
-    } else {
-        (
-            "text/html; charset=utf-8",
-            format!(
-                "<!doctype html><meta charset=\"utf-8\"><title>Not found</title>\
-                 <p style=\"font:14px system-ui,sans-serif;color:#62666b\">{message}</p>"
-            ),
-        )
-    };
-    let mut response = (status, body).into_response();
+    let body = if json { &bodies.json } else { &bodies.html };
+    let mut response = Response::new(Body::from(body.clone()));
+    *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
-    if !json {
+    if json {
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    } else {
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         h.insert(
             CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
                 "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *; sandbox",
             ),
         );
-    } else {
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
     response
 }
