@@ -49,12 +49,15 @@ pub fn with_edge(routes: Router<AppState>, state: AppState) -> Router {
     let server = &state.config.server;
     let headers = SecurityHeaders::from_config(&state.config);
     let trusted = std::sync::Arc::new(
-        http::client_addr::TrustedProxies::parse(&server.trusted_proxies).unwrap_or_default(),
+        http::client_addr::TrustedProxies::parse(&server.trusted_proxies)
+            .unwrap_or_default()
+            .writing(server.client_address_header),
     );
     let deadlines = edge::BodyDeadlines {
         between_bytes: Duration::from_secs(server.body_read_timeout_secs),
         total: Duration::from_secs(server.request_timeout_secs),
         max_bytes: server.max_body_bytes as usize,
+        budget: state.body_budget.clone(),
     };
     let edge = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(
@@ -75,9 +78,7 @@ pub fn with_edge(routes: Router<AppState>, state: AppState) -> Router {
             Duration::from_secs(server.request_timeout_secs),
         ))
         .layer(axum::middleware::from_fn_with_state(
-            std::sync::Arc::new(tokio::sync::Semaphore::new(
-                server.max_concurrent_requests as usize,
-            )),
+            state.request_slots.clone(),
             edge::one_slot,
         ));
     routes.layer(edge).with_state(state)
@@ -113,6 +114,15 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let workers = crate::jobs::spawn(state.clone(), &state.node, stopping.clone()).await;
     tracing::info!(node = %state.node, "node started");
+    if state.config.server.trusted_proxies.is_empty()
+        && state.config.public_url().starts_with("https://")
+    {
+        tracing::warn!(
+            "server.trusted_proxies is empty, yet the public address is https (a proxy in \
+             front terminates TLS): every client looks like the proxy to the log-in limit; \
+             list the proxy's address there"
+        );
+    }
     // One signal stops both: the workers hand back their jobs while the last requests finish.
     let stop = std::sync::Arc::new(stop);
     let on_signal = stop.clone();

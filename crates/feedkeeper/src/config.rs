@@ -34,6 +34,26 @@ pub struct Config {
     pub log: LogConfig,
 }
 
+/// The header trusted proxies add the client's address to (`server.client_address_header`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardingHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, Caddy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+}
+
+/// An entry of `server.trusted_proxies`: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).
+pub fn parse_network(entry: &str) -> Result<ipnet::IpNet, String> {
+    let entry = entry.trim();
+    entry
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{entry:?} is not an IP address or network (CIDR)"))
+}
+
 /// How widgets are kept and served (see `widgets::cache`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -238,6 +258,9 @@ pub struct ServerConfig {
     /// A request body must keep arriving: no more than this many seconds between its bytes
     /// (and all of it within `request_timeout_secs`), or the request gets 408.
     pub body_read_timeout_secs: u64,
+    /// Request bodies held by a node at once, in bytes, all requests together (each is read
+    /// whole before it is handled); beyond it a request gets 503.
+    pub max_buffered_body_bytes: u64,
     /// A connection with nothing to read for this long is closed (idle keep-alive, or a
     /// client gone silent).
     pub idle_timeout_secs: u64,
@@ -246,6 +269,9 @@ pub struct ServerConfig {
     /// The reverse proxies in front (addresses or CIDR networks): only their `Forwarded` /
     /// `X-Forwarded-For` headers are believed for the client's address.
     pub trusted_proxies: Vec<String>,
+    /// The one header those proxies add the client's address to: `x-forwarded-for` or
+    /// `forwarded` (the other is ignored: proxies pass it on as the client sent it).
+    pub client_address_header: ForwardingHeader,
 }
 
 impl Default for ServerConfig {
@@ -262,9 +288,11 @@ impl Default for ServerConfig {
             max_connections_per_address: 256,
             max_header_bytes: 16 * 1024,
             body_read_timeout_secs: 10,
+            max_buffered_body_bytes: 64 * 1024 * 1024,
             idle_timeout_secs: 75,
             write_timeout_secs: 30,
             trusted_proxies: Vec::new(),
+            client_address_header: Default::default(),
         }
     }
 }
@@ -696,10 +724,16 @@ impl Config {
                 ));
             }
         }
-        if let Err(problem) =
-            crate::http::client_addr::TrustedProxies::parse(&self.server.trusted_proxies)
-        {
-            return Err(invalid("server.trusted_proxies", problem));
+        for entry in &self.server.trusted_proxies {
+            if let Err(problem) = parse_network(entry) {
+                return Err(invalid("server.trusted_proxies", problem));
+            }
+        }
+        if self.server.max_buffered_body_bytes < self.server.max_body_bytes {
+            return Err(invalid(
+                "server.max_buffered_body_bytes",
+                "must be at least server.max_body_bytes (one largest body must fit)",
+            ));
         }
         if self.server.idle_timeout_secs <= self.server.request_timeout_secs {
             return Err(invalid(

@@ -38,6 +38,12 @@ pub struct Shared {
     pub demo: Option<Arc<DemoInfo>>,
     /// Rendered widgets, served from memory (`widgets::cache`).
     pub widgets: Arc<crate::widgets::cache::WidgetCache>,
+    /// The node's request slots (`server.max_concurrent_requests`), shared by its serving
+    /// threads.
+    pub request_slots: Arc<tokio::sync::Semaphore>,
+    /// The node's budget for request bodies held at once, in KiB
+    /// (`server.max_buffered_body_bytes`), shared by its serving threads.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the demo tells its user: where the simulator is and whom to log in as.
@@ -109,6 +115,17 @@ impl AppState {
         let meta = MetaClient::new(&config.meta, clock.clone())?;
         let node = Arc::from(node_name(&config.workers));
         let widgets = Arc::new(crate::widgets::cache::WidgetCache::new(&config.widgets));
+        let permits = |n: u64| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS)
+        };
+        let request_slots = Arc::new(tokio::sync::Semaphore::new(permits(
+            config.server.max_concurrent_requests,
+        )));
+        let body_budget = Arc::new(tokio::sync::Semaphore::new(permits(
+            config.server.max_buffered_body_bytes / 1024,
+        )));
         let shared = Shared {
             node,
             config: Arc::new(config),
@@ -120,6 +137,8 @@ impl AppState {
             clock,
             demo: None,
             widgets,
+            request_slots,
+            body_budget,
         };
         Ok(AppState {
             shared: Arc::new(shared),

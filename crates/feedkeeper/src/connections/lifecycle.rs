@@ -219,8 +219,7 @@ async fn apply_once(
         Some(updated) => {
             if updated.status() != current.status() {
                 // Widgets report their account's health.
-                let now = state.clock.now();
-                crate::db::widget_changes::record_for(&mut tx, c.id, now).await?;
+                crate::db::widget_changes::record_for(&mut tx, c.id).await?;
             }
             tx.commit().await?;
             Ok(Applied::Stored(updated))

@@ -295,7 +295,7 @@ async fn connect_once(
     }
     // Posts at once: a new (or renewed) login should show its feed without waiting.
     jobs::schedule(&mut tx, SYNC_JOB, &subject, now, now).await?;
-    widget_changes::record_for(&mut tx, stored.id, now).await?;
+    widget_changes::record_for(&mut tx, stored.id).await?;
     tx.commit().await?;
     Ok(connected)
 }
@@ -315,7 +315,7 @@ pub async fn disconnect(state: &AppState, id: ConnectionId) -> Result<bool, DbEr
         jobs::cancel_for_subject(&mut tx, &id.to_string()).await?;
         let shown = widget_changes::showing(&mut tx, id).await?;
         let deleted = connections::delete(&mut tx, id).await?;
-        widget_changes::record(&mut tx, &shown, state.clock.now()).await?;
+        widget_changes::record(&mut tx, &shown).await?;
         tx.commit().await?;
         Ok(deleted)
     })
@@ -353,7 +353,7 @@ pub async fn deauthorize(state: &AppState, id: ConnectionId) -> Result<(), DbErr
         connections::mark_deauthorized(&mut tx, id, now).await?;
         let purge_at = now + state.policy().deauthorized_grace;
         jobs::schedule(&mut tx, PURGE_JOB, &id.to_string(), purge_at, now).await?;
-        widget_changes::record_for(&mut tx, id, now).await?;
+        widget_changes::record_for(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     })
@@ -409,7 +409,7 @@ async fn purge_once(
         },
     )
     .await?;
-    widget_changes::record_for(&mut tx, id, now).await?;
+    widget_changes::record_for(&mut tx, id).await?;
     tx.commit().await?;
     tracing::info!(connection = %id, "deauthorized connection's data deleted");
     Ok(None)

@@ -140,7 +140,8 @@ pub async fn claim_due(
     };
     let sql = format!(
         "UPDATE jobs SET lease_owner = $1, lease_token = $2, lease_expires_ms = $3,
-             attempts = attempts + 1
+             attempts = attempts + 1,
+             abandoned = CASE WHEN lease_token IS NULL THEN 0 ELSE abandoned + 1 END
          WHERE id IN (
              SELECT id FROM jobs
              WHERE kind = $4 AND due_at <= $5 AND dead_at IS NULL
@@ -165,7 +166,8 @@ pub async fn claim_due(
 
 /// Parks for an operator the due jobs of `kind` whose last `max_attempts` claims all ended
 /// without a result: their lease ran out each time (the process died while running them, as a
-/// job that crashes its process would make it do forever). Returns them.
+/// job that crashes its process would make it do forever). Failed runs do not count: they
+/// ended, and their own back-off and dead state apply. Returns them.
 pub async fn bury_abandoned(
     db: impl Into<Ex<'_>>,
     kind: &str,
@@ -180,12 +182,12 @@ pub async fn bury_abandoned(
     };
     let sql = format!(
         "UPDATE jobs SET dead_at = $1, last_error_at = $1,
-             last_error = 'claimed ' || CAST(attempts AS TEXT) || ' times without ending: the node \
-                 running it stopped each time (did the job crash the process?)',
+             last_error = 'claimed ' || CAST(abandoned + 1 AS TEXT) || ' times in a row without \
+                 ending: the node running it stopped each time (did the job crash the process?)',
              lease_owner = NULL, lease_token = NULL, lease_expires_ms = NULL
          WHERE id IN (
              SELECT id FROM jobs
-             WHERE kind = $2 AND due_at <= $1 AND dead_at IS NULL AND attempts >= $3
+             WHERE kind = $2 AND due_at <= $1 AND dead_at IS NULL AND abandoned + 1 >= $3
                AND lease_token IS NOT NULL AND lease_expires_ms <= $4
              {lock})
          RETURNING {JOB_COLUMNS}"
@@ -211,7 +213,8 @@ pub async fn claim_one(
 ) -> Result<Option<Job>, DbError> {
     let sql = format!(
         "UPDATE jobs SET lease_owner = $1, lease_token = $2, lease_expires_ms = $3,
-             attempts = attempts + 1, dead_at = NULL
+             attempts = attempts + 1, dead_at = NULL,
+             abandoned = CASE WHEN lease_token IS NULL THEN 0 ELSE abandoned + 1 END
          WHERE kind = $4 AND subject = $5 AND (lease_token IS NULL OR lease_expires_ms <= $6)
          RETURNING {JOB_COLUMNS}"
     );
@@ -359,7 +362,7 @@ pub async fn retry_dead(
     id: Option<i64>,
     now: UnixSeconds,
 ) -> Result<u64, DbError> {
-    const SQL: &str = "UPDATE jobs SET dead_at = NULL, attempts = 0, due_at = $1
+    const SQL: &str = "UPDATE jobs SET dead_at = NULL, attempts = 0, abandoned = 0, due_at = $1
         WHERE dead_at IS NOT NULL AND ($2 IS NULL OR id = $2)";
     Ok(
         on_pool!(db, conn => sqlx::query(SQL).bind(now).bind(id).execute(conn).await.map(|r| r.rows_affected()))?,

@@ -395,7 +395,7 @@ async fn write_feed(
         jobs::schedule(&mut tx, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
     }
     // Widgets show the posts and when they were last synced.
-    crate::db::widget_changes::record_for(&mut tx, c.id, now).await?;
+    crate::db::widget_changes::record_for(&mut tx, c.id).await?;
     tx.commit().await?;
     Ok(Written::Stored {
         changed,

@@ -1,21 +1,26 @@
 //! Who the client is, behind the proxy every deployment has (feedkeeper speaks no TLS).
 //!
 //! The peer of a connection is the client unless it is one of `server.trusted_proxies`; then the
-//! client is the nearest address in `Forwarded` (RFC 7239) or, without it, `X-Forwarded-For`
-//! that is not itself a trusted proxy, read from the right (each proxy appends the address it
-//! saw; whatever a client wrote itself stands to the left and is never believed). A malformed
-//! hop ends the walk at the last trusted one. Headers from an untrusted peer are ignored.
+//! client is the nearest address in the one header the proxies write
+//! (`server.client_address_header`: `X-Forwarded-For`, or `Forwarded` of RFC 7239) that is not
+//! itself a trusted proxy, read from the right (each proxy appends the address it saw; whatever
+//! a client wrote itself stands to the left and is never believed). Only that header is read: a
+//! proxy passes the other one on as the client sent it. A malformed hop ends the walk at the
+//! last trusted one. Headers from an untrusted peer are ignored.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-/// The proxies whose forwarding headers are believed.
+/// The proxies whose forwarding header is believed, and which header that is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
     nets: Vec<IpNet>,
+    header: ForwardingHeader,
 }
+
+pub use crate::config::ForwardingHeader;
 
 impl TrustedProxies {
     /// Parses addresses (`10.0.0.7`) and networks (`10.0.0.0/8`, `fd00::/8`); the problem with
@@ -23,15 +28,17 @@ impl TrustedProxies {
     pub fn parse(entries: &[String]) -> Result<TrustedProxies, String> {
         let nets = entries
             .iter()
-            .map(|entry| {
-                let entry = entry.trim();
-                entry
-                    .parse::<IpNet>()
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("{entry:?} is not an IP address or network (CIDR)"))
-            })
+            .map(|entry| crate::config::parse_network(entry))
             .collect::<Result<_, _>>()?;
-        Ok(TrustedProxies { nets })
+        Ok(TrustedProxies {
+            nets,
+            header: ForwardingHeader::default(),
+        })
+    }
+
+    /// The same proxies, writing `header`.
+    pub fn writing(self, header: ForwardingHeader) -> TrustedProxies {
+        TrustedProxies { header, ..self }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -50,10 +57,9 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &TrustedProxies
     if !trusted.contains(peer) {
         return peer;
     }
-    let hops = if headers.contains_key("forwarded") {
-        forwarded_hops(headers)
-    } else {
-        x_forwarded_for_hops(headers)
+    let hops = match trusted.header {
+        ForwardingHeader::Forwarded => forwarded_hops(headers),
+        ForwardingHeader::XForwardedFor => x_forwarded_for_hops(headers),
     };
     let mut client = peer;
     for hop in hops.into_iter().rev() {
@@ -163,12 +169,24 @@ mod tests {
             client_ip(peer("192.168.1.1"), &h, &proxies),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
-        let h = headers(&[(
-            "forwarded",
-            "for=1.2.3.4, for=\"[2001:db8:cafe::17]:4711\";proto=https, for=10.2.2.2",
-        )]);
+        // A Forwarded header the client made up (the proxy passes it on untouched) changes
+        // nothing while the proxies write X-Forwarded-For.
+        let mut forged = h.clone();
+        forged.insert("forwarded", HeaderValue::from_static("for=203.0.113.66"));
         assert_eq!(
-            client_ip(peer("10.0.0.1"), &h, &proxies),
+            client_ip(peer("192.168.1.1"), &forged, &proxies),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let rfc = proxies.clone().writing(ForwardingHeader::Forwarded);
+        let h = headers(&[
+            (
+                "forwarded",
+                "for=1.2.3.4, for=\"[2001:db8:cafe::17]:4711\";proto=https, for=10.2.2.2",
+            ),
+            ("x-forwarded-for", "203.0.113.66"),
+        ]);
+        assert_eq!(
+            client_ip(peer("10.0.0.1"), &h, &rfc),
             "2001:db8:cafe::17".parse::<IpAddr>().unwrap()
         );
         // Several header lines are one list.
@@ -192,7 +210,11 @@ mod tests {
         );
         let h = headers(&[("forwarded", "for=unknown")]);
         assert_eq!(
-            client_ip(peer("10.0.0.1"), &h, &proxies),
+            client_ip(
+                peer("10.0.0.1"),
+                &h,
+                &proxies.clone().writing(ForwardingHeader::Forwarded)
+            ),
             "10.0.0.1".parse::<IpAddr>().unwrap()
         );
         // No header at all: the proxy itself.

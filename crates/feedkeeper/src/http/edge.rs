@@ -53,19 +53,26 @@ pub async fn identify(
 }
 
 /// How a request body must arrive (see [`buffer_body`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BodyDeadlines {
     /// The longest pause between two pieces of the body.
     pub between_bytes: std::time::Duration,
     /// The whole body.
     pub total: std::time::Duration,
     pub max_bytes: usize,
+    /// The node's budget for bodies held at once, in KiB (`server.max_buffered_body_bytes`).
+    pub budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// A request body's share of the node's budget, held until the request is answered.
+#[derive(Clone)]
+struct BodyShare(#[allow(dead_code)] std::sync::Arc<tokio::sync::OwnedSemaphorePermit>);
 
 /// Reads the whole request body before the request takes one of the node's request slots, with
 /// a deadline between its bytes and one for all of it: a body that trickles in (one byte every
 /// few seconds) holds its own connection, never a slot everyone else needs. Slow: 408. Too
-/// large: 413.
+/// large: 413. The bodies held at once share one budget, so memory has a ceiling however many
+/// connections send them: past it, 503.
 pub async fn buffer_body(
     axum::extract::State(deadlines): axum::extract::State<BodyDeadlines>,
     request: Request<Body>,
@@ -88,7 +95,9 @@ pub async fn buffer_body(
         );
     }
     let until = tokio::time::Instant::now() + deadlines.total;
-    let mut read = Vec::new();
+    let mut read =
+        Vec::with_capacity(announced.unwrap_or(0).min(deadlines.max_bytes as u64) as usize);
+    let mut share: Option<tokio::sync::OwnedSemaphorePermit> = None;
     loop {
         let wait = until
             .saturating_duration_since(tokio::time::Instant::now())
@@ -115,12 +124,36 @@ pub async fn buffer_body(
                             "The request body is too large.",
                         );
                     }
+                    let kib = u32::try_from(data.len().div_ceil(1024)).unwrap_or(u32::MAX);
+                    match deadlines.budget.clone().try_acquire_many_owned(kib) {
+                        Ok(more) => match share.as_mut() {
+                            Some(held) => held.merge(more),
+                            None => share = Some(more),
+                        },
+                        Err(_) => {
+                            let mut busy = plain(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "The server is busy receiving other requests. Please try again.",
+                            );
+                            busy.headers_mut().insert(
+                                axum::http::header::RETRY_AFTER,
+                                HeaderValue::from_static("5"),
+                            );
+                            return busy;
+                        }
+                    }
                     read.extend_from_slice(data);
                 }
             }
         }
     }
-    next.run(Request::from_parts(parts, Body::from(read))).await
+    let mut request = Request::from_parts(parts, Body::from(read));
+    if let Some(share) = share {
+        request
+            .extensions_mut()
+            .insert(BodyShare(std::sync::Arc::new(share)));
+    }
+    next.run(request).await
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response<Body> {

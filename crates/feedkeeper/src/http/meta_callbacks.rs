@@ -193,7 +193,7 @@ async fn delete_person(state: &AppState, v: &Verified) -> Result<(String, Option
     )
     .await?;
     // Every node drops the widgets that showed the person, within a poll.
-    widget_changes::record(&mut tx, &shown, now).await?;
+    widget_changes::record(&mut tx, &shown).await?;
     tx.commit().await?;
     Ok((code, Some(deleted)))
 }

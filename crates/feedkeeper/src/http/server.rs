@@ -83,7 +83,8 @@ impl ConnectionLimits {
             trusted_proxies: crate::http::client_addr::TrustedProxies::parse(
                 &server.trusted_proxies,
             )
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .writing(server.client_address_header),
             grace,
         }
     }
@@ -108,9 +109,10 @@ impl Gate {
     /// Lets a connection from `peer` in, unless the node or its address has too many open.
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
         let peer = peer.to_canonical();
-        // One client easily has a whole IPv6 /64; a proxy in front carries everyone.
+        // One client easily has a whole IPv6 /64; a proxy in front carries everyone (as does
+        // one on this machine, listed or not).
         let address = match peer {
-            _ if self.limits.trusted_proxies.contains(peer) => None,
+            _ if self.limits.trusted_proxies.contains(peer) || is_localhost(peer) => None,
             IpAddr::V4(_) => Some(peer),
             IpAddr::V6(v6) => {
                 let s = v6.segments();
@@ -138,6 +140,12 @@ impl Gate {
             address,
         })
     }
+}
+
+/// 127.0.0.1 or ::1: where a proxy on the same machine connects from.
+fn is_localhost(ip: IpAddr) -> bool {
+    ip == IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+        || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
 }
 
 impl Drop for Admitted {
@@ -538,6 +546,8 @@ impl<T: tokio::io::AsyncWrite + Unpin> Deadlined<T> {
         match poll(std::pin::Pin::new(&mut self.inner), cx) {
             std::task::Poll::Ready(result) => {
                 self.writing = None;
+                // An answer going out is not silence: a long one is not cut by the idle limit.
+                self.reading = None;
                 std::task::Poll::Ready(result)
             }
             std::task::Poll::Pending => {

@@ -45,7 +45,7 @@ impl Work for MaintenanceWork {
             .await
             .context("resealing tokens")?;
         let mut tx = state.db.begin().await?;
-        let changes = widget_changes::trim(&mut tx, now - widget_changes::KEEP_SECS)
+        let changes = widget_changes::trim(&mut tx)
             .await
             .context("trimming the widget change log")?;
         tx.commit().await?;

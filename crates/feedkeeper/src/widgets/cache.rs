@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,25 @@ const BROTLI_QUALITY: i32 = 5;
 
 /// Bodies at least this large are kept in a memory map of their own (see [`kept`]).
 const MAPPED_FROM: usize = 64 * 1024;
+/// At most this many at once: the kernel limits a process's maps (`vm.max_map_count`, 65 530
+/// by default), and the heap needs some too. Beyond it bodies go on the heap.
+const MAX_MAPPED: usize = 16_384;
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// A body's own memory map, counted while it lives.
+struct Mapped(memmap2::Mmap);
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        MAPPED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A finished body as the cache keeps it, exactly its size. A large one gets an anonymous
 /// memory map of its own, given back to the system whole when the last copy is dropped: from
@@ -64,13 +83,18 @@ const MAPPED_FROM: usize = 64 * 1024;
 /// (a node grew to 2.5× `widgets.cache_bytes` in the memory benchmark). Small ones, which
 /// would waste most of a page each, stay on the heap, trimmed to their length.
 fn kept(mut body: Vec<u8>) -> Bytes {
-    if body.len() >= MAPPED_FROM
-        && let Ok(mut map) = memmap2::MmapMut::map_anon(body.len())
-    {
-        map.copy_from_slice(&body);
-        if let Ok(map) = map.make_read_only() {
-            return Bytes::from_owner(map);
+    if body.len() >= MAPPED_FROM {
+        // Counted first, so that threads racing here never pass the limit together.
+        if MAPPED.fetch_add(1, Ordering::Relaxed) < MAX_MAPPED {
+            let mapped = memmap2::MmapMut::map_anon(body.len()).and_then(|mut map| {
+                map.copy_from_slice(&body);
+                map.make_read_only()
+            });
+            if let Ok(map) = mapped {
+                return Bytes::from_owner(Mapped(map));
+            }
         }
+        MAPPED.fetch_sub(1, Ordering::Relaxed);
     }
     body.shrink_to_fit();
     Bytes::from(body)
@@ -184,10 +208,14 @@ pub enum Hit {
     Miss,
 }
 
-impl Hit {
-    pub fn is_miss(&self) -> bool {
-        matches!(self, Hit::Miss)
-    }
+/// What became of a rendering offered to [`WidgetCache::keep`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept {
+    Kept,
+    /// Memory is not trusted now: the rendering is right, but may not be kept.
+    Untrusted,
+    /// A change newer than its data is known: it must not be served again.
+    Stale,
 }
 
 /// Whether an address is a live widget or a deleted one.
@@ -205,6 +233,9 @@ struct Directory {
     applied: i64,
     /// Where reading the log continues: after this change (number, public id).
     cursor: (i64, String),
+    /// Where the last start-over read the list of addresses: a rendering whose data is older
+    /// cannot be judged by the changes remembered since, so it is not kept.
+    floor: i64,
     /// Set once the whole list was read at start.
     loaded: bool,
 }
@@ -346,22 +377,26 @@ impl WidgetCache {
         self.dir().applied
     }
 
-    /// Keeps a rendering, unless memory is not trusted now or a change of its widget newer
-    /// than its data was applied while it was being made.
-    pub fn keep(&self, key: PublicKey, rendered: Arc<Rendered>) -> bool {
+    /// Keeps a rendering, unless memory is not trusted now, or its data is older than what
+    /// the log has told this node since (a change of its widget applied while it was being
+    /// made, or a start-over after which older data cannot be judged).
+    pub fn keep(&self, key: PublicKey, rendered: Arc<Rendered>) -> Kept {
         if !self.trusted() {
-            return false;
+            return Kept::Untrusted;
         }
-        if self
-            .recent()
+        // The same locks, in the same order, as `apply`: a change is either applied before
+        // the check (and refuses the rendering) or after the insert (and drops it).
+        let dir = self.dir();
+        let recent = self.recent();
+        let newer = recent
             .latest
             .get(&key)
-            .is_some_and(|&seq| seq > rendered.seq)
-        {
-            return false;
+            .is_some_and(|&seq| seq > rendered.seq);
+        if newer || rendered.seq < dir.floor {
+            return Kept::Stale;
         }
         self.renderings.insert(key, rendered);
-        true
+        Kept::Kept
     }
 
     /// A widget made or deleted on this node: known at once, before the change log says so.
@@ -400,6 +435,7 @@ impl WidgetCache {
             ids,
             applied: position.seq,
             cursor: (position.seq, String::new()),
+            floor: position.seq,
             loaded: true,
         };
         *self.recent() = Recent::default();
@@ -440,9 +476,14 @@ impl WidgetCache {
         }
         if let Some(last) = changes.last() {
             dir.cursor = (last.seq, last.public_id.clone());
-            // A page that ended inside one change's rows: that change is not applied yet.
-            dir.applied = if complete { last.seq } else { last.seq - 1 };
         }
+        // A page that ended inside one change's rows leaves that change unapplied until a page
+        // that is not full follows.
+        dir.applied = if complete {
+            dir.cursor.0
+        } else {
+            dir.cursor.0 - 1
+        };
         dropped
     }
 
@@ -635,7 +676,7 @@ mod tests {
     fn a_change_drops_older_renderings_and_refuses_late_ones() {
         let cache = trusted_cache();
         let key = key_of("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
-        assert!(cache.keep(key, rendering(10, "a")));
+        assert_eq!(cache.keep(key, rendering(10, "a")), Kept::Kept);
         let change = |seq, now| Change {
             seq,
             public_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
@@ -644,12 +685,23 @@ mod tests {
         assert_eq!(cache.apply(&[change(11, Now::Live)], true), 1);
         assert_eq!(cache.applied_through(), 11);
         // A rendering that loaded before change 11 and finishes after it is not kept.
-        assert!(!cache.keep(key, rendering(10, "late")));
-        assert!(cache.keep(key, rendering(11, "fresh")));
+        assert_eq!(cache.keep(key, rendering(10, "late")), Kept::Stale);
+        assert_eq!(cache.keep(key, rendering(11, "fresh")), Kept::Kept);
         assert!(matches!(cache.lookup(&key, 0), Hit::Rendered(_)));
         // A deletion: gone from memory, answered 410 from then on.
         cache.apply(&[change(12, Now::Gone)], true);
         assert!(matches!(cache.lookup(&key, 0), Hit::Gone));
+    }
+
+    #[test]
+    fn a_rendering_older_than_a_start_over_is_not_kept() {
+        // Loaded before the node read its list of addresses at change 10 (say, at start).
+        let cache = trusted_cache();
+        let key = key_of("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert_eq!(cache.keep(key, rendering(0, "old")), Kept::Stale);
+        assert_eq!(cache.keep(key, rendering(10, "new")), Kept::Kept);
+        let untrusted = WidgetCache::default();
+        assert_eq!(untrusted.keep(key, rendering(10, "x")), Kept::Untrusted);
     }
 
     #[test]
@@ -663,6 +715,9 @@ mod tests {
         cache.apply(&changes, false);
         assert_eq!(cache.applied_through(), 11);
         assert_eq!(cache.cursor(), (12, "AAAAAAAAAAAAAAAAAAAAAA".to_owned()));
+        // An empty page after it: nothing more of change 12 exists, so it is applied.
+        cache.apply(&[], true);
+        assert_eq!(cache.applied_through(), 12);
     }
 
     #[test]
@@ -674,14 +729,14 @@ mod tests {
         cache.reset(
             Vec::new(),
             Position {
-                seq: 0,
+                seq: 10,
                 trimmed_through: 0,
             },
         );
         cache.poll_succeeded();
         // 400 renderings of about 40 KB each (16 MB) into a 1 MiB cache; one is read often.
         let favourite = key_of("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
-        cache.keep(favourite, rendering(0, &"f".repeat(20_000)));
+        cache.keep(favourite, rendering(10, &"f".repeat(20_000)));
         for i in 0..400u32 {
             let mut key = [0u8; 16];
             key[..4].copy_from_slice(&i.to_be_bytes());
@@ -690,7 +745,7 @@ mod tests {
             let text: String = (0..20_000)
                 .map(|j| char::from(b'a' + ((j * 7 + i as usize * 13) % 26) as u8))
                 .collect();
-            cache.keep(key, rendering(0, &text));
+            cache.keep(key, rendering(10, &text));
             assert!(cache.renderings.get(&favourite).is_some() || i < 10);
         }
         let (entries, bytes) = cache.usage();

@@ -257,7 +257,7 @@ pub async fn create(
         )
         .await?;
         let widget = store::get_owned(&mut tx, owner, id).await?;
-        widget_changes::record(&mut tx, std::slice::from_ref(&public_id), now).await?;
+        widget_changes::record(&mut tx, std::slice::from_ref(&public_id)).await?;
         tx.commit().await?;
         Ok(Ok(widget))
     })
@@ -288,7 +288,7 @@ pub async fn update(
         else {
             return Ok(Err(DbError::NotFound.into()));
         };
-        widget_changes::record(&mut tx, std::slice::from_ref(&public_id), now).await?;
+        widget_changes::record(&mut tx, std::slice::from_ref(&public_id)).await?;
         tx.commit().await?;
         Ok(Ok(public_id))
     })
@@ -306,7 +306,7 @@ pub async fn delete(state: &AppState, owner: UserId, id: WidgetId) -> Result<boo
         let Some(public_id) = store::delete_owned(&mut tx, owner, id, now).await? else {
             return Ok(None);
         };
-        widget_changes::record(&mut tx, std::slice::from_ref(&public_id), now).await?;
+        widget_changes::record(&mut tx, std::slice::from_ref(&public_id)).await?;
         tx.commit().await?;
         Ok(Some(public_id))
     })
@@ -349,19 +349,26 @@ pub async fn served(state: &AppState, public_id: &str) -> Served {
         Some(Unkept::Made(rendered)) => return Served::Found(rendered),
         None => {}
     }
-    let served = render_and_keep(state, public_id, key).await;
-    match &served {
-        Served::Found(rendered) if state.widgets.lookup(&key, state.clock.now()).is_miss() => {
+    let (served, kept) = render_and_keep(state, public_id, key).await;
+    match (&served, kept) {
+        // Right, but memory may not keep it now: those who waited share it.
+        (Served::Found(rendered), Some(cache::Kept::Untrusted)) => {
             turn_state.record(Unkept::Made(rendered.clone()))
         }
-        Served::Found(_) => {}
-        answer => turn_state.record(Unkept::Answer(answer.clone())),
+        // Kept (they find it), or older than a change already known (they render again).
+        (Served::Found(_), _) => {}
+        (answer, _) => turn_state.record(Unkept::Answer(answer.clone())),
     }
     served
 }
 
-/// Renders a widget from the database and keeps the rendering.
-async fn render_and_keep(state: &AppState, public_id: &str, key: cache::PublicKey) -> Served {
+/// Renders a widget from the database and offers the rendering to memory (what became of it,
+/// when one was made).
+async fn render_and_keep(
+    state: &AppState,
+    public_id: &str,
+    key: cache::PublicKey,
+) -> (Served, Option<cache::Kept>) {
     let cache = &state.widgets;
     let deadline = tokio::time::Instant::now() + cache.public_db_timeout;
     // What the log had told this node before the data is read: a later change drops it.
@@ -375,14 +382,14 @@ async fn render_and_keep(state: &AppState, public_id: &str, key: cache::PublicKe
     let data = match loaded {
         Err(_) => {
             tracing::warn!("a widget could not be read in time (the database is busy)");
-            return Served::Busy;
+            return (Served::Busy, None);
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "a widget could not be read");
-            return Served::Failed;
+            return (Served::Failed, None);
         }
-        Ok(Ok(Lookup::NotFound)) => return Served::NotFound,
-        Ok(Ok(Lookup::Gone)) => return Served::Gone,
+        Ok(Ok(Lookup::NotFound)) => return (Served::NotFound, None),
+        Ok(Ok(Lookup::Gone)) => return (Served::Gone, None),
         Ok(Ok(Lookup::Found(data))) => data,
     };
     // The document, the feed and their compression: CPU work, in one blocking section off the
@@ -391,7 +398,7 @@ async fn render_and_keep(state: &AppState, public_id: &str, key: cache::PublicKe
         tokio::time::timeout_at(deadline, cache.render_slots.clone().acquire_owned()).await
     else {
         tracing::warn!("a widget could not be rendered in time (rendering is busy)");
-        return Served::Busy;
+        return (Served::Busy, None);
     };
     let (config, widgets) = (state.config.clone(), cache.clone());
     let made = tokio::task::spawn_blocking(move || {
@@ -403,15 +410,15 @@ async fn render_and_keep(state: &AppState, public_id: &str, key: cache::PublicKe
         Ok(Ok(rendered)) => Arc::new(rendered),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "a widget could not be rendered");
-            return Served::Failed;
+            return (Served::Failed, None);
         }
         Err(e) => {
             tracing::error!(error = %e, "a widget's rendering panicked");
-            return Served::Failed;
+            return (Served::Failed, None);
         }
     };
-    cache.keep(key, rendered.clone());
-    Served::Found(rendered)
+    let kept = cache.keep(key, rendered.clone());
+    (Served::Found(rendered), Some(kept))
 }
 
 /// Makes a widget's output: the document (shared with widgets whose document is the same), the
@@ -453,16 +460,28 @@ const POLL_PAGE: i64 = 2000;
 pub async fn poll_changes(state: &AppState) -> Result<Polled, DbError> {
     let cache = &state.widgets;
     let mut polled = Polled::default();
-    let position = widget_changes::position(&state.db).await?;
-    if cache.needs_directory(position) {
+    let start_over = async || {
         // The position first: a change after it is read from the log below.
+        let position = widget_changes::position(&state.db).await?;
         let ids = widget_changes::all_public_ids(&state.db).await?;
         cache.reset(ids, position);
+        Ok::<_, DbError>(())
+    };
+    let position = widget_changes::position(&state.db).await?;
+    if cache.needs_directory(position) {
+        start_over().await?;
         polled.reloaded = true;
     }
     loop {
         let (seq, public_id) = cache.cursor();
         let changes = widget_changes::after(&state.db, seq, &public_id, POLL_PAGE).await?;
+        // Change numbers have no gaps: one missing was trimmed before this node read it (it
+        // stood still for a day, or the trimming raced this poll).
+        if changes.first().is_some_and(|c| c.seq > seq + 1) {
+            start_over().await?;
+            polled.reloaded = true;
+            continue;
+        }
         let complete = (changes.len() as i64) < POLL_PAGE;
         polled.changes += changes.len();
         polled.dropped += cache.apply(&changes, complete);

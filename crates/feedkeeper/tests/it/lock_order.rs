@@ -82,6 +82,7 @@ where
         .await
         .unwrap_or_else(|_| panic!("the held side never reached {point}"));
     let other_done = Arc::new(AtomicBool::new(false));
+    let waited = Arc::new(AtomicBool::new(false));
     let release = async {
         // SQLite's waits cannot be seen: a moment is enough for the other side to be waiting.
         let patience = match w.state.db {
@@ -89,10 +90,11 @@ where
             Db::Sqlite(_) => Duration::from_millis(300),
         };
         let until = tokio::time::Instant::now() + patience;
-        while !other_done.load(Ordering::SeqCst)
-            && !someone_waits_for_a_lock(&w.state.db).await
-            && tokio::time::Instant::now() < until
-        {
+        while !other_done.load(Ordering::SeqCst) && tokio::time::Instant::now() < until {
+            if someone_waits_for_a_lock(&w.state.db).await {
+                waited.store(true, Ordering::SeqCst);
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Give the waiting statement a moment to be well inside its wait.
@@ -118,6 +120,13 @@ where
         retries_before,
         "a transaction had to be retried after a deadlock: the lock order is broken"
     );
+    // On PostgreSQL the race was real: the other side waited for the held one's lock.
+    if let Db::Postgres(_) = w.state.db {
+        assert!(
+            waited.load(Ordering::SeqCst),
+            "the other side never waited for a lock: the race was not exercised"
+        );
+    }
     (held, other)
 }
 

@@ -172,7 +172,8 @@ async fn a_job_whose_lease_is_lost_is_stopped() {
     // Another node takes the job over (as after this node stalled past its lease).
     execute(
         db,
-        "UPDATE jobs SET lease_owner = 'thief', lease_token = 'stolen' WHERE kind = 'test_endless'",
+        "UPDATE jobs SET lease_owner = 'thief', lease_token = 'stolen', \
+         lease_expires_ms = 99999999999999 WHERE kind = 'test_endless'",
     )
     .await;
     let report = tokio::time::timeout(Duration::from_secs(5), pass)

@@ -279,7 +279,8 @@ impl Flow<'_> {
         let now = self.state.clock.now();
         let id = random_token();
         // The @handle each Page would connect, so the person knows what they pick: a few asked
-        // at once, and all within a bound (best effort: without it the Page's name shows).
+        // at once, and all within one bound (best effort: without it the Page's name shows).
+        let deadline = tokio::time::Instant::now() + PAGE_LOOKUP_TIMEOUT;
         let lookups: Vec<_> = pages
             .iter()
             .map(|p| async move {
@@ -288,7 +289,7 @@ impl Flow<'_> {
                     .state
                     .meta
                     .facebook_instagram_profile(&p.access_token, ig);
-                tokio::time::timeout(PAGE_LOOKUP_TIMEOUT, asked)
+                tokio::time::timeout_at(deadline, asked)
                     .await
                     .ok()?
                     .ok()?
@@ -337,18 +338,43 @@ impl Flow<'_> {
         &self,
         result: Result<Vec<Connection>, ConnectError>,
     ) -> Result<Response, AppError> {
-        if result.is_err() {
-            self.release_link().await?;
+        match result {
+            Ok(connected) => self.finish_partly(connected, None).await,
+            Err(failure) => self.finish_partly(Vec::new(), Some(failure)).await,
         }
-        let connected = match result {
-            Ok(c) => c,
-            Err(ConnectError::Db(e)) => return Err(e.into()),
-            Err(ConnectError::Meta(e)) => {
-                tracing::warn!(error = %e, "a connection login failed at Meta");
-                return self.problem("Nothing was connected", "Instagram did not accept the login just now. Please try again in a few minutes.");
+    }
+
+    /// Ends a login that connected `connected` and, for the rest, ran into `failure`. With
+    /// nothing connected, the link's reservation goes (it may be tried again); with something
+    /// connected, the link is spent, and the person learns what did not connect too.
+    pub(super) async fn finish_partly(
+        &self,
+        connected: Vec<Connection>,
+        failure: Option<ConnectError>,
+    ) -> Result<Response, AppError> {
+        let why = match failure {
+            None => None,
+            Some(ConnectError::Db(e)) if connected.is_empty() => {
+                self.release_link().await?;
+                return Err(e.into());
             }
-            Err(e) => return self.problem("Nothing was connected", &capitalize(&e.to_string())),
+            Some(ConnectError::Db(e)) => {
+                tracing::error!(error = %e, "a connection could not be stored");
+                Some("Something went wrong on our side. Please try again.".to_owned())
+            }
+            Some(ConnectError::Meta(e)) => {
+                tracing::warn!(error = %e, "a connection login failed at Meta");
+                Some("Instagram did not accept the login just now. Please try again in a few minutes.".to_owned())
+            }
+            Some(e) => Some(capitalize(&e.to_string())),
         };
+        if connected.is_empty() {
+            self.release_link().await?;
+            return self.problem(
+                "Nothing was connected",
+                why.as_deref().unwrap_or("Nothing was chosen."),
+            );
+        }
         let names = connected
             .iter()
             .map(|c| format!("@{}", c.username))
@@ -360,6 +386,15 @@ impl Flow<'_> {
                     link_store::record_use(&self.state.db, link, self.state.clock.now()).await?;
                 if !first_use {
                     tracing::info!(link = %link.id, "a single-use link was completed twice at once");
+                }
+                if let Some(why) = why {
+                    return problem(
+                        StatusCode::OK,
+                        "Only some accounts were connected",
+                        &format!("Connected {names}. The others were not: {why}"),
+                        None,
+                        None,
+                    );
                 }
                 render(&LinkDone {
                     page: Page::public("Connected", String::new()),
@@ -375,7 +410,17 @@ impl Flow<'_> {
                     "Connected"
                 };
                 if let Some(user) = self.user {
-                    user.flash(self.state, &format!("{verb} {names}.")).await?;
+                    match why {
+                        None => user.flash(self.state, &format!("{verb} {names}.")).await?,
+                        Some(why) => {
+                            user.flash_with(
+                                self.state,
+                                crate::accounts::session::Tone::Warn,
+                                &format!("{verb} {names}. The others were not: {why}"),
+                            )
+                            .await?
+                        }
+                    }
                 }
                 Ok(see_other("/connections"))
             }

@@ -53,7 +53,7 @@ const CHOICE_TTL_SECS: i64 = 30 * 60;
 /// Calls to Meta about a person's Facebook Pages made at once within one request (a person can
 /// have dozens of Pages; one after another they would outlast the request's timeout).
 const PAGE_CALLS_AT_ONCE: usize = 4;
-/// How long the best-effort lookup of a Page's @handle may take.
+/// How long the best-effort lookups of the Pages' @handles may take, all together.
 const PAGE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 /// The cookie that binds a client-link login to the browser that opened the link.
 const LINK_COOKIE: &str = "fk_link";

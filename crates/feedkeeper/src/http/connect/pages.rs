@@ -254,15 +254,19 @@ pub async fn pick_pages(
         .buffered(PAGE_CALLS_AT_ONCE)
         .collect()
         .await;
+    // What connected stays connected (and spends a single-use link); the first failure is what
+    // the person is told about the rest.
     let mut connected = Vec::new();
+    let mut failure = None;
     for result in results {
         match result {
             Ok(c) => connected.push(c),
-            // What connected before stays connected; the first failure is what the person sees.
-            Err(e) => return flow.finish(Err(e)).await,
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
     }
-    flow.finish(Ok(connected)).await
+    flow.finish_partly(connected, failure).await
 }
 
 /// A form whose fields may repeat (`page_id=1&page_id=2`), which `axum::Form` cannot read into a
