@@ -7,10 +7,9 @@
 //! them (see docs/benchmarks.md). The background workers stay on the main runtime.
 
 use std::convert::Infallible;
-use std::future::Future as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -343,6 +342,7 @@ async fn serve_connections(
     } = serving;
     let router = router(index);
     let limits = gate.limits.clone();
+    let epoch = std::time::Instant::now();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -402,12 +402,21 @@ async fn serve_connections(
                     }
                 }
             });
-        let stream = Deadlined::new(stream, limits.idle_timeout, limits.write_timeout);
+        let waiting = Arc::new(Waiting::default());
+        let stream = Watched {
+            inner: stream,
+            waiting: waiting.clone(),
+            epoch,
+        };
         let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
+        let watchdog = watchdog(waiting, epoch, limits.idle_timeout, limits.write_timeout);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                () = watchdog => tracing::debug!("connection closed: it waited too long"),
             }
             drop(open);
             drop(admitted);
@@ -474,67 +483,56 @@ fn hand_over(
     }
 }
 
-/// A connection's socket with deadlines hyper does not have: a read that waits longer than
-/// `idle` (nothing sent: an idle keep-alive, or a client gone silent) and a write that waits
-/// longer than `stall` (a client that does not read its answer) fail, closing the connection.
-struct Deadlined<T> {
-    inner: T,
-    idle: Duration,
-    stall: Duration,
-    reading: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    writing: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+/// When a connection's socket last started waiting, in milliseconds since `epoch` (0: it is not
+/// waiting), written by [`Watched`] and read by [`watchdog`].
+#[derive(Debug, Default)]
+struct Waiting {
+    read: AtomicU64,
+    write: AtomicU64,
 }
 
-impl<T> Deadlined<T> {
-    fn new(inner: T, idle: Duration, stall: Duration) -> Self {
-        Deadlined {
-            inner,
-            idle,
-            stall,
-            reading: None,
-            writing: None,
+/// A connection's socket, noting when it starts and stops waiting, for the deadlines hyper does
+/// not have (see [`watchdog`]). On the hot path this is a clock read when a wait begins and an
+/// atomic store when it ends: no timer per request.
+struct Watched<T> {
+    inner: T,
+    waiting: Arc<Waiting>,
+    epoch: std::time::Instant,
+}
+
+impl<T> Watched<T> {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn note(&self, slot: &AtomicU64, poll: &std::task::Poll<std::io::Result<impl Sized>>) {
+        match poll {
+            std::task::Poll::Pending => {
+                if slot.load(Ordering::Relaxed) == 0 {
+                    slot.store(self.now_ms(), Ordering::Relaxed);
+                }
+            }
+            std::task::Poll::Ready(_) => slot.store(0, Ordering::Relaxed),
         }
     }
 }
 
-/// `Pending` until `timer` (started now if it was not) runs out, then an error.
-fn waited_too_long(
-    timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    limit: Duration,
-    cx: &mut std::task::Context<'_>,
-    what: &str,
-) -> std::task::Poll<std::io::Error> {
-    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-    match sleep.as_mut().poll(cx) {
-        std::task::Poll::Ready(()) => std::task::Poll::Ready(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("{what} for {limit:?}"),
-        )),
-        std::task::Poll::Pending => std::task::Poll::Pending,
-    }
-}
-
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Deadlined<T> {
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
-            std::task::Poll::Ready(result) => {
-                this.reading = None;
-                std::task::Poll::Ready(result)
-            }
-            std::task::Poll::Pending => {
-                waited_too_long(&mut this.reading, this.idle, cx, "nothing to read").map(Err)
-            }
-        }
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.note(&self.waiting.read, &poll);
+        poll
     }
 }
 
-impl<T: tokio::io::AsyncWrite + Unpin> Deadlined<T> {
-    /// A write-side poll, under the stall deadline.
+impl<T: tokio::io::AsyncWrite + Unpin> Watched<T> {
+    /// A write-side poll, noted.
     fn poll_writing<R>(
         &mut self,
         cx: &mut std::task::Context<'_>,
@@ -543,22 +541,17 @@ impl<T: tokio::io::AsyncWrite + Unpin> Deadlined<T> {
             &mut std::task::Context<'_>,
         ) -> std::task::Poll<std::io::Result<R>>,
     ) -> std::task::Poll<std::io::Result<R>> {
-        match poll(std::pin::Pin::new(&mut self.inner), cx) {
-            std::task::Poll::Ready(result) => {
-                self.writing = None;
-                // An answer going out is not silence: a long one is not cut by the idle limit.
-                self.reading = None;
-                std::task::Poll::Ready(result)
-            }
-            std::task::Poll::Pending => {
-                waited_too_long(&mut self.writing, self.stall, cx, "the client read nothing")
-                    .map(Err)
-            }
+        let result = poll(std::pin::Pin::new(&mut self.inner), cx);
+        self.note(&self.waiting.write, &result);
+        if result.is_ready() && self.waiting.read.load(Ordering::Relaxed) != 0 {
+            // An answer going out is not silence: a long one is not cut by the idle limit.
+            self.waiting.read.store(self.now_ms(), Ordering::Relaxed);
         }
+        result
     }
 }
 
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Deadlined<T> {
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -591,6 +584,31 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Deadlined<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         self.poll_writing(cx, |inner, cx| inner.poll_shutdown(cx))
+    }
+}
+
+/// Ends (returns) once the connection's socket has waited too long: a read for longer than
+/// `idle` (nothing sent: an idle keep-alive, or a client gone silent), or a write for longer
+/// than `stall` (a client that does not read its answer). It looks a few times per limit, so a
+/// connection is closed within a quarter more than its limit.
+async fn watchdog(
+    waiting: Arc<Waiting>,
+    epoch: std::time::Instant,
+    idle: Duration,
+    stall: Duration,
+) {
+    let every = (idle.min(stall) / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let (idle, stall) = (idle.as_millis() as u64, stall.as_millis() as u64);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let since = |slot: &AtomicU64| match slot.load(Ordering::Relaxed) {
+            0 => 0,
+            at => now.saturating_sub(at),
+        };
+        if since(&waiting.read) > idle || since(&waiting.write) > stall {
+            return;
+        }
     }
 }
 
