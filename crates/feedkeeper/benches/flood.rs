@@ -13,15 +13,15 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+#[path = "support/node.rs"]
+mod node;
 #[path = "support/wrk.rs"]
 mod support;
 use support::{WrkResult, on_path, wrk};
 
 use feedkeeper::clock::Clock;
-use feedkeeper::config::{Config, Secret};
-use feedkeeper::connections::{self, Actor, LIFECYCLE_JOB, SYNC_JOB};
+use feedkeeper::connections::{LIFECYCLE_JOB, SYNC_JOB};
 use feedkeeper::db::{Db, jobs, users};
-use feedkeeper::meta::{AccessToken, ExpiringToken};
 use feedkeeper::state::AppState;
 use feedkeeper::widgets::settings::WidgetSettings;
 
@@ -90,23 +90,10 @@ async fn run(
     work: &tempfile::TempDir,
     log_path: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let sim = meta_sim::Simulator::new(meta_sim::SimOptions {
-        seed: 7,
-        start_time: Clock::System.now(),
-        ..Default::default()
-    });
-    let sim_server = meta_sim::start(sim.clone(), "127.0.0.1:0".parse()?).await?;
-    let mut config = Config::default();
-    feedkeeper::cli::point_at_simulator(&mut config, &sim_server.base_url, &sim.app())?;
-    config.storage.database_url = url.to_owned();
-    config.storage.data_dir = work.path().to_owned();
-    config.security.token_keys = vec![Secret::new(
-        feedkeeper::crypto::NamedKey::generate("bench").to_config_string(),
-    )];
-    config.lifecycle.worker_poll_secs = 1;
+    let (sim, sim_base) = node::simulator(7).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    config.server.listen = listener.local_addr()?;
-    config.server.public_url = format!("http://{}", listener.local_addr()?);
+    let mut config = node::config(&sim, &sim_base, url.to_owned(), work.path(), &listener)?;
+    config.lifecycle.worker_poll_secs = 1;
     // wrk opens its flood from one address.
     config.server.max_connections_per_address = 10_000;
     config.validate()?;
@@ -123,16 +110,7 @@ async fn run(
             ..Default::default()
         })
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let generated = sim
-            .generate_token(&username)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let token = ExpiringToken {
-            access_token: AccessToken::new(generated.access_token),
-            expires_at: Some(now + generated.expires_in),
-        };
-        let c = connections::connect_instagram(&state, owner, &token, None, Actor::User, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let c = node::connect(&state, &sim, owner, &username).await?;
         first.get_or_insert(c.id);
     }
     feedkeeper::jobs::run_due_now(&state, "setup").await?;
@@ -214,7 +192,6 @@ async fn run(
     }
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(30), workers).await;
-    std::mem::forget(sim_server);
 
     let (quiet, flooded) = (&rows[0], &rows[1]);
     let log = std::fs::read_to_string(log_path).unwrap_or_default();

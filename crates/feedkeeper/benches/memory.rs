@@ -11,11 +11,12 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "support/node.rs"]
+mod node;
+
 use feedkeeper::clock::Clock;
-use feedkeeper::config::{Config, Secret};
-use feedkeeper::connections::{self, Actor};
+
 use feedkeeper::db::users;
-use feedkeeper::meta::{AccessToken, ExpiringToken};
 use feedkeeper::state::AppState;
 use feedkeeper::widgets::settings::WidgetSettings;
 
@@ -35,25 +36,12 @@ async fn main() -> anyhow::Result<()> {
     let widgets: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let cache_mib: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(256);
     let work = tempfile::tempdir()?;
-    let sim = meta_sim::Simulator::new(meta_sim::SimOptions {
-        seed: 9,
-        start_time: Clock::System.now(),
-        ..Default::default()
-    });
-    let sim_server = meta_sim::start(sim.clone(), "127.0.0.1:0".parse()?).await?;
-    let mut config = Config::default();
-    feedkeeper::cli::point_at_simulator(&mut config, &sim_server.base_url, &sim.app())?;
-    config.storage.database_url = format!("sqlite://{}", work.path().join("bench.db").display());
-    config.storage.data_dir = work.path().to_owned();
-    config.security.token_keys = vec![Secret::new(
-        feedkeeper::crypto::NamedKey::generate("bench").to_config_string(),
-    )];
+    let (sim, sim_base) = node::simulator(9).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let database = format!("sqlite://{}", work.path().join("bench.db").display());
+    let mut config = node::config(&sim, &sim_base, database, work.path(), &listener)?;
     config.widgets.cache_bytes = cache_mib * 1024 * 1024;
     config.widgets.max_per_user = widgets as u64 + 1;
-    config.log.level = "warn".into();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    config.server.listen = listener.local_addr()?;
-    config.server.public_url = format!("http://{}", listener.local_addr()?);
     config.validate()?;
     let state = AppState::build(config, Clock::System).await?;
     let now = state.clock.now();
@@ -80,17 +68,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     }
-    let generated = sim
-        .generate_token("heavy")
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let owner = users::create(&state.db, "bench@example.com", "x", now).await?;
-    let token = ExpiringToken {
-        access_token: AccessToken::new(generated.access_token),
-        expires_at: Some(now + generated.expires_in),
-    };
-    let c = connections::connect_instagram(&state, owner, &token, None, Actor::User, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let c = node::connect(&state, &sim, owner, "heavy").await?;
     feedkeeper::jobs::run_due_now(&state, "setup").await?;
 
     // Widgets whose documents all differ: every combination of columns, spacing and radius,
@@ -187,6 +166,5 @@ async fn main() -> anyhow::Result<()> {
         after - before,
         (after - before) / cache_mib as f64
     );
-    std::mem::forget(sim_server);
     Ok(())
 }

@@ -10,15 +10,15 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+#[path = "support/node.rs"]
+mod node;
 #[path = "support/wrk.rs"]
 mod support;
 use support::{WrkResult, on_path};
 
 use feedkeeper::clock::Clock;
-use feedkeeper::config::{Config, Secret};
-use feedkeeper::connections::{self, Actor};
+
 use feedkeeper::db::users;
-use feedkeeper::meta::{AccessToken, ExpiringToken};
 use feedkeeper::state::AppState;
 use feedkeeper::widgets::settings::WidgetSettings;
 
@@ -151,25 +151,12 @@ fn free_port() -> anyhow::Result<u16> {
 /// A feedkeeper node serving one widget of a synced account; returns its base URL and the
 /// widget's public id.
 async fn serve_widget(dir: &std::path::Path) -> anyhow::Result<(String, String, AppState)> {
-    let sim = meta_sim::Simulator::new(meta_sim::SimOptions {
-        seed: 5,
-        start_time: Clock::System.now(),
-        ..Default::default()
-    });
-    let sim_server = meta_sim::start(sim.clone(), "127.0.0.1:0".parse()?).await?;
-    let mut config = Config::default();
-    feedkeeper::cli::point_at_simulator(&mut config, &sim_server.base_url, &sim.app())?;
-    config.storage.database_url = format!("sqlite://{}", dir.join("bench.db").display());
-    config.storage.data_dir = dir.to_owned();
-    config.security.token_keys = vec![Secret::new(
-        feedkeeper::crypto::NamedKey::generate("bench").to_config_string(),
-    )];
+    let (sim, sim_base) = node::simulator(5).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let database = format!("sqlite://{}", dir.join("bench.db").display());
+    let mut config = node::config(&sim, &sim_base, database, dir, &listener)?;
     // Measure the widget path, not the request limit.
     config.server.max_concurrent_requests = 100_000;
-    config.log.level = "warn".into();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    config.server.listen = listener.local_addr()?;
-    config.server.public_url = format!("http://{}", listener.local_addr()?);
     config.validate()?;
     let state = AppState::build(config, Clock::System).await?;
     let now = state.clock.now();
@@ -181,17 +168,8 @@ async fn serve_widget(dir: &std::path::Path) -> anyhow::Result<(String, String, 
         ..Default::default()
     })
     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let generated = sim
-        .generate_token("bench_bakery")
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let owner = users::create(&state.db, "bench@example.com", "x", now).await?;
-    let token = ExpiringToken {
-        access_token: AccessToken::new(generated.access_token),
-        expires_at: Some(now + generated.expires_in),
-    };
-    let c = connections::connect_instagram(&state, owner, &token, None, Actor::User, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let c = node::connect(&state, &sim, owner, "bench_bakery").await?;
     feedkeeper::jobs::run_due_now(&state, "bench").await?;
     let widget =
         feedkeeper::widgets::create(&state, owner, "Bench", c.id, &WidgetSettings::default())
@@ -202,8 +180,6 @@ async fn serve_widget(dir: &std::path::Path) -> anyhow::Result<(String, String, 
         // Serves until the process ends (the shutdown never comes).
         let _ = feedkeeper::app::serve_http(serving, listener, std::future::pending()).await;
     });
-    // Keep the simulator running for the length of the benchmark.
-    std::mem::forget(sim_server);
     let base = state.config.public_url().trim_end_matches('/').to_owned();
     Ok((base, widget.public_id, state))
 }

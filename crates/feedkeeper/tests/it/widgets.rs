@@ -477,6 +477,25 @@ async fn the_json_feed_matches_its_published_schema() {
     assert!(feed["profile"]["picture_url"].is_string(), "{feed:#}");
 }
 
+/// Waits (a few seconds at most) until the node's poller has read the change log.
+async fn trusted_soon(node: &feedkeeper::state::AppState) {
+    let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !node.widgets.trusted() {
+        assert!(
+            std::time::Instant::now() < wait_until,
+            "the poller never read the change log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A second node on the app's database, with its own, empty memory (not polling by itself).
+async fn other_node(app: &TestApp) -> feedkeeper::state::AppState {
+    feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+        .await
+        .unwrap()
+}
+
 /// A widget made in the dashboard (its connection and public id), and a second node on the same
 /// database with its own, empty cache.
 async fn widget_and_second_node(app: &TestApp) -> (String, String, feedkeeper::state::AppState) {
@@ -485,10 +504,7 @@ async fn widget_and_second_node(app: &TestApp) -> (String, String, feedkeeper::s
         .post("/widgets", &form(&browser.csrf, &connection))
         .await;
     let id = public_id(&browser.get(made.location().unwrap()).await.body);
-    let node =
-        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
-            .await
-            .unwrap();
+    let node = other_node(app).await;
     (connection, id, node)
 }
 
@@ -574,14 +590,7 @@ async fn unknown_addresses_never_reach_the_database_once_a_node_has_read_its_lis
     assert_eq!(node.widgets.loads(), 2);
 
     // The same over HTTP on the app's own node (its poller reads the log every second).
-    let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !app.state.widgets.trusted() {
-        assert!(
-            std::time::Instant::now() < wait_until,
-            "the poller never ran"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    trusted_soon(&app.state).await;
     let loads = app.state.widgets.loads();
     for _ in 0..50 {
         let random = feedkeeper::widgets::new_public_id();
@@ -692,10 +701,7 @@ async fn a_disconnected_account_leaves_every_nodes_widgets_at_once() {
         .await;
     let edit_path = made.location().unwrap().to_owned();
     let id = public_id(&browser.get(&edit_path).await.body);
-    let other =
-        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
-            .await
-            .unwrap();
+    let other = other_node(&app).await;
     poll(&other).await;
     let shows = |served: Served| {
         String::from_utf8_lossy(&rendered(served).html.identity).contains("Fresh bread")
@@ -767,10 +773,7 @@ async fn a_node_whose_poller_stalled_serves_no_deleted_widget_or_purged_posts() 
     stalled.reached().await;
     // ... while another node deletes one widget and purges the shop's data (Meta says the app
     // was removed; the grace period is zero here).
-    let other =
-        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
-            .await
-            .unwrap();
+    let other = other_node(&app).await;
     let widget_id = deleted_path
         .trim_start_matches("/widgets/")
         .parse()
@@ -802,14 +805,7 @@ async fn a_node_whose_poller_stalled_serves_no_deleted_widget_or_purged_posts() 
 
     // It recovers and catches up from where it left off.
     stalled.release();
-    let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !app.state.widgets.trusted() {
-        assert!(
-            std::time::Instant::now() < wait_until,
-            "the poller never recovered"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    trusted_soon(&app.state).await;
     let loads = app.state.widgets.loads();
     assert_eq!(
         get(&app, &format!("/w/{deleted}"), &[]).await.status(),
@@ -843,10 +839,7 @@ async fn writers_with_skewed_clocks_are_seen_by_every_node() {
         .await;
     let path = made.location().unwrap().to_owned();
     let id = public_id(&browser.get(&path).await.body);
-    let reader =
-        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
-            .await
-            .unwrap();
+    let reader = other_node(&app).await;
     poll(&reader).await;
     assert!(
         String::from_utf8_lossy(
