@@ -514,8 +514,14 @@ pub fn spawn_poller(
             failpoint::hit(failpoint::WIDGET_POLL, &state.node).await;
             match poll_changes(&state).await {
                 Ok(polled) => {
-                    if failing || polled.reloaded {
+                    if failing {
                         tracing::info!(?polled, "reading widget changes again");
+                    }
+                    if polled.reloaded {
+                        tracing::info!(
+                            ?polled,
+                            "read every widget address (at start, or past a trimmed change log)"
+                        );
                     }
                     failing = false;
                 }
