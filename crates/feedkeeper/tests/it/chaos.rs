@@ -41,9 +41,10 @@ fn start_node(w: &World, name: &str, log: &std::path::Path) -> Running {
 /// Lines of the nodes' logs that show something going wrong that a kill does not excuse: a
 /// database conflict (even one retried), a pool timeout, a lost lease.
 fn unexpected_log_lines(dir: &std::path::Path) -> Vec<String> {
+    // SQLSTATEs as they appear in a log line (quoted: a bare 40001 also stands in timestamps).
     const TROUBLE: [&str; 7] = [
-        "40P01",
-        "40001",
+        "\"40P01\"",
+        "\"40001\"",
         "deadlock",
         "PoolTimedOut",
         "pool timed out",
@@ -257,4 +258,24 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
     }
     assert!(kills >= chaos_secs() / 8, "only {kills} kills");
     assert!(!reconnected.is_empty());
+}
+
+#[test]
+fn the_log_check_finds_conflicts_and_lost_leases_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("node.log"),
+        concat!(
+            r#"{"timestamp":"2026-12-06T18:04:36.440001Z","level":"INFO","fields":{"message":"meta call failed"}}"#,
+            "\n",
+            r#"{"level":"WARN","fields":{"message":"the database ended a transaction to resolve a conflict; running it again","transaction":"connect","code":"40P01"}}"#,
+            "\n",
+            r#"{"level":"WARN","fields":{"message":"lease lost while the job ran; the job was stopped"}}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let found = unexpected_log_lines(dir.path());
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].contains("40P01") && found[1].contains("lease lost"));
 }
