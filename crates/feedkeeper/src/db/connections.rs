@@ -235,6 +235,11 @@ pub async fn lock_by_ig_user(
     )
 }
 
+/// The connections a Meta callback about `$1` (a person, or a Page) refers to: the one condition
+/// of [`find_by_meta_user`] and [`lock_by_meta_user`].
+const NAMED_BY_META_USER: &str =
+    "ig_user_id = $1 OR app_scoped_id = $1 OR fb_user_id = $1 OR fb_page_id = $1";
+
 /// Locks, for deleting, every connection a Meta callback about `meta_user_id` refers to (see
 /// [`find_by_meta_user`]), in ascending id order: the order every transaction about several
 /// connections takes them in.
@@ -244,9 +249,7 @@ pub async fn lock_by_meta_user(
 ) -> Result<Vec<Connection>, DbError> {
     let ex: Ex<'_> = tx.into();
     let sql = format!(
-        "SELECT {COLUMNS} FROM connections
-         WHERE ig_user_id = $1 OR app_scoped_id = $1 OR fb_user_id = $1 OR fb_page_id = $1
-         ORDER BY id {}",
+        "SELECT {COLUMNS} FROM connections WHERE {NAMED_BY_META_USER} ORDER BY id {}",
         lock_clause(ex.kind(), RowLock::Delete)
     );
     Ok(on_pool!(ex, pool => sqlx::query_as(&sql).bind(meta_user_id).fetch_all(pool).await)?)
@@ -367,11 +370,7 @@ pub async fn find_by_meta_user(
     db: impl Into<Ex<'_>>,
     meta_user_id: &str,
 ) -> Result<Vec<Connection>, DbError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM connections
-         WHERE ig_user_id = $1 OR app_scoped_id = $1 OR fb_user_id = $1 OR fb_page_id = $1
-         ORDER BY id"
-    );
+    let sql = format!("SELECT {COLUMNS} FROM connections WHERE {NAMED_BY_META_USER} ORDER BY id");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(meta_user_id).fetch_all(pool).await)?)
 }
 

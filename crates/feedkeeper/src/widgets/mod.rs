@@ -327,22 +327,16 @@ pub async fn served(state: &AppState, public_id: &str) -> Served {
     let Some(key) = cache::key_of(public_id) else {
         return Served::NotFound;
     };
-    match state.widgets.lookup(&key, state.clock.now()) {
-        Hit::Rendered(r) => return Served::Found(r),
-        Hit::Gone => return Served::Gone,
-        Hit::NotFound => return Served::NotFound,
-        Hit::Miss => {}
+    if let Some(answer) = from_memory(state, &key) {
+        return answer;
     }
     // One rendering per widget at a time on this node; those who waited serve it, or share
     // its answer.
     let turn = state.widgets.rendering_turn(public_id);
     let waited_since = std::time::Instant::now();
     let mut turn_state = turn.lock().await;
-    match state.widgets.lookup(&key, state.clock.now()) {
-        Hit::Rendered(r) => return Served::Found(r),
-        Hit::Gone => return Served::Gone,
-        Hit::NotFound => return Served::NotFound,
-        Hit::Miss => {}
+    if let Some(answer) = from_memory(state, &key) {
+        return answer;
     }
     match turn_state.unkept_since(waited_since) {
         Some(Unkept::Answer(answer)) => return answer,
@@ -360,6 +354,16 @@ pub async fn served(state: &AppState, public_id: &str) -> Served {
         (answer, _) => turn_state.record(Unkept::Answer(answer.clone())),
     }
     served
+}
+
+/// What memory alone answers for `key` now (`None`: it must be rendered).
+fn from_memory(state: &AppState, key: &cache::PublicKey) -> Option<Served> {
+    match state.widgets.lookup(key, state.clock.now()) {
+        Hit::Rendered(r) => Some(Served::Found(r)),
+        Hit::Gone => Some(Served::Gone),
+        Hit::NotFound => Some(Served::NotFound),
+        Hit::Miss => None,
+    }
 }
 
 /// Renders a widget from the database and offers the rendering to memory (what became of it,
