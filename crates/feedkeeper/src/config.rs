@@ -31,6 +31,7 @@ pub struct Config {
     pub workers: WorkersConfig,
     pub sync: SyncConfig,
     pub widgets: WidgetsConfig,
+    pub images: ImagesConfig,
     pub log: LogConfig,
 }
 
@@ -86,6 +87,119 @@ impl Default for WidgetsConfig {
             poll_interval_ms: 1000,
             poll_stale_secs: 30,
         }
+    }
+}
+
+/// Where feedkeeper keeps its copies of Instagram's images, and the bounds on fetching, making
+/// and serving them (see `images`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Empty: a folder `images` in `storage.data_dir` (one node). `s3://bucket` or
+    /// `s3://bucket/prefix`: an S3-compatible bucket (several nodes share it).
+    pub store: String,
+    /// The S3 endpoint for a service other than AWS (MinIO, Ceph, R2...); empty for AWS.
+    pub s3_endpoint: String,
+    /// Empty: `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
+    pub s3_region: String,
+    /// Empty: the standard `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (or the instance's role).
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: Secret,
+    /// Allow an `http://` endpoint (a bucket on the same private network or this machine).
+    pub s3_allow_http: bool,
+    /// The largest original fetched, in bytes.
+    pub max_bytes: u64,
+    /// The most pixels an original may have (width × height), checked before decoding.
+    pub max_pixels: u64,
+    /// How long one fetch of an original may take, in seconds, from connecting to the last byte.
+    pub fetch_timeout_secs: u64,
+    /// Originals fetched at once by one job.
+    pub fetch_concurrency: u64,
+    /// Images whose variants are made at once on a node (each holds about four bytes per pixel
+    /// of its original, on low-priority threads of their own).
+    pub process_concurrency: u64,
+    /// Memory for the variants this node serves most, in bytes.
+    pub cache_bytes: u64,
+    /// Reads of the store at once for variants not in memory; more wait up to
+    /// `serve_timeout_ms`, then get 503 with Retry-After.
+    pub serve_concurrency: u64,
+    pub serve_timeout_ms: u64,
+    /// Encoding qualities (1-100).
+    pub jpeg_quality: u64,
+    pub webp_quality: u64,
+    /// Images no picture uses any more are removed this long after (caches may still show them).
+    pub unused_grace_secs: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            store: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: String::new(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: Secret::default(),
+            s3_allow_http: false,
+            max_bytes: 20 * 1024 * 1024,
+            max_pixels: 16 * 1024 * 1024,
+            fetch_timeout_secs: 30,
+            fetch_concurrency: 4,
+            process_concurrency: 1,
+            cache_bytes: 128 * 1024 * 1024,
+            serve_concurrency: 16,
+            serve_timeout_ms: 2000,
+            jpeg_quality: 80,
+            webp_quality: 75,
+            unused_grace_secs: 86_400,
+        }
+    }
+}
+
+/// Where images are kept (`images.store`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageStoreLocation {
+    /// The folder `images` in the data directory.
+    DataDir,
+    /// An S3-compatible bucket, under an optional prefix.
+    S3 { bucket: String, prefix: String },
+}
+
+impl ImageStoreLocation {
+    pub fn parse(raw: &str) -> Result<ImageStoreLocation, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(ImageStoreLocation::DataDir);
+        }
+        let Some(rest) = raw.strip_prefix("s3://") else {
+            return Err(format!(
+                "{raw:?} is neither empty (a folder in storage.data_dir) nor s3://bucket[/prefix]"
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid_bucket {
+            return Err(format!("{bucket:?} is not an S3 bucket name"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..")
+            || prefix.chars().any(|c| c.is_control())
+        {
+            return Err(format!("{prefix:?} is not a usable key prefix"));
+        }
+        Ok(ImageStoreLocation::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl ImagesConfig {
+    /// Where images are kept (validated at start).
+    pub fn location(&self) -> ImageStoreLocation {
+        ImageStoreLocation::parse(&self.store).unwrap_or(ImageStoreLocation::DataDir)
     }
 }
 
@@ -712,6 +826,53 @@ impl Config {
                 self.widgets.poll_stale_secs,
                 1..=3600,
             ),
+            (
+                "images.max_bytes",
+                self.images.max_bytes,
+                64 * 1024..=1024 * 1024 * 1024,
+            ),
+            (
+                "images.max_pixels",
+                self.images.max_pixels,
+                320 * 320..=1024 * 1024 * 1024,
+            ),
+            (
+                "images.fetch_timeout_secs",
+                self.images.fetch_timeout_secs,
+                1..=600,
+            ),
+            (
+                "images.fetch_concurrency",
+                self.images.fetch_concurrency,
+                1..=64,
+            ),
+            (
+                "images.process_concurrency",
+                self.images.process_concurrency,
+                1..=64,
+            ),
+            (
+                "images.cache_bytes",
+                self.images.cache_bytes,
+                1024 * 1024..=1024 * 1024 * 1024 * 1024,
+            ),
+            (
+                "images.serve_concurrency",
+                self.images.serve_concurrency,
+                1..=1024,
+            ),
+            (
+                "images.serve_timeout_ms",
+                self.images.serve_timeout_ms,
+                50..=60_000,
+            ),
+            ("images.jpeg_quality", self.images.jpeg_quality, 1..=100),
+            ("images.webp_quality", self.images.webp_quality, 1..=100),
+            (
+                "images.unused_grace_secs",
+                self.images.unused_grace_secs,
+                0..=365 * 86_400,
+            ),
         ] {
             if !range.contains(&value) {
                 return Err(invalid(
@@ -741,6 +902,21 @@ impl Config {
                 "must be longer than server.request_timeout_secs (a request being answered \
                  reads nothing meanwhile)",
             ));
+        }
+        if !self.images.store.is_empty() {
+            ImageStoreLocation::parse(&self.images.store)
+                .map_err(|problem| invalid("images.store", problem))?;
+        }
+        if !self.images.s3_endpoint.is_empty() {
+            let url = Url::parse(&self.images.s3_endpoint)
+                .map_err(|e| invalid("images.s3_endpoint", format!("not a URL ({e})")))?;
+            check_http_scheme("images.s3_endpoint", &url)?;
+            if url.scheme() == "http" && !self.images.s3_allow_http {
+                return Err(invalid(
+                    "images.s3_endpoint",
+                    "is http: set images.s3_allow_http = true to allow it",
+                ));
+            }
         }
         if self.widgets.poll_stale_secs * 1000 < 2 * self.widgets.poll_interval_ms {
             return Err(invalid(
@@ -1010,6 +1186,15 @@ mod tests {
             ),
             ("[meta]\ncdn_hosts = [\"bad host!\"]", "meta.cdn_hosts"),
             ("[meta]\ncdn_hosts = []", "meta.cdn_hosts"),
+            ("[images]\nstore = \"ftp://bucket\"", "images.store"),
+            ("[images]\nstore = \"s3://UPPER_case\"", "images.store"),
+            ("[images]\nstore = \"s3://bucket/../up\"", "images.store"),
+            (
+                "[images]\ns3_endpoint = \"http://minio:9000\"",
+                "images.s3_endpoint",
+            ),
+            ("[images]\nmax_pixels = 1", "images.max_pixels"),
+            ("[images]\nwebp_quality = 0", "images.webp_quality"),
             (
                 "[meta]\nrequest_timeout_secs = 0",
                 "meta.request_timeout_secs",

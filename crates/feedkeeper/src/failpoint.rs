@@ -33,6 +33,10 @@ pub const PURGE_TX: &str = "tx.purge";
 pub const LIFECYCLE_TX: &str = "tx.lifecycle_apply";
 pub const SYNC_STORE_TX: &str = "tx.sync_store";
 pub const WIDGET_CREATE_TX: &str = "tx.widget_create";
+/// The fetch job pointing a picture at its stored original (key: as for connections).
+pub const IMAGE_ATTACH_TX: &str = "tx.image_attach";
+/// The variants job marking an image ready (key: the image key).
+pub const IMAGE_READY_TX: &str = "tx.image_ready";
 
 /// Before each read of the widget change log (key: the node's name): a test stalls a node's
 /// poller there.

@@ -11,6 +11,9 @@
 //! - [`connections`]: connecting accounts, and their lifecycle (refresh, probe, status,
 //!   incidents, audit); [`jobs`]: the one job runner and the workers plugged into it.
 //! - [`meta`]: the Meta client, with every failure classified into an action.
+//! - [`feeds`]: what each account shows, kept by the sync worker; [`images`]: feedkeeper's own
+//!   copy of every picture (fetched once, resized, served from its store); [`widgets`]: the
+//!   public output.
 //! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation).
 //! - [`clock`]: the only source of "now"; [`error`]: the only place that knows HTTP statuses.
 
@@ -28,6 +31,7 @@ pub mod failpoint;
 pub mod feeds;
 pub mod http;
 pub mod ids;
+pub mod images;
 pub mod jobs;
 pub mod keys;
 pub mod meta;

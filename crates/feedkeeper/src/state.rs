@@ -36,6 +36,8 @@ pub struct Shared {
     pub node: Arc<str>,
     /// Set when running `feedkeeper demo`: what to show a first-time user.
     pub demo: Option<Arc<DemoInfo>>,
+    /// The image store, its fetcher, pool and serving cache (`images`).
+    pub images: Arc<crate::images::Images>,
     /// Rendered widgets, served from memory (`widgets::cache`).
     pub widgets: Arc<crate::widgets::cache::WidgetCache>,
     /// The node's request slots (`server.max_concurrent_requests`), shared by its serving
@@ -115,6 +117,8 @@ impl AppState {
         let meta = MetaClient::new(&config.meta, clock.clone())?;
         let node = Arc::from(node_name(&config.workers));
         let widgets = Arc::new(crate::widgets::cache::WidgetCache::new(&config.widgets));
+        let images =
+            Arc::new(crate::images::Images::open(&config).context("cannot open the image store")?);
         let permits = |n: u64| {
             usize::try_from(n)
                 .unwrap_or(usize::MAX)
@@ -137,6 +141,7 @@ impl AppState {
             clock,
             demo: None,
             widgets,
+            images,
             request_slots,
             body_budget,
         };

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod connections;
 pub mod deletion_requests;
+pub mod images;
 pub mod incidents;
 pub mod jobs;
 pub mod links;

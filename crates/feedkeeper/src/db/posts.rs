@@ -331,6 +331,7 @@ pub async fn record_failure(
 pub async fn delete_all(db: impl Into<Ex<'_>>, id: ConnectionId) -> Result<(), DbError> {
     let mut ex: Ex<'_> = db.into();
     for sql in [
+        "DELETE FROM image_refs WHERE connection_id = $1",
         "DELETE FROM posts WHERE connection_id = $1",
         "DELETE FROM profiles WHERE connection_id = $1",
         "DELETE FROM feeds WHERE connection_id = $1",

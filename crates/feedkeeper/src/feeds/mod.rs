@@ -180,18 +180,77 @@ fn is_instagram_link(raw: &str) -> bool {
 /// `None` when Meta withheld every URL (a reel with licensed music and no cover): such posts are
 /// kept but not shown.
 pub fn display_image(p: &PostRow) -> Option<&str> {
-    match p.media_type.as_str() {
-        "VIDEO" => p.thumbnail_url.as_deref(),
-        "CAROUSEL_ALBUM" => p
-            .children
-            .iter()
-            .find_map(|c| match c.media_type.as_str() {
-                "VIDEO" => c.thumbnail_url.as_deref(),
-                _ => c.media_url.as_deref(),
-            })
-            .or(p.media_url.as_deref()),
-        _ => p.media_url.as_deref().or(p.thumbnail_url.as_deref()),
+    display_picture(p).map(|(_, url)| url)
+}
+
+/// The still image of one item: a video's poster, else the image (a video Meta withheld shows
+/// its poster too).
+fn still<'a>(
+    media_type: &str,
+    media_url: &'a Option<String>,
+    thumbnail_url: &'a Option<String>,
+) -> Option<&'a str> {
+    match media_type {
+        "VIDEO" => thumbnail_url.as_deref(),
+        _ => media_url.as_deref().or(thumbnail_url.as_deref()),
     }
+}
+
+/// Every picture of a post as `(item id, Instagram's URL)`: a carousel's children in order, or
+/// the post itself. The item id names the picture's stored copy (`db::images`).
+pub fn pictures(p: &PostRow) -> Vec<(&str, &str)> {
+    if p.children.is_empty() {
+        still(&p.media_type, &p.media_url, &p.thumbnail_url)
+            .map(|url| (p.media_id.as_str(), url))
+            .into_iter()
+            .collect()
+    } else {
+        p.children
+            .iter()
+            .filter(|c| !c.id.is_empty())
+            .filter_map(|c| {
+                still(&c.media_type, &c.media_url, &c.thumbnail_url).map(|url| (c.id.as_str(), url))
+            })
+            .collect()
+    }
+}
+
+/// The picture a widget's tile shows for a post: its first (a carousel's first child's).
+pub fn display_picture(p: &PostRow) -> Option<(&str, &str)> {
+    pictures(p).into_iter().next().or_else(|| {
+        // A carousel whose children came without URLs, but with one of its own.
+        p.media_url.as_deref().map(|url| (p.media_id.as_str(), url))
+    })
+}
+
+/// The pictures a sync found, as image references to record: each post's and the profile's.
+pub fn picture_sources(posts: &[PostRow], profile: &ProfileRow) -> Vec<crate::db::images::Source> {
+    use crate::db::images::{PROFILE_ITEM, Source};
+    let source = |media_id: &str, item_id: &str, raw: &str| {
+        let url = url::Url::parse(raw).ok()?;
+        Some(Source {
+            media_id: media_id.to_owned(),
+            item_id: item_id.to_owned(),
+            url: raw.to_owned(),
+            path: url.path().to_owned(),
+            expires_at: cdn::expiry(&url).ok().flatten(),
+        })
+    };
+    let mut sources: Vec<Source> = posts
+        .iter()
+        .flat_map(|p| {
+            let mut seen = std::collections::HashSet::new();
+            pictures(p)
+                .into_iter()
+                .filter(move |(item, _)| seen.insert(item.to_owned()))
+                .filter_map(|(item, raw)| source(&p.media_id, item, raw))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if let Some(raw) = profile.picture_url.as_deref() {
+        sources.extend(source(PROFILE_ITEM, PROFILE_ITEM, raw));
+    }
+    sources
 }
 
 /// A fingerprint of the feed as shown: equal feeds hash equal, whatever order the rows were

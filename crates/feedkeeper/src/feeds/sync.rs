@@ -23,6 +23,7 @@ use crate::clock::{UnixSeconds, wall_ms};
 use crate::connections::lifecycle::{self, Applied, Fence, Outcome};
 use crate::connections::{self, Actor, LIFECYCLE_JOB};
 use crate::db::connections::{self as stored, Connection, LoginKind, RowLock, Status};
+use crate::db::images;
 use crate::db::jobs::{self, Lease};
 use crate::db::posts::{self, FeedRow, PostRow, ProfileRow};
 use crate::db::{DbError, meta_pauses};
@@ -268,6 +269,7 @@ async fn store(
         write_feed(
             state,
             c,
+            shown,
             lease,
             &profile_row,
             &rows,
@@ -322,6 +324,7 @@ async fn store(
 async fn write_feed(
     state: &AppState,
     c: &Connection,
+    shown: bool,
     lease: &Lease,
     profile_row: &ProfileRow,
     rows: &[PostRow],
@@ -393,6 +396,21 @@ async fn write_feed(
     if c.status() == Status::Degraded && fetched.error.is_none() {
         // Meta answers again: let the lifecycle confirm the login and heal the status.
         jobs::schedule(&mut tx, LIFECYCLE_JOB, &c.id.to_string(), now, now).await?;
+    }
+    // The pictures seen: new ones (and pictures of posts that left) for the image store, which
+    // fetches them for accounts a widget shows.
+    let batch: Vec<String> = rows.iter().map(|r| r.media_id.clone()).collect();
+    let sources = super::picture_sources(rows, profile_row);
+    images::record_sources(&mut tx, c.id, &sources, &batch).await?;
+    if shown && images::any_wanted(&mut tx, c.id, now).await? {
+        jobs::schedule(
+            &mut tx,
+            crate::images::FETCH_JOB,
+            &c.id.to_string(),
+            now,
+            now,
+        )
+        .await?;
     }
     // Widgets show the posts and when they were last synced.
     crate::db::widget_changes::record_for(&mut tx, c.id).await?;

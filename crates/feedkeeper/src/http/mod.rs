@@ -4,6 +4,7 @@ pub mod client_addr;
 mod connect;
 mod dashboard;
 pub mod edge;
+mod images;
 mod meta_callbacks;
 pub mod negotiate;
 pub mod server;
@@ -21,10 +22,11 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
     raw.parse().map_err(|_| AppError::NotFound)
 }
 
-/// The public widget routes, for anyone's website (they get a lighter edge: `app::router`).
+/// The public widget and image routes, for anyone's website (they get a lighter edge: `app::router`).
 pub fn public_router() -> Router<AppState> {
     Router::new()
         .route("/w/{id}", get(widgets::widget))
+        .route("/i/{key}/{file}", get(images::image))
         .route("/embed.js", get(widgets::embed_script))
 }
 

@@ -1,6 +1,7 @@
 //! The maintenance worker: one recurring job that sweeps what expires (OAuth states, pending
 //! Facebook Page choices with their sealed Page tokens, the widget change log) and, after a key rotation, seals stored
-//! tokens again under the current key a batch at a time (see `crate::keys`).
+//! tokens again under the current key a batch at a time (see `crate::keys`), and removes images
+//! no widget shows any more (`images::cleanup`).
 
 use anyhow::Context as _;
 
@@ -14,6 +15,9 @@ pub const MAINTENANCE_JOB: &str = "maintenance";
 pub const SUBJECT: &str = "all";
 /// How often it runs.
 const EVERY_SECS: i64 = 3600;
+/// Objects in the image store that no row knows of are removed once this old (seconds): a
+/// fetch that stored an original and is about to record it is long done by then.
+const ORPHAN_AGE_SECS: i64 = 3600;
 /// Tokens resealed per run; when more remain, the next run follows in a minute.
 const RESEAL_BATCH: i64 = 500;
 
@@ -49,12 +53,20 @@ impl Work for MaintenanceWork {
             .await
             .context("trimming the widget change log")?;
         tx.commit().await?;
-        if states + choices + changes > 0 || reseal.resealed > 0 {
+        let images = crate::images::cleanup::clean_up(state, ORPHAN_AGE_SECS)
+            .await
+            .context("removing unused images")?;
+        if states + choices + changes > 0
+            || reseal.resealed > 0
+            || images.unused + images.orphans > 0
+        {
             tracing::info!(
                 oauth_states = states,
                 page_choices = choices,
                 resealed = reseal.resealed,
                 widget_changes = changes,
+                unused_images = images.unused,
+                orphaned_objects = images.orphans,
                 "maintenance"
             );
         }

@@ -3,6 +3,7 @@
 //! job); tests drive a kind one pass at a time with [`runner::run_due`], and in production
 //! [`spawn`] runs every kind on every node until shutdown.
 
+pub mod images;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod runner;
@@ -60,7 +61,19 @@ pub async fn spawn(
             settings.clone(),
             shutdown.clone(),
         ),
-        runner::spawn(state, sync::SyncWork, settings, shutdown),
+        runner::spawn(
+            state.clone(),
+            sync::SyncWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(
+            state.clone(),
+            images::FetchWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(state, images::VariantsWork, settings, shutdown),
     ];
     tokio::spawn(async move {
         let mut reports = Vec::new();
@@ -81,6 +94,8 @@ pub struct PassReport {
     pub purge: Report,
     pub maintenance: Report,
     pub sync: Report,
+    pub image_fetch: Report,
+    pub image_variants: Report,
 }
 
 /// Runs every job that is due now, kind by kind, on this node, and returns when none is left:
@@ -103,10 +118,17 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
     .await?;
     // After the lifecycle: a connection found broken is not synced in the same pass.
     let sync = runner::run_due(state, &std::sync::Arc::new(sync::SyncWork), &settings).await?;
+    // After the sync: the pictures it found are fetched, then made into variants.
+    let image_fetch =
+        runner::run_due(state, &std::sync::Arc::new(images::FetchWork), &settings).await?;
+    let image_variants =
+        runner::run_due(state, &std::sync::Arc::new(images::VariantsWork), &settings).await?;
     Ok(PassReport {
         lifecycle,
         purge,
         maintenance,
         sync,
+        image_fetch,
+        image_variants,
     })
 }

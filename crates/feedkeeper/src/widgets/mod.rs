@@ -7,11 +7,13 @@
 //!   change within seconds without a database query per request.
 //!
 //! A widget shows the stored feed of one connection (`feeds`); nothing here calls Meta. When the
-//! connection's login is dead or Meta is down the last good posts keep showing, except images
-//! whose signed URL has expired, which are left out (never served broken).
+//! connection's login is dead or Meta is down the last good posts keep showing with their
+//! stored images ([`pictures`]); a picture not stored yet shows Instagram's URL only while it
+//! is valid, and is left out after (never served broken).
 
 pub mod cache;
 pub mod caption;
+pub mod pictures;
 pub mod render;
 pub mod settings;
 
@@ -75,6 +77,8 @@ pub struct WidgetData {
     pub last_synced_at: Option<UnixSeconds>,
     /// The earliest expiry among the image URLs shown: the output must be remade before it.
     pub urls_expire_at: Option<UnixSeconds>,
+    /// The stored images of the account, and where their addresses start.
+    pub pictures: pictures::Pictures,
 }
 
 /// A widget looked up by its public id.
@@ -96,8 +100,12 @@ fn shows_kind(s: &WidgetSettings, p: &PostRow) -> bool {
 }
 
 /// The posts a widget shows: of the chosen kinds, passing the word filters, not hidden by hand,
-/// with an image to show whose URL has not expired; at most `settings.posts`.
-pub fn visible_posts(s: &WidgetSettings, all: Vec<PostRow>, now: UnixSeconds) -> Vec<PostRow> {
+/// with a picture to show (stored, or Instagram's URL while valid); at most `settings.posts`.
+pub fn visible_posts(
+    s: &WidgetSettings,
+    all: Vec<PostRow>,
+    pictures: &pictures::Pictures,
+) -> Vec<PostRow> {
     all.into_iter()
         .filter(|p| shows_kind(s, p))
         .filter(|p| caption::passes(p.caption.as_deref(), &s.include_words, &s.exclude_words))
@@ -106,10 +114,95 @@ pub fn visible_posts(s: &WidgetSettings, all: Vec<PostRow>, now: UnixSeconds) ->
                 .iter()
                 .any(|h| *h == p.media_id || p.shortcode.as_deref().is_some_and(|code| code == h))
         })
-        .filter(|p| crate::feeds::display_image(p).is_some())
-        .filter(|p| p.urls_expire_at.is_none_or(|t| t > now))
+        .filter(|p| {
+            crate::feeds::display_picture(p)
+                .and_then(|(item, url)| pictures.pick(item, Some(url)))
+                .is_some()
+        })
         .take(s.posts as usize)
         .collect()
+}
+
+/// The earliest expiry of the Instagram URLs a rendering of `posts` and `profile` includes
+/// (pictures not stored yet, videos): it must be remade before then.
+pub(crate) fn remote_expiry(
+    posts: &[PostRow],
+    profile: Option<&ProfileRow>,
+    pictures: &pictures::Pictures,
+) -> Option<UnixSeconds> {
+    let mut earliest: Option<UnixSeconds> = None;
+    let mut note = |t: Option<UnixSeconds>| {
+        if let Some(t) = t {
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+    };
+    for p in posts {
+        for (item, url) in crate::feeds::pictures(p) {
+            note(
+                pictures
+                    .pick(item, Some(url))
+                    .and_then(|pic| pic.expires_at()),
+            );
+        }
+        let videos = std::iter::once((&p.media_type, &p.media_url))
+            .chain(p.children.iter().map(|c| (&c.media_type, &c.media_url)));
+        for (kind, url) in videos {
+            if kind == "VIDEO" {
+                note(
+                    pictures
+                        .remote(url.as_deref())
+                        .and_then(pictures::expiry_of),
+                );
+            }
+        }
+    }
+    if let Some(url) = profile.and_then(|p| p.picture_url.as_deref()) {
+        note(
+            pictures
+                .pick(crate::db::images::PROFILE_ITEM, Some(url))
+                .and_then(|pic| pic.expires_at()),
+        );
+    }
+    earliest
+}
+
+/// Everything a widget's output is made from, for the account `connection` (none: an empty
+/// widget).
+pub async fn assemble(
+    state: &AppState,
+    public_id: String,
+    settings: WidgetSettings,
+    connection: Option<&stored::Connection>,
+) -> Result<WidgetData, DbError> {
+    let now = state.clock.now();
+    let (health, profile, all, last_synced_at, shown) = match connection {
+        Some(c) if c.data_purged_at.is_none() => {
+            let profile = posts::profile(&state.db, c.id).await?;
+            let all =
+                posts::list_posts(&state.db, c.id, state.config.sync.max_posts as i64).await?;
+            let shown = crate::db::images::shown(&state.db, c.id).await?;
+            let health = match c.status() {
+                Status::Active => Health::Ok,
+                Status::Degraded => Health::Degraded,
+                Status::NeedsReconnect => Health::NeedsReconnect,
+            };
+            (health, profile, all, c.last_sync_at, shown)
+        }
+        _ => (Health::Disconnected, None, Vec::new(), None, Vec::new()),
+    };
+    let pictures = pictures::Pictures::new(&state.config.public_url(), shown, now);
+    let posts = visible_posts(&settings, all, &pictures);
+    let urls_expire_at = remote_expiry(&posts, profile.as_ref(), &pictures);
+    Ok(WidgetData {
+        public_id,
+        settings,
+        profile,
+        posts,
+        health,
+        last_synced_at,
+        urls_expire_at,
+        pictures,
+    })
 }
 
 /// Reads everything a widget's output is made from.
@@ -124,7 +217,6 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
         return Ok(Lookup::Gone);
     }
     let settings = settings_of(&w);
-    let now = state.clock.now();
     let connection = match w.connection_id {
         Some(id) => match stored::get(&state.db, id).await {
             Ok(c) => Some(c),
@@ -133,47 +225,8 @@ pub async fn load(state: &AppState, public_id: &str) -> Result<Lookup, DbError> 
         },
         None => None,
     };
-    let (health, profile, all, last_synced_at) = match &connection {
-        Some(c) if c.data_purged_at.is_none() => {
-            let profile = posts::profile(&state.db, c.id).await?;
-            let all =
-                posts::list_posts(&state.db, c.id, state.config.sync.max_posts as i64).await?;
-            let health = match c.status() {
-                Status::Active => Health::Ok,
-                Status::Degraded => Health::Degraded,
-                Status::NeedsReconnect => Health::NeedsReconnect,
-            };
-            (health, profile, all, c.last_sync_at)
-        }
-        _ => (Health::Disconnected, None, Vec::new(), None),
-    };
-    let posts = visible_posts(&settings, all, now);
-    // The profile picture is a signed CDN URL too: shown while it works, never after.
-    let mut profile = profile;
-    let picture_expiry = profile
-        .as_ref()
-        .and_then(|p| p.picture_url.as_deref())
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| crate::meta::cdn::expiry(&u).ok().flatten());
-    if let Some(p) = profile.as_mut()
-        && picture_expiry.is_some_and(|t| t <= now)
-    {
-        p.picture_url = None;
-    }
-    let urls_expire_at = posts
-        .iter()
-        .filter_map(|p| p.urls_expire_at)
-        .chain(picture_expiry.filter(|&t| t > now))
-        .min();
-    Ok(Lookup::Found(Box::new(WidgetData {
-        public_id: w.public_id.clone(),
-        settings,
-        profile,
-        posts,
-        health,
-        last_synced_at,
-        urls_expire_at,
-    })))
+    let data = assemble(state, w.public_id.clone(), settings, connection.as_ref()).await?;
+    Ok(Lookup::Found(Box::new(data)))
 }
 
 /// Why a widget could not be saved.
@@ -288,6 +341,15 @@ pub async fn update(
         else {
             return Ok(Err(DbError::NotFound.into()));
         };
+        // The account may be newly shown: its pictures are stored now.
+        crate::db::jobs::schedule(
+            &mut tx,
+            crate::images::FETCH_JOB,
+            &connection.to_string(),
+            now,
+            now,
+        )
+        .await?;
         widget_changes::record(&mut tx, std::slice::from_ref(&public_id)).await?;
         tx.commit().await?;
         Ok(Ok(public_id))

@@ -13,13 +13,15 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::caption::{self, Segment};
+use super::pictures::{self, Picture, Pictures, Size};
 use super::settings::{Captions, Layout, Theme};
 use super::{Health, WidgetData};
 use crate::config::{Config, HostPattern};
 use crate::db::posts::PostRow;
+use crate::images::Format;
 
 /// The JSON feed's schema version: bumped on any change a consumer could notice.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const WIDGET_CSS: &str = include_str!("../../static/widget.css");
 const WIDGET_JS: &str = include_str!("../../static/widget.js");
@@ -34,6 +36,18 @@ fn csp_hash(source: &str) -> String {
 static SCRIPT_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(WIDGET_JS));
 static BASE_CSS_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(WIDGET_CSS));
 
+/// A tile's picture: a stored image with its variants, or one address.
+struct ImageView {
+    src: String,
+    /// `srcset` of the WebP and JPEG variants (stored images only).
+    srcset_webp: Option<String>,
+    srcset_jpeg: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    /// The class carrying the placeholder and colour (stored images only).
+    class: Option<String>,
+}
+
 /// One image or video of a post, for the lightbox.
 struct MediaView {
     src: String,
@@ -46,7 +60,9 @@ struct PostView {
     /// `image`, `video`, `reel`, `carousel`.
     kind: &'static str,
     badge: &'static str,
-    image: String,
+    image: ImageView,
+    /// Fetched at once (the first row), not when scrolled to.
+    eager: bool,
     alt: String,
     permalink: String,
     caption: Vec<Segment>,
@@ -64,9 +80,15 @@ struct WidgetDocument<'a> {
     follow_button: bool,
     initials: String,
     profile: Option<&'a crate::db::posts::ProfileRow>,
+    /// The avatar's address (stored, or Instagram's while valid).
+    avatar: Option<String>,
     posts: Vec<PostView>,
+    /// The `sizes` of every tile's `srcset`, from the columns.
+    sizes: String,
     base_css: &'static str,
     vars_css: String,
+    /// Each stored picture's placeholder and colour, shown until it arrives.
+    placeholders_css: String,
     script: &'static str,
 }
 
@@ -95,31 +117,59 @@ fn alt_for(p: &PostRow, username: &str) -> String {
     })
 }
 
-fn media_of(p: &PostRow, alt: &str) -> Vec<MediaView> {
-    let one = |media_type: &str, url: &Option<String>, thumb: &Option<String>, alt: &str| {
-        let video = media_type == "VIDEO";
-        let src = if video {
-            url.clone().or_else(|| thumb.clone())
-        } else {
-            url.clone().or_else(|| thumb.clone())
-        }?;
-        Some(MediaView {
-            // A video Meta withheld (licensed music) shows its poster as an image.
-            video: video && url.is_some(),
-            poster: thumb.clone().filter(|_| video),
-            src,
-            alt: alt.to_owned(),
-        })
-    };
+fn media_of(p: &PostRow, alt: &str, pictures: &Pictures) -> Vec<MediaView> {
+    let one =
+        |item: &str, media_type: &str, url: &Option<String>, thumb: &Option<String>, alt: &str| {
+            let video = media_type == "VIDEO";
+            let still = if video {
+                thumb.as_deref()
+            } else {
+                url.as_deref().or(thumb.as_deref())
+            };
+            let still = still
+                .and_then(|u| pictures.pick(item, Some(u)))
+                .map(|pic| match pic {
+                    Picture::Stored(s) => pictures.largest(s, Format::Webp),
+                    Picture::Remote { url, .. } => url.to_owned(),
+                });
+            // A video plays from Instagram while its address is valid; after, or when Meta withheld
+            // it (licensed music), its poster shows as an image.
+            let playable = if video {
+                pictures.remote(url.as_deref())
+            } else {
+                None
+            };
+            match playable {
+                Some(src) => Some(MediaView {
+                    video: true,
+                    poster: still,
+                    src: src.to_owned(),
+                    alt: alt.to_owned(),
+                }),
+                None => Some(MediaView {
+                    video: false,
+                    poster: None,
+                    src: still?,
+                    alt: alt.to_owned(),
+                }),
+            }
+        };
     if p.children.is_empty() {
-        one(&p.media_type, &p.media_url, &p.thumbnail_url, alt)
-            .into_iter()
-            .collect()
+        one(
+            &p.media_id,
+            &p.media_type,
+            &p.media_url,
+            &p.thumbnail_url,
+            alt,
+        )
+        .into_iter()
+        .collect()
     } else {
         p.children
             .iter()
             .filter_map(|c| {
                 one(
+                    &c.id,
                     &c.media_type,
                     &c.media_url,
                     &c.thumbnail_url,
@@ -127,6 +177,62 @@ fn media_of(p: &PostRow, alt: &str) -> Vec<MediaView> {
                 )
             })
             .collect()
+    }
+}
+
+/// A tile's picture, and the CSS rule of its placeholder (stored images only).
+fn image_view(
+    picture: Picture<'_>,
+    pictures: &Pictures,
+    index: usize,
+) -> (ImageView, Option<String>) {
+    match picture {
+        Picture::Stored(s) => {
+            let class = format!("fk-i{index}");
+            // Only characters our own encoders and formatter write reach the style block.
+            let color = s
+                .color
+                .as_deref()
+                .filter(|c| c.len() == 7 && c[1..].bytes().all(|b| b.is_ascii_hexdigit()));
+            let placeholder = s.placeholder.as_deref().filter(|p| {
+                p.starts_with("data:image/")
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+/=:;,-".contains(&b))
+            });
+            let rule = match (color, placeholder) {
+                (None, None) => None,
+                (color, placeholder) => Some(format!(
+                    ".{class}{{background:{} {} center/cover no-repeat}}",
+                    color.unwrap_or("transparent"),
+                    placeholder
+                        .map(|p| format!("url({p})"))
+                        .unwrap_or_else(|| "none".into()),
+                )),
+            };
+            (
+                ImageView {
+                    // For browsers without `srcset`: a middle width.
+                    src: pictures.url(s, pictures::middle_width(s), Format::Jpeg),
+                    srcset_webp: Some(pictures.srcset(s, Format::Webp)),
+                    srcset_jpeg: Some(pictures.srcset(s, Format::Jpeg)),
+                    width: Some(s.width),
+                    height: Some(s.height),
+                    class: rule.as_ref().map(|_| class),
+                },
+                rule,
+            )
+        }
+        Picture::Remote { url, .. } => (
+            ImageView {
+                src: url.to_owned(),
+                srcset_webp: None,
+                srcset_jpeg: None,
+                width: None,
+                height: None,
+                class: None,
+            },
+            None,
+        ),
     }
 }
 
@@ -146,10 +252,13 @@ pub struct Document {
     pub csp: String,
 }
 
-/// Where images and videos may come from: the configured CDN hosts (https; the simulator on
-/// this machine over http).
+/// Where images and videos may come from: feedkeeper's own image addresses, and the configured
+/// CDN hosts (https; the simulator on this machine over http) for pictures not stored yet.
 fn media_sources(config: &Config) -> String {
     let mut sources = Vec::new();
+    if let Ok(own) = url::Url::parse(&config.public_url()) {
+        sources.push(own.origin().ascii_serialization());
+    }
     for p in config
         .meta
         .cdn_hosts
@@ -175,17 +284,30 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
         .as_ref()
         .map(|p| p.username.clone())
         .unwrap_or_default();
+    let pictures = &data.pictures;
+    let first_row = [s.columns_desktop, s.columns_tablet, s.columns_mobile]
+        .into_iter()
+        .max()
+        .unwrap_or(4) as usize;
+    let mut placeholders_css = String::new();
     let posts = data
         .posts
         .iter()
-        .filter_map(|p| {
-            let image = crate::feeds::display_image(p)?.to_owned();
+        .enumerate()
+        .filter_map(|(index, p)| {
+            let (item, url) = crate::feeds::display_picture(p)?;
+            let picture = pictures.pick(item, Some(url))?;
+            let (image, rule) = image_view(picture, pictures, index);
+            if let Some(rule) = rule {
+                placeholders_css.push_str(&rule);
+            }
             let (kind, badge) = kind_of(p);
             let alt = alt_for(p, &username);
             Some(PostView {
                 kind,
                 badge,
                 image,
+                eager: false,
                 permalink: p
                     .permalink
                     .clone()
@@ -195,11 +317,31 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
                     .as_deref()
                     .map(caption::segments)
                     .unwrap_or_default(),
-                media: media_of(p, &alt),
+                media: media_of(p, &alt, pictures),
                 alt,
             })
         })
+        .collect::<Vec<_>>();
+    let posts: Vec<PostView> = posts
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            p.eager = i < first_row;
+            p
+        })
         .collect();
+    let avatar = data.profile.as_ref().and_then(|p| {
+        match pictures.pick(crate::db::images::PROFILE_ITEM, p.picture_url.as_deref())? {
+            Picture::Stored(s) => Some(pictures.smallest(s, Format::Webp)),
+            Picture::Remote { url, .. } => Some(url.to_owned()),
+        }
+    });
+    let sizes = format!(
+        "(min-width: 960px) calc(100vw / {}), (min-width: 600px) calc(100vw / {}), calc(100vw / {})",
+        s.columns_desktop.max(1),
+        s.columns_tablet.max(1),
+        s.columns_mobile.max(1)
+    );
     let vars_css = format!(
         ":root{{--fk-cols-desktop:{};--fk-cols-tablet:{};--fk-cols-mobile:{};--fk-gap:{}px;--fk-radius:{}px}}",
         s.columns_desktop, s.columns_tablet, s.columns_mobile, s.spacing, s.radius
@@ -230,22 +372,26 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
                 .unwrap_or(&username),
         ),
         profile: data.profile.as_ref(),
+        avatar,
         posts,
+        sizes,
         base_css: WIDGET_CSS,
         script: WIDGET_JS,
         vars_css: vars_css.clone(),
+        placeholders_css: placeholders_css.clone(),
     };
     let media = media_sources(config);
     // Sandboxed: the document runs in an origin of its own (not the dashboard's, whose address
     // it shares), so even a script that got in could read no cookie and call nothing of ours;
     // links may still open Instagram in a new tab.
     let csp = format!(
-        "default-src 'none'; script-src {}; style-src {} {}; img-src {media} data:; \
+        "default-src 'none'; script-src {}; style-src {} {} {}; img-src {media} data:; \
          media-src {media}; base-uri 'none'; form-action 'none'; frame-ancestors *; \
          sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox",
         *SCRIPT_HASH,
         *BASE_CSS_HASH,
-        csp_hash(&vars_css)
+        csp_hash(&vars_css),
+        csp_hash(&placeholders_css)
     );
     Ok(Document {
         html: doc.render()?,
@@ -283,8 +429,10 @@ struct ProfileJson<'a> {
     name: Option<&'a str>,
     biography: Option<&'a str>,
     website: Option<&'a str>,
-    /// Instagram's signed address of the profile picture (null once expired).
-    picture_url: Option<&'a str>,
+    /// The profile picture: feedkeeper's copy once stored, else Instagram's signed address
+    /// while it is valid, else null.
+    picture_url: Option<String>,
+    picture: Option<ImageJson>,
     profile_url: String,
     followers_count: Option<i64>,
     follows_count: Option<i64>,
@@ -301,6 +449,8 @@ struct PostJson {
     media_url: Option<String>,
     thumbnail_url: Option<String>,
     display_url: Option<String>,
+    /// The stored copy of the post's picture (the first child's for an album).
+    image: Option<ImageJson>,
     urls_expire_at: Option<String>,
     caption: Option<String>,
     caption_text: Option<String>,
@@ -318,7 +468,80 @@ struct ChildJson {
     media_type: String,
     media_url: Option<String>,
     thumbnail_url: Option<String>,
+    image: Option<ImageJson>,
     alt_text: Option<String>,
+}
+
+/// A stored picture: its size, placeholder, colour and every variant.
+#[derive(Serialize)]
+struct ImageJson {
+    width: u32,
+    height: u32,
+    placeholder: Option<String>,
+    color: Option<String>,
+    sizes: Vec<Size>,
+}
+
+fn image_json(pictures: &Pictures, picture: Option<Picture<'_>>) -> Option<ImageJson> {
+    match picture? {
+        Picture::Stored(s) => Some(ImageJson {
+            width: s.width,
+            height: s.height,
+            placeholder: s.placeholder.clone(),
+            color: s.color.clone(),
+            sizes: pictures.sizes(s),
+        }),
+        Picture::Remote { .. } => None,
+    }
+}
+
+/// The address of a picture as the feed gives it: feedkeeper's largest JPEG once stored, else
+/// Instagram's while valid, else none.
+fn address(pictures: &Pictures, picture: Option<Picture<'_>>) -> Option<String> {
+    match picture? {
+        Picture::Stored(s) => Some(pictures.largest(s, Format::Jpeg)),
+        Picture::Remote { url, .. } => Some(url.to_owned()),
+    }
+}
+
+/// The image and poster addresses of one item (`media_url` is a video's own address, from
+/// Instagram while valid; a still's is its picture).
+fn item_addresses(
+    pictures: &Pictures,
+    item: &str,
+    media_type: &str,
+    media_url: &Option<String>,
+    thumbnail_url: &Option<String>,
+) -> (Option<String>, Option<String>, Option<ImageJson>) {
+    if media_type == "VIDEO" {
+        let poster = thumbnail_url
+            .as_deref()
+            .and_then(|u| pictures.pick(item, Some(u)));
+        (
+            pictures.remote(media_url.as_deref()).map(str::to_owned),
+            address(pictures, poster),
+            image_json(pictures, poster),
+        )
+    } else {
+        let still = media_url
+            .as_deref()
+            .or(thumbnail_url.as_deref())
+            .and_then(|u| pictures.pick(item, Some(u)));
+        let thumbnail = if media_url.is_some() {
+            thumbnail_url
+                .as_deref()
+                .and_then(|u| pictures.remote(Some(u)))
+                .map(str::to_owned)
+                .filter(|_| !matches!(still, Some(Picture::Stored(_))))
+        } else {
+            None
+        };
+        (
+            address(pictures, still),
+            thumbnail,
+            image_json(pictures, still),
+        )
+    }
 }
 
 /// RFC 3339 in UTC (`2026-01-02T03:04:05Z`).
@@ -334,6 +557,7 @@ fn rfc3339(t: i64) -> String {
 
 /// The widget's feed as JSON.
 pub fn json(data: &WidgetData) -> Result<String, serde_json::Error> {
+    let pictures = &data.pictures;
     let feed = FeedJson {
         schema_version: SCHEMA_VERSION,
         widget: WidgetJson {
@@ -345,56 +569,87 @@ pub fn json(data: &WidgetData) -> Result<String, serde_json::Error> {
             status: data.health,
             last_synced_at: data.last_synced_at.map(rfc3339),
         },
-        profile: data.profile.as_ref().map(|p| ProfileJson {
-            username: &p.username,
-            name: p.name.as_deref(),
-            biography: p.biography.as_deref(),
-            website: p.website.as_deref(),
-            picture_url: p.picture_url.as_deref(),
-            profile_url: format!("https://www.instagram.com/{}/", p.username),
-            followers_count: p.followers_count,
-            follows_count: p.follows_count,
-            media_count: p.media_count,
+        profile: data.profile.as_ref().map(|p| {
+            let picture = pictures.pick(crate::db::images::PROFILE_ITEM, p.picture_url.as_deref());
+            ProfileJson {
+                username: &p.username,
+                name: p.name.as_deref(),
+                biography: p.biography.as_deref(),
+                website: p.website.as_deref(),
+                picture_url: match picture {
+                    Some(Picture::Stored(s)) => Some(pictures.largest(s, Format::Jpeg)),
+                    Some(Picture::Remote { url, .. }) => Some(url.to_owned()),
+                    None => None,
+                },
+                picture: image_json(pictures, picture),
+                profile_url: format!("https://www.instagram.com/{}/", p.username),
+                followers_count: p.followers_count,
+                follows_count: p.follows_count,
+                media_count: p.media_count,
+            }
         }),
         posts: data
             .posts
             .iter()
-            .map(|p| PostJson {
-                id: p.media_id.clone(),
-                permalink: p.permalink.clone(),
-                timestamp: rfc3339(p.posted_at),
-                media_type: p.media_type.clone(),
-                is_reel: p.product_type.as_deref() == Some("REELS"),
-                media_url: p.media_url.clone(),
-                thumbnail_url: p.thumbnail_url.clone(),
-                display_url: crate::feeds::display_image(p).map(str::to_owned),
-                urls_expire_at: p.urls_expire_at.map(rfc3339),
-                caption: p.caption.clone(),
-                caption_text: p.caption.as_deref().map(caption::without_trailing_hashtags),
-                hashtags: p
-                    .caption
-                    .as_deref()
-                    .map(caption::hashtags)
-                    .unwrap_or_default(),
-                mentions: p
-                    .caption
-                    .as_deref()
-                    .map(caption::mentions)
-                    .unwrap_or_default(),
-                alt_text: p.alt_text.clone(),
-                like_count: p.like_count,
-                comments_count: p.comments_count,
-                children: p
-                    .children
-                    .iter()
-                    .map(|c| ChildJson {
-                        id: c.id.clone(),
-                        media_type: c.media_type.clone(),
-                        media_url: c.media_url.clone(),
-                        thumbnail_url: c.thumbnail_url.clone(),
-                        alt_text: c.alt_text.clone(),
-                    })
-                    .collect(),
+            .map(|p| {
+                let (media_url, thumbnail_url, _) = item_addresses(
+                    pictures,
+                    &p.media_id,
+                    &p.media_type,
+                    &p.media_url,
+                    &p.thumbnail_url,
+                );
+                let display = crate::feeds::display_picture(p)
+                    .and_then(|(item, url)| pictures.pick(item, Some(url)));
+                PostJson {
+                    id: p.media_id.clone(),
+                    permalink: p.permalink.clone(),
+                    timestamp: rfc3339(p.posted_at),
+                    media_type: p.media_type.clone(),
+                    is_reel: p.product_type.as_deref() == Some("REELS"),
+                    media_url,
+                    thumbnail_url,
+                    display_url: address(pictures, display),
+                    image: image_json(pictures, display),
+                    urls_expire_at: super::remote_expiry(std::slice::from_ref(p), None, pictures)
+                        .map(rfc3339),
+                    caption: p.caption.clone(),
+                    caption_text: p.caption.as_deref().map(caption::without_trailing_hashtags),
+                    hashtags: p
+                        .caption
+                        .as_deref()
+                        .map(caption::hashtags)
+                        .unwrap_or_default(),
+                    mentions: p
+                        .caption
+                        .as_deref()
+                        .map(caption::mentions)
+                        .unwrap_or_default(),
+                    alt_text: p.alt_text.clone(),
+                    like_count: p.like_count,
+                    comments_count: p.comments_count,
+                    children: p
+                        .children
+                        .iter()
+                        .map(|c| {
+                            let (media_url, thumbnail_url, image) = item_addresses(
+                                pictures,
+                                &c.id,
+                                &c.media_type,
+                                &c.media_url,
+                                &c.thumbnail_url,
+                            );
+                            ChildJson {
+                                id: c.id.clone(),
+                                media_type: c.media_type.clone(),
+                                media_url,
+                                thumbnail_url,
+                                image,
+                                alt_text: c.alt_text.clone(),
+                            }
+                        })
+                        .collect(),
+                }
             })
             .collect(),
     };
@@ -465,6 +720,7 @@ mod tests {
             health: crate::widgets::Health::Ok,
             last_synced_at: None,
             urls_expire_at: None,
+            pictures: Pictures::new("http://127.0.0.1:8080", Vec::new(), 0),
         }
     }
 
@@ -566,7 +822,15 @@ mod tests {
         assert!(
             custom
                 .csp
-                .contains("img-src https://*.cdninstagram.com https://*.fbcdn.net data:")
+                .contains("https://*.cdninstagram.com https://*.fbcdn.net data:"),
+            "{}",
+            custom.csp
+        );
+        let own = url::Url::parse(&Config::default().public_url()).unwrap();
+        assert!(
+            custom
+                .csp
+                .contains(&format!("img-src {} ", own.origin().ascii_serialization()))
         );
     }
 

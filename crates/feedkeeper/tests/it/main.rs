@@ -13,6 +13,7 @@ mod connect_flows;
 mod dashboard;
 mod edge;
 mod helpers;
+mod images;
 mod lifecycle;
 mod lock_order;
 mod meta_client;

@@ -15,14 +15,14 @@ use serde::Deserialize;
 
 use crate::accounts::{CurrentUser, Page};
 use crate::db::connections::{self as stored, LoginKind};
-use crate::db::posts;
+
 use crate::db::widgets::{self as store, Widget};
 use crate::error::{AppError, invalid_form, render};
 use crate::http::path_id;
 use crate::ids::{ConnectionId, WidgetId};
 use crate::state::AppState;
 use crate::widgets::settings::{FieldError, SettingsForm, WidgetSettings};
-use crate::widgets::{self, SaveError, WidgetData, render as output};
+use crate::widgets::{self, SaveError, render as output};
 
 /// An account the widget form offers.
 struct AccountOption {
@@ -448,23 +448,13 @@ async fn preview_of(
         Some(id) => stored::get_owned(&state.db, user.id, id).await.ok(),
         None => None,
     };
-    let now = state.clock.now();
-    let (profile, all) = match &connection {
-        Some(c) => (
-            posts::profile(&state.db, c.id).await?,
-            posts::list_posts(&state.db, c.id, state.config.sync.max_posts as i64).await?,
-        ),
-        None => (None, Vec::new()),
-    };
-    let data = WidgetData {
-        public_id: saved.map(|w| w.public_id.clone()).unwrap_or_default(),
-        posts: widgets::visible_posts(&settings, all, now),
+    let data = widgets::assemble(
+        state,
+        saved.map(|w| w.public_id.clone()).unwrap_or_default(),
         settings,
-        profile,
-        health: widgets::Health::Ok,
-        last_synced_at: connection.as_ref().and_then(|c| c.last_sync_at),
-        urls_expire_at: None,
-    };
+        connection.as_ref(),
+    )
+    .await?;
     let doc = output::document(&state.config, &data)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("preview: {e}")))?;
     // Framed by our own dashboard only.

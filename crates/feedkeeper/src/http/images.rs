@@ -1,0 +1,91 @@
+//! `GET /i/{key}/{width}.{format}`: a stored variant, for anyone's website.
+//!
+//! Only what the store holds is served: the address is checked for shape first (a made-up one
+//! costs no lookup), then the node's memory, then the store through a few slots; never the
+//! database, never a fetch from anywhere else. Variants never change once made, so they are
+//! cacheable forever, with a strong ETag.
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
+    X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::images::cache::Served;
+use crate::images::{ImageKey, parse_file};
+use crate::state::AppState;
+
+const CACHE_FOREVER: &str = "public, max-age=31536000, immutable";
+const CORP: HeaderName = HeaderName::from_static("cross-origin-resource-policy");
+
+fn not_found() -> Response {
+    let mut r = (StatusCode::NOT_FOUND, "No such image.").into_response();
+    // A variant being made right now appears within seconds.
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    r
+}
+
+/// `GET` (and `HEAD`) `/i/{key}/{file}`.
+pub async fn image(
+    State(state): State<AppState>,
+    Path((key, file)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let (Some(key), Some((width, format))) = (ImageKey::parse(&key), parse_file(&file)) else {
+        return not_found();
+    };
+    let etag = format!("\"{key}-{width}-{}\"", format.extension());
+    let bytes = match state
+        .images
+        .cache
+        .get(&state.images.store, key, width, format)
+        .await
+    {
+        Served::Found(bytes) => bytes,
+        Served::NotFound => return not_found(),
+        Served::Busy => {
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The image is unavailable right now.",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
+    };
+    let matches = request
+        .headers()
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*");
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = Response::new(Body::from(bytes));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(format.mime()));
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_FOREVER));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, value);
+    }
+    // Shown on other people's sites, and readable by their scripts (a canvas, a lightbox).
+    h.insert(CORP, HeaderValue::from_static("cross-origin"));
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}

@@ -1,0 +1,349 @@
+//! The two jobs of the image store, as plain functions the workers (`jobs::images`) call.
+//!
+//! - [`fetch_for_connection`]: every picture of one connection whose original is not stored
+//!   yet is fetched, judged by its bytes, stored under its key, and the picture pointed at it,
+//!   in one transaction per picture fenced by the job's lease (the connection's row first, as
+//!   the lock order wants). A URL past its expiry is not tried; one the CDN refuses as expired
+//!   asks for a sync (a fresh URL comes only from the API).
+//! - [`make_variants`]: one image's variants, placeholder and colour are made on the image
+//!   pool, written to the store, then the image is marked ready and the widgets showing it are
+//!   told, fenced by the lease of the image's own job, so no two nodes make it at once.
+//!
+//! A process killed anywhere in either leaves at most objects no row points at (removed by the
+//! maintenance job) and a job that runs again.
+
+use futures_util::StreamExt as _;
+
+use super::fetch::FetchError;
+use super::process::{self, Limits, Qualities};
+use super::{FETCH_JOB, ImageKey, VARIANTS_JOB};
+use crate::clock::UnixSeconds;
+use crate::connections::SYNC_JOB;
+use crate::db::connections::{self as stored, RowLock};
+use crate::db::images::{self as rows, NewImage, Wanted};
+use crate::db::jobs::{self, Lease};
+use crate::db::{DbError, widget_changes};
+use crate::failpoint;
+use crate::ids::ConnectionId;
+use crate::state::AppState;
+
+/// Pictures handled per run of a fetch job (the job runs again at once for the rest).
+const PICTURES_PER_RUN: i64 = 100;
+/// A transient failure (a 5xx, a timeout) is tried again after this, doubled per attempt, up to
+/// [`MAX_RETRY_SECS`].
+const FIRST_RETRY_SECS: i64 = 60;
+const MAX_RETRY_SECS: i64 = 6 * 3600;
+/// A picture refused for good (not an image, too large) waits for a new URL; it is looked at
+/// again after this anyway.
+const GIVE_UP_SECS: i64 = 7 * 86_400;
+/// A URL the CDN called expired is not asked for again before a sync brought a new one, or
+/// this long.
+const EXPIRED_RETRY_SECS: i64 = 3600;
+
+/// What one fetch job did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    pub stored: usize,
+    pub failed: usize,
+    /// The lease was lost: the job stopped.
+    pub stale: bool,
+    /// When to run again (`None`: nothing left to fetch).
+    pub next_due: Option<UnixSeconds>,
+}
+
+/// Fetches the missing originals of connection `id`.
+pub async fn fetch_for_connection(
+    state: &AppState,
+    id: ConnectionId,
+    lease: &Lease,
+) -> Result<FetchReport, DbError> {
+    let now = state.clock.now();
+    // Only what widgets show is stored (a widget made later schedules this job again).
+    if !crate::db::widgets::shows_connection(&state.db, id).await? {
+        return Ok(FetchReport::default());
+    }
+    let wanted = rows::wanted(&state.db, id, now, PICTURES_PER_RUN).await?;
+    let mut report = FetchReport::default();
+    let mut want_sync = false;
+    let mut cdn_trouble = false;
+    let concurrency = state.config.images.fetch_concurrency.max(1) as usize;
+    let fetches: Vec<_> = wanted
+        .into_iter()
+        .map(|w| {
+            let images = state.images.clone();
+            async move {
+                let fetched = if w.source_expires_at.is_some_and(|t| t <= now) {
+                    Err(FetchError::Expired)
+                } else {
+                    images.fetcher.fetch(&w.source_url).await
+                };
+                (w, fetched)
+            }
+        })
+        .collect();
+    let mut results = futures_util::stream::iter(fetches).buffer_unordered(concurrency);
+    while let Some((w, fetched)) = results.next().await {
+        let w = &w;
+        let outcome = match fetched {
+            Ok(original) => store_original(state, id, lease, w, original.bytes).await?,
+            Err(e) => Err(e.to_string()).map_err(|message| (message, retry_after(&e, w, now))),
+        };
+        match outcome {
+            Ok(Stored::Done) => report.stored += 1,
+            Ok(Stored::Stale) => {
+                report.stale = true;
+                return Ok(report);
+            }
+            Ok(Stored::Gone) => return Ok(report),
+            Err((message, retry_at)) => {
+                report.failed += 1;
+                // The CDN is down or unreachable: stop here rather than wait out every
+                // picture's timeout; the job comes back when the first retry is due.
+                if matches!(retry_at, Some(t) if t - now < EXPIRED_RETRY_SECS) {
+                    cdn_trouble = true;
+                }
+                if message == FetchError::Expired.to_string() {
+                    want_sync = true;
+                }
+                tracing::warn!(connection = %id, media = %w.media_id, item = %w.item_id,
+                    error = %message, "an image could not be stored");
+                rows::record_failure(&state.db, id, w, &message, retry_at, now + GIVE_UP_SECS)
+                    .await?;
+                if cdn_trouble {
+                    break;
+                }
+            }
+        }
+    }
+    drop(results);
+    if want_sync {
+        // Only the API hands out a fresh URL.
+        jobs::schedule(&state.db, SYNC_JOB, &id.to_string(), now, now).await?;
+    }
+    report.next_due = if cdn_trouble {
+        rows::next_retry(&state.db, id).await?
+    } else if rows::any_wanted(&state.db, id, now).await? {
+        Some(now)
+    } else {
+        rows::next_retry(&state.db, id).await?
+    };
+    Ok(report)
+}
+
+/// When a failed picture is tried again (`None`: only with a new URL).
+fn retry_after(e: &FetchError, w: &Wanted, now: UnixSeconds) -> Option<UnixSeconds> {
+    match e {
+        FetchError::Expired => Some(now + EXPIRED_RETRY_SECS),
+        e if e.is_transient() => {
+            let doublings = w.attempts.clamp(0, 16) as u32;
+            Some(now + (FIRST_RETRY_SECS << doublings).min(MAX_RETRY_SECS))
+        }
+        _ => None,
+    }
+}
+
+enum Stored {
+    Done,
+    Stale,
+    Gone,
+}
+
+/// Judges, stores and attaches one original.
+async fn store_original(
+    state: &AppState,
+    id: ConnectionId,
+    lease: &Lease,
+    w: &Wanted,
+    bytes: axum::body::Bytes,
+) -> Result<Result<Stored, (String, Option<UnixSeconds>)>, DbError> {
+    let limits = Limits {
+        max_pixels: state.config.images.max_pixels,
+    };
+    let probed = match process::probe(&bytes, limits) {
+        Ok(p) => p,
+        Err(refused) => return Ok(Err((refused.to_string(), None))),
+    };
+    let key = ImageKey::of(&bytes);
+    let key_text = key.to_string();
+    let known = rows::get(&state.db, &key_text).await?.is_some();
+    if !known
+        && let Err(e) = state
+            .images
+            .store
+            .put(&key.original_path(), bytes.clone())
+            .await
+    {
+        let now = state.clock.now();
+        return Ok(Err((e.to_string(), Some(now + FIRST_RETRY_SECS))));
+    }
+    let image = NewImage {
+        key: &key_text,
+        width: i64::from(probed.width),
+        height: i64::from(probed.height),
+        source_format: probed.format_name(),
+        original_bytes: bytes.len() as i64,
+    };
+    let outcome = crate::db::retry_conflicts("image attach", || async {
+        let now = state.clock.now();
+        let mut tx = state.db.begin().await?;
+        // Lock order: the connection's row, then the fence, then the rest, jobs last.
+        if stored::lock(&mut tx, id, RowLock::Change).await?.is_none() {
+            return Ok(Stored::Gone);
+        }
+        if !jobs::is_held(&mut tx, lease).await? {
+            return Ok(Stored::Stale);
+        }
+        failpoint::hit(failpoint::IMAGE_ATTACH_TX, &failpoint::key(state, id)).await;
+        let needs_variants = rows::attach(&mut tx, id, w, &image, now).await?;
+        if needs_variants {
+            jobs::schedule(&mut tx, VARIANTS_JOB, &key_text, now, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Stored::Done)
+    })
+    .await?;
+    Ok(Ok(outcome))
+}
+
+/// What one variants job did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VariantsOutcome {
+    Made {
+        variants: usize,
+        bytes: usize,
+    },
+    /// Nothing to do (ready, failed before, or no such image).
+    Nothing,
+    /// The original cannot be used; the reason is recorded.
+    Refused(String),
+    /// The original was missing from the store: its pictures are fetched again.
+    Lost,
+    Stale,
+}
+
+/// Makes the variants of image `key`.
+pub async fn make_variants(
+    state: &AppState,
+    key: ImageKey,
+    lease: &Lease,
+) -> anyhow::Result<VariantsOutcome> {
+    let key_text = key.to_string();
+    let Some(row) = rows::get(&state.db, &key_text).await? else {
+        return Ok(VariantsOutcome::Nothing);
+    };
+    if row.widths.is_some() || row.failed.is_some() {
+        return Ok(VariantsOutcome::Nothing);
+    }
+    let Some(original) = state.images.store.get(&key.original_path()).await? else {
+        return lost(state, &key_text, lease).await;
+    };
+    let limits = Limits {
+        max_pixels: state.config.images.max_pixels,
+    };
+    let qualities = Qualities {
+        jpeg: state.config.images.jpeg_quality.clamp(1, 100) as u8,
+        webp: state.config.images.webp_quality.clamp(1, 100) as u8,
+    };
+    let made = state
+        .images
+        .pool
+        .run(move || process::make(&original, limits, qualities))
+        .await?;
+    let made = match made {
+        Ok(made) => made,
+        Err(refused) => {
+            let reason = refused.to_string();
+            tracing::warn!(image = %key_text, error = %reason, "no variants can be made of an image");
+            let recorded = crate::db::retry_conflicts("image failed", || async {
+                let mut tx = state.db.begin().await?;
+                if !jobs::is_held(&mut tx, lease).await? {
+                    return Ok(false);
+                }
+                rows::mark_failed(&mut tx, &key_text, &reason).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?;
+            return Ok(if recorded {
+                VariantsOutcome::Refused(reason)
+            } else {
+                VariantsOutcome::Stale
+            });
+        }
+    };
+    let mut bytes = 0;
+    for v in &made.variants {
+        bytes += v.bytes.len();
+        state
+            .images
+            .store
+            .put(
+                &key.variant_path(v.width, v.format),
+                axum::body::Bytes::from(v.bytes.clone()),
+            )
+            .await?;
+    }
+    let widths = made.widths();
+    let ready = crate::db::retry_conflicts("image ready", || async {
+        let now = state.clock.now();
+        let mut tx = state.db.begin().await?;
+        // Lock order: the fence (this image's job), the image, the widget change log last.
+        if !jobs::is_held(&mut tx, lease).await? {
+            return Ok(false);
+        }
+        failpoint::hit(failpoint::IMAGE_READY_TX, &key_text).await;
+        let marked = rows::mark_ready(
+            &mut tx,
+            &key_text,
+            i64::from(made.width),
+            i64::from(made.height),
+            &widths,
+            bytes as i64,
+            &made.placeholder,
+            &made.color,
+            now,
+        )
+        .await?;
+        if marked {
+            for connection in rows::connections_using(&mut tx, &key_text).await? {
+                widget_changes::record_for(&mut tx, connection).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await?;
+    if !ready {
+        return Ok(VariantsOutcome::Stale);
+    }
+    Ok(VariantsOutcome::Made {
+        variants: made.variants.len(),
+        bytes,
+    })
+}
+
+/// The original is gone from the store: forget the image so its pictures are fetched again.
+async fn lost(state: &AppState, key: &str, lease: &Lease) -> anyhow::Result<VariantsOutcome> {
+    tracing::warn!(image = %key, "an image's original is missing from the store; fetching it again");
+    let using = rows::connections_using(&state.db, key).await?;
+    let outcome = crate::db::retry_conflicts("image lost", || async {
+        let now = state.clock.now();
+        let mut tx = state.db.begin().await?;
+        // Lock order: the connections' rows (ascending), then the fence, then the rest. A
+        // picture that takes the image up meanwhile makes the deletion fail (the foreign
+        // key); the job then runs again.
+        for &connection in &using {
+            stored::lock(&mut tx, connection, RowLock::Change).await?;
+        }
+        if !jobs::is_held(&mut tx, lease).await? {
+            return Ok(VariantsOutcome::Stale);
+        }
+        for connection in rows::forget(&mut tx, key).await? {
+            jobs::schedule(&mut tx, FETCH_JOB, &connection.to_string(), now, now).await?;
+        }
+        tx.commit().await?;
+        Ok(VariantsOutcome::Lost)
+    })
+    .await?;
+    Ok(outcome)
+}
