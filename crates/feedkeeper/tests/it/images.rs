@@ -438,3 +438,113 @@ async fn images_no_widget_shows_and_orphaned_objects_leave_the_store() {
         .unwrap();
     assert_eq!(again, feedkeeper::images::cleanup::CleanUp::default());
 }
+
+/// An S3-compatible server for the tests: `TEST_S3_ENDPOINT` if set, else `moto_server` (from
+/// PyPI: `pip install 'moto[server]'`) started here on a free port. `None` when neither is
+/// available, which fails the test when `S3_TESTS=require` (as CI sets it).
+struct S3Server {
+    endpoint: String,
+    child: Option<std::process::Child>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn s3_server() -> Option<S3Server> {
+    if let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") {
+        return Some(S3Server {
+            endpoint,
+            child: None,
+        });
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var("S3_TESTS").as_deref() != Ok("require"),
+                "S3_TESTS=require but moto_server could not start: {e}"
+            );
+            eprintln!("skipping the S3 part: no TEST_S3_ENDPOINT and no moto_server ({e})");
+            return None;
+        }
+    };
+    let server = S3Server {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        child: Some(child),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto_server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Some(server)
+}
+
+#[tokio::test]
+async fn on_an_s3_bucket_images_are_stored_served_and_cleaned_up_the_same() {
+    let Some(s3) = s3_server().await else { return };
+    let bucket = format!("fk-test-{}", rand::random::<u32>());
+    let created = reqwest::Client::new()
+        .put(format!("{}/{bucket}", s3.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{:?}", created.text().await);
+    let endpoint = s3.endpoint.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.images.store = format!("s3://{bucket}/images");
+        c.images.s3_endpoint = endpoint;
+        c.images.s3_allow_http = true;
+        c.images.s3_region = "us-east-1".into();
+        c.images.s3_access_key_id = "test".into();
+        c.images.s3_secret_access_key = feedkeeper::config::Secret::new("test");
+        c.images.unused_grace_secs = 0;
+    })
+    .await;
+    assert!(app.state.images.store.describe.starts_with("s3://"));
+    let id = shop_with_widget(&app).await;
+    let feed = feed_of(&app, &id).await;
+    let client = reqwest::Client::new();
+    for post in feed["posts"].as_array().unwrap() {
+        let url = post["image"]["sizes"][0]["url"].as_str().unwrap();
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(response.headers()["content-type"], "image/webp");
+    }
+    let orphan = feedkeeper::images::ImageKey::of(b"orphan on s3");
+    app.state
+        .images
+        .store
+        .put(
+            &orphan.variant_path(320, feedkeeper::images::Format::Jpeg),
+            axum::body::Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+    let cleaned = feedkeeper::images::cleanup::clean_up(&app.state, 0)
+        .await
+        .unwrap();
+    assert_eq!(cleaned.orphans, 1, "{cleaned:?}");
+}
