@@ -93,7 +93,7 @@ pub async fn record_sources(
             source_expires_at = excluded.source_expires_at,
             attempts = CASE WHEN image_refs.source_path = excluded.source_path
                 THEN image_refs.attempts ELSE 0 END,
-            retry_at = CASE WHEN image_refs.source_path = excluded.source_path
+            retry_at = CASE WHEN image_refs.source_url = excluded.source_url
                 THEN image_refs.retry_at ELSE NULL END";
     let mut ex: Ex<'_> = db.into();
     for s in sources {
@@ -190,14 +190,14 @@ pub struct NewImage<'a> {
 }
 
 /// Points a picture at a stored original (recording the image if it is new, and marking it
-/// used). Returns whether the image still needs its variants.
+/// used).
 pub async fn attach(
     db: impl Into<Ex<'_>>,
     connection: ConnectionId,
     wanted: &Wanted,
     image: &NewImage<'_>,
     now: UnixSeconds,
-) -> Result<bool, DbError> {
+) -> Result<(), DbError> {
     let mut ex: Ex<'_> = db.into();
     const INSERT: &str = "INSERT INTO images (key, width, height, source_format, original_bytes,
             created_at) VALUES ($1, $2, $3, $4, $5, $6)
@@ -224,13 +224,10 @@ pub async fn attach(
         .execute(conn)
         .await
         .map(|_| ()))?;
-    let pending: Option<Option<String>> = on_pool!(ex.reborrow(), conn => sqlx::query_scalar(
-        "SELECT widths FROM images WHERE key = $1 AND failed IS NULL")
-        .bind(image.key).fetch_optional(conn).await)?;
-    Ok(matches!(pending, Some(None)))
+    Ok(())
 }
 
-/// Records a failed fetch of a picture. `retry_at`: when to try again (`None`: not before its
+/// Records a failed fetch of a picture (one still waiting for its original). `retry_at`: when to try again (`None`: not before its
 /// URL changes).
 pub async fn record_failure(
     db: impl Into<Ex<'_>>,
@@ -243,7 +240,8 @@ pub async fn record_failure(
     // A picture given up on waits for a new URL (`retry_at` far ahead; a new path resets it).
     const SQL: &str = "UPDATE image_refs SET attempts = attempts + 1, last_error = $5,
             retry_at = $6
-        WHERE connection_id = $1 AND media_id = $2 AND item_id = $3 AND source_path = $4";
+        WHERE connection_id = $1 AND media_id = $2 AND item_id = $3 AND source_path = $4
+            AND (fetched_path IS NULL OR fetched_path <> source_path)";
     on_pool!(db, conn => sqlx::query(SQL)
         .bind(connection)
         .bind(&wanted.media_id)
@@ -336,6 +334,15 @@ pub async fn mark_unused(db: impl Into<Ex<'_>>, now: UnixSeconds) -> Result<u64,
     Ok(
         on_pool!(db, conn => sqlx::query(SQL).bind(now).execute(conn).await.map(|r| r.rows_affected()))?,
     )
+}
+
+/// Clears the mark of images a picture uses again (one that took an image up while the mark
+/// was being set is seen here on the next clean-up).
+pub async fn unmark_used(db: impl Into<Ex<'_>>) -> Result<u64, DbError> {
+    const SQL: &str = "UPDATE images SET unreferenced_since = NULL
+        WHERE unreferenced_since IS NOT NULL
+        AND EXISTS (SELECT 1 FROM image_refs r WHERE r.image_key = images.key)";
+    Ok(on_pool!(db, conn => sqlx::query(SQL).execute(conn).await.map(|r| r.rows_affected()))?)
 }
 
 /// Images unused since before `cutoff` (at most `limit`).

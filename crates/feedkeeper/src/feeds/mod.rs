@@ -205,22 +205,29 @@ pub fn pictures(p: &PostRow) -> Vec<(&str, &str)> {
             .into_iter()
             .collect()
     } else {
-        p.children
+        let children: Vec<(&str, &str)> = p
+            .children
             .iter()
             .filter(|c| !c.id.is_empty())
             .filter_map(|c| {
                 still(&c.media_type, &c.media_url, &c.thumbnail_url).map(|url| (c.id.as_str(), url))
             })
-            .collect()
+            .collect();
+        if children.is_empty() {
+            // An album whose children came without URLs (or ids), but with one of its own.
+            still("IMAGE", &p.media_url, &p.thumbnail_url)
+                .map(|url| (p.media_id.as_str(), url))
+                .into_iter()
+                .collect()
+        } else {
+            children
+        }
     }
 }
 
 /// The picture a widget's tile shows for a post: its first (a carousel's first child's).
 pub fn display_picture(p: &PostRow) -> Option<(&str, &str)> {
-    pictures(p).into_iter().next().or_else(|| {
-        // A carousel whose children came without URLs, but with one of its own.
-        p.media_url.as_deref().map(|url| (p.media_id.as_str(), url))
-    })
+    pictures(p).into_iter().next()
 }
 
 /// The pictures a sync found, as image references to record: each post's and the profile's.

@@ -1,8 +1,8 @@
 //! `GET /i/{key}/{width}.{format}`: a stored variant, for anyone's website.
 //!
-//! Only what the store holds is served: the address is checked for shape first (a made-up one
-//! costs no lookup), then the node's memory, then the store through a few slots; never the
-//! database, never a fetch from anywhere else. Variants never change once made, so they are
+//! Only what the store holds is served: the address is checked first (its shape, and the
+//! signature feedkeeper put in it, so a made-up one costs no lookup), then the node's memory,
+//! then the store through a few slots; never the database, never a fetch from anywhere else. Variants never change once made, so they are
 //! cacheable forever, with a strong ETag.
 
 use axum::body::Body;
@@ -15,11 +15,12 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::images::cache::Served;
-use crate::images::{ImageKey, parse_file};
+use crate::images::parse_file;
 use crate::state::AppState;
 
 const CACHE_FOREVER: &str = "public, max-age=31536000, immutable";
 const CORP: HeaderName = HeaderName::from_static("cross-origin-resource-policy");
+const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
 
 fn not_found() -> Response {
     let mut r = (StatusCode::NOT_FOUND, "No such image.").into_response();
@@ -37,7 +38,9 @@ pub async fn image(
     Path((key, file)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let (Some(key), Some((width, format))) = (ImageKey::parse(&key), parse_file(&file)) else {
+    // Only addresses feedkeeper signed reach the store; anything else is answered from here.
+    let (Some(key), Some((width, format))) = (state.images.signer.verify(&key), parse_file(&file))
+    else {
         return not_found();
     };
     let etag = format!("\"{key}-{width}-{}\"", format.extension());
@@ -87,5 +90,7 @@ pub async fn image(
     h.insert(CORP, HeaderValue::from_static("cross-origin"));
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Sites may measure what their visitors download (Resource Timing sizes).
+    h.insert(TIMING_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
 }

@@ -50,6 +50,8 @@ impl ImageCache {
                 .weigher(|_, bytes: &Bytes| {
                     u32::try_from(bytes.len().saturating_add(64)).unwrap_or(u32::MAX)
                 })
+                // A removed image (a purged account's) leaves memory within the hour.
+                .time_to_live(Duration::from_secs(3600))
                 .build(),
             missing: moka::sync::Cache::builder()
                 .max_capacity(100_000)

@@ -104,20 +104,27 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) addresses are the
+            // IPv4 address they carry.
+            if let Some(v4) = v6.to_ipv4() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 // Unique local fc00::/7, link-local fe80::/10, site-local fec0::/10.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first & 0xffc0) == 0xfec0
-                // Documentation 2001:db8::/32; NAT64 64:ff9b::/96 (could reach v4 privates).
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
-                || (first == 0x0064 && v6.segments()[1] == 0xff9b))
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // Documentation 2001:db8::/32; Teredo 2001::/32 and 6to4 2002::/16 (both tunnel
+                // to an IPv4 address of the sender's choosing); NAT64 64:ff9b::/96 and
+                // 64:ff9b:1::/48; discard-only 100::/64; IPv4-translated ::ffff:0:0:0/96.
+                || (s[0] == 0x2001 && (s[1] == 0x0db8 || s[1] == 0))
+                || s[0] == 0x2002
+                || (s[0] == 0x0064 && s[1] == 0xff9b)
+                || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)
+                || (s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0))
         }
     }
 }
@@ -271,6 +278,12 @@ mod tests {
             "::ffff:127.0.0.1",
             "64:ff9b::a00:1",
             "2001:db8::1",
+            "::7f00:1",
+            "::a00:1",
+            "::ffff:0:a00:1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
+            "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }

@@ -67,49 +67,31 @@ pub async fn fetch_for_connection(
     let mut want_sync = false;
     let mut cdn_trouble = false;
     let concurrency = state.config.images.fetch_concurrency.max(1) as usize;
-    let fetches: Vec<_> = wanted
+    // Each picture is fetched, judged, stored and recorded in its own future, so a slow store
+    // or transaction never stalls the other fetches' bodies (their timeouts keep running).
+    let pictures: Vec<_> = wanted
         .into_iter()
         .map(|w| {
-            let images = state.images.clone();
-            async move {
-                let fetched = if w.source_expires_at.is_some_and(|t| t <= now) {
-                    Err(FetchError::Expired)
-                } else {
-                    images.fetcher.fetch(&w.source_url).await
-                };
-                (w, fetched)
-            }
+            let (state, lease) = (state.clone(), lease.clone());
+            async move { one_picture(&state, id, &lease, &w, now).await }
         })
         .collect();
-    let mut results = futures_util::stream::iter(fetches).buffer_unordered(concurrency);
-    while let Some((w, fetched)) = results.next().await {
-        let w = &w;
-        let outcome = match fetched {
-            Ok(original) => store_original(state, id, lease, w, original.bytes).await?,
-            Err(e) => Err(e.to_string()).map_err(|message| (message, retry_after(&e, w, now))),
-        };
-        match outcome {
-            Ok(Stored::Done) => report.stored += 1,
-            Ok(Stored::Stale) => {
+    let mut results = futures_util::stream::iter(pictures).buffer_unordered(concurrency);
+    while let Some(outcome) = results.next().await {
+        match outcome? {
+            Picture::Stored => report.stored += 1,
+            Picture::Stale => {
                 report.stale = true;
                 return Ok(report);
             }
-            Ok(Stored::Gone) => return Ok(report),
-            Err((message, retry_at)) => {
+            Picture::Gone => return Ok(report),
+            Picture::Failed { expired, trouble } => {
                 report.failed += 1;
+                want_sync |= expired;
                 // The CDN is down or unreachable: stop here rather than wait out every
                 // picture's timeout; the job comes back when the first retry is due.
-                if matches!(retry_at, Some(t) if t - now < EXPIRED_RETRY_SECS) {
+                if trouble {
                     cdn_trouble = true;
-                }
-                if message == FetchError::Expired.to_string() {
-                    want_sync = true;
-                }
-                tracing::warn!(connection = %id, media = %w.media_id, item = %w.item_id,
-                    error = %message, "an image could not be stored");
-                rows::record_failure(&state.db, id, w, &message, retry_at, now + GIVE_UP_SECS)
-                    .await?;
-                if cdn_trouble {
                     break;
                 }
             }
@@ -148,6 +130,63 @@ enum Stored {
     Gone,
 }
 
+/// What became of one picture.
+enum Picture {
+    Stored,
+    /// Not stored: a sync is wanted (`expired`), or the CDN or store is in trouble.
+    Failed {
+        expired: bool,
+        trouble: bool,
+    },
+    Stale,
+    Gone,
+}
+
+/// Fetches, judges, stores and records one picture (or its failure).
+async fn one_picture(
+    state: &AppState,
+    id: ConnectionId,
+    lease: &Lease,
+    w: &Wanted,
+    now: UnixSeconds,
+) -> Result<Picture, DbError> {
+    let fetched = if w.source_expires_at.is_some_and(|t| t <= now) {
+        Err(FetchError::Expired)
+    } else {
+        state.images.fetcher.fetch(&w.source_url).await
+    };
+    let outcome = match fetched {
+        Ok(original) => store_original(state, id, lease, w, original.bytes).await?,
+        Err(e) => Err((e.to_string(), retry_after(&e, w, now))),
+    };
+    let (message, retry_at) = match outcome {
+        Ok(Stored::Done) => return Ok(Picture::Stored),
+        Ok(Stored::Stale) => return Ok(Picture::Stale),
+        Ok(Stored::Gone) => return Ok(Picture::Gone),
+        Err(failure) => failure,
+    };
+    tracing::warn!(connection = %id, media = %w.media_id, item = %w.item_id,
+        error = %message, "an image could not be stored");
+    let recorded = crate::db::retry_conflicts("image fetch failure", || async {
+        let mut tx = state.db.begin().await?;
+        // Lock order: the connection's row, then the fence.
+        if stored::lock(&mut tx, id, RowLock::Change).await?.is_none() {
+            return Ok(Picture::Gone);
+        }
+        if !jobs::is_held(&mut tx, lease).await? {
+            return Ok(Picture::Stale);
+        }
+        rows::record_failure(&mut tx, id, w, &message, retry_at, now + GIVE_UP_SECS).await?;
+        tx.commit().await?;
+        Ok(Picture::Failed {
+            expired: message == FetchError::Expired.to_string(),
+            trouble: matches!(retry_at, Some(t) if t - now < EXPIRED_RETRY_SECS),
+        })
+    })
+    .await?;
+    Ok(recorded)
+}
+
 /// Judges, stores and attaches one original.
 async fn store_original(
     state: &AppState,
@@ -165,7 +204,9 @@ async fn store_original(
     };
     let key = ImageKey::of(&bytes);
     let key_text = key.to_string();
-    let known = rows::get(&state.db, &key_text).await?.is_some();
+    let existing = rows::get(&state.db, &key_text).await?;
+    let known = existing.is_some();
+    let ready = existing.is_some_and(|row| row.widths.is_some() || row.failed.is_some());
     if !known
         && let Err(e) = state
             .images
@@ -194,10 +235,13 @@ async fn store_original(
             return Ok(Stored::Stale);
         }
         failpoint::hit(failpoint::IMAGE_ATTACH_TX, &failpoint::key(state, id)).await;
-        let needs_variants = rows::attach(&mut tx, id, w, &image, now).await?;
-        if needs_variants {
+        // The image's job row before its image row, as the variants job takes them (its
+        // fence, then the image): a new image's variants are made, a ready one's job is
+        // not scheduled.
+        if !ready {
             jobs::schedule(&mut tx, VARIANTS_JOB, &key_text, now, now).await?;
         }
+        rows::attach(&mut tx, id, w, &image, now).await?;
         tx.commit().await?;
         Ok(Stored::Done)
     })
@@ -218,6 +262,8 @@ pub enum VariantsOutcome {
     Refused(String),
     /// The original was missing from the store: its pictures are fetched again.
     Lost,
+    /// The pictures using the image changed while it was being forgotten: the job runs again.
+    Retry,
     Stale,
 }
 
@@ -329,14 +375,16 @@ async fn lost(state: &AppState, key: &str, lease: &Lease) -> anyhow::Result<Vari
     let outcome = crate::db::retry_conflicts("image lost", || async {
         let now = state.clock.now();
         let mut tx = state.db.begin().await?;
-        // Lock order: the connections' rows (ascending), then the fence, then the rest. A
-        // picture that takes the image up meanwhile makes the deletion fail (the foreign
-        // key); the job then runs again.
+        // Lock order: the connections' rows (ascending), then the fence, then the rest.
         for &connection in &using {
             stored::lock(&mut tx, connection, RowLock::Change).await?;
         }
         if !jobs::is_held(&mut tx, lease).await? {
             return Ok(VariantsOutcome::Stale);
+        }
+        // A connection that took the image up since it was read is not locked: start over.
+        if rows::connections_using(&mut tx, key).await? != using {
+            return Ok(VariantsOutcome::Retry);
         }
         for connection in rows::forget(&mut tx, key).await? {
             jobs::schedule(&mut tx, FETCH_JOB, &connection.to_string(), now, now).await?;

@@ -25,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 /// What a node needs to store and serve images, built once at start.
 #[derive(Debug)]
 pub struct Images {
+    pub signer: Signer,
     pub store: store::ImageStore,
     pub fetcher: fetch::Fetcher,
     pub pool: pool::ImagePool,
@@ -34,6 +35,7 @@ pub struct Images {
 impl Images {
     pub fn open(config: &crate::config::Config) -> anyhow::Result<Images> {
         Ok(Images {
+            signer: Signer::new(config)?,
             store: store::ImageStore::open(config)?,
             fetcher: fetch::Fetcher::new(config)?,
             pool: pool::ImagePool::new(config.images.process_concurrency as usize),
@@ -127,6 +129,78 @@ impl std::fmt::Display for ImageKey {
     }
 }
 
+/// Signs image addresses, so that only addresses feedkeeper wrote reach the store: a made-up key
+/// is refused from memory. The signature is a keyed hash of the key under a key derived from
+/// the token keys (every node has the same); every configured key is accepted, so addresses
+/// written before a key rotation keep working while the old key is listed.
+#[derive(Clone)]
+pub struct Signer {
+    keys: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer")
+    }
+}
+
+/// Characters of an address's signature (6 bytes, base64url).
+const SIGNATURE_CHARS: usize = 8;
+
+impl Signer {
+    pub fn new(config: &crate::config::Config) -> anyhow::Result<Signer> {
+        let keys: Vec<[u8; 32]> = config
+            .security
+            .keys()?
+            .iter()
+            .map(|k| k.hash_key("image addresses"))
+            .collect();
+        Ok(Signer::from_keys(keys))
+    }
+
+    pub fn from_keys(keys: Vec<[u8; 32]>) -> Signer {
+        Signer { keys }
+    }
+
+    fn signature(key: &[u8; 32], image: &ImageKey) -> [u8; 6] {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(&image.0);
+        let full = mac.finalize().into_bytes();
+        let mut short = [0u8; 6];
+        short.copy_from_slice(&full[..6]);
+        short
+    }
+
+    /// The address segment of an image: its key and signature.
+    pub fn segment(&self, image: &ImageKey) -> String {
+        let signature = self
+            .keys
+            .first()
+            .map(|k| Signer::signature(k, image))
+            .unwrap_or_default();
+        format!("{image}{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The image an address segment names, if feedkeeper signed it.
+    pub fn verify(&self, segment: &str) -> Option<ImageKey> {
+        use subtle::ConstantTimeEq as _;
+        if segment.len() != 22 + SIGNATURE_CHARS || !segment.is_ascii() {
+            return None;
+        }
+        let (key, signature) = segment.split_at(22);
+        let image = ImageKey::parse(key)?;
+        let given = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        self.keys
+            .iter()
+            .any(|k| bool::from(Signer::signature(k, &image)[..].ct_eq(&given)))
+            .then_some(image)
+    }
+}
+
+use hmac::Mac;
+
 /// The widths made of an original `width` pixels wide.
 pub fn widths_for(width: u32) -> Vec<u32> {
     let mut widths: Vec<u32> = VARIANT_WIDTHS.into_iter().filter(|&w| w < width).collect();
@@ -205,6 +279,25 @@ mod tests {
             key.variant_path(320, Format::Jpeg).as_ref(),
             format!("variants/{key}/320.jpg")
         );
+    }
+
+    #[test]
+    fn only_signed_addresses_are_accepted_under_any_listed_key() {
+        let image = ImageKey::of(b"picture");
+        let current = Signer::from_keys(vec![[1; 32], [2; 32]]);
+        let segment = current.segment(&image);
+        assert_eq!(segment.len(), 30);
+        assert_eq!(current.verify(&segment), Some(image));
+        // Written before a rotation (the old key is still listed).
+        let before = Signer::from_keys(vec![[2; 32]]).segment(&image);
+        assert_eq!(current.verify(&before), Some(image));
+        // Forged, or from a key no longer listed.
+        assert_eq!(Signer::from_keys(vec![[3; 32]]).verify(&segment), None);
+        let mut forged = segment.clone();
+        forged.replace_range(29.., if segment.ends_with('A') { "B" } else { "A" });
+        assert_eq!(current.verify(&forged), None);
+        assert_eq!(current.verify(&image.to_string()), None);
+        assert_eq!(current.verify("é".repeat(15).as_str()), None);
     }
 
     proptest! {

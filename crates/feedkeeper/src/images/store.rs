@@ -126,6 +126,15 @@ impl ImageStore {
         }
     }
 
+    /// When an object was last written (Unix seconds); `None` when there is none.
+    pub async fn modified(&self, path: &Path) -> Result<Option<i64>, StoreError> {
+        match self.inner.head(path).await {
+            Ok(meta) => Ok(Some(meta.last_modified.timestamp())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Removes an object; one already gone is fine.
     pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
         match self.inner.delete(path).await {

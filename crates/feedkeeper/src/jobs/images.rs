@@ -82,8 +82,14 @@ impl Work for VariantsWork {
         let outcome = ingest::make_variants(state, key, &job.lease)
             .await
             .with_context(|| format!("making the variants of image {key}"))?;
-        if let VariantsOutcome::Made { variants, bytes } = outcome {
-            tracing::info!(image = %key, variants, bytes, "image variants made");
+        match outcome {
+            VariantsOutcome::Made { variants, bytes } => {
+                tracing::info!(image = %key, variants, bytes, "image variants made");
+            }
+            VariantsOutcome::Retry => {
+                anyhow::bail!("the pictures using image {key} changed meanwhile")
+            }
+            _ => {}
         }
         Ok(None)
     }

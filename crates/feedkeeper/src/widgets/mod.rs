@@ -190,7 +190,8 @@ pub async fn assemble(
         }
         _ => (Health::Disconnected, None, Vec::new(), None, Vec::new()),
     };
-    let pictures = pictures::Pictures::new(&state.config.public_url(), shown, now);
+    let pictures =
+        pictures::Pictures::new(&state.config.public_url(), &state.images.signer, shown, now);
     let posts = visible_posts(&settings, all, &pictures);
     let urls_expire_at = remote_expiry(&posts, profile.as_ref(), &pictures);
     Ok(WidgetData {

@@ -18,6 +18,8 @@ pub struct Stored {
     pub widths: Vec<u32>,
     pub placeholder: Option<String>,
     pub color: Option<String>,
+    /// The key and its signature, as addresses carry them.
+    pub segment: String,
 }
 
 /// One picture's copy.
@@ -59,7 +61,12 @@ pub fn expiry_of(url: &str) -> Option<UnixSeconds> {
 }
 
 impl Pictures {
-    pub fn new(public_url: &str, shown: Vec<Shown>, now: UnixSeconds) -> Pictures {
+    pub fn new(
+        public_url: &str,
+        signer: &crate::images::Signer,
+        shown: Vec<Shown>,
+        now: UnixSeconds,
+    ) -> Pictures {
         let by_item = shown
             .into_iter()
             .filter_map(|s| {
@@ -70,6 +77,7 @@ impl Pictures {
                 if widths.is_empty() {
                     return None;
                 }
+                let segment = signer.segment(&crate::images::ImageKey::parse(&s.key)?);
                 Some((
                     s.item_id,
                     Stored {
@@ -79,6 +87,7 @@ impl Pictures {
                         widths,
                         placeholder: s.placeholder,
                         color: s.color,
+                        segment,
                     },
                 ))
             })
@@ -110,7 +119,7 @@ impl Pictures {
 
     /// The address of one variant.
     pub fn url(&self, s: &Stored, width: u32, format: Format) -> String {
-        format!("{}{}/{width}.{}", self.base, s.key, format.extension())
+        format!("{}{}/{width}.{}", self.base, s.segment, format.extension())
     }
 
     /// `srcset` of one format: every width.
@@ -187,14 +196,16 @@ mod tests {
 
     #[test]
     fn stored_copies_win_and_expired_urls_are_never_shown() {
-        let pictures = Pictures::new("https://fk.example/", vec![shown("1")], 1_000);
+        let signer = crate::images::Signer::from_keys(vec![[7; 32]]);
+        let pictures = Pictures::new("https://fk.example/", &signer, vec![shown("1")], 1_000);
         let stored = pictures.pick("1", Some("https://x.cdninstagram.com/a.jpg?oe=10"));
         let Some(Picture::Stored(s)) = stored else {
             panic!("{stored:?}")
         };
+        let segment = signer.segment(&crate::images::ImageKey::parse(&s.key).unwrap());
         assert_eq!(
             pictures.url(s, 320, Format::Webp),
-            "https://fk.example/i/AAAAAAAAAAAAAAAAAAAAAA/320.webp"
+            format!("https://fk.example/i/{segment}/320.webp")
         );
         assert!(
             pictures

@@ -190,10 +190,11 @@ fn image_view(
         Picture::Stored(s) => {
             let class = format!("fk-i{index}");
             // Only characters our own encoders and formatter write reach the style block.
-            let color = s
-                .color
-                .as_deref()
-                .filter(|c| c.len() == 7 && c[1..].bytes().all(|b| b.is_ascii_hexdigit()));
+            let color = s.color.as_deref().filter(|c| {
+                c.len() == 7
+                    && c.as_bytes()[0] == b'#'
+                    && c.bytes().skip(1).all(|b| b.is_ascii_hexdigit())
+            });
             let placeholder = s.placeholder.as_deref().filter(|p| {
                 p.starts_with("data:image/")
                     && p.bytes()
@@ -720,7 +721,12 @@ mod tests {
             health: crate::widgets::Health::Ok,
             last_synced_at: None,
             urls_expire_at: None,
-            pictures: Pictures::new("http://127.0.0.1:8080", Vec::new(), 0),
+            pictures: Pictures::new(
+                "http://127.0.0.1:8080",
+                &crate::images::Signer::from_keys(vec![[1; 32]]),
+                Vec::new(),
+                0,
+            ),
         }
     }
 

@@ -51,6 +51,18 @@ async fn shop_with_widget(app: &TestApp) -> String {
     widget.public_id
 }
 
+/// An image address whose signature was changed.
+fn forged(address: &str) -> String {
+    let (segment_end, _) = address.rmatch_indices('/').next().unwrap();
+    let last = &address[segment_end - 1..segment_end];
+    let other = if last == "A" { "B" } else { "A" };
+    format!(
+        "{}{other}{}",
+        &address[..segment_end - 1],
+        &address[segment_end..]
+    )
+}
+
 async fn feed_of(app: &TestApp, id: &str) -> Value {
     reqwest::get(app.url(&format!("/w/{id}.json")))
         .await
@@ -153,6 +165,9 @@ async fn widgets_show_stored_images_after_the_urls_expired_and_the_login_died() 
         one.replace("/320.webp", "/321.webp"),
         one.replace("/320.webp", "/320.png"),
         format!("{own}AAAAAAAAAAAAAAAAAAAAAA/320.webp"),
+        // A real key with a forged signature, or none.
+        forged(one),
+        one.replace(&one[own.len() + 22..own.len() + 30], ""),
         format!("{own}not-a-key/320.webp"),
         format!("{own}..%2F..%2Ffeedkeeper.db/320.jpg"),
     ] {
