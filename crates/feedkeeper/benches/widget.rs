@@ -1,6 +1,7 @@
-//! The public widget endpoints against nginx serving the same bytes from files, in one run on
-//! one machine: `wrk` at 64 and 256 connections on `/w/{id}` and `/w/{id}.json`, requests per
-//! second and p99 latency, and their ratios.
+//! The public widget and image endpoints against nginx serving the same bytes from files, in
+//! one run on one machine: `wrk` at 64 and 256 connections on `/w/{id}`, `/w/{id}.json` and a
+//! stored image variant (`/i/{key}/640.webp`), requests per second and p99 latency, and their
+//! ratios. `BENCH_ROWS=widget` or `BENCH_ROWS=images` runs only those rows.
 //!
 //! Run: `scripts/bench-widget.sh` (needs `wrk` and `nginx`: `apt-get install wrk nginx-light`).
 //! It builds a release binary of this bench, which sets up a real widget (SQLite, the built-in
@@ -76,6 +77,26 @@ async fn main() -> anyhow::Result<()> {
         root.join("br").join("w").join(format!("{id}.json")),
         &json_br,
     )?;
+    // A stored variant as a phone's grid asks for it: the first post's 640 px WebP.
+    let feed: serde_json::Value = serde_json::from_slice(&json)?;
+    let variant = feed["posts"][0]["image"]["sizes"]
+        .as_array()
+        .and_then(|sizes| {
+            sizes
+                .iter()
+                .find(|s| s["width"] == 640 && s["format"] == "webp")
+        })
+        .and_then(|s| s["url"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("the widget shows no stored image"))?
+        .to_owned();
+    let image_path = variant
+        .strip_prefix(&base)
+        .ok_or_else(|| anyhow::anyhow!("{variant} is not on {base}"))?
+        .to_owned();
+    let image = client.get(&variant).send().await?.bytes().await?;
+    let image_file = root.join(image_path.trim_start_matches('/'));
+    std::fs::create_dir_all(image_file.parent().unwrap_or(&root))?;
+    std::fs::write(&image_file, &image)?;
     let nginx_port = free_port()?;
     let nginx = start_nginx(work.path(), &root, nginx_port)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -91,14 +112,25 @@ async fn main() -> anyhow::Result<()> {
         "nginx must serve the same bytes"
     );
 
+    let check = client
+        .get(format!("{nginx_base}{image_path}"))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        check.bytes().await? == image,
+        "nginx must serve the same image bytes"
+    );
     println!(
-        "bodies: /w/{{id}} {} bytes ({} brotli), /w/{{id}}.json {} bytes ({} brotli); \
-         {SECONDS} s per run, wrk -t2, median of {ROUNDS} alternating runs\n",
+        "bodies: /w/{{id}} {} bytes ({} brotli), /w/{{id}}.json {} bytes ({} brotli), \
+         /i/{{key}}/640.webp {} bytes; {SECONDS} s per run, wrk -t2, median of {ROUNDS} \
+         alternating runs\n",
         html.len(),
         html_br.len(),
         json.len(),
-        json_br.len()
+        json_br.len(),
+        image.len()
     );
+    let only = std::env::var("BENCH_ROWS").unwrap_or_default();
     println!(
         "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio |"
     );
@@ -108,7 +140,12 @@ async fn main() -> anyhow::Result<()> {
         ("/w/{id}.json", format!("/w/{id}.json"), false),
         ("/w/{id}, brotli", format!("/w/{id}"), true),
         ("/w/{id}.json, brotli", format!("/w/{id}.json"), true),
+        ("/i/{key}/640.webp", image_path.clone(), false),
     ] {
+        let is_image = path.starts_with("/i/");
+        if (only == "widget" && is_image) || (only == "images" && !is_image) {
+            continue;
+        }
         // nginx serves the very bytes we send: the plain files, or the brotli ones as brotli.
         let (header, nginx_path) = if brotli {
             (Some("Accept-Encoding: br"), format!("/br{path}"))
@@ -175,6 +212,8 @@ async fn serve_widget(dir: &std::path::Path) -> anyhow::Result<(String, String, 
         feedkeeper::widgets::create(&state, owner, "Bench", c.id, &WidgetSettings::default())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The widget's pictures stored, as a node's workers do within seconds.
+    feedkeeper::jobs::run_due_now(&state, "bench").await?;
     let serving = state.clone();
     tokio::spawn(async move {
         // Serves until the process ends (the shutdown never comes).
@@ -201,6 +240,7 @@ fn start_nginx(dir: &std::path::Path, root: &std::path::Path, port: u16) -> anyh
                  location /w/ {{ default_type text/html; add_header Cache-Control \"public, max-age=60, stale-while-revalidate=600, stale-if-error=86400\"; etag on; }}\n\
                  location ~ \\.json$ {{ default_type application/json; add_header Cache-Control \"public, max-age=60\"; }}\n\
                  location ^~ /br/ {{ default_type text/html; add_header Content-Encoding br; add_header Cache-Control \"public, max-age=60\"; }}\n\
+                 location ^~ /i/ {{ types {{ image/webp webp; image/jpeg jpg; }} add_header Cache-Control \"public, max-age=31536000, immutable\"; add_header Cross-Origin-Resource-Policy cross-origin; etag on; }}\n\
                }}\n}}\n",
             pid = dir.join("nginx.pid").display(),
             log = dir.join("nginx-error.log").display(),

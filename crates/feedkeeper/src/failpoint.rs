@@ -37,6 +37,9 @@ pub const WIDGET_CREATE_TX: &str = "tx.widget_create";
 pub const IMAGE_ATTACH_TX: &str = "tx.image_attach";
 /// The variants job marking an image ready (key: the image key).
 pub const IMAGE_READY_TX: &str = "tx.image_ready";
+/// The variants job after its variants are stored, before any transaction (key: the image
+/// key): a test holds one node there while another runs.
+pub const IMAGE_VARIANTS_STORED: &str = "images.variants_stored";
 
 /// Before each read of the widget change log (key: the node's name): a test stalls a node's
 /// poller there.

@@ -106,6 +106,17 @@ pub(crate) fn render_jpeg(spec: &ImageSpec) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// A picture as the simulator's CDN serves it (a JPEG at quality 90, `width` × `height`), for
+/// benchmarks and tests that want the same kind of original without a server.
+pub fn sample_jpeg(seed: u64, key: &str, width: u16, height: u16) -> Result<Vec<u8>, String> {
+    render_jpeg(&ImageSpec {
+        key: key.to_owned(),
+        width,
+        height,
+        seed,
+    })
+}
+
 /// Encoded images by key; generation is deterministic, so a race only wastes work.
 #[derive(Default)]
 pub(crate) struct ImageCache {

@@ -37,6 +37,7 @@ pub use delivery::{CallbackKind, Delivery};
 pub use demo::DemoAccount;
 pub use error::SimError;
 pub use event::{AccountEvent, EventOutcome, EventRecord, GlobalEvent};
+pub use image::sample_jpeg;
 pub use media::{Aspect, ChildInfo, ChildKind, MediaInfo, MediaKind, NewMedia};
 pub use options::{DEFAULT_START_TIME, SimOptions};
 pub use outage::Outage;

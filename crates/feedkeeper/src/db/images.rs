@@ -294,6 +294,12 @@ pub async fn mark_failed(db: impl Into<Ex<'_>>, key: &str, reason: &str) -> Resu
     Ok(())
 }
 
+/// Images whose variants are still to be made (neither ready nor failed).
+pub async fn pending(db: impl Into<Ex<'_>>) -> Result<Vec<String>, DbError> {
+    const SQL: &str = "SELECT key FROM images WHERE widths IS NULL AND failed IS NULL ORDER BY key";
+    Ok(on_pool!(db, conn => sqlx::query_scalar(SQL).fetch_all(conn).await)?)
+}
+
 /// The connections whose pictures use an image.
 pub async fn connections_using(
     db: impl Into<Ex<'_>>,

@@ -330,6 +330,7 @@ pub async fn make_variants(
             .await?;
     }
     let widths = made.widths();
+    failpoint::hit(failpoint::IMAGE_VARIANTS_STORED, &key_text).await;
     let ready = crate::db::retry_conflicts("image ready", || async {
         let now = state.clock.now();
         let mut tx = state.db.begin().await?;

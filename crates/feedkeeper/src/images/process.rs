@@ -181,6 +181,16 @@ impl Made {
 
 /// Decodes an original and makes every variant.
 pub fn make(bytes: &[u8], limits: Limits, qualities: Qualities) -> Result<Made, Refused> {
+    make_in(bytes, limits, qualities, &FORMATS)
+}
+
+/// [`make`], in the given formats only (the benchmark times each format alone).
+pub fn make_in(
+    bytes: &[u8],
+    limits: Limits,
+    qualities: Qualities,
+    formats: &[Format],
+) -> Result<Made, Refused> {
     let probed = probe(bytes, limits)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), probed.format);
     let mut decoder_limits = image::Limits::default();
@@ -224,7 +234,7 @@ pub fn make(bytes: &[u8], limits: Limits, qualities: Qualities) -> Result<Made, 
             scaled = dst.into_vec();
             &scaled
         };
-        for format in FORMATS {
+        for &format in formats {
             let bytes = encode(rgb, target, target_height, format, qualities)?;
             variants.push(Variant {
                 width: target,

@@ -563,3 +563,75 @@ async fn on_an_s3_bucket_images_are_stored_served_and_cleaned_up_the_same() {
         .unwrap();
     assert_eq!(cleaned.orphans, 1, "{cleaned:?}");
 }
+
+#[tokio::test]
+async fn two_nodes_never_make_one_images_variants_at_once() {
+    let app = TestApp::spawn().await;
+    app.signup_and_login("owner@example.com").await;
+    let owner = user_id(&app, "owner@example.com").await;
+    let c = connect_instagram(&app, owner, "shop").await;
+    app.sim.post_media("shop", NewMedia::default()).unwrap();
+    feedkeeper::widgets::create(&app.state, owner, "Shop", c.id, &WidgetSettings::default())
+        .await
+        .unwrap();
+    let settings = feedkeeper::jobs::runner::RunnerSettings::from_state(&app.state, "a");
+    feedkeeper::jobs::runner::run_due(
+        &app.state,
+        &std::sync::Arc::new(feedkeeper::jobs::sync::SyncWork),
+        &settings,
+    )
+    .await
+    .unwrap();
+    feedkeeper::jobs::runner::run_due(
+        &app.state,
+        &std::sync::Arc::new(feedkeeper::jobs::images::FetchWork),
+        &settings,
+    )
+    .await
+    .unwrap();
+    let waiting = feedkeeper::db::images::totals(&app.state.db).await.unwrap();
+    assert!(waiting.images >= 2 && waiting.ready == 0, "{waiting:?}");
+    // Node A makes one image's variants and is held after storing them, before recording
+    // them; node B, on the same database, runs every due variants job meanwhile.
+    let other =
+        feedkeeper::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+            .await
+            .unwrap();
+    let keys = feedkeeper::db::images::pending(&app.state.db)
+        .await
+        .unwrap();
+    let held_key = keys[0].clone();
+    let held = feedkeeper::failpoint::arm(feedkeeper::failpoint::IMAGE_VARIANTS_STORED, &held_key);
+    let node_a = app.state.clone();
+    let a = tokio::spawn(async move {
+        let settings = feedkeeper::jobs::runner::RunnerSettings::from_state(&node_a, "a");
+        feedkeeper::jobs::runner::run_due(
+            &node_a,
+            &std::sync::Arc::new(feedkeeper::jobs::images::VariantsWork),
+            &settings,
+        )
+        .await
+        .unwrap()
+    });
+    held.reached().await;
+    let settings_b = feedkeeper::jobs::runner::RunnerSettings::from_state(&other, "b");
+    let b = feedkeeper::jobs::runner::run_due(
+        &other,
+        &std::sync::Arc::new(feedkeeper::jobs::images::VariantsWork),
+        &settings_b,
+    )
+    .await
+    .unwrap();
+    held.release();
+    let a = a.await.unwrap();
+    // Every image made exactly once between them; the held one by A alone.
+    assert_eq!(a.finished + b.finished, keys.len(), "a {a:?}, b {b:?}");
+    assert_eq!(a.failed + b.failed + a.lost + b.lost, 0, "a {a:?}, b {b:?}");
+    let held_row = feedkeeper::db::images::get(&app.state.db, &held_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(held_row.widths.is_some());
+    let done = feedkeeper::db::images::totals(&app.state.db).await.unwrap();
+    assert_eq!(done.ready, done.images, "{done:?}");
+}
