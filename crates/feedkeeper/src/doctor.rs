@@ -68,6 +68,53 @@ fn judge_credentials(check: &'static str, app: &str, result: Result<(), MetaErro
     }
 }
 
+/// Writes, reads back and removes a small object in the image store (credentials, bucket,
+/// permissions), and says what is stored.
+async fn image_store(state: &AppState) -> Finding {
+    let store = &state.images.store;
+    let probe = object_store::path::Path::from("doctor/probe");
+    let body = axum::body::Bytes::from_static(b"feedkeeper doctor");
+    let checked = async {
+        store.put(&probe, body.clone()).await?;
+        let read = store.get(&probe).await?;
+        store.delete(&probe).await?;
+        Ok::<_, crate::images::store::StoreError>(read.as_ref() == Some(&body))
+    }
+    .await;
+    match checked {
+        Ok(true) => match crate::db::images::totals(&state.db).await {
+            Ok(t) => finding(
+                "image store",
+                Verdict::Ok,
+                format!(
+                    "{}: writable; {} images ({} ready, {} refused), {:.1} MB; {} pictures \
+                     waiting for their originals",
+                    store.describe,
+                    t.images,
+                    t.ready,
+                    t.failed,
+                    t.bytes as f64 / 1e6,
+                    t.waiting_pictures
+                ),
+            ),
+            Err(e) => finding("image store", Verdict::Fail, e.to_string()),
+        },
+        Ok(false) => finding(
+            "image store",
+            Verdict::Fail,
+            format!(
+                "{}: an object written could not be read back",
+                store.describe
+            ),
+        ),
+        Err(e) => finding(
+            "image store",
+            Verdict::Fail,
+            format!("{}: {e}", store.describe),
+        ),
+    }
+}
+
 /// Runs every check.
 pub async fn run(state: &AppState) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -115,6 +162,8 @@ pub async fn run(state: &AppState) -> Vec<Finding> {
             format!("{public}: Meta requires https redirect URIs"),
         )
     });
+
+    findings.push(image_store(state).await);
 
     let meta = &state.config.meta;
     let redirect = format!("{public}/connect/instagram/callback");

@@ -57,11 +57,14 @@ impl ImageStore {
         let images = &config.images;
         match images.location() {
             ImageStoreLocation::DataDir => {
-                let dir = config.storage.data_dir.join("images");
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    anyhow::anyhow!("cannot create the image folder {}: {e}", dir.display())
-                })?;
-                let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
+                // Created by the first write (commands that never store an image, such as
+                // `migrate` on PostgreSQL, leave no folder behind).
+                let dir = std::path::absolute(config.storage.data_dir.join("images"))?;
+                let prefix = Path::from_absolute_path(&dir)?;
+                let store = object_store::prefix::PrefixStore::new(
+                    object_store::local::LocalFileSystem::new(),
+                    prefix,
+                );
                 Ok(ImageStore {
                     inner: Arc::new(store),
                     describe: Arc::from(format!("folder {}", dir.display())),

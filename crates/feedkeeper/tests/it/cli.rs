@@ -352,6 +352,27 @@ async fn doctor_checks_the_meta_apps_and_reports_a_wrong_secret() {
         text.contains("Meta accepts the Facebook app's id and secret"),
         "{text}"
     );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("image store") && l.contains("writable")),
+        "{text}"
+    );
+
+    // An image store that cannot be written (a bucket on a server that is not there) fails.
+    let out = run(&[
+        ("FEEDKEEPER_IMAGES__STORE", "s3://missing-bucket"),
+        ("FEEDKEEPER_IMAGES__S3_ENDPOINT", "http://127.0.0.1:9"),
+        ("FEEDKEEPER_IMAGES__S3_ALLOW_HTTP", "true"),
+        ("FEEDKEEPER_IMAGES__S3_ACCESS_KEY_ID", "x"),
+        ("FEEDKEEPER_IMAGES__S3_SECRET_ACCESS_KEY", "y"),
+    ]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("image store")),
+        "{text}"
+    );
 
     let out = run(&[("FEEDKEEPER_META__FACEBOOK_APP_SECRET", "wrong-secret")]);
     assert!(!out.status.success());

@@ -100,6 +100,15 @@ async fn widgets_show_stored_images_after_the_urls_expired_and_the_login_died() 
     let app = TestApp::spawn().await;
     let id = shop_with_widget(&app).await;
     let own = format!("{}i/", app.url("/"));
+    // The owner sees what their widgets' images take.
+    let browser = app
+        .login("owner@example.com", crate::helpers::TEST_PASSWORD)
+        .await;
+    let account = browser.get("/account").await.body;
+    assert!(
+        account.contains("id=\"image-storage\">") && account.contains(" MB</dd>"),
+        "{account}"
+    );
     let shown = feed_of(&app, &id).await["posts"].as_array().unwrap().len();
     assert!(shown >= 3);
     let html = text(&app, &format!("/w/{id}")).await;

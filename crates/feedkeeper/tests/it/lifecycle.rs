@@ -63,6 +63,10 @@ impl World {
         vec![
             ("FEEDKEEPER_STORAGE__DATABASE_URL".into(), c.database_url()),
             (
+                "FEEDKEEPER_STORAGE__DATA_DIR".into(),
+                c.storage.data_dir.display().to_string(),
+            ),
+            (
                 "FEEDKEEPER_SECURITY__TOKEN_KEYS".into(),
                 c.security.token_keys[0].expose().to_owned(),
             ),

@@ -27,6 +27,8 @@ struct AccountPage {
     page: Page,
     email: String,
     member_since: String,
+    /// The space the stored images of this user's widgets take, for people ("12.4 MB").
+    image_storage: String,
     /// A problem with the password form.
     error: Option<String>,
     /// The organisation name as stored, or as typed when the form was refused.
@@ -45,6 +47,17 @@ pub struct PasswordForm {
     current_password: String,
     new_password: String,
     new_password_confirm: String,
+}
+
+/// A size for people: bytes, kB, MB or GB (powers of 1000, one decimal).
+fn human_bytes(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    match b {
+        b if b < 1e3 => format!("{bytes} bytes"),
+        b if b < 1e6 => format!("{:.1} kB", b / 1e3),
+        b if b < 1e9 => format!("{:.1} MB", b / 1e6),
+        b => format!("{:.1} GB", b / 1e9),
+    }
 }
 
 /// `2025-01-31`, in UTC.
@@ -67,6 +80,7 @@ async fn account_page(
         page: Page::for_user(user, "Account"),
         email: stored.email,
         member_since: date(stored.created_at),
+        image_storage: human_bytes(crate::db::images::bytes_for_user(&state.db, user.id).await?),
         error,
         organisation_name: org.name.unwrap_or_default(),
         logo_url: org.logo_version.map(|v| format!("/account/logo?v={v}")),
@@ -225,4 +239,15 @@ pub async fn logo(State(state): State<AppState>, user: CurrentUser) -> Result<Re
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(logo_response(logo))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(super::human_bytes(0), "0 bytes");
+        assert_eq!(super::human_bytes(999), "999 bytes");
+        assert_eq!(super::human_bytes(12_400_000), "12.4 MB");
+        assert_eq!(super::human_bytes(3_200_000_000), "3.2 GB");
+    }
 }
