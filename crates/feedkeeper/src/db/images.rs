@@ -300,6 +300,12 @@ pub async fn pending(db: impl Into<Ex<'_>>) -> Result<Vec<String>, DbError> {
     Ok(on_pool!(db, conn => sqlx::query_scalar(SQL).fetch_all(conn).await)?)
 }
 
+/// Every image whose variants are made.
+pub async fn ready(db: impl Into<Ex<'_>>) -> Result<Vec<ImageRow>, DbError> {
+    let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE widths IS NOT NULL ORDER BY key");
+    Ok(on_pool!(db, conn => sqlx::query_as(&sql).fetch_all(conn).await)?)
+}
+
 /// The connections whose pictures use an image.
 pub async fn connections_using(
     db: impl Into<Ex<'_>>,
@@ -390,8 +396,8 @@ pub async fn bytes_for_user(db: impl Into<Ex<'_>>, user: UserId) -> Result<i64, 
     Ok(on_pool!(db, conn => sqlx::query_scalar(SQL).bind(user).fetch_one(conn).await)?)
 }
 
-/// Counts for `feedkeeper doctor` and the System page: images stored, ready, failed, bytes,
-/// and pictures still waiting for their originals.
+/// Counts for `feedkeeper doctor`: images stored, ready, failed, bytes, and pictures of
+/// accounts a widget shows still waiting for their originals.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
     pub images: i64,
@@ -408,8 +414,10 @@ pub async fn totals(db: impl Into<Ex<'_>>) -> Result<Totals, DbError> {
         CAST(COALESCE(SUM(original_bytes + variant_bytes), 0) AS BIGINT) FROM images";
     let (images, ready, failed, bytes): (i64, i64, i64, i64) =
         on_pool!(ex.reborrow(), conn => sqlx::query_as(IMAGES).fetch_one(conn).await)?;
+    // Only accounts a widget shows have their pictures stored.
     const WAITING: &str = "SELECT COUNT(*) FROM image_refs
-        WHERE fetched_path IS NULL OR fetched_path <> source_path";
+        WHERE (fetched_path IS NULL OR fetched_path <> source_path)
+        AND connection_id IN (SELECT connection_id FROM widgets WHERE deleted_at IS NULL)";
     let waiting_pictures: i64 =
         on_pool!(ex.reborrow(), conn => sqlx::query_scalar(WAITING).fetch_one(conn).await)?;
     Ok(Totals {

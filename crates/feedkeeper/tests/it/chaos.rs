@@ -18,6 +18,8 @@ use crate::cli::{Running, feedkeeper};
 use crate::lifecycle::World;
 
 const ACCOUNTS: usize = 24;
+/// Accounts a widget shows (their images are stored by the nodes).
+const SHOWN: usize = 4;
 
 /// Starts one node; its log goes to `log`.
 fn start_node(w: &World, name: &str, log: &std::path::Path) -> Running {
@@ -89,6 +91,19 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         accounts.push((name.clone(), w.connect_instagram(owner, &name).await));
         let to = feedkeeper::clock::wall_ms();
         own_calls.entry(name).or_default().push((from, to));
+    }
+    // A widget shows a few of the accounts, so the nodes also store their images (fetch and
+    // variants jobs, a few dozen images) while one of them is killed again and again.
+    for (name, c) in accounts.iter().take(SHOWN) {
+        feedkeeper::widgets::create(
+            &w.state,
+            owner,
+            name,
+            c.id,
+            &feedkeeper::widgets::settings::WidgetSettings::default(),
+        )
+        .await
+        .unwrap();
     }
     let logs = tempfile::tempdir().unwrap();
     let steady = start_node(&w, "steady", &logs.path().join("steady.log"));
@@ -167,9 +182,68 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         assert!(Instant::now() < deadline, "jobs never settled: {counts:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Every picture stored and made into variants, whatever the kills interrupted.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let totals = feedkeeper::db::images::totals(&w.state.db).await.unwrap();
+        let pending = feedkeeper::db::images::pending(&w.state.db).await.unwrap();
+        if totals.images > 0 && pending.is_empty() && totals.waiting_pictures == 0 {
+            assert_eq!(totals.failed, 0, "{totals:?}");
+            break;
+        }
+        if Instant::now() >= deadline {
+            let mut jobs_of = Vec::new();
+            for key in &pending {
+                jobs_of.push(jobs::get(&w.state.db, feedkeeper::images::VARIANTS_JOB, key).await);
+            }
+            let kept = logs.keep();
+            panic!(
+                "images never settled: {totals:?}, pending {pending:?}, jobs {jobs_of:?}, logs in {}",
+                kept.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     drop(victim);
     drop(steady);
     w.sim.set_latency(Duration::ZERO);
+    // No image is recorded ready without every one of its objects whole in the store.
+    let store = &w.state.images.store;
+    for image in feedkeeper::db::images::ready(&w.state.db).await.unwrap() {
+        let key = feedkeeper::images::ImageKey::parse(&image.key).unwrap();
+        assert!(
+            store.exists(&key.original_path()).await.unwrap(),
+            "{image:?}"
+        );
+        for width in image.made_widths().unwrap() {
+            for format in feedkeeper::images::FORMATS {
+                let bytes = store
+                    .get(&key.variant_path(width, format))
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{image:?} lacks {width} {format:?}"));
+                feedkeeper::images::process::probe(
+                    &bytes,
+                    feedkeeper::images::process::Limits {
+                        max_pixels: 1 << 24,
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{image:?} {width} {format:?}: {e}"));
+            }
+        }
+    }
+    for kind in [
+        feedkeeper::images::FETCH_JOB,
+        feedkeeper::images::VARIANTS_JOB,
+    ] {
+        let dead: Vec<_> = jobs::list_dead(&w.state.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.kind == kind)
+            .collect();
+        assert!(dead.is_empty(), "dead {kind} jobs: {dead:?}");
+    }
     let trouble = unexpected_log_lines(logs.path());
     assert!(
         trouble.is_empty(),

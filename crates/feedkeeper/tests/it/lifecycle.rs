@@ -66,6 +66,11 @@ impl World {
                 "FEEDKEEPER_STORAGE__DATA_DIR".into(),
                 c.storage.data_dir.display().to_string(),
             ),
+            // The simulator's CDN, for the images.
+            (
+                "FEEDKEEPER_META__CDN_HOSTS".into(),
+                serde_json::to_string(&c.meta.cdn_hosts).unwrap(),
+            ),
             (
                 "FEEDKEEPER_SECURITY__TOKEN_KEYS".into(),
                 c.security.token_keys[0].expose().to_owned(),
