@@ -168,7 +168,12 @@ impl Fetcher {
             .build()?;
         Ok(Fetcher {
             client,
-            allowed: crate::feeds::cdn_patterns(config),
+            allowed: config
+                .meta
+                .cdn_hosts
+                .iter()
+                .filter_map(|p| HostPattern::parse(p).ok())
+                .collect(),
             max_bytes: config.images.max_bytes,
             timeout,
         })

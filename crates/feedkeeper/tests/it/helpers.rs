@@ -498,3 +498,14 @@ impl Session {
         self.set_cookie(name, (!removed).then_some(value));
     }
 }
+
+/// Runs every due job of one kind on `state`, as one pass of one node's worker.
+pub async fn run_kind<W: feedkeeper::jobs::runner::Work>(
+    state: &AppState,
+    work: W,
+) -> feedkeeper::jobs::runner::Report {
+    let settings = feedkeeper::jobs::runner::RunnerSettings::from_state(state, &state.node);
+    feedkeeper::jobs::runner::run_due(state, &std::sync::Arc::new(work), &settings)
+        .await
+        .unwrap()
+}

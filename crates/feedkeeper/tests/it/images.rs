@@ -248,22 +248,9 @@ async fn a_picture_whose_url_expired_before_it_was_fetched_asks_for_a_fresh_url(
         .await
         .unwrap();
     // The sync stores the URLs; the images are not fetched before they expire.
-    let settings = feedkeeper::jobs::runner::RunnerSettings::from_state(&app.state, "test");
-    feedkeeper::jobs::runner::run_due(
-        &app.state,
-        &std::sync::Arc::new(feedkeeper::jobs::sync::SyncWork),
-        &settings,
-    )
-    .await
-    .unwrap();
+    crate::helpers::run_kind(&app.state, feedkeeper::jobs::sync::SyncWork).await;
     app.advance(7 * 86_400);
-    let fetch = feedkeeper::jobs::runner::run_due(
-        &app.state,
-        &std::sync::Arc::new(feedkeeper::jobs::images::FetchWork),
-        &settings,
-    )
-    .await
-    .unwrap();
+    let fetch = crate::helpers::run_kind(&app.state, feedkeeper::jobs::images::FetchWork).await;
     assert_eq!(fetch.finished, 1);
     // A sync is due now: it brings fresh URLs, and the pictures are fetched with them.
     let due = feedkeeper::db::jobs::get(&app.state.db, "sync", &c.id.to_string())
@@ -583,21 +570,8 @@ async fn two_nodes_never_make_one_images_variants_at_once() {
     feedkeeper::widgets::create(&app.state, owner, "Shop", c.id, &WidgetSettings::default())
         .await
         .unwrap();
-    let settings = feedkeeper::jobs::runner::RunnerSettings::from_state(&app.state, "a");
-    feedkeeper::jobs::runner::run_due(
-        &app.state,
-        &std::sync::Arc::new(feedkeeper::jobs::sync::SyncWork),
-        &settings,
-    )
-    .await
-    .unwrap();
-    feedkeeper::jobs::runner::run_due(
-        &app.state,
-        &std::sync::Arc::new(feedkeeper::jobs::images::FetchWork),
-        &settings,
-    )
-    .await
-    .unwrap();
+    crate::helpers::run_kind(&app.state, feedkeeper::jobs::sync::SyncWork).await;
+    crate::helpers::run_kind(&app.state, feedkeeper::jobs::images::FetchWork).await;
     let waiting = feedkeeper::db::images::totals(&app.state.db).await.unwrap();
     assert!(waiting.images >= 2 && waiting.ready == 0, "{waiting:?}");
     // Node A makes one image's variants and is held after storing them, before recording
@@ -613,24 +587,10 @@ async fn two_nodes_never_make_one_images_variants_at_once() {
     let held = feedkeeper::failpoint::arm(feedkeeper::failpoint::IMAGE_VARIANTS_STORED, &held_key);
     let node_a = app.state.clone();
     let a = tokio::spawn(async move {
-        let settings = feedkeeper::jobs::runner::RunnerSettings::from_state(&node_a, "a");
-        feedkeeper::jobs::runner::run_due(
-            &node_a,
-            &std::sync::Arc::new(feedkeeper::jobs::images::VariantsWork),
-            &settings,
-        )
-        .await
-        .unwrap()
+        crate::helpers::run_kind(&node_a, feedkeeper::jobs::images::VariantsWork).await
     });
     held.reached().await;
-    let settings_b = feedkeeper::jobs::runner::RunnerSettings::from_state(&other, "b");
-    let b = feedkeeper::jobs::runner::run_due(
-        &other,
-        &std::sync::Arc::new(feedkeeper::jobs::images::VariantsWork),
-        &settings_b,
-    )
-    .await
-    .unwrap();
+    let b = crate::helpers::run_kind(&other, feedkeeper::jobs::images::VariantsWork).await;
     held.release();
     let a = a.await.unwrap();
     // Every image made exactly once between them; the held one by A alone.

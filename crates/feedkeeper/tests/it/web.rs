@@ -914,14 +914,7 @@ async fn browser_a_phone_downloads_a_tenth_of_instagrams_bytes_and_nothing_shift
     .unwrap();
     let page = app.url(&format!("/w/{}", widget.public_id)).to_string();
     // Synced, images not stored yet: the grid shows Instagram's originals.
-    let settings = feedkeeper::jobs::runner::RunnerSettings::from_state(&app.state, "test");
-    feedkeeper::jobs::runner::run_due(
-        &app.state,
-        &std::sync::Arc::new(feedkeeper::jobs::sync::SyncWork),
-        &settings,
-    )
-    .await
-    .unwrap();
+    crate::helpers::run_kind(&app.state, feedkeeper::jobs::sync::SyncWork).await;
     let mut w = Window::open(&driver, "image-bytes", 390).await;
     let instagram = download(&mut w, &page, "instagram-originals").await;
     // The images are stored; every node sees the change within a poll.
