@@ -19,6 +19,8 @@ pub(crate) struct ImageSpec {
     pub(crate) height: u16,
     /// The simulator seed.
     pub(crate) seed: u64,
+    /// Encoded as (lossless) WebP rather than JPEG, whatever the URL's name says.
+    pub(crate) webp: bool,
 }
 
 impl ImageSpec {
@@ -100,6 +102,17 @@ pub(crate) fn render_jpeg(spec: &ImageSpec) -> Result<Vec<u8>, String> {
         }
     }
     let mut out = Vec::with_capacity(w * h / 2);
+    if spec.webp {
+        image_webp::WebPEncoder::new(&mut out)
+            .encode(
+                &pixels,
+                u32::from(spec.width),
+                u32::from(spec.height),
+                image_webp::ColorType::Rgb8,
+            )
+            .map_err(|e| e.to_string())?;
+        return Ok(out);
+    }
     Encoder::new(&mut out, 90)
         .encode(&pixels, spec.width, spec.height, ColorType::Rgb)
         .map_err(|e| e.to_string())?;
@@ -114,6 +127,7 @@ pub fn sample_jpeg(seed: u64, key: &str, width: u16, height: u16) -> Result<Vec<
         width,
         height,
         seed,
+        webp: false,
     })
 }
 
@@ -157,6 +171,7 @@ mod tests {
     #[test]
     fn images_are_deterministic_and_distinct() {
         let spec = |key: &str| ImageSpec {
+            webp: false,
             key: key.into(),
             width: 64,
             height: 80,
@@ -171,6 +186,7 @@ mod tests {
     #[test]
     fn full_size_images_weigh_a_few_hundred_kb() {
         let bytes = render_jpeg(&ImageSpec {
+            webp: false,
             key: "image:1".into(),
             width: 1080,
             height: 1350,

@@ -123,6 +123,10 @@ pub struct Settings {
     pub cdn_url_lifetime_secs: i64,
     /// Send `cross-origin-resource-policy: same-origin` on CDN responses.
     pub cdn_corp_header: bool,
+    /// Serve the variety Instagram's CDN does: about one picture in three as WebP behind its
+    /// `.jpg` name (still `Content-Type: image/jpeg`), and about one post photo in four at the
+    /// widest ratio Instagram allows (1.91:1, 1080 × 566).
+    pub cdn_mixed_formats: bool,
     /// Per-app budget of calls with app/user tokens on graph.facebook.com per rolling hour.
     pub app_calls_per_hour: u32,
     /// Per-Instagram-account (BUC) budget of calls per rolling 24 hours.
@@ -176,6 +180,7 @@ impl Default for Settings {
             cdn_url_window_secs: 3_600,
             cdn_url_lifetime_secs: 108 * 3_600,
             cdn_corp_header: true,
+            cdn_mixed_formats: false,
             app_calls_per_hour: 5_000,
             ig_account_calls_per_day: 4_800,
             outage_hang_secs: 60,

@@ -682,11 +682,23 @@ impl State {
     /// What to draw for an image asset, or `None` when its object is gone.
     pub(crate) fn image_spec(&self, asset: &Asset) -> Option<ImageSpec> {
         let seed = self.options.seed;
-        let spec = |key: String, width: u16, height: u16| ImageSpec {
-            key,
-            width,
-            height,
-            seed,
+        let mixed = self.settings.cdn_mixed_formats;
+        // Which pictures get the variety: a stable pick by the object's id.
+        let pick = |id: &str, every: u64| {
+            let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+            mixed && h % every == 0
+        };
+        let spec = |key: String, width: u16, height: u16| {
+            let webp = pick(&key, 3);
+            ImageSpec {
+                key: if webp { format!("{key}:webp") } else { key },
+                width,
+                height,
+                seed,
+                webp,
+            }
         };
         match asset {
             Asset::Profile(id) => self
@@ -696,7 +708,13 @@ impl State {
                 .map(|_| spec(format!("profile:{id}"), 320, 320)),
             Asset::Image(id) => {
                 let found = self.find_media(id)?;
-                let height = if found.parent().portrait { 1350 } else { 1080 };
+                let height = if found.parent().portrait {
+                    1350
+                } else if pick(&format!("wide:{id}"), 4) {
+                    566
+                } else {
+                    1080
+                };
                 Some(spec(format!("image:{id}"), 1080, height))
             }
             Asset::Poster(id) => {

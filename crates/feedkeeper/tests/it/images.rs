@@ -604,3 +604,44 @@ async fn two_nodes_never_make_one_images_variants_at_once() {
     let done = feedkeeper::db::images::totals(&app.state.db).await.unwrap();
     assert_eq!(done.ready, done.images, "{done:?}");
 }
+
+#[tokio::test]
+async fn webp_behind_jpg_names_and_wide_photos_are_judged_by_their_bytes() {
+    let app = TestApp::spawn().await;
+    app.sim
+        .patch_settings(&serde_json::json!({"cdn_mixed_formats": true}))
+        .unwrap();
+    let id = shop_with_widget(&app).await;
+    let formats: Vec<String> = {
+        let rows = feedkeeper::db::images::ready(&app.state.db).await.unwrap();
+        rows.iter().map(|r| r.source_format.clone()).collect()
+    };
+    assert!(
+        formats.iter().any(|f| f == "webp") && formats.iter().any(|f| f == "jpeg"),
+        "the simulator's mix was stored by what the bytes are: {formats:?}"
+    );
+    let rows = feedkeeper::db::images::ready(&app.state.db).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        feedkeeper::db::images::totals(&app.state.db)
+            .await
+            .unwrap()
+            .images as usize,
+        "every picture made into variants"
+    );
+    // Sizes follow each picture's own ratio.
+    for post in feed_of(&app, &id).await["posts"].as_array().unwrap() {
+        let image = &post["image"];
+        let (w, h) = (
+            image["width"].as_u64().unwrap(),
+            image["height"].as_u64().unwrap(),
+        );
+        for size in image["sizes"].as_array().unwrap() {
+            let (sw, sh) = (
+                size["width"].as_u64().unwrap(),
+                size["height"].as_u64().unwrap(),
+            );
+            assert!((sh * w).abs_diff(h * sw) <= w, "{post}");
+        }
+    }
+}
