@@ -63,6 +63,19 @@ fn forged(address: &str) -> String {
     )
 }
 
+/// A shop with one photo, connected, and a widget of it; nothing synced yet. Returns the
+/// connection.
+async fn shop_with_one_post_shown(app: &TestApp) -> feedkeeper::db::connections::Connection {
+    app.signup_and_login("owner@example.com").await;
+    let owner = user_id(app, "owner@example.com").await;
+    let c = connect_instagram(app, owner, "shop").await;
+    app.sim.post_media("shop", NewMedia::default()).unwrap();
+    feedkeeper::widgets::create(&app.state, owner, "Shop", c.id, &WidgetSettings::default())
+        .await
+        .unwrap();
+    c
+}
+
 async fn feed_of(app: &TestApp, id: &str) -> Value {
     reqwest::get(app.url(&format!("/w/{id}.json")))
         .await
@@ -240,13 +253,7 @@ async fn widgets_show_stored_images_after_the_urls_expired_and_the_login_died() 
 #[tokio::test]
 async fn a_picture_whose_url_expired_before_it_was_fetched_asks_for_a_fresh_url() {
     let app = TestApp::spawn().await;
-    app.signup_and_login("owner@example.com").await;
-    let owner = user_id(&app, "owner@example.com").await;
-    let c = connect_instagram(&app, owner, "shop").await;
-    app.sim.post_media("shop", NewMedia::default()).unwrap();
-    feedkeeper::widgets::create(&app.state, owner, "Shop", c.id, &WidgetSettings::default())
-        .await
-        .unwrap();
+    let c = shop_with_one_post_shown(&app).await;
     // The sync stores the URLs; the images are not fetched before they expire.
     crate::helpers::run_kind(&app.state, feedkeeper::jobs::sync::SyncWork).await;
     app.advance(7 * 86_400);
@@ -563,13 +570,7 @@ async fn on_an_s3_bucket_images_are_stored_served_and_cleaned_up_the_same() {
 #[tokio::test]
 async fn two_nodes_never_make_one_images_variants_at_once() {
     let app = TestApp::spawn().await;
-    app.signup_and_login("owner@example.com").await;
-    let owner = user_id(&app, "owner@example.com").await;
-    let c = connect_instagram(&app, owner, "shop").await;
-    app.sim.post_media("shop", NewMedia::default()).unwrap();
-    feedkeeper::widgets::create(&app.state, owner, "Shop", c.id, &WidgetSettings::default())
-        .await
-        .unwrap();
+    shop_with_one_post_shown(&app).await;
     crate::helpers::run_kind(&app.state, feedkeeper::jobs::sync::SyncWork).await;
     crate::helpers::run_kind(&app.state, feedkeeper::jobs::images::FetchWork).await;
     let waiting = feedkeeper::db::images::totals(&app.state.db).await.unwrap();
