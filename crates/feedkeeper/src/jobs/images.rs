@@ -14,7 +14,8 @@ use crate::state::AppState;
 /// at a time).
 const FETCH_JOBS_PER_NODE: usize = 2;
 
-/// One fetch job per connection (subject: the connection id).
+/// One fetch job per connection (subject: the connection id). Never paused: the CDN is not
+/// the API, and Meta's throttling does not apply to it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FetchWork;
 
@@ -25,15 +26,6 @@ impl Work for FetchWork {
 
     fn concurrency(&self, _state: &AppState) -> usize {
         FETCH_JOBS_PER_NODE
-    }
-
-    /// The CDN is not the API: Meta's throttling does not apply to it.
-    async fn paused_until(
-        &self,
-        _state: &AppState,
-        _now: UnixSeconds,
-    ) -> anyhow::Result<Option<UnixSeconds>> {
-        Ok(None)
     }
 
     async fn run(&self, state: &AppState, job: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
@@ -64,14 +56,6 @@ impl Work for VariantsWork {
     /// As many as the image pool has threads: more would only wait for one.
     fn concurrency(&self, state: &AppState) -> usize {
         state.config.images.process_concurrency.max(1) as usize
-    }
-
-    async fn paused_until(
-        &self,
-        _state: &AppState,
-        _now: UnixSeconds,
-    ) -> anyhow::Result<Option<UnixSeconds>> {
-        Ok(None)
     }
 
     async fn run(&self, state: &AppState, job: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {

@@ -60,10 +60,6 @@ impl Work for PurgeWork {
         2
     }
 
-    async fn paused_until(&self, _: &AppState, _: UnixSeconds) -> anyhow::Result<Option<i64>> {
-        Ok(None)
-    }
-
     async fn run(&self, state: &AppState, job: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
         let Ok(id) = job.job.subject.parse::<ConnectionId>() else {
             tracing::warn!(subject = %job.job.subject, "dropping a purge job with a malformed subject");

@@ -33,10 +33,6 @@ impl Work for MaintenanceWork {
         1
     }
 
-    async fn paused_until(&self, _: &AppState, _: UnixSeconds) -> anyhow::Result<Option<i64>> {
-        Ok(None)
-    }
-
     async fn run(&self, state: &AppState, _: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
         let now = state.clock.now();
         let states = oauth_states::delete_expired(&state.db, now)

@@ -29,12 +29,15 @@ pub trait Work: Send + Sync + 'static {
     /// Jobs of this kind in flight at once on one node.
     fn concurrency(&self, state: &AppState) -> usize;
 
-    /// Until when no job of this kind may start, on any node (`None`: not paused).
+    /// Until when no job of this kind may start, on any node (`None`: not paused). Most kinds
+    /// are never paused; the ones that call Meta's API follow its app-wide throttling.
     fn paused_until(
         &self,
-        state: &AppState,
-        now: UnixSeconds,
-    ) -> impl Future<Output = anyhow::Result<Option<UnixSeconds>>> + Send;
+        _state: &AppState,
+        _now: UnixSeconds,
+    ) -> impl Future<Output = anyhow::Result<Option<UnixSeconds>>> + Send {
+        async { Ok(None) }
+    }
 
     /// Does one job. Returns when it is next due (`None`: nothing left to do, the job is
     /// removed). An error (or a panic) counts as a failed attempt and is retried with back-off.
