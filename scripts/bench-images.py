@@ -37,6 +37,8 @@ def thumbnails(data, suffix):
 FORMATS = {
     "jpeg": ".jpg[Q=80,optimize_coding,interlace,strip]",
     "webp": ".webp[Q=75,strip]",
+    # libvips's default AVIF effort (4) and quality (50), through libheif and libaom.
+    "avif": ".avif[Q=50,strip]",
 }
 result = {}
 for name, suffix in FORMATS.items():

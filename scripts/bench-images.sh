@@ -15,7 +15,7 @@ import json, sys
 ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print("| format | feedkeeper ms/image | libvips same work ms/image | ratio | libvips thumbnail ms/image | ratio | feedkeeper bytes/image | libvips bytes/image |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for f in ("jpeg", "webp"):
+for f in ("jpeg", "webp", "avif"):
     o, s, t = ours[f], theirs[f]["same_work"], theirs[f]["thumbnail"]
     print(f"| {f} | {o['ms_per_image']:.1f} | {s['ms_per_image']:.1f} | {o['ms_per_image']/s['ms_per_image']:.2f}× | {t['ms_per_image']:.1f} | {o['ms_per_image']/t['ms_per_image']:.2f}× | {o['bytes_per_image']} | {s['bytes_per_image']} |")
 PY

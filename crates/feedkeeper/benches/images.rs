@@ -45,9 +45,21 @@ fn main() -> anyhow::Result<()> {
     let limits = Limits {
         max_pixels: 16 * 1024 * 1024,
     };
-    let q = Qualities { jpeg: 80, webp: 75 };
+    let defaults = feedkeeper::config::ImagesConfig::default();
+    let mut q = Qualities::of(&defaults);
+    // `AVIF_SPEED=N` times another rav1e preset (the table in docs/benchmarks.md).
+    if let Some(speed) = std::env::var("AVIF_SPEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        q.avif_speed = speed;
+    }
     let mut result = serde_json::Map::new();
-    for (name, format) in [("jpeg", Format::Jpeg), ("webp", Format::Webp)] {
+    for (name, format) in [
+        ("jpeg", Format::Jpeg),
+        ("webp", Format::Webp),
+        ("avif", Format::Avif),
+    ] {
         let mut rounds = Vec::new();
         let mut bytes = 0;
         for _ in 0..ROUNDS {

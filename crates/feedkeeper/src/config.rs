@@ -127,6 +127,9 @@ pub struct ImagesConfig {
     /// Encoding qualities (1-100).
     pub jpeg_quality: u64,
     pub webp_quality: u64,
+    pub avif_quality: u64,
+    /// libaom's speed preset for AVIF (through libavif), 0 (slowest, smallest) to 10 (fastest).
+    pub avif_speed: u64,
     /// Images no picture uses any more are removed this long after (caches may still show them).
     pub unused_grace_secs: u64,
 }
@@ -150,6 +153,8 @@ impl Default for ImagesConfig {
             serve_timeout_ms: 2000,
             jpeg_quality: 80,
             webp_quality: 75,
+            avif_quality: 60,
+            avif_speed: 8,
             unused_grace_secs: 86_400,
         }
     }
@@ -868,6 +873,8 @@ impl Config {
             ),
             ("images.jpeg_quality", self.images.jpeg_quality, 1..=100),
             ("images.webp_quality", self.images.webp_quality, 1..=100),
+            ("images.avif_quality", self.images.avif_quality, 1..=100),
+            ("images.avif_speed", self.images.avif_speed, 0..=10),
             (
                 "images.unused_grace_secs",
                 self.images.unused_grace_secs,

@@ -8,6 +8,7 @@
 use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
 use crate::ids::{ConnectionId, UserId};
+use crate::images::Format;
 
 /// The `media_id` and `item_id` of a profile picture's reference.
 pub const PROFILE_ITEM: &str = "@profile";
@@ -42,6 +43,8 @@ pub struct ImageRow {
     pub source_format: String,
     pub original_bytes: i64,
     pub widths: Option<String>,
+    /// The encodings made (`images::parse_formats`).
+    pub formats: Option<String>,
     pub variant_bytes: i64,
     pub placeholder: Option<String>,
     pub color: Option<String>,
@@ -70,12 +73,13 @@ pub struct Shown {
     pub width: i64,
     pub height: i64,
     pub widths: String,
+    pub formats: Option<String>,
     pub placeholder: Option<String>,
     pub color: Option<String>,
 }
 
 const IMAGE_COLUMNS: &str = "key, width, height, source_format, original_bytes, widths,
-    variant_bytes, placeholder, color, failed";
+    formats, variant_bytes, placeholder, color, failed";
 
 /// Records the pictures of a sync: new ones and new URLs of known ones, and forgets the
 /// pictures of posts that left the feed and of children that left a post. `posts` are the
@@ -263,6 +267,7 @@ pub async fn mark_ready(
     width: i64,
     height: i64,
     widths: &[u32],
+    formats: &[Format],
     variant_bytes: i64,
     placeholder: &str,
     color: &str,
@@ -270,7 +275,7 @@ pub async fn mark_ready(
 ) -> Result<bool, DbError> {
     let widths: Vec<String> = widths.iter().map(u32::to_string).collect();
     const SQL: &str = "UPDATE images SET width = $2, height = $3, widths = $4, variant_bytes = $5,
-        placeholder = $6, color = $7, ready_at = $8, failed = NULL WHERE key = $1";
+        placeholder = $6, color = $7, ready_at = $8, failed = NULL, formats = $9 WHERE key = $1";
     let n = on_pool!(db, conn => sqlx::query(SQL)
         .bind(key)
         .bind(width)
@@ -280,10 +285,38 @@ pub async fn mark_ready(
         .bind(placeholder)
         .bind(color)
         .bind(now)
+        .bind(crate::images::formats_text(formats))
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n > 0)
+}
+
+/// Records the encodings a later pass made (AVIF) and their bytes; `false` if the image is gone
+/// or not ready.
+pub async fn add_formats(
+    db: impl Into<Ex<'_>>,
+    key: &str,
+    formats: &[Format],
+    added_bytes: i64,
+) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE images SET formats = $2, variant_bytes = variant_bytes + $3
+        WHERE key = $1 AND widths IS NOT NULL";
+    let n = on_pool!(db, conn => sqlx::query(SQL)
+        .bind(key)
+        .bind(crate::images::formats_text(formats))
+        .bind(added_bytes)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n > 0)
+}
+
+/// Ready images made before AVIF (no `formats` recorded), for their second pass.
+pub async fn without_formats(db: impl Into<Ex<'_>>, limit: i64) -> Result<Vec<String>, DbError> {
+    const SQL: &str = "SELECT key FROM images
+        WHERE widths IS NOT NULL AND formats IS NULL AND failed IS NULL ORDER BY key LIMIT $1";
+    Ok(on_pool!(db, conn => sqlx::query_scalar(SQL).bind(limit).fetch_all(conn).await)?)
 }
 
 /// Records why no variants can be made of an image (its pictures fall back to Instagram's URL
@@ -333,7 +366,7 @@ pub async fn forget(db: impl Into<Ex<'_>>, key: &str) -> Result<Vec<ConnectionId
 /// The ready images of a connection's pictures.
 pub async fn shown(db: impl Into<Ex<'_>>, connection: ConnectionId) -> Result<Vec<Shown>, DbError> {
     const SQL: &str = "SELECT r.media_id, r.item_id, i.key, i.width, i.height, i.widths,
-            i.placeholder, i.color
+            i.formats, i.placeholder, i.color
         FROM image_refs r JOIN images i ON i.key = r.image_key
         WHERE r.connection_id = $1 AND i.widths IS NOT NULL";
     Ok(on_pool!(db, conn => sqlx::query_as(SQL).bind(connection).fetch_all(conn).await)?)

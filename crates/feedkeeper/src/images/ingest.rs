@@ -16,7 +16,7 @@ use futures_util::StreamExt as _;
 
 use super::fetch::FetchError;
 use super::process::{self, Limits, Qualities};
-use super::{FETCH_JOB, ImageKey, VARIANTS_JOB};
+use super::{FETCH_JOB, FIRST_PASS, FORMATS, Format, ImageKey, VARIANTS_JOB, parse_formats};
 use crate::clock::UnixSeconds;
 use crate::connections::SYNC_JOB;
 use crate::db::connections::{self as stored, RowLock};
@@ -252,10 +252,20 @@ async fn store_original(
 /// What one variants job did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VariantsOutcome {
+    /// The first pass's variants (WebP, JPEG) are made and shown; the job runs again at once
+    /// for the second (AVIF).
     Made {
         variants: usize,
         bytes: usize,
     },
+    /// The second pass's variants (AVIF) are made and offered; the image is complete.
+    Completed {
+        variants: usize,
+        bytes: usize,
+    },
+    /// The second pass could not make AVIF (the reason is logged): the image keeps WebP and
+    /// JPEG, and is not tried again.
+    WithoutAvif(String),
     /// Nothing to do (ready, failed before, or no such image).
     Nothing,
     /// The original cannot be used; the reason is recorded.
@@ -277,8 +287,17 @@ pub async fn make_variants(
     let Some(row) = rows::get(&state.db, &key_text).await? else {
         return Ok(VariantsOutcome::Nothing);
     };
-    if row.widths.is_some() || row.failed.is_some() {
+    if row.failed.is_some() {
         return Ok(VariantsOutcome::Nothing);
+    }
+    if let Some(widths) = row.made_widths() {
+        if row
+            .formats
+            .is_some_and(|f| parse_formats(Some(&f)).contains(&Format::Avif))
+        {
+            return Ok(VariantsOutcome::Nothing);
+        }
+        return second_pass(state, key, &widths, lease).await;
     }
     let Some(original) = state.images.store.get(&key.original_path()).await? else {
         return lost(state, &key_text, lease).await;
@@ -286,14 +305,11 @@ pub async fn make_variants(
     let limits = Limits {
         max_pixels: state.config.images.max_pixels,
     };
-    let qualities = Qualities {
-        jpeg: state.config.images.jpeg_quality.clamp(1, 100) as u8,
-        webp: state.config.images.webp_quality.clamp(1, 100) as u8,
-    };
+    let qualities = Qualities::of(&state.config.images);
     let made = state
         .images
         .pool
-        .run(move || process::make(&original, limits, qualities))
+        .run(move || process::make_in(&original, limits, qualities, &FIRST_PASS))
         .await?;
     let made = match made {
         Ok(made) => made,
@@ -345,6 +361,7 @@ pub async fn make_variants(
             i64::from(made.width),
             i64::from(made.height),
             &widths,
+            &FIRST_PASS,
             bytes as i64,
             &made.placeholder,
             &made.color,
@@ -367,6 +384,92 @@ pub async fn make_variants(
         variants: made.variants.len(),
         bytes,
     })
+}
+
+/// Makes the AVIF variants of a ready image (same widths as its first pass) and offers them.
+/// A crash before the record leaves objects no address names yet: the job's next run makes
+/// them again over the same paths.
+async fn second_pass(
+    state: &AppState,
+    key: ImageKey,
+    widths: &[u32],
+    lease: &Lease,
+) -> anyhow::Result<VariantsOutcome> {
+    let key_text = key.to_string();
+    let made = match state.images.store.get(&key.original_path()).await? {
+        None => Err("the original is missing from the store".to_owned()),
+        Some(original) => {
+            let limits = Limits {
+                max_pixels: state.config.images.max_pixels,
+            };
+            let qualities = Qualities::of(&state.config.images);
+            state
+                .images
+                .pool
+                .run(move || process::make_in(&original, limits, qualities, &[Format::Avif]))
+                .await?
+                .map_err(|refused| refused.to_string())
+                .and_then(|made| {
+                    if made.widths() == widths {
+                        Ok(made)
+                    } else {
+                        Err(format!(
+                            "the widths made ({:?}) differ from the first pass's ({widths:?})",
+                            made.widths()
+                        ))
+                    }
+                })
+        }
+    };
+    let (formats, variants, bytes) = match &made {
+        Ok(made) => {
+            let mut bytes = 0;
+            for v in &made.variants {
+                bytes += v.bytes.len();
+                let path = key.variant_path(v.width, v.format);
+                let body = axum::body::Bytes::from(v.bytes.clone());
+                state.images.store.put(&path, body).await?;
+            }
+            (FORMATS.to_vec(), made.variants.len(), bytes)
+        }
+        Err(reason) => {
+            tracing::warn!(image = %key_text, error = %reason, "no AVIF variants can be made of an image; it keeps WebP and JPEG");
+            (FIRST_PASS.to_vec(), 0, 0)
+        }
+    };
+    let recorded = crate::db::retry_conflicts("image formats", || async {
+        let mut tx = state.db.begin().await?;
+        // Lock order: the fence (this image's job), the image, the widget change log last.
+        if !jobs::is_held(&mut tx, lease).await? {
+            return Ok(false);
+        }
+        if rows::add_formats(&mut tx, &key_text, &formats, bytes as i64).await? && variants > 0 {
+            for connection in rows::connections_using(&mut tx, &key_text).await? {
+                widget_changes::record_for(&mut tx, connection).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await?;
+    Ok(match (recorded, made) {
+        (false, _) => VariantsOutcome::Stale,
+        (true, Ok(_)) => VariantsOutcome::Completed { variants, bytes },
+        (true, Err(reason)) => VariantsOutcome::WithoutAvif(reason),
+    })
+}
+
+/// Schedules the second pass of images made before AVIF existed here (a batch per call; the
+/// maintenance job calls it each run). Each pass records the formats, so an image is scheduled
+/// once.
+pub async fn schedule_second_passes(state: &AppState, batch: i64) -> anyhow::Result<usize> {
+    let keys = rows::without_formats(&state.db, batch).await?;
+    let now = state.clock.now();
+    for key in &keys {
+        // Only the image's job row: nothing else is locked.
+        jobs::schedule(&state.db, VARIANTS_JOB, key, now, now).await?;
+    }
+    Ok(keys.len())
 }
 
 /// The original is gone from the store: forget the image so its pictures are fetched again.

@@ -54,12 +54,13 @@ pub const VARIANTS_JOB: &str = "image-variants";
 pub const VARIANT_WIDTHS: [u32; 3] = [320, 640, 1080];
 
 /// The encodings of every variant, best first (the order of a `<picture>`'s sources).
-pub const FORMATS: [Format; 2] = [Format::Webp, Format::Jpeg];
+pub const FORMATS: [Format; 3] = [Format::Avif, Format::Webp, Format::Jpeg];
 
 /// An encoding of a variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    Avif,
     Webp,
     Jpeg,
 }
@@ -68,6 +69,7 @@ impl Format {
     /// The file extension in the image's address.
     pub fn extension(self) -> &'static str {
         match self {
+            Format::Avif => "avif",
             Format::Webp => "webp",
             Format::Jpeg => "jpg",
         }
@@ -75,6 +77,7 @@ impl Format {
 
     pub fn mime(self) -> &'static str {
         match self {
+            Format::Avif => "image/avif",
             Format::Webp => "image/webp",
             Format::Jpeg => "image/jpeg",
         }
@@ -83,6 +86,42 @@ impl Format {
     pub fn from_extension(ext: &str) -> Option<Format> {
         FORMATS.into_iter().find(|f| f.extension() == ext)
     }
+
+    /// The name in the `formats` column and the JSON feed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Avif => "avif",
+            Format::Webp => "webp",
+            Format::Jpeg => "jpeg",
+        }
+    }
+}
+
+/// The encodings made in the first pass of an image's variants (milliseconds each); AVIF, which
+/// takes far longer, is made in a second pass.
+pub const FIRST_PASS: [Format; 2] = [Format::Webp, Format::Jpeg];
+
+/// Reads the `formats` column: the encodings made, in [`FORMATS`] order. Images made before
+/// the column existed (NULL) have the first pass's.
+pub fn parse_formats(text: Option<&str>) -> Vec<Format> {
+    let Some(text) = text else {
+        return FIRST_PASS.to_vec();
+    };
+    let named: Vec<&str> = text.split(',').collect();
+    FORMATS
+        .into_iter()
+        .filter(|f| named.contains(&f.name()))
+        .collect()
+}
+
+/// Writes the `formats` column.
+pub fn formats_text(formats: &[Format]) -> String {
+    FORMATS
+        .into_iter()
+        .filter(|f| formats.contains(f))
+        .map(Format::name)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// An original's identity: the first 16 bytes of the SHA-256 of its bytes. The same picture

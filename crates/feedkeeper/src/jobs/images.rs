@@ -69,12 +69,18 @@ impl Work for VariantsWork {
         match outcome {
             VariantsOutcome::Made { variants, bytes } => {
                 tracing::info!(image = %key, variants, bytes, "image variants made");
+                // The second pass (AVIF), at once: a job of its own key, so other images'
+                // first passes are not held behind it for longer than one encode.
+                Ok(Some(state.clock.now()))
+            }
+            VariantsOutcome::Completed { variants, bytes } => {
+                tracing::info!(image = %key, variants, bytes, "image AVIF variants made");
+                Ok(None)
             }
             VariantsOutcome::Retry => {
                 anyhow::bail!("the pictures using image {key} changed meanwhile")
             }
-            _ => {}
+            _ => Ok(None),
         }
-        Ok(None)
     }
 }

@@ -52,9 +52,12 @@ impl Work for MaintenanceWork {
         let images = crate::images::cleanup::clean_up(state, ORPHAN_AGE_SECS)
             .await
             .context("removing unused images")?;
+        let second_passes = crate::images::ingest::schedule_second_passes(state, 500)
+            .await
+            .context("scheduling AVIF for older images")?;
         if states + choices + changes > 0
             || reseal.resealed > 0
-            || images.unused + images.orphans > 0
+            || images.unused + images.orphans + second_passes > 0
         {
             tracing::info!(
                 oauth_states = states,
@@ -63,6 +66,7 @@ impl Work for MaintenanceWork {
                 widget_changes = changes,
                 unused_images = images.unused,
                 orphaned_objects = images.orphans,
+                avif_scheduled = second_passes,
                 "maintenance"
             );
         }

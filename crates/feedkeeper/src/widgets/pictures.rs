@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::clock::UnixSeconds;
 use crate::db::images::Shown;
-use crate::images::{FORMATS, Format, scaled_height};
+use crate::images::{Format, scaled_height};
 
 /// A stored image as a widget uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub struct Stored {
     pub height: u32,
     /// The widths made, ascending.
     pub widths: Vec<u32>,
+    /// The encodings made, best first (AVIF only once its second pass is done).
+    pub formats: Vec<Format>,
     pub placeholder: Option<String>,
     pub color: Option<String>,
     /// The key and its signature, as addresses carry them.
@@ -85,6 +87,7 @@ impl Pictures {
                         width: u32::try_from(s.width).ok()?,
                         height: u32::try_from(s.height).ok()?,
                         widths,
+                        formats: crate::images::parse_formats(s.formats.as_deref()),
                         placeholder: s.placeholder,
                         color: s.color,
                         segment,
@@ -144,7 +147,7 @@ impl Pictures {
     /// Every variant, for the JSON feed.
     pub fn sizes(&self, s: &Stored) -> Vec<Size> {
         let mut sizes = Vec::new();
-        for format in FORMATS {
+        for &format in &s.formats {
             for &width in &s.widths {
                 sizes.push(Size {
                     width,
@@ -189,6 +192,7 @@ mod tests {
             width: 1080,
             height: 1350,
             widths: "320,640,1080".into(),
+            formats: Some("avif,webp,jpeg".into()),
             placeholder: Some("data:image/webp;base64,AA".into()),
             color: Some("#112233".into()),
         }
@@ -212,8 +216,18 @@ mod tests {
                 .srcset(s, Format::Jpeg)
                 .ends_with("/1080.jpg 1080w")
         );
-        assert_eq!(pictures.sizes(s).len(), 6);
+        assert_eq!(pictures.sizes(s).len(), 9);
         assert_eq!(pictures.sizes(s)[0].height, 400);
+        assert_eq!(pictures.sizes(s)[0].format, Format::Avif);
+        // An image whose AVIF pass has not run (or was made before AVIF) offers WebP and JPEG.
+        let mut first_pass = shown("3");
+        first_pass.formats = None;
+        let pictures = Pictures::new("https://fk.example/", &signer, vec![first_pass], 1_000);
+        let Some(Picture::Stored(s)) = pictures.pick("3", None) else {
+            panic!("stored")
+        };
+        assert_eq!(s.formats, vec![Format::Webp, Format::Jpeg]);
+        assert_eq!(pictures.sizes(s).len(), 6);
         // 0x3E8 = 1000: expired at "now".
         assert_eq!(
             pictures.pick("2", Some("https://x.cdninstagram.com/a.jpg?oe=3E8")),

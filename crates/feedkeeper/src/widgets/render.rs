@@ -40,6 +40,8 @@ static BASE_CSS_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(WIDGET_CSS));
 struct ImageView {
     src: String,
     /// `srcset` of the WebP and JPEG variants (stored images only).
+    /// Only once the image's AVIF variants exist.
+    srcset_avif: Option<String>,
     srcset_webp: Option<String>,
     srcset_jpeg: Option<String>,
     width: Option<u32>,
@@ -214,6 +216,10 @@ fn image_view(
                 ImageView {
                     // For browsers without `srcset`: a middle width.
                     src: pictures.url(s, pictures::middle_width(s), Format::Jpeg),
+                    srcset_avif: s
+                        .formats
+                        .contains(&Format::Avif)
+                        .then(|| pictures.srcset(s, Format::Avif)),
                     srcset_webp: Some(pictures.srcset(s, Format::Webp)),
                     srcset_jpeg: Some(pictures.srcset(s, Format::Jpeg)),
                     width: Some(s.width),
@@ -226,6 +232,7 @@ fn image_view(
         Picture::Remote { url, .. } => (
             ImageView {
                 src: url.to_owned(),
+                srcset_avif: None,
                 srcset_webp: None,
                 srcset_jpeg: None,
                 width: None,

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use feedkeeper::db::Db;
 use feedkeeper::images::fetch::{FetchError, Fetcher};
 use feedkeeper::jobs::run_due_now;
 use feedkeeper::widgets::settings::WidgetSettings;
@@ -127,6 +128,12 @@ async fn widgets_show_stored_images_after_the_urls_expired_and_the_login_died() 
     let html = text(&app, &format!("/w/{id}")).await;
     assert_eq!(html.matches("<picture>").count(), shown, "{html}");
     assert!(html.contains("type=\"image/webp\""));
+    // AVIF, made in each image's second pass, is offered first.
+    assert_eq!(
+        html.matches("<picture><source type=\"image/avif\"").count(),
+        shown,
+        "{html}"
+    );
     assert!(html.contains("width=\"1080\""));
     // The first row (four columns) loads at once, the rest when scrolled to; placeholders are
     // in the page's own style block.
@@ -181,6 +188,15 @@ async fn widgets_show_stored_images_after_the_urls_expired_and_the_login_died() 
     let response = client.get(&jpeg).send().await.unwrap();
     assert_eq!(response.headers()["content-type"], "image/jpeg");
     assert_eq!(&response.bytes().await.unwrap()[..2], &[0xFF, 0xD8]);
+    let avif = one.replace("/320.webp", "/320.avif");
+    let response = client.get(&avif).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "image/avif");
+    let body = response.bytes().await.unwrap();
+    assert_eq!(
+        feedkeeper::images::process::variant_size(&body, feedkeeper::images::Format::Avif)
+            .map(|(width, _)| width),
+        Ok(320)
+    );
 
     // Only what was made is served: no other width, no made-up key, nothing else.
     for path in [
@@ -227,7 +243,9 @@ async fn widgets_show_stored_images_after_the_urls_expired_and_the_login_died() 
         let display = post["display_url"].as_str().unwrap();
         assert!(display.starts_with(&own), "{post}");
         let image = &post["image"];
-        assert_eq!(image["sizes"].as_array().unwrap().len(), 6, "{post}");
+        // Three widths (or fewer, never upscaled) in AVIF, WebP and JPEG.
+        assert_eq!(image["sizes"].as_array().unwrap().len(), 9, "{post}");
+        assert_eq!(image["sizes"][0]["format"], "avif", "{post}");
         assert!(image["placeholder"].as_str().unwrap().len() < 1024);
         assert!(image["color"].as_str().unwrap().starts_with('#'));
         assert!(post["urls_expire_at"].is_null(), "{post}");
@@ -546,10 +564,12 @@ async fn on_an_s3_bucket_images_are_stored_served_and_cleaned_up_the_same() {
     let feed = feed_of(&app, &id).await;
     let client = reqwest::Client::new();
     for post in feed["posts"].as_array().unwrap() {
-        let url = post["image"]["sizes"][0]["url"].as_str().unwrap();
-        let response = client.get(url).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{url}");
-        assert_eq!(response.headers()["content-type"], "image/webp");
+        for (size, mime) in [(0, "image/avif"), (3, "image/webp"), (6, "image/jpeg")] {
+            let url = post["image"]["sizes"][size]["url"].as_str().unwrap();
+            let response = client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+            assert_eq!(response.headers()["content-type"], mime);
+        }
     }
     let orphan = feedkeeper::images::ImageKey::of(b"orphan on s3");
     app.state
@@ -594,14 +614,17 @@ async fn two_nodes_never_make_one_images_variants_at_once() {
     let b = crate::helpers::run_kind(&other, feedkeeper::jobs::images::VariantsWork).await;
     held.release();
     let a = a.await.unwrap();
-    // Every image made exactly once between them; the held one by A alone.
-    assert_eq!(a.finished + b.finished, keys.len(), "a {a:?}, b {b:?}");
+    // Every image made exactly once between them, in two passes (WebP and JPEG, then AVIF);
+    // the held one by A alone.
+    assert_eq!(a.finished + b.finished, 2 * keys.len(), "a {a:?}, b {b:?}");
+    assert_eq!(a.finished, 2, "a {a:?}, b {b:?}");
     assert_eq!(a.failed + b.failed + a.lost + b.lost, 0, "a {a:?}, b {b:?}");
     let held_row = feedkeeper::db::images::get(&app.state.db, &held_key)
         .await
         .unwrap()
         .unwrap();
     assert!(held_row.widths.is_some());
+    assert_eq!(held_row.formats.as_deref(), Some("avif,webp,jpeg"));
     let done = feedkeeper::db::images::totals(&app.state.db).await.unwrap();
     assert_eq!(done.ready, done.images, "{done:?}");
 }
@@ -643,6 +666,57 @@ async fn webp_behind_jpg_names_and_wide_photos_are_judged_by_their_bytes() {
                 size["height"].as_u64().unwrap(),
             );
             assert!((sh * w).abs_diff(h * sw) <= w, "{post}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn images_made_before_avif_get_it_in_a_second_pass_once() {
+    let app = TestApp::spawn().await;
+    let id = shop_with_widget(&app).await;
+    // As an upgrade finds them: WebP and JPEG made, no formats recorded.
+    const SQL: &str = "UPDATE images SET formats = NULL";
+    match &app.state.db {
+        Db::Sqlite(pool) => sqlx::query(SQL).execute(pool).await.map(|_| ()),
+        Db::Postgres(pool) => sqlx::query(SQL).execute(pool).await.map(|_| ()),
+    }
+    .unwrap();
+    let before = feedkeeper::db::images::ready(&app.state.db).await.unwrap();
+    assert!(before.len() >= 5);
+    // One image's original is gone: its second pass cannot make AVIF and says so once.
+    let lost = feedkeeper::images::ImageKey::parse(&before[0].key).unwrap();
+    app.state
+        .images
+        .store
+        .delete(&lost.original_path())
+        .await
+        .unwrap();
+
+    let scheduled = feedkeeper::images::ingest::schedule_second_passes(&app.state, 500)
+        .await
+        .unwrap();
+    assert_eq!(scheduled, before.len());
+    let pass = crate::helpers::run_kind(&app.state, feedkeeper::jobs::images::VariantsWork).await;
+    assert_eq!(pass.finished, before.len(), "{pass:?}");
+    for row in feedkeeper::db::images::ready(&app.state.db).await.unwrap() {
+        let expected = if row.key == before[0].key {
+            "webp,jpeg"
+        } else {
+            "avif,webp,jpeg"
+        };
+        assert_eq!(row.formats.as_deref(), Some(expected), "{row:?}");
+        assert!(row.variant_bytes > 0);
+    }
+    // Nothing is scheduled again, and the widget offers what exists.
+    let again = feedkeeper::images::ingest::schedule_second_passes(&app.state, 500)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let feed = feed_of(&app, &id).await;
+    for post in feed["posts"].as_array().unwrap() {
+        for size in post["image"]["sizes"].as_array().unwrap() {
+            let response = reqwest::get(size["url"].as_str().unwrap()).await.unwrap();
+            assert_eq!(response.status(), 200, "{size}");
         }
     }
 }
