@@ -11,9 +11,25 @@
   if (!base) return;
   var frames = [];
 
+  // Whether the page around `el` is dark: the first background that is not transparent, from
+  // `el` up, by its luminance (a widget themed "Automatic" follows it).
+  function scheme(el) {
+    for (var node = el; node && node.nodeType === 1; node = node.parentElement) {
+      var rgb = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?/.exec(getComputedStyle(node).backgroundColor);
+      if (!rgb || (rgb[4] !== undefined && Number(rgb[4]) < 0.5)) continue;
+      var lum = (0.2126 * rgb[1] + 0.7152 * rgb[2] + 0.0722 * rgb[3]) / 255;
+      return lum < 0.5 ? "dark" : "light";
+    }
+    // Nothing painted: the canvas is the browser's, light unless the page opts into dark.
+    var declared = getComputedStyle(document.documentElement).colorScheme || "";
+    return /^dark/.test(declared) && window.matchMedia &&
+      window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  }
+
   function frame(el, id) {
     var iframe = document.createElement("iframe");
-    iframe.src = base + "/w/" + encodeURIComponent(id);
+    iframe.src = base + "/w/" + encodeURIComponent(id) + "#scheme=" + scheme(el);
+    iframe.setAttribute("data-widget", id);
     iframe.title = el.getAttribute("data-title") || "Instagram feed";
     iframe.loading = "lazy";
     iframe.setAttribute("scrolling", "no");
@@ -67,14 +83,25 @@
   }
 
   // Heights come from the widgets' own documents; only a number from one of our frames counts
-  // (a sandboxed frame's origin reads "null": the frame itself is what is checked).
+  // (a sandboxed frame's origin reads "null": the frame itself is what is checked). A widget
+  // that does not exist (or was deleted) collapses, and says so to the site's developer.
   window.addEventListener("message", function (event) {
     if (event.origin !== "null" && event.origin !== base) return;
-    if (!event.data || event.data.feedkeeper !== "height") return;
-    var height = Number(event.data.height);
-    if (!isFinite(height) || height < 0 || height > 100000) return;
+    if (!event.data) return;
+    var kind = event.data.feedkeeper;
     frames.forEach(function (iframe) {
-      if (iframe.contentWindow === event.source) iframe.style.height = Math.ceil(height) + "px";
+      if (iframe.contentWindow !== event.source) return;
+      if (kind === "missing") {
+        iframe.style.height = "0";
+        iframe.style.display = "none";
+        var status = Number(event.data.status) === 410 ? "was deleted by its owner" : "does not exist";
+        if (window.console) console.warn("feedkeeper: the widget " + iframe.getAttribute("data-widget") +
+          " " + status + " (" + iframe.src + "); check the embed code's data-widget.");
+      } else if (kind === "height") {
+        var height = Number(event.data.height);
+        if (!isFinite(height) || height < 0 || height > 100000) return;
+        iframe.style.height = Math.ceil(height) + "px";
+      }
     });
   });
 

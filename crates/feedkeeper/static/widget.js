@@ -5,15 +5,67 @@
   "use strict";
   var root = document.getElementById("fk");
   if (!root) return;
+  // The host page's scheme, from embed.js (the address's fragment: never sent to a server, so
+  // every page shares one cached document): "Automatic" follows it.
+  var scheme = /(?:^#|&)scheme=(dark|light)(?:&|$)/.exec(location.hash);
+  if (scheme) document.documentElement.classList.add("fk-host-" + scheme[1]);
   var posts = document.getElementById("fk-posts");
 
-  // The slider: move by one screenful.
+  // Visitors who ask for less motion get jumps, not smooth scrolling.
+  var still = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  var motion = still ? "auto" : "smooth";
+
+  // The slider: move by one screenful; each arrow is disabled at its end, and both sit
+  // across the middle of the pictures (not over captions below them).
   var prev = root.querySelector(".fk-prev"), next = root.querySelector(".fk-next");
   function slide(direction) {
-    posts.scrollBy({ left: direction * posts.clientWidth, behavior: "smooth" });
+    posts.scrollBy({ left: direction * posts.clientWidth, behavior: motion });
   }
-  if (prev) prev.addEventListener("click", function () { slide(-1); });
-  if (next) next.addEventListener("click", function () { slide(1); });
+  function arrows() {
+    var end = posts.scrollWidth - posts.clientWidth - 1;
+    prev.disabled = posts.scrollLeft <= 1;
+    next.disabled = posts.scrollLeft >= end;
+    var tile = posts.querySelector(".fk-open");
+    if (tile) {
+      var middle = tile.offsetTop + tile.offsetHeight / 2;
+      prev.style.top = next.style.top = Math.round(middle) + "px";
+    }
+  }
+  if (prev && next) {
+    prev.addEventListener("click", function () { slide(-1); });
+    next.addEventListener("click", function () { slide(1); });
+    posts.addEventListener("scroll", arrows, { passive: true });
+    window.addEventListener("resize", arrows);
+    window.addEventListener("load", arrows);
+    arrows();
+  }
+
+  // An album in the lightbox: previous/next buttons, the arrow keys and swiping (the pictures
+  // are a scroll-snapping row), with the position shown ("2 / 5").
+  var carousel = null;
+  function albumOf(stage) {
+    var media = stage.querySelector(".fk-media");
+    var back = stage.querySelector(".fk-item-prev"), forth = stage.querySelector(".fk-item-next");
+    var count = stage.querySelector(".fk-count");
+    if (!media || !back || !forth || !count) return null;
+    var total = media.children.length;
+    function at() { return Math.round(media.scrollLeft / Math.max(1, media.clientWidth)); }
+    function show() {
+      var i = Math.min(total - 1, Math.max(0, at()));
+      count.textContent = (i + 1) + " / " + total;
+      back.disabled = i <= 0;
+      forth.disabled = i >= total - 1;
+    }
+    function go(step) {
+      var i = Math.min(total - 1, Math.max(0, at() + step));
+      media.scrollTo({ left: i * media.clientWidth, behavior: motion });
+    }
+    back.addEventListener("click", function () { go(-1); });
+    forth.addEventListener("click", function () { go(1); });
+    media.addEventListener("scroll", show, { passive: true });
+    show();
+    return { go: go };
+  }
 
   // The lightbox.
   var dialog = document.getElementById("fk-lightbox");
@@ -27,18 +79,30 @@
       event.preventDefault();
       var copy = full.cloneNode(true);
       copy.hidden = false;
+      // Nothing hidden is fetched before it is shown: pictures and video posters load now.
       copy.querySelectorAll("[data-src]").forEach(function (media) {
         media.src = media.getAttribute("data-src");
       });
+      copy.querySelectorAll("[data-poster]").forEach(function (video) {
+        video.poster = video.getAttribute("data-poster");
+      });
       body.replaceChildren.apply(body, Array.prototype.slice.call(copy.childNodes));
       dialog.showModal();
+      var stage = body.querySelector(".fk-stage");
+      carousel = stage ? albumOf(stage) : null;
       report(false);
+    });
+    dialog.addEventListener("keydown", function (event) {
+      if (!carousel || event.altKey || event.ctrlKey || event.metaKey) return;
+      if (event.key === "ArrowLeft") { carousel.go(-1); event.preventDefault(); }
+      if (event.key === "ArrowRight") { carousel.go(1); event.preventDefault(); }
     });
     dialog.querySelector(".fk-close").addEventListener("click", function () { dialog.close(); });
     dialog.addEventListener("click", function (event) { if (event.target === dialog) dialog.close(); });
     dialog.addEventListener("close", function () {
       body.querySelectorAll("video").forEach(function (v) { v.pause(); });
       body.replaceChildren();
+      carousel = null;
       report(false);
     });
   }

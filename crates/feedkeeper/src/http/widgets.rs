@@ -98,22 +98,46 @@ fn serve(headers: &HeaderMap, body: &Encoded, content_type: &'static str) -> Res
 struct Missing {
     html: Bytes,
     json: Bytes,
+    /// The HTML's policy: only its own script, which tells the framing page (embed.js) to
+    /// collapse the frame rather than leave a blank hole in the site.
+    csp: HeaderValue,
 }
 
-fn missing_bodies(message: &str) -> Missing {
+fn missing_bodies(status: StatusCode, message: &str) -> Missing {
+    let script = format!(
+        "parent!==window&&parent.postMessage({{feedkeeper:\"missing\",status:{}}},\"*\")",
+        status.as_u16()
+    );
+    let csp = format!(
+        "default-src 'none'; script-src {}; style-src 'unsafe-inline'; frame-ancestors *; \
+         sandbox allow-scripts",
+        crate::widgets::render::csp_hash(&script)
+    );
     Missing {
         html: Bytes::from(format!(
             "<!doctype html><meta charset=\"utf-8\"><title>Not found</title>\
-             <p style=\"font:14px system-ui,sans-serif;color:#62666b\">{message}</p>"
+             <p style=\"font:14px system-ui,sans-serif;color:#62666b\">{message}</p>\
+             <script>{script}</script>"
         )),
         json: Bytes::from(serde_json::json!({ "error": message }).to_string()),
+        csp: HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors *; sandbox",
+        )),
     }
 }
 
-static NOT_FOUND: LazyLock<Missing> =
-    LazyLock::new(|| missing_bodies("There is no Instagram feed at this address."));
-static GONE: LazyLock<Missing> =
-    LazyLock::new(|| missing_bodies("This Instagram feed was removed by its owner."));
+static NOT_FOUND: LazyLock<Missing> = LazyLock::new(|| {
+    missing_bodies(
+        StatusCode::NOT_FOUND,
+        "There is no Instagram feed at this address.",
+    )
+});
+static GONE: LazyLock<Missing> = LazyLock::new(|| {
+    missing_bodies(
+        StatusCode::GONE,
+        "This Instagram feed was removed by its owner.",
+    )
+});
 
 fn missing(status: StatusCode, json: bool) -> Response {
     let (cache, bodies) = if status == StatusCode::GONE {
@@ -134,12 +158,7 @@ fn missing(status: StatusCode, json: bool) -> Response {
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        h.insert(
-            CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *; sandbox",
-            ),
-        );
+        h.insert(CONTENT_SECURITY_POLICY, bodies.csp.clone());
     }
     response
 }

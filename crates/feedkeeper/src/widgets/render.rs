@@ -26,7 +26,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 const WIDGET_CSS: &str = include_str!("../../static/widget.css");
 const WIDGET_JS: &str = include_str!("../../static/widget.js");
 
-fn csp_hash(source: &str) -> String {
+pub(crate) fn csp_hash(source: &str) -> String {
     format!(
         "'sha256-{}'",
         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(source.as_bytes()))
@@ -75,6 +75,7 @@ struct PostView {
 #[template(path = "widget/widget.html")]
 struct WidgetDocument<'a> {
     theme: &'static str,
+    transparent: bool,
     layout: &'static str,
     captions: &'static str,
     lightbox: bool,
@@ -360,6 +361,7 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
             Theme::Dark => "dark",
             Theme::Auto => "auto",
         },
+        transparent: s.transparent,
         layout: match s.layout {
             Layout::Grid => "grid",
             Layout::Slider => "slider",
@@ -794,7 +796,7 @@ mod tests {
         // are all there, the video one with its poster.
         assert!(all.contains(&format!("src=\"{CDN}2-poster.jpg\"")));
         assert!(all.contains(&format!("data-src=\"{CDN}2.jpg\"")), "{all}");
-        assert!(all.contains(&format!("poster=\"{CDN}31.jpg\"")));
+        assert!(all.contains(&format!("data-poster=\"{CDN}31.jpg\"")));
         assert!(all.contains("alt=\"A loaf\""));
         assert!(all.contains(">Reel<") && all.contains(">Album<"));
         let bare = html(WidgetSettings {

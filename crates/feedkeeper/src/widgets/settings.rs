@@ -30,7 +30,8 @@ pub enum Captions {
 pub enum Theme {
     Light,
     Dark,
-    /// Follows the visitor's system setting.
+    /// Follows the page the widget is embedded in (light or dark, as embed.js reads its
+    /// background); framed without embed.js, the visitor's system setting.
     #[default]
     Auto,
 }
@@ -75,6 +76,9 @@ pub struct WidgetSettings {
     pub header: bool,
     pub follow_button: bool,
     pub theme: Theme,
+    /// No background of its own: the host page shows through (the owner makes sure the theme's
+    /// text is readable on it). Otherwise the theme paints its own background.
+    pub transparent: bool,
     pub types: MediaTypes,
     /// A post shows only if its caption contains one of these (empty: every post).
     pub include_words: Vec<String>,
@@ -103,6 +107,7 @@ impl Default for WidgetSettings {
             header: true,
             follow_button: true,
             theme: Theme::Auto,
+            transparent: false,
             types: MediaTypes::default(),
             include_words: Vec::new(),
             exclude_words: Vec::new(),
@@ -132,6 +137,7 @@ pub struct SettingsForm {
     pub header: Option<String>,
     pub follow_button: Option<String>,
     pub theme: String,
+    pub transparent: Option<String>,
     pub show_images: Option<String>,
     pub show_videos: Option<String>,
     pub show_reels: Option<String>,
@@ -250,6 +256,7 @@ impl SettingsForm {
             header: on(s.header),
             follow_button: on(s.follow_button),
             theme: serde_plain(&s.theme),
+            transparent: on(s.transparent),
             show_images: on(s.types.images),
             show_videos: on(s.types.videos),
             show_reels: on(s.types.reels),
@@ -360,6 +367,7 @@ impl SettingsForm {
             header: self.header.is_some(),
             follow_button: self.follow_button.is_some(),
             theme,
+            transparent: self.transparent.is_some(),
             types: MediaTypes {
                 images: self.show_images.is_some(),
                 videos: self.show_videos.is_some(),

@@ -584,10 +584,21 @@ async fn browser_a_business_connection_is_picked_from_pages_broken_and_reconnect
 /// A page on another origin (another port of this machine) that embeds `embed_code`, as a
 /// customer's website would.
 async fn customer_site(embed_code: String) -> (String, tokio::task::JoinHandle<()>) {
+    customer_site_styled(embed_code, "").await
+}
+
+/// [`customer_site`] with more style on its body (a dark page, say), and console warnings
+/// kept in `window.warned`.
+async fn customer_site_styled(
+    embed_code: String,
+    body_style: &str,
+) -> (String, tokio::task::JoinHandle<()>) {
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <link rel=\"icon\" href=\"data:,\"><title>Bakery</title></head><body style=\"margin:0;font-family:sans-serif\">\
+         <link rel=\"icon\" href=\"data:,\"><title>Bakery</title>\
+         <script>window.warned=[];console.warn=function(m){{window.warned.push(String(m))}}</script>\
+         </head><body style=\"margin:0;font-family:sans-serif;{body_style}\">\
          <h1 style=\"margin:8px\">Our bakery</h1>{embed_code}<p id=\"after\">Opening hours</p>\
          </body></html>"
     );
@@ -965,4 +976,295 @@ async fn browser_a_phone_downloads_a_tenth_of_instagrams_bytes_and_nothing_shift
         "no layout shift while images load"
     );
     w.close().await;
+}
+
+/// Runs `script` in the frame of the page open in `w` (the first iframe), and comes back.
+async fn in_frame(w: &Window, script: &str) -> serde_json::Value {
+    w.client.clone().enter_frame(0).await.unwrap();
+    let value = w.client.execute(script, vec![]).await.unwrap();
+    w.client.clone().enter_parent_frame().await.unwrap();
+    value
+}
+
+/// Polls `script` in the first frame until it returns `want` (about five seconds).
+async fn frame_until(w: &Window, script: &str, want: serde_json::Value) -> serde_json::Value {
+    let mut got = serde_json::Value::Null;
+    for _ in 0..100 {
+        got = in_frame(w, script).await;
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    got
+}
+
+/// WCAG's contrast ratio of two `rgb(…)` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    fn luminance(css: &str) -> f64 {
+        let parts: Vec<f64> = css
+            .trim_start_matches("rgba(")
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .take(3)
+            .map(|p| p.trim().parse::<f64>().unwrap() / 255.0)
+            .map(|c| {
+                if c <= 0.039_28 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            })
+            .collect();
+        0.2126 * parts[0] + 0.7152 * parts[1] + 0.0722 * parts[2]
+    }
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
+    use feedkeeper::widgets::settings::{Captions, Layout, Theme, WidgetSettings};
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    for i in 0..6 {
+        app.sim
+            .post_media(
+                "bakery",
+                meta_sim::NewMedia {
+                    kind: if i == 5 {
+                        meta_sim::MediaKind::CarouselAlbum
+                    } else {
+                        meta_sim::MediaKind::Image
+                    },
+                    children: if i == 5 {
+                        vec![
+                            meta_sim::ChildKind::Image,
+                            meta_sim::ChildKind::Video,
+                            meta_sim::ChildKind::Image,
+                        ]
+                    } else {
+                        Vec::new()
+                    },
+                    caption: Some(format!(
+                        "Loaf number {i}, with a caption long enough to wrap"
+                    )),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    app.signup_and_login("owner@example.com").await;
+    let owner = crate::dashboard::user_id(&app, "owner@example.com").await;
+    let c = crate::dashboard::connect_instagram(&app, owner, "bakery").await;
+    let widget = |layout, theme, transparent| {
+        let state = app.state.clone();
+        async move {
+            let settings = WidgetSettings {
+                layout,
+                theme,
+                transparent,
+                captions: Captions::Below,
+                columns_mobile: 2,
+                ..WidgetSettings::default()
+            };
+            feedkeeper::widgets::create(&state, owner, "w", c.id, &settings)
+                .await
+                .unwrap()
+                .public_id
+        }
+    };
+    let slider = widget(Layout::Slider, Theme::Light, false).await;
+    let grid_auto = widget(Layout::Grid, Theme::Auto, false).await;
+    let grid_dark = widget(Layout::Grid, Theme::Dark, false).await;
+    let grid_light = widget(Layout::Grid, Theme::Light, false).await;
+    feedkeeper::jobs::run_due_now(&app.state, "test")
+        .await
+        .unwrap();
+    let embed = |id: &str| {
+        format!(
+            "<div class=\"feedkeeper-widget\" data-widget=\"{id}\"></div>\
+             <script src=\"{}embed.js\" async></script>",
+            app.url("/")
+        )
+    };
+    for width in WIDTHS {
+        let mut w = Window::open(&driver, "polish", width).await;
+        let wait_framed = |w: &Window| {
+            let client = w.client.clone();
+            async move {
+                for _ in 0..100 {
+                    let h = client
+                        .execute(
+                            "var f=document.querySelector('iframe');return f?f.style.height:''",
+                            vec![],
+                        )
+                        .await
+                        .unwrap();
+                    if h.as_str().is_some_and(|h| !h.is_empty() && h != "400px") {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                panic!("the frame never took its height");
+            }
+        };
+
+        // Every theme's text reads against what is painted behind it, on a light and on a
+        // dark page; "Automatic" follows the page.
+        for (id, host, expect_dark) in [
+            (&grid_light, "background:#fdf6e3", false),
+            (&grid_light, "background:#111;color:#eee", false),
+            (&grid_dark, "background:#fdf6e3", true),
+            (&grid_dark, "background:#111;color:#eee", true),
+            (&grid_auto, "background:#fdf6e3", false),
+            (&grid_auto, "background:#111;color:#eee", true),
+        ] {
+            let (site, server) = customer_site_styled(embed(id), host).await;
+            w.go(&site, "theme").await;
+            wait_framed(&w).await;
+            let colours = in_frame(
+                &w,
+                "var fk=document.getElementById('fk');\
+                 var tile=document.querySelector('.fk-open img').getBoundingClientRect();\
+                 return [getComputedStyle(fk).color, getComputedStyle(document.body).backgroundColor,\
+                   getComputedStyle(document.querySelector('.fk-caption')).color,\
+                   Math.abs(tile.width - tile.height) <= 1]",
+            )
+            .await;
+            assert_eq!(colours[3], true, "grid tiles are square: {colours}");
+            let (fg, bg, caption) = (
+                colours[0].as_str().unwrap(),
+                colours[1].as_str().unwrap(),
+                colours[2].as_str().unwrap(),
+            );
+            assert!(
+                !bg.starts_with("rgba(0, 0, 0, 0"),
+                "{id} on {host}: a background of its own"
+            );
+            assert!(contrast(fg, bg) >= 4.5, "{id} on {host}: {fg} on {bg}");
+            assert!(
+                contrast(caption, bg) >= 4.5,
+                "{id} on {host}: {caption} on {bg}"
+            );
+            let dark = contrast(bg, "rgb(0, 0, 0)") < contrast(bg, "rgb(255, 255, 255)");
+            assert_eq!(dark, expect_dark, "{id} on {host}: {bg}");
+            server.abort();
+        }
+
+        // A widget that does not exist collapses and tells the site's developer.
+        let (site, server) = customer_site(embed("nosuchwidget0000")).await;
+        w.go(&site, "missing").await;
+        let mut collapsed = serde_json::Value::Null;
+        for _ in 0..100 {
+            collapsed = w
+                .client
+                .execute(
+                    "var f=document.querySelector('iframe');\
+                     return [f.getBoundingClientRect().height, window.warned.join('|')]",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if collapsed[0] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(collapsed[0], 0, "{collapsed}");
+        assert!(
+            collapsed[1].as_str().unwrap().contains("nosuchwidget0000"),
+            "{collapsed}"
+        );
+        server.abort();
+
+        // The slider: arrows across the pictures (not the captions), disabled at the ends.
+        let (site, server) = customer_site(embed(&slider)).await;
+        w.go(&site, "slider").await;
+        wait_framed(&w).await;
+        let state = "var p=document.querySelector('.fk-prev'),n=document.querySelector('.fk-next');\
+            var tile=document.querySelector('.fk-open').getBoundingClientRect();\
+            var a=n.getBoundingClientRect();\
+            return [p.disabled, n.disabled, a.top >= tile.top && a.bottom <= tile.bottom]";
+        let start = frame_until(&w, state, serde_json::json!([true, false, true])).await;
+        assert_eq!(start, serde_json::json!([true, false, true]));
+        in_frame(
+            &w,
+            "var l=document.getElementById('fk-posts');l.scrollLeft=l.scrollWidth;return 0",
+        )
+        .await;
+        let end = frame_until(&w, state, serde_json::json!([false, true, true])).await;
+        assert_eq!(end, serde_json::json!([false, true, true]));
+        w.check("slider-end").await;
+        server.abort();
+
+        // The album: nothing hidden is fetched until shown; in the lightbox, buttons, keys and
+        // swiping move through it, with the position shown.
+        let (site, server) = customer_site(embed(&grid_light)).await;
+        w.go(&site, "album").await;
+        wait_framed(&w).await;
+        let posters = in_frame(
+            &w,
+            "var hidden=Array.from(document.querySelectorAll('.fk-full [data-poster], .fk-full [data-src]'))\
+               .map(function(e){return e.getAttribute('data-poster')||e.getAttribute('data-src')});\
+             var fetched=performance.getEntriesByType('resource').map(function(r){return r.name});\
+             return [hidden.length, hidden.filter(function(h){return fetched.indexOf(h)>=0}).length]",
+        )
+        .await;
+        assert!(posters[0].as_u64().unwrap() >= 3, "{posters}");
+        assert_eq!(posters[1], 0, "hidden media were fetched: {posters}");
+        in_frame(
+            &w,
+            "document.querySelector('.fk-type-carousel .fk-open').click();return 0",
+        )
+        .await;
+        let count = "var d=document.getElementById('fk-lightbox');\
+            return d.open ? d.querySelector('.fk-count').textContent : 'closed'";
+        assert_eq!(frame_until(&w, count, "1 / 3".into()).await, "1 / 3");
+        assert_eq!(
+            in_frame(
+                &w,
+                "return document.querySelector('#fk-lightbox .fk-item-prev').disabled"
+            )
+            .await,
+            true
+        );
+        in_frame(
+            &w,
+            "document.querySelector('#fk-lightbox .fk-item-next').click();return 0",
+        )
+        .await;
+        assert_eq!(frame_until(&w, count, "2 / 3".into()).await, "2 / 3");
+        // The video's poster loads now that it is shown.
+        let poster = "return document.querySelector('#fk-lightbox video').poster !== ''";
+        assert_eq!(frame_until(&w, poster, true.into()).await, true);
+        in_frame(
+            &w,
+            "document.getElementById('fk-lightbox').dispatchEvent(new KeyboardEvent('keydown',{key:'ArrowRight',bubbles:true}));return 0",
+        )
+        .await;
+        assert_eq!(frame_until(&w, count, "3 / 3".into()).await, "3 / 3");
+        assert_eq!(
+            in_frame(
+                &w,
+                "return document.querySelector('#fk-lightbox .fk-item-next').disabled"
+            )
+            .await,
+            true
+        );
+        // A swipe is a scroll of the row.
+        in_frame(
+            &w,
+            "var m=document.querySelector('#fk-lightbox .fk-media');m.scrollLeft=0;return 0",
+        )
+        .await;
+        assert_eq!(frame_until(&w, count, "1 / 3".into()).await, "1 / 3");
+        w.check("album").await;
+        server.abort();
+        w.close().await;
+    }
 }
