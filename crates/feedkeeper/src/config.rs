@@ -128,7 +128,7 @@ pub struct ImagesConfig {
     pub jpeg_quality: u64,
     pub webp_quality: u64,
     pub avif_quality: u64,
-    /// libaom's speed preset for AVIF (through libavif), 0 (slowest, smallest) to 10 (fastest).
+    /// libaom's speed preset for AVIF (through libavif), 4 (slowest, smallest) to 10 (fastest).
     pub avif_speed: u64,
     /// Images no picture uses any more are removed this long after (caches may still show them).
     pub unused_grace_secs: u64,
@@ -874,7 +874,8 @@ impl Config {
             ("images.jpeg_quality", self.images.jpeg_quality, 1..=100),
             ("images.webp_quality", self.images.webp_quality, 1..=100),
             ("images.avif_quality", self.images.avif_quality, 1..=100),
-            ("images.avif_speed", self.images.avif_speed, 0..=10),
+            // Below 4, an encode takes seconds to minutes: a restart would cut it off.
+            ("images.avif_speed", self.images.avif_speed, 4..=10),
             (
                 "images.unused_grace_secs",
                 self.images.unused_grace_secs,

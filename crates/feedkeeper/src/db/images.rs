@@ -267,7 +267,6 @@ pub async fn mark_ready(
     width: i64,
     height: i64,
     widths: &[u32],
-    formats: &[Format],
     variant_bytes: i64,
     placeholder: &str,
     color: &str,
@@ -275,7 +274,7 @@ pub async fn mark_ready(
 ) -> Result<bool, DbError> {
     let widths: Vec<String> = widths.iter().map(u32::to_string).collect();
     const SQL: &str = "UPDATE images SET width = $2, height = $3, widths = $4, variant_bytes = $5,
-        placeholder = $6, color = $7, ready_at = $8, failed = NULL, formats = $9 WHERE key = $1";
+        placeholder = $6, color = $7, ready_at = $8, failed = NULL, formats = NULL WHERE key = $1";
     let n = on_pool!(db, conn => sqlx::query(SQL)
         .bind(key)
         .bind(width)
@@ -285,15 +284,14 @@ pub async fn mark_ready(
         .bind(placeholder)
         .bind(color)
         .bind(now)
-        .bind(crate::images::formats_text(formats))
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
     Ok(n > 0)
 }
 
-/// Records the encodings a later pass made (AVIF) and their bytes; `false` if the image is gone
-/// or not ready.
+/// Records the encodings the AVIF job settled on (with AVIF, or without it when it could not be
+/// made) and the bytes it added; `false` if the image is gone, not ready, or settled already.
 pub async fn add_formats(
     db: impl Into<Ex<'_>>,
     key: &str,
@@ -301,7 +299,7 @@ pub async fn add_formats(
     added_bytes: i64,
 ) -> Result<bool, DbError> {
     const SQL: &str = "UPDATE images SET formats = $2, variant_bytes = variant_bytes + $3
-        WHERE key = $1 AND widths IS NOT NULL";
+        WHERE key = $1 AND widths IS NOT NULL AND formats IS NULL";
     let n = on_pool!(db, conn => sqlx::query(SQL)
         .bind(key)
         .bind(crate::images::formats_text(formats))
@@ -312,11 +310,26 @@ pub async fn add_formats(
     Ok(n > 0)
 }
 
-/// Ready images made before AVIF (no `formats` recorded), for their second pass.
-pub async fn without_formats(db: impl Into<Ex<'_>>, limit: i64) -> Result<Vec<String>, DbError> {
-    const SQL: &str = "SELECT key FROM images
-        WHERE widths IS NOT NULL AND formats IS NULL AND failed IS NULL ORDER BY key LIMIT $1";
-    Ok(on_pool!(db, conn => sqlx::query_scalar(SQL).bind(limit).fetch_all(conn).await)?)
+/// Creates the AVIF job of every ready image still in use whose AVIF is not settled and that
+/// has no such job (images made before AVIF existed here, or whose job was lost): one anti-join
+/// insert, which never touches an existing job row (a dead one stays dead).
+pub async fn schedule_missing_avif(
+    db: impl Into<Ex<'_>>,
+    now: UnixSeconds,
+) -> Result<u64, DbError> {
+    const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at)
+        SELECT $1, i.key, $2, $2 FROM images i
+        WHERE i.widths IS NOT NULL AND i.formats IS NULL AND i.failed IS NULL
+          AND i.unreferenced_since IS NULL
+          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = $1 AND j.subject = i.key)
+        ON CONFLICT (kind, subject) DO NOTHING";
+    let n = on_pool!(db, conn => sqlx::query(SQL)
+        .bind(crate::images::AVIF_JOB)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n)
 }
 
 /// Records why no variants can be made of an image (its pictures fall back to Instagram's URL

@@ -23,12 +23,21 @@ const CORP: HeaderName = HeaderName::from_static("cross-origin-resource-policy")
 const TIMING_ALLOW_ORIGIN: HeaderName = HeaderName::from_static("timing-allow-origin");
 
 fn not_found() -> Response {
+    not_found_for(None)
+}
+
+/// A 404. A variant being made right now appears within seconds: a shared cache may keep the
+/// answer a minute, except for AVIF of a signed key, which is made after the image's other
+/// addresses are public (a remembered 404 would break the tile of a browser that picks it).
+fn not_found_for(format: Option<crate::images::Format>) -> Response {
     let mut r = (StatusCode::NOT_FOUND, "No such image.").into_response();
-    // A variant being made right now appears within seconds.
-    r.headers_mut().insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
+    let cache = if format == Some(crate::images::Format::Avif) {
+        "no-store"
+    } else {
+        "public, max-age=60"
+    };
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     r
 }
 
@@ -51,7 +60,7 @@ pub async fn image(
         .await
     {
         Served::Found(bytes) => bytes,
-        Served::NotFound => return not_found(),
+        Served::NotFound => return not_found_for(Some(format)),
         Served::Busy => {
             let mut r = (
                 StatusCode::SERVICE_UNAVAILABLE,

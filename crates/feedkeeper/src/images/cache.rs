@@ -89,7 +89,11 @@ impl ImageCache {
                 Served::Found(bytes)
             }
             Ok(Some(Ok(None))) => {
-                self.missing.insert(id, ());
+                // An AVIF variant may be missing only until its pass is recorded (seconds after
+                // the image's other addresses are public): its absence is not remembered.
+                if format != Format::Avif {
+                    self.missing.insert(id, ());
+                }
                 Served::NotFound
             }
             Ok(Some(Err(e))) => {

@@ -16,7 +16,7 @@ use futures_util::StreamExt as _;
 
 use super::fetch::FetchError;
 use super::process::{self, Limits, Qualities};
-use super::{FETCH_JOB, FIRST_PASS, FORMATS, Format, ImageKey, VARIANTS_JOB, parse_formats};
+use super::{AVIF_JOB, FETCH_JOB, FIRST_PASS, FORMATS, Format, ImageKey, VARIANTS_JOB};
 use crate::clock::UnixSeconds;
 use crate::connections::SYNC_JOB;
 use crate::db::connections::{self as stored, RowLock};
@@ -252,20 +252,11 @@ async fn store_original(
 /// What one variants job did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VariantsOutcome {
-    /// The first pass's variants (WebP, JPEG) are made and shown; the job runs again at once
-    /// for the second (AVIF).
+    /// The variants (WebP, JPEG) are made and shown; the image's AVIF job is scheduled.
     Made {
         variants: usize,
         bytes: usize,
     },
-    /// The second pass's variants (AVIF) are made and offered; the image is complete.
-    Completed {
-        variants: usize,
-        bytes: usize,
-    },
-    /// The second pass could not make AVIF (the reason is logged): the image keeps WebP and
-    /// JPEG, and is not tried again.
-    WithoutAvif(String),
     /// Nothing to do (ready, failed before, or no such image).
     Nothing,
     /// The original cannot be used; the reason is recorded.
@@ -287,17 +278,8 @@ pub async fn make_variants(
     let Some(row) = rows::get(&state.db, &key_text).await? else {
         return Ok(VariantsOutcome::Nothing);
     };
-    if row.failed.is_some() {
+    if row.widths.is_some() || row.failed.is_some() {
         return Ok(VariantsOutcome::Nothing);
-    }
-    if let Some(widths) = row.made_widths() {
-        if row
-            .formats
-            .is_some_and(|f| parse_formats(Some(&f)).contains(&Format::Avif))
-        {
-            return Ok(VariantsOutcome::Nothing);
-        }
-        return second_pass(state, key, &widths, lease).await;
     }
     let Some(original) = state.images.store.get(&key.original_path()).await? else {
         return lost(state, &key_text, lease).await;
@@ -350,18 +332,19 @@ pub async fn make_variants(
     let ready = crate::db::retry_conflicts("image ready", || async {
         let now = state.clock.now();
         let mut tx = state.db.begin().await?;
-        // Lock order: the fence (this image's job), the image, the widget change log last.
+        // Lock order: the fence (this image's `image-variants` job), its `image-avif` job row
+        // (the next kind), the image, the widget change log last.
         if !jobs::is_held(&mut tx, lease).await? {
             return Ok(false);
         }
         failpoint::hit(failpoint::IMAGE_READY_TX, &key_text).await;
+        jobs::schedule(&mut tx, AVIF_JOB, &key_text, now, now).await?;
         let marked = rows::mark_ready(
             &mut tx,
             &key_text,
             i64::from(made.width),
             i64::from(made.height),
             &widths,
-            &FIRST_PASS,
             bytes as i64,
             &made.placeholder,
             &made.color,
@@ -386,39 +369,79 @@ pub async fn make_variants(
     })
 }
 
-/// Makes the AVIF variants of a ready image (same widths as its first pass) and offers them.
+/// What one AVIF job did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AvifOutcome {
+    /// The AVIF variants are made and offered.
+    Made { variants: usize, bytes: usize },
+    /// AVIF could not be made (the reason is logged and the image settled without it: it
+    /// keeps WebP and JPEG and is not tried again).
+    Without(String),
+    /// Nothing to do (settled already, not ready, failed, or no such image).
+    Nothing,
+    /// This node's lease ended first; the job's next holder decides.
+    Stale,
+}
+
+/// The most pixels an AVIF variant may have: Instagram's tallest (1080 × 1350) with room to
+/// spare. Taller originals (which the other formats take) keep WebP and JPEG only: this bounds
+/// the encoder's memory, which no decoder limit covers.
+const AVIF_MAX_PIXELS: u64 = 1080 * 2160;
+
+/// Makes the AVIF variants of a ready image (the widths its variants job made) and offers them.
 /// A crash before the record leaves objects no address names yet: the job's next run makes
 /// them again over the same paths.
-async fn second_pass(
+pub async fn make_avif(
     state: &AppState,
     key: ImageKey,
-    widths: &[u32],
     lease: &Lease,
-) -> anyhow::Result<VariantsOutcome> {
+) -> anyhow::Result<AvifOutcome> {
     let key_text = key.to_string();
-    let made = match state.images.store.get(&key.original_path()).await? {
-        None => Err("the original is missing from the store".to_owned()),
-        Some(original) => {
-            let limits = Limits {
-                max_pixels: state.config.images.max_pixels,
-            };
-            let qualities = Qualities::of(&state.config.images);
-            state
-                .images
-                .pool
-                .run(move || process::make_in(&original, limits, qualities, &[Format::Avif]))
-                .await?
-                .map_err(|refused| refused.to_string())
-                .and_then(|made| {
-                    if made.widths() == widths {
-                        Ok(made)
-                    } else {
-                        Err(format!(
-                            "the widths made ({:?}) differ from the first pass's ({widths:?})",
-                            made.widths()
-                        ))
-                    }
-                })
+    let Some(row) = rows::get(&state.db, &key_text).await? else {
+        return Ok(AvifOutcome::Nothing);
+    };
+    let Some(widths) = row.made_widths() else {
+        return Ok(AvifOutcome::Nothing);
+    };
+    if row.formats.is_some() || row.failed.is_some() {
+        return Ok(AvifOutcome::Nothing);
+    }
+    let largest = u64::from(widths.last().copied().unwrap_or(0));
+    let tallest = u64::try_from(row.height)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(largest)
+        / u64::try_from(row.width.max(1)).unwrap_or(1);
+    let made = if largest.saturating_mul(tallest) > AVIF_MAX_PIXELS {
+        Err(format!(
+            "{largest} × {tallest} pixels is more than AVIF is made for"
+        ))
+    } else {
+        match state.images.store.get(&key.original_path()).await? {
+            // Its WebP and JPEG still work; fetching the original again for AVIF alone could
+            // lose the picture if Instagram's URL has expired.
+            None => Err("the original is missing from the store".to_owned()),
+            Some(original) => {
+                let limits = Limits {
+                    max_pixels: state.config.images.max_pixels,
+                };
+                let qualities = Qualities::of(&state.config.images);
+                state
+                    .images
+                    .pool
+                    .run(move || process::make_in(&original, limits, qualities, &[Format::Avif]))
+                    .await?
+                    .map_err(|refused| refused.to_string())
+                    .and_then(|made| {
+                        if made.widths() == widths {
+                            Ok(made)
+                        } else {
+                            Err(format!(
+                                "the widths made ({:?}) differ from the others' ({widths:?})",
+                                made.widths()
+                            ))
+                        }
+                    })
+            }
         }
     };
     let (formats, variants, bytes) = match &made {
@@ -439,7 +462,7 @@ async fn second_pass(
     };
     let recorded = crate::db::retry_conflicts("image formats", || async {
         let mut tx = state.db.begin().await?;
-        // Lock order: the fence (this image's job), the image, the widget change log last.
+        // Lock order: the fence (this image's AVIF job), the image, the widget change log last.
         if !jobs::is_held(&mut tx, lease).await? {
             return Ok(false);
         }
@@ -453,23 +476,10 @@ async fn second_pass(
     })
     .await?;
     Ok(match (recorded, made) {
-        (false, _) => VariantsOutcome::Stale,
-        (true, Ok(_)) => VariantsOutcome::Completed { variants, bytes },
-        (true, Err(reason)) => VariantsOutcome::WithoutAvif(reason),
+        (false, _) => AvifOutcome::Stale,
+        (true, Ok(_)) => AvifOutcome::Made { variants, bytes },
+        (true, Err(reason)) => AvifOutcome::Without(reason),
     })
-}
-
-/// Schedules the second pass of images made before AVIF existed here (a batch per call; the
-/// maintenance job calls it each run). Each pass records the formats, so an image is scheduled
-/// once.
-pub async fn schedule_second_passes(state: &AppState, batch: i64) -> anyhow::Result<usize> {
-    let keys = rows::without_formats(&state.db, batch).await?;
-    let now = state.clock.now();
-    for key in &keys {
-        // Only the image's job row: nothing else is locked.
-        jobs::schedule(&state.db, VARIANTS_JOB, key, now, now).await?;
-    }
-    Ok(keys.len())
 }
 
 /// The original is gone from the store: forget the image so its pictures are fetched again.

@@ -5,8 +5,9 @@
 //! image reference (`db::images`); the `image-fetch` job of the connection [`fetch`]es each
 //! original once from an allowed CDN host, judges it by its bytes ([`process::probe`]) and
 //! stores it under its content's [`ImageKey`] in the [`store`]; the `image-variants` job of that
-//! key makes its [`VARIANT_WIDTHS`] × [`Format`]s, a placeholder and a colour
-//! ([`process::make`]) on the low-priority [`pool`], and tells the widgets. Widgets then show
+//! key makes its [`VARIANT_WIDTHS`] in WebP and JPEG, a placeholder and a colour
+//! ([`process::make`]) on the low-priority [`pool`], and tells the widgets; the `image-avif` job
+//! then adds AVIF, slower to make, and tells them again. Widgets then show
 //! `/i/{key}/{width}.{format}`, served from memory ([`cache`]) or the store, never fetched on a
 //! visitor's request.
 
@@ -48,6 +49,8 @@ impl Images {
 pub const FETCH_JOB: &str = "image-fetch";
 /// The job that makes one image's variants (subject: the image key).
 pub const VARIANTS_JOB: &str = "image-variants";
+/// The job that makes one image's AVIF variants, after its others (subject: the image key).
+pub const AVIF_JOB: &str = "image-avif";
 
 /// The widths made of every image (never wider than the original: a narrower original gets
 /// the standard widths below its own, and its own).
@@ -97,12 +100,12 @@ impl Format {
     }
 }
 
-/// The encodings made in the first pass of an image's variants (milliseconds each); AVIF, which
-/// takes far longer, is made in a second pass.
+/// The encodings made by an image's variants job (milliseconds each); AVIF, which takes far
+/// longer, is made by its own job afterwards ([`AVIF_JOB`]).
 pub const FIRST_PASS: [Format; 2] = [Format::Webp, Format::Jpeg];
 
-/// Reads the `formats` column: the encodings made, in [`FORMATS`] order. Images made before
-/// the column existed (NULL) have the first pass's.
+/// Reads the `formats` column: the encodings made, in [`FORMATS`] order. NULL (AVIF not made
+/// yet, or an image made before AVIF existed here) means the first pass's.
 pub fn parse_formats(text: Option<&str>) -> Vec<Format> {
     let Some(text) = text else {
         return FIRST_PASS.to_vec();

@@ -160,7 +160,7 @@ impl Qualities {
             jpeg: clamp(config.jpeg_quality, 1, 100),
             webp: clamp(config.webp_quality, 1, 100),
             avif: clamp(config.avif_quality, 1, 100),
-            avif_speed: clamp(config.avif_speed, 0, 10),
+            avif_speed: clamp(config.avif_speed, 4, 10),
         }
     }
 }

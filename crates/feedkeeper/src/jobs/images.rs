@@ -1,13 +1,14 @@
 //! The image workers: [`FetchWork`] stores a connection's missing originals, [`VariantsWork`]
-//! makes one image's variants. Thin: what they do lives in `images::ingest`.
+//! makes one image's WebP and JPEG variants, [`AvifWork`] its AVIF ones afterwards. Thin: what
+//! they do lives in `images::ingest`.
 
 use anyhow::Context as _;
 
 use super::runner::{Claimed, Work};
 use crate::clock::UnixSeconds;
 use crate::ids::ConnectionId;
-use crate::images::ingest::{self, VariantsOutcome};
-use crate::images::{FETCH_JOB, ImageKey, VARIANTS_JOB};
+use crate::images::ingest::{self, AvifOutcome, VariantsOutcome};
+use crate::images::{AVIF_JOB, FETCH_JOB, ImageKey, VARIANTS_JOB};
 use crate::state::AppState;
 
 /// Fetch jobs in flight at once on one node (each fetches `images.fetch_concurrency` originals
@@ -69,18 +70,42 @@ impl Work for VariantsWork {
         match outcome {
             VariantsOutcome::Made { variants, bytes } => {
                 tracing::info!(image = %key, variants, bytes, "image variants made");
-                // The second pass (AVIF), at once: a job of its own key, so other images'
-                // first passes are not held behind it for longer than one encode.
-                Ok(Some(state.clock.now()))
-            }
-            VariantsOutcome::Completed { variants, bytes } => {
-                tracing::info!(image = %key, variants, bytes, "image AVIF variants made");
-                Ok(None)
             }
             VariantsOutcome::Retry => {
                 anyhow::bail!("the pictures using image {key} changed meanwhile")
             }
-            _ => Ok(None),
+            _ => {}
         }
+        Ok(None)
+    }
+}
+
+/// One AVIF job per image (subject: the image key), scheduled when its other variants are
+/// recorded. A kind of its own, one at a time per node: new images' WebP and JPEG never queue
+/// behind a backlog of AVIF (at most behind one encode, for a thread of the image pool).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AvifWork;
+
+impl Work for AvifWork {
+    fn kind(&self) -> &'static str {
+        AVIF_JOB
+    }
+
+    fn concurrency(&self, _state: &AppState) -> usize {
+        1
+    }
+
+    async fn run(&self, state: &AppState, job: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
+        let Some(key) = ImageKey::parse(&job.job.subject) else {
+            tracing::warn!(subject = %job.job.subject, "dropping an AVIF job with a malformed subject");
+            return Ok(None);
+        };
+        let outcome = ingest::make_avif(state, key, &job.lease)
+            .await
+            .with_context(|| format!("making the AVIF variants of image {key}"))?;
+        if let AvifOutcome::Made { variants, bytes } = outcome {
+            tracing::info!(image = %key, variants, bytes, "image AVIF variants made");
+        }
+        Ok(None)
     }
 }

@@ -52,12 +52,13 @@ impl Work for MaintenanceWork {
         let images = crate::images::cleanup::clean_up(state, ORPHAN_AGE_SECS)
             .await
             .context("removing unused images")?;
-        let second_passes = crate::images::ingest::schedule_second_passes(state, 500)
+        let avif_scheduled = crate::db::images::schedule_missing_avif(&state.db, now)
             .await
             .context("scheduling AVIF for older images")?;
         if states + choices + changes > 0
             || reseal.resealed > 0
-            || images.unused + images.orphans + second_passes > 0
+            || images.unused + images.orphans > 0
+            || avif_scheduled > 0
         {
             tracing::info!(
                 oauth_states = states,
@@ -66,7 +67,7 @@ impl Work for MaintenanceWork {
                 widget_changes = changes,
                 unused_images = images.unused,
                 orphaned_objects = images.orphans,
-                avif_scheduled = second_passes,
+                avif_scheduled,
                 "maintenance"
             );
         }

@@ -73,7 +73,13 @@ pub async fn spawn(
             settings.clone(),
             shutdown.clone(),
         ),
-        runner::spawn(state, images::VariantsWork, settings, shutdown),
+        runner::spawn(
+            state.clone(),
+            images::VariantsWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(state, images::AvifWork, settings, shutdown),
     ];
     tokio::spawn(async move {
         let mut reports = Vec::new();
@@ -96,6 +102,7 @@ pub struct PassReport {
     pub sync: Report,
     pub image_fetch: Report,
     pub image_variants: Report,
+    pub image_avif: Report,
 }
 
 /// Runs every job that is due now, kind by kind, on this node, and returns when none is left:
@@ -123,6 +130,8 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
         runner::run_due(state, &std::sync::Arc::new(images::FetchWork), &settings).await?;
     let image_variants =
         runner::run_due(state, &std::sync::Arc::new(images::VariantsWork), &settings).await?;
+    let image_avif =
+        runner::run_due(state, &std::sync::Arc::new(images::AvifWork), &settings).await?;
     Ok(PassReport {
         lifecycle,
         purge,
@@ -130,5 +139,6 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
         sync,
         image_fetch,
         image_variants,
+        image_avif,
     })
 }

@@ -21,7 +21,7 @@ use crate::db::posts::PostRow;
 use crate::images::Format;
 
 /// The JSON feed's schema version: bumped on any change a consumer could notice.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const WIDGET_CSS: &str = include_str!("../../static/widget.css");
 const WIDGET_JS: &str = include_str!("../../static/widget.js");

@@ -231,6 +231,7 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
     for kind in [
         feedkeeper::images::FETCH_JOB,
         feedkeeper::images::VARIANTS_JOB,
+        feedkeeper::images::AVIF_JOB,
     ] {
         let dead: Vec<_> = jobs::list_dead(&w.state.db)
             .await

@@ -235,7 +235,7 @@ async fn widgets_show_stored_images_after_the_urls_expired_and_the_login_died() 
         "no expired address is left: {html}"
     );
     let feed = feed_of(&app, &id).await;
-    assert_eq!(feed["schema_version"], 2);
+    assert_eq!(feed["schema_version"], 3);
     assert_eq!(feed["health"]["status"], "needs_reconnect");
     let posts = feed["posts"].as_array().unwrap();
     assert_eq!(posts.len(), shown);
@@ -614,17 +614,27 @@ async fn two_nodes_never_make_one_images_variants_at_once() {
     let b = crate::helpers::run_kind(&other, feedkeeper::jobs::images::VariantsWork).await;
     held.release();
     let a = a.await.unwrap();
-    // Every image made exactly once between them, in two passes (WebP and JPEG, then AVIF);
-    // the held one by A alone.
-    assert_eq!(a.finished + b.finished, 2 * keys.len(), "a {a:?}, b {b:?}");
-    assert_eq!(a.finished, 2, "a {a:?}, b {b:?}");
+    // Every image made exactly once between them; the held one by A alone.
+    assert_eq!(a.finished + b.finished, keys.len(), "a {a:?}, b {b:?}");
+    assert_eq!(a.finished, 1, "a {a:?}, b {b:?}");
     assert_eq!(a.failed + b.failed + a.lost + b.lost, 0, "a {a:?}, b {b:?}");
     let held_row = feedkeeper::db::images::get(&app.state.db, &held_key)
         .await
         .unwrap()
         .unwrap();
     assert!(held_row.widths.is_some());
-    assert_eq!(held_row.formats.as_deref(), Some("avif,webp,jpeg"));
+    // AVIF follows in a job of its own, scheduled with the ready record, once per image.
+    assert_eq!(held_row.formats, None);
+    let avif_a = avif_on(&app.state).await;
+    let avif_b = avif_on(&other).await;
+    assert_eq!(avif_a.finished + avif_b.finished, keys.len());
+    for key in &keys {
+        let row = feedkeeper::db::images::get(&app.state.db, key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.formats.as_deref(), Some("avif,webp,jpeg"), "{row:?}");
+    }
     let done = feedkeeper::db::images::totals(&app.state.db).await.unwrap();
     assert_eq!(done.ready, done.images, "{done:?}");
 }
@@ -671,7 +681,7 @@ async fn webp_behind_jpg_names_and_wide_photos_are_judged_by_their_bytes() {
 }
 
 #[tokio::test]
-async fn images_made_before_avif_get_it_in_a_second_pass_once() {
+async fn images_made_before_avif_get_it_from_a_job_of_their_own_once() {
     let app = TestApp::spawn().await;
     let id = shop_with_widget(&app).await;
     // As an upgrade finds them: WebP and JPEG made, no formats recorded.
@@ -692,11 +702,12 @@ async fn images_made_before_avif_get_it_in_a_second_pass_once() {
         .await
         .unwrap();
 
-    let scheduled = feedkeeper::images::ingest::schedule_second_passes(&app.state, 500)
+    let now = app.state.clock.now();
+    let scheduled = feedkeeper::db::images::schedule_missing_avif(&app.state.db, now)
         .await
         .unwrap();
-    assert_eq!(scheduled, before.len());
-    let pass = crate::helpers::run_kind(&app.state, feedkeeper::jobs::images::VariantsWork).await;
+    assert_eq!(scheduled as usize, before.len());
+    let pass = crate::helpers::run_kind(&app.state, feedkeeper::jobs::images::AvifWork).await;
     assert_eq!(pass.finished, before.len(), "{pass:?}");
     for row in feedkeeper::db::images::ready(&app.state.db).await.unwrap() {
         let expected = if row.key == before[0].key {
@@ -708,7 +719,7 @@ async fn images_made_before_avif_get_it_in_a_second_pass_once() {
         assert!(row.variant_bytes > 0);
     }
     // Nothing is scheduled again, and the widget offers what exists.
-    let again = feedkeeper::images::ingest::schedule_second_passes(&app.state, 500)
+    let again = feedkeeper::db::images::schedule_missing_avif(&app.state.db, now)
         .await
         .unwrap();
     assert_eq!(again, 0);
@@ -719,4 +730,8 @@ async fn images_made_before_avif_get_it_in_a_second_pass_once() {
             assert_eq!(response.status(), 200, "{size}");
         }
     }
+}
+
+async fn avif_on(state: &feedkeeper::state::AppState) -> feedkeeper::jobs::runner::Report {
+    crate::helpers::run_kind(state, feedkeeper::jobs::images::AvifWork).await
 }
