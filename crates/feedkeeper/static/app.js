@@ -80,3 +80,8 @@ if (widgetForm && preview) {
   widgetForm.addEventListener("input", soon);
   widgetForm.addEventListener("change", soon);
 }
+
+// Meta appends "#_" or "#_=_" to the address it sends people back to; it means nothing here.
+if (location.hash === "#_" || location.hash === "#_=_") {
+  history.replaceState(null, "", location.pathname + location.search);
+}

@@ -33,7 +33,7 @@ pub enum ConnectError {
     NoInstagramAccount { page: String },
     /// A reconnect logged in to a different account than the one it was meant to renew.
     #[error(
-        "you logged in as @{got}, but this link is for reconnecting @{expected}. Log out of \
+        "you logged in as @{got}, but this login was to reconnect @{expected}. Log out of \
          Instagram (or use a private window), then log in as @{expected}."
     )]
     WrongAccount { expected: String, got: String },

@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/l/{token}", get(connect::link_landing))
         .route("/l/{token}/{provider}", post(connect::link_start))
         .route("/connect/{provider}/callback", get(connect::callback))
+        .route("/connect/done", get(connect::link_done))
         .route(
             "/connect/facebook/pages/{choice}",
             get(connect::page_picker).post(connect::pick_pages),

@@ -76,6 +76,8 @@ struct PostView {
 struct WidgetDocument<'a> {
     theme: &'static str,
     transparent: bool,
+    /// The account is gone: visitors see nothing (no "no posts yet"), and the frame collapses.
+    account_gone: bool,
     layout: &'static str,
     captions: &'static str,
     lightbox: bool,
@@ -362,6 +364,7 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
             Theme::Auto => "auto",
         },
         transparent: s.transparent,
+        account_gone: data.health == crate::widgets::Health::Disconnected,
         layout: match s.layout {
             Layout::Grid => "grid",
             Layout::Slider => "slider",

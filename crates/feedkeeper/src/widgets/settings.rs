@@ -198,35 +198,79 @@ fn word_list(errors: &mut Vec<FieldError>, field: &'static str, raw: &str) -> Ve
 
 /// Post ids, or Instagram links to posts (their shortcode is kept), separated by commas, spaces
 /// or lines.
+/// One entry of the hide list as a post's shortcode or media id, if it is one: a link to a post
+/// on Instagram (`/p/`, `/reel/`, `/reels/` or `/tv/`, with or without the account's name
+/// before it), a shortcode, or a numeric media id.
+fn post_ref(entry: &str) -> Option<String> {
+    let code_like = |c: &str| {
+        (8..=64).contains(&c.len())
+            && c.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !entry.contains('/') {
+        return code_like(entry).then(|| entry.to_owned());
+    }
+    let with_scheme = if entry.contains("://") {
+        entry.to_owned()
+    } else {
+        format!("https://{entry}")
+    };
+    let url = url::Url::parse(&with_scheme).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    if !matches!(
+        host.as_str(),
+        "instagram.com" | "www.instagram.com" | "m.instagram.com" | "instagr.am"
+    ) {
+        return None;
+    }
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let at = segments
+        .iter()
+        .position(|s| matches!(*s, "p" | "reel" | "reels" | "tv"))?;
+    // The kind comes first or after the account's name, and the code right after it.
+    if at > 1 {
+        return None;
+    }
+    let code = segments.get(at + 1)?;
+    code_like(code).then(|| (*code).to_owned())
+}
+
 fn post_list(errors: &mut Vec<FieldError>, raw: &str) -> Vec<String> {
-    let items: Vec<String> = raw
+    let entries: Vec<&str> = raw
         .split(|c: char| c == ',' || c.is_whitespace())
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| match url::Url::parse(s) {
-            // https://www.instagram.com/p/<shortcode>/ → the shortcode.
-            Ok(u) => u
-                .path_segments()
-                .and_then(|mut segs| {
-                    segs.find(|seg| !seg.is_empty() && *seg != "p" && *seg != "reel")
-                })
-                .unwrap_or_default()
-                .to_owned(),
-            Err(_) => s.to_owned(),
-        })
-        .filter(|s| !s.is_empty())
         .collect();
-    if items.len() > MAX_LIST
-        || items.iter().any(|s| {
-            s.len() > 64
-                || !s
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        })
-    {
+    let mut items = Vec::new();
+    let mut not_understood = Vec::new();
+    for entry in &entries {
+        match post_ref(entry) {
+            Some(code) if !items.contains(&code) => items.push(code),
+            Some(_) => {}
+            None => not_understood.push(*entry),
+        }
+    }
+    if !not_understood.is_empty() {
+        let mut named: Vec<String> = not_understood
+            .iter()
+            .take(5)
+            .map(|e| format!("\u{201c}{}\u{201d}", e.chars().take(80).collect::<String>()))
+            .collect();
+        if not_understood.len() > 5 {
+            named.push(format!("and {} more", not_understood.len() - 5));
+        }
         errors.push((
             "hidden_posts",
-            format!("List up to {MAX_LIST} post links or ids, separated by spaces or lines."),
+            format!(
+                "Not a link to an Instagram post: {}. Paste links such as \
+                 https://www.instagram.com/p/Cx1AbCdEfGh/ (or just their codes), one per line.",
+                named.join(", ")
+            ),
+        ));
+    } else if items.len() > MAX_LIST {
+        errors.push((
+            "hidden_posts",
+            format!("Hide at most {MAX_LIST} posts per widget."),
         ));
     }
     items
@@ -274,6 +318,47 @@ impl SettingsForm {
         &self,
         max_posts: u32,
     ) -> Result<(String, Option<i64>, WidgetSettings), Vec<FieldError>> {
+        let (name, connection_id, settings, errors) = self.read(max_posts);
+        if errors.is_empty() {
+            Ok((name, connection_id, settings))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// What a live preview shows: every field that is valid as the form has it, and each one
+    /// that is not as in `fallback` (the saved widget, or the defaults), whatever the others.
+    /// The name plays no part in a preview.
+    pub fn for_preview(
+        &self,
+        max_posts: u32,
+        fallback: &WidgetSettings,
+    ) -> (Option<i64>, WidgetSettings) {
+        let (_, connection_id, mut s, errors) = self.read(max_posts);
+        for (field, _) in &errors {
+            match *field {
+                "layout" => s.layout = fallback.layout,
+                "captions" => s.captions = fallback.captions,
+                "theme" => s.theme = fallback.theme,
+                "columns_desktop" => s.columns_desktop = fallback.columns_desktop,
+                "columns_tablet" => s.columns_tablet = fallback.columns_tablet,
+                "columns_mobile" => s.columns_mobile = fallback.columns_mobile,
+                "posts" => s.posts = fallback.posts,
+                "spacing" => s.spacing = fallback.spacing,
+                "radius" => s.radius = fallback.radius,
+                "include_words" => s.include_words = fallback.include_words.clone(),
+                "exclude_words" => s.exclude_words = fallback.exclude_words.clone(),
+                "hidden_posts" => s.hidden_posts = fallback.hidden_posts.clone(),
+                "types" => s.types = fallback.types.clone(),
+                _ => {}
+            }
+        }
+        (connection_id, s)
+    }
+
+    /// Reads every field, each on its own: the settings hold a stand-in (the range's start, or
+    /// the default) for each field named in the errors.
+    fn read(&self, max_posts: u32) -> (String, Option<i64>, WidgetSettings, Vec<FieldError>) {
         let mut errors = Vec::new();
         let name = self.name.trim().to_owned();
         if name.is_empty() {
@@ -384,11 +469,7 @@ impl SettingsForm {
         if !(types.images || types.videos || types.reels || types.carousels) {
             errors.push(("types", "Show at least one kind of post.".to_owned()));
         }
-        if errors.is_empty() {
-            Ok((name, connection_id, settings))
-        } else {
-            Err(errors)
-        }
+        (name, connection_id, settings, errors)
     }
 }
 
@@ -450,12 +531,37 @@ mod tests {
     fn filters_are_read_from_free_text() {
         let mut form = valid();
         form.include_words = "#Bread, croissant  sale".into();
-        form.hidden_posts = "https://www.instagram.com/p/Cx1_-a/\n17895695668004550".into();
+        form.hidden_posts = "https://www.instagram.com/p/Cx1_-aBcDeF/\n17895695668004550, \
+            instagram.com/bakery/reel/DAbc12345xy/?igsh=x www.instagram.com/p/Cx1_-aBcDeF"
+            .into();
         let (_, _, s) = form.parse(50).unwrap();
         assert_eq!(s.include_words, ["#bread", "croissant", "sale"]);
-        assert_eq!(s.hidden_posts, ["Cx1_-a", "17895695668004550"]);
-        form.hidden_posts = "<script>".into();
-        assert!(form.parse(50).is_err());
+        assert_eq!(
+            s.hidden_posts,
+            ["Cx1_-aBcDeF", "17895695668004550", "DAbc12345xy"]
+        );
+        // Anything else is named back, not silently kept or dropped.
+        for (bad, named) in [
+            ("<script>", "<script>"),
+            (
+                "https://example.com/not-a-post",
+                "https://example.com/not-a-post",
+            ),
+            ("foo bar", "foo"),
+            (
+                "https://www.instagram.com/bakery/",
+                "https://www.instagram.com/bakery/",
+            ),
+            (
+                "https://www.instagram.com/p/",
+                "https://www.instagram.com/p/",
+            ),
+        ] {
+            form.hidden_posts = bad.into();
+            let errors = form.parse(50).unwrap_err();
+            let message = &errors.iter().find(|(f, _)| *f == "hidden_posts").unwrap().1;
+            assert!(message.contains(named), "{bad}: {message}");
+        }
     }
 
     #[test]

@@ -83,8 +83,23 @@ async fn make_link(
     token
 }
 
-/// A client (no feedkeeper account, own browser) uses the link with Instagram Login.
+/// A client (no feedkeeper account, own browser) uses the link with Instagram Login, and
+/// follows the callback's redirect to the done page when there is one.
 async fn client_uses_link(client: &Session, token: &str, username: &str) -> Reply {
+    let answer = client_link_callback(client, token, username).await;
+    follow_done(client, answer).await
+}
+
+/// Follows a client link's callback answer to its done page, when it is a redirect there.
+pub async fn follow_done(client: &Session, answer: Reply) -> Reply {
+    match answer.location() {
+        Some(done) if done.starts_with("/connect/done?") => client.get(done).await,
+        _ => answer,
+    }
+}
+
+/// [`client_uses_link`] up to the callback's own answer.
+async fn client_link_callback(client: &Session, token: &str, username: &str) -> Reply {
     let landing = client.get(&format!("/l/{token}")).await;
     assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
     let form = landing.form(&format!("/l/{token}/instagram"));
@@ -160,6 +175,8 @@ async fn reconnecting_renews_the_same_connection_and_resolves_the_incident() {
         "{}",
         wrong.body
     );
+    // From the dashboard's button, no link was used: the words do not speak of one.
+    assert!(!wrong.body.contains("this link"), "{}", wrong.body);
     assert_eq!(owned(&app, owner).await.len(), 1);
 
     let start = browser
@@ -315,9 +332,31 @@ async fn a_client_link_used_from_a_second_browser_lands_in_the_owners_dashboard(
         landing.body.contains("password"),
         "the page says the password stays theirs"
     );
-    let done = client_uses_link(&client, &token, "bakery").await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
-    assert!(done.body.contains("@bakery") && done.body.contains("agency@example.com"));
+    // The callback sends the client to a page of its own: reloading it says the same, and
+    // Meta's one-time code is not in its address.
+    let answer = client_link_callback(&client, &token, "bakery").await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let address = answer.location().unwrap().to_owned();
+    assert!(
+        address.starts_with("/connect/done?d=") && !address.contains("code="),
+        "{address}"
+    );
+    for _ in 0..2 {
+        let done = client.get(&address).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        assert!(done.body.contains("@bakery") && done.body.contains("agency@example.com"));
+    }
+    // Nobody can make it say something else.
+    let (payload, _) = address.rsplit_once('.').unwrap();
+    let forged = format!("{payload}.AAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(client.get(&forged).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.get("/connect/done?d=x").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // It lasts a day.
+    app.advance(86_401);
+    assert_eq!(client.get(&address).await.status, StatusCode::NOT_FOUND);
     let all = owned(&app, owner).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].username, "bakery");
@@ -584,7 +623,7 @@ async fn a_client_link_works_with_facebook_login_too() {
         true,
     )
     .await;
-    let done = client.get(&local(&back)).await;
+    let done = follow_done(&client, client.get(&local(&back)).await).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert!(done.body.contains("@harbor"));
     let all = owned(&app, owner).await;
@@ -672,7 +711,7 @@ async fn a_single_use_link_started_in_two_browsers_at_once_connects_one_account(
         .await;
     assert_eq!(again.status, StatusCode::SEE_OTHER);
     let back = login_at_meta(winner_start, &ig("bakery"), true).await;
-    let done = winner.get(&local(&back)).await;
+    let done = follow_done(winner, winner.get(&local(&back)).await).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     // The other browser cannot connect another account through it afterwards either.
     let late = app.browser().get(&format!("/l/{token}")).await;

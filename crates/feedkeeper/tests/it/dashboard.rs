@@ -155,7 +155,8 @@ async fn the_list_shows_each_connection_in_plain_words_with_its_buttons() {
     empty.form("/connections/connect/instagram");
     empty.form("/connections/connect/facebook");
     assert!(empty.body.contains("Connect an Instagram account"));
-    assert!(empty.body.contains("Add a Business connection FB"));
+    // The button says what it does; the badge keeps the seed's name.
+    assert!(empty.body.contains("Connect through a Facebook Page"));
 
     let ig = connect_instagram(&app, owner, "bakery").await;
     let done = connect_facebook(&app, &browser, "harbor").await;
@@ -186,8 +187,8 @@ async fn the_list_shows_each_connection_in_plain_words_with_its_buttons() {
         "only harbor is one"
     );
     assert!(
-        body.contains("Add a Business connection FB"),
-        "the button says the same"
+        body.contains(">Connect through a Facebook Page</button>"),
+        "the button says what it does"
     );
     assert!(body.contains(fb.fb_page_name.as_deref().unwrap()));
     // No "does not expire" beside a date by which Facebook wants a new login.
@@ -443,17 +444,33 @@ async fn refresh_now_during_an_outage_or_a_throttle_says_so_and_does_not_hammer_
         })
         .unwrap();
     let body = refresh().await;
+    // Meta answered, with an error: the words say so (not "did not answer").
     assert!(
-        body.contains("@bakery is having trouble: Meta did not answer; retrying automatically"),
+        body.contains(
+            "@bakery is having trouble: Meta answered with an error; retrying automatically"
+        ),
         "{body}"
     );
     assert!(body.contains("notice-warn"), "{body}");
     assert!(
-        body.contains("(Meta did not accept the check)"),
+        body.contains("(Meta answered with an error)"),
         "a failed check still shows when it happened: {body}"
     );
-    assert!(body.contains("Having trouble: Meta did not answer; retrying automatically"));
+    assert!(body.contains("Having trouble: Meta answered with an error; retrying automatically"));
     assert!(body.contains("Last error"));
+    // No answer from Meta at all (a proxy's error page instead).
+    app.sim
+        .set_outage(meta_sim::Outage {
+            html_rate: 1.0,
+            ..Default::default()
+        })
+        .unwrap();
+    app.advance(120);
+    let body = refresh().await;
+    assert!(
+        body.contains("@bakery is having trouble: Meta did not answer; retrying automatically"),
+        "{body}"
+    );
     app.sim.clear_outage();
     app.advance(120);
     assert!(refresh().await.contains("@bakery is active"));
@@ -555,6 +572,7 @@ async fn a_reconnect_link_is_shown_once_and_works_once() {
         &[("username", "bakery"), ("password", "sim-password")],
     )
     .await;
+    let done = crate::connect_flows::follow_done(&client, done).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert_eq!(
         stored::get(&app.state.db, c.id).await.unwrap().status(),

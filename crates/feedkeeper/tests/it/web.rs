@@ -471,6 +471,13 @@ async fn browser_a_client_link_is_made_copied_and_used_in_a_second_browser() {
         client.click("button[type=submit]", "consent").await;
         client.click("button[value=allow]", "done").await;
         assert!(client.text().await.contains("client_shop"));
+        // A page of its own: Meta's code is gone from the address, and a reload says the same.
+        assert_eq!(client.path().await, "/connect/done");
+        let address = client.client.current_url().await.unwrap();
+        assert!(!address.as_str().contains("code="), "{address}");
+        client.client.refresh().await.unwrap();
+        assert!(client.text().await.contains("client_shop"));
+        client.check("reloaded").await;
         client.close().await;
 
         agency

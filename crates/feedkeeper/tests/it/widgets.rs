@@ -257,6 +257,46 @@ async fn a_widget_is_made_in_the_dashboard_and_served_to_any_website() {
         .get(&format!("/widgets/preview?connection_id={connection}"))
         .await;
     assert!(!snooped.body.contains("Fresh bread") && !snooped.body.contains("@shop"));
+    // A preview shows every valid setting whatever else is invalid (no name typed yet, a
+    // number out of range), and asks for an account while none is chosen.
+    let partial = browser
+        .get(&format!(
+            "/widgets/preview?connection_id={connection}&layout=slider&theme=dark\
+             &captions=below&columns_desktop=99&posts=12&spacing=8&radius=6&columns_tablet=3\
+             &columns_mobile=2&show_images=on&show_videos=on&show_reels=on&show_carousels=on"
+        ))
+        .await;
+    assert!(
+        partial.body.contains("fk-slider")
+            && partial.body.contains("fk-theme-dark")
+            && partial.body.contains("fk-captions-below")
+            && partial.body.contains("Fresh bread"),
+        "{}",
+        partial.body
+    );
+    let unchosen = browser.get("/widgets/preview?layout=grid").await;
+    assert!(
+        unchosen
+            .body
+            .contains("Choose the Instagram account to show")
+            && !unchosen.body.contains("No posts to show yet"),
+        "{}",
+        unchosen.body
+    );
+    // The hide list takes only posts, and names what it did not understand, keeping the text.
+    let mut hide = form(&browser.csrf, &connection);
+    hide.push(("hidden_posts", "foo bar\nhttps://example.com/not-a-post"));
+    let refused = browser.post(&edit_path, &hide).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("Not a link to an Instagram post")
+            && refused.body.contains("https://example.com/not-a-post")
+            && refused
+                .body
+                .contains("foo bar\nhttps://example.com/not-a-post</textarea>"),
+        "{}",
+        refused.body
+    );
 
     // An edit shows at once on this node.
     let mut slider = form(&browser.csrf, &connection);

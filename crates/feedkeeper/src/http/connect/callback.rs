@@ -396,11 +396,12 @@ impl Flow<'_> {
                         None,
                     );
                 }
-                render(&LinkDone {
-                    page: Page::public("Connected", String::new()),
-                    names,
-                    requester: requester(self.state, link, None).await?.name,
-                })
+                // A page of its own: reloading it says the same, and Meta's code leaves the
+                // address bar.
+                let now = self.state.clock.now();
+                Ok(see_other(&super::done::address(
+                    self.state, link.id, &names, now,
+                )))
             }
             None => {
                 // The owner is back in their dashboard.

@@ -11,11 +11,13 @@
 //! they share: providers, starting a login, and the problem page.
 
 pub mod callback;
+pub mod done;
 pub mod links;
 pub mod owner;
 pub mod pages;
 
 pub use callback::callback;
+pub use done::link_done;
 pub use links::{link_landing, link_logo, link_start};
 pub use owner::{start_owner, start_reconnect};
 pub use pages::{page_picker, pick_pages};

@@ -60,9 +60,10 @@ fn human_bytes(bytes: i64) -> String {
     }
 }
 
-/// `2025-01-31`, in UTC.
+/// `31 January 2025`, in UTC.
 fn date(unix: i64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
+    // "6 December 2026": unambiguous wherever the reader is.
+    let format = time::macros::format_description!("[day padding:none] [month repr:long] [year]");
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&format).ok())
@@ -249,5 +250,11 @@ mod tests {
         assert_eq!(super::human_bytes(999), "999 bytes");
         assert_eq!(super::human_bytes(12_400_000), "12.4 MB");
         assert_eq!(super::human_bytes(3_200_000_000), "3.2 GB");
+    }
+
+    #[test]
+    fn dates_read_the_same_everywhere() {
+        assert_eq!(super::date(1_738_281_600), "31 January 2025");
+        assert_eq!(super::date(1_735_689_600), "1 January 2025");
     }
 }

@@ -109,7 +109,7 @@ impl ConnectionView {
             (ok, Some(failed))
                 if ok.is_none_or(|ok| failed >= ok) && c.status() != Status::Active =>
             {
-                format!("{} (Meta did not accept the check)", format_utc(failed))
+                format!("{} ({})", format_utc(failed), trouble_words(c))
             }
             (ok, _) => when(ok),
         };
@@ -180,13 +180,26 @@ impl ConnectionView {
     }
 }
 
+/// What went wrong with the last call to Meta: an error code means Meta answered, with an
+/// error; none means no answer came (a timeout, a refused connection).
+fn trouble_words(c: &Connection) -> &'static str {
+    if c.last_error_code.is_some() {
+        "Meta answered with an error"
+    } else {
+        "Meta did not answer"
+    }
+}
+
 /// The status in plain words, with the badge tone.
 fn status_words(c: &Connection) -> (&'static str, String) {
     match c.status() {
         Status::Active => ("ok", "Active".to_owned()),
         Status::Degraded => (
             "warn",
-            "Having trouble: Meta did not answer; retrying automatically".to_owned(),
+            format!(
+                "Having trouble: {}; retrying automatically",
+                trouble_words(c)
+            ),
         ),
         Status::NeedsReconnect => (
             "bad",
@@ -234,6 +247,16 @@ fn event_words(event: &str) -> String {
         "data_purged" => "Data deleted".to_owned(),
         "check_requested" | "refresh_requested" => "Check requested".to_owned(),
         other => other.to_owned(),
+    }
+}
+
+/// `text` to follow a word mid-sentence: its first letter in lower case, and nothing else
+/// (names such as "Meta" or "Instagram" inside it keep their capitals).
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -517,7 +540,7 @@ pub async fn refresh(
             format!(
                 "@{} was checked moments ago ({}). You can check it again after {}.",
                 c.username,
-                status_words(&c).1.to_lowercase(),
+                lowercase_first(&status_words(&c).1),
                 format_utc(until)
             ),
         ),
@@ -557,7 +580,8 @@ fn refresh_message(c: &Connection, renewed: bool) -> String {
                 .map(|e| format!(" (Meta said: {e})"))
                 .unwrap_or_default();
             format!(
-                "@{name} is having trouble: Meta did not answer; retrying automatically{error}."
+                "@{name} is having trouble: {}; retrying automatically{error}.",
+                trouble_words(c)
             )
         }
         Status::NeedsReconnect => format!(
@@ -636,6 +660,15 @@ pub async fn disconnect(
 mod tests {
     use super::*;
     use crate::ids::ConnectionId;
+
+    #[test]
+    fn a_status_mid_sentence_keeps_its_names_capitalised() {
+        assert_eq!(
+            lowercase_first("Having trouble: Meta did not answer"),
+            "having trouble: Meta did not answer"
+        );
+        assert_eq!(lowercase_first(""), "");
+    }
 
     #[test]
     fn initials_take_the_first_letters_of_up_to_two_words() {

@@ -427,27 +427,46 @@ pub async fn preview_new(
     preview_of(&state, &user, None, &form).await
 }
 
+/// The preview before an account is chosen: a prompt, not an empty widget.
+fn choose_an_account() -> Response {
+    let mut response = axum::response::Html(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Preview</title>\
+         <p style=\"font:15px system-ui,sans-serif;color:#575b61;margin:1rem\">\
+         Choose the Instagram account to show, and its posts appear here.</p></html>",
+    )
+    .into_response();
+    let h = response.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; sandbox",
+        ),
+    );
+    response
+}
+
 async fn preview_of(
     state: &AppState,
     user: &CurrentUser,
     saved: Option<&Widget>,
     form: &SettingsForm,
 ) -> Result<Response, AppError> {
-    let (connection, settings) = match form.parse(state.config.sync.max_posts as u32) {
-        Ok((_, Some(c), s)) => (Some(ConnectionId(c)), s),
-        _ => match saved {
-            Some(w) => (w.connection_id, widgets::settings_of(w)),
-            None => (
-                form.connection_id.trim().parse().ok().map(ConnectionId),
-                WidgetSettings::default(),
-            ),
-        },
-    };
+    // Each valid field as the form has it, whatever else is invalid (a name not typed yet);
+    // each invalid one as saved, or as the defaults for a new widget.
+    let fallback = saved.map(widgets::settings_of).unwrap_or_default();
+    let (chosen, settings) = form.for_preview(state.config.sync.max_posts as u32, &fallback);
+    let connection = chosen
+        .map(ConnectionId)
+        .or_else(|| saved.and_then(|w| w.connection_id));
     // Only the owner's own accounts, as everywhere.
     let connection = match connection {
         Some(id) => stored::get_owned(&state.db, user.id, id).await.ok(),
         None => None,
     };
+    if connection.is_none() {
+        return Ok(choose_an_account());
+    }
     let data = widgets::assemble(
         state,
         saved.map(|w| w.public_id.clone()).unwrap_or_default(),
