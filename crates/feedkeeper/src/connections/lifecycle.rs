@@ -11,7 +11,7 @@
 //! token racing a reconnect, or a node whose lease ran out, changes nothing.
 
 use super::policy::{Check, IncidentDecision};
-use super::{Actor, open_token, token_context};
+use super::{Actor, LIFECYCLE_JOB, open_token, token_context};
 use crate::clock::wall_ms;
 use crate::db::connections::{
     self, CheckResult, Connection, Health, LoginKind, RenewedToken, RowLock, Status,
@@ -469,6 +469,45 @@ pub struct CheckReport {
     pub next_due: Option<i64>,
 }
 
+/// Reasons that belong to the person's login, not to one account: every connection made with
+/// the same login is affected at once.
+fn user_level(reason: Option<&str>) -> bool {
+    matches!(
+        reason.and_then(ReconnectReason::parse),
+        Some(
+            ReconnectReason::PasswordChanged
+                | ReconnectReason::Expired
+                | ReconnectReason::AppRemoved
+                | ReconnectReason::Checkpoint
+        )
+    )
+}
+
+/// When a check has just found a reason that belongs to the person's login (a checkpoint, a
+/// changed password, the app removed, an expired login), the other connections made with the
+/// same login (the same Facebook person's other Pages, the same Instagram account in another
+/// tenant) are checked at once, through the runner: their lifecycle jobs become due now.
+/// After the commit, one job row per statement; a crash before it only leaves them to their
+/// own schedule.
+async fn check_siblings(
+    state: &AppState,
+    before: &Connection,
+    after: &Connection,
+) -> Result<(), DbError> {
+    let newly_broken = after.status() == Status::NeedsReconnect
+        && (before.status() != Status::NeedsReconnect || before.reason != after.reason);
+    if !newly_broken || !user_level(after.reason.as_deref()) {
+        return Ok(());
+    }
+    let now = state.clock.now();
+    for sibling in connections::siblings(&state.db, after).await? {
+        jobs::schedule(&state.db, LIFECYCLE_JOB, &sibling.to_string(), now, now).await?;
+        tracing::info!(connection = %after.id, sibling = %sibling,
+            "a login-wide problem: checking the login's other connection now");
+    }
+    Ok(())
+}
+
 /// One lifecycle check of one connection under a job's lease: ask Meta what the policy says,
 /// then apply the answer, fenced. The same function serves the worker, the dashboard's "check
 /// now" and the CLI, so the three never drift.
@@ -532,6 +571,9 @@ pub async fn check_and_apply(
     };
     let stale = matches!(applied, Applied::Stale(_));
     let current = applied.into_connection();
+    if !stale {
+        check_siblings(state, &c, &current).await?;
+    }
     let next_due = state
         .policy()
         .next_due(&current, state.clock.now(), rand::random());

@@ -364,6 +364,21 @@ pub async fn list_all(db: impl Into<Ex<'_>>) -> Result<Vec<Connection>, DbError>
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).fetch_all(pool).await)?)
 }
 
+/// The other connections made with `c`'s login (any tenant): the same Facebook person's other
+/// Pages, or the same Instagram account connected elsewhere; only those with a token.
+pub async fn siblings(db: impl Into<Ex<'_>>, c: &Connection) -> Result<Vec<ConnectionId>, DbError> {
+    const SQL: &str = "SELECT id FROM connections
+        WHERE id <> $1 AND token_sealed IS NOT NULL
+          AND (ig_user_id = $2 OR ($3 IS NOT NULL AND fb_user_id = $3))
+        ORDER BY id";
+    Ok(on_pool!(db, pool => sqlx::query_scalar(SQL)
+        .bind(c.id)
+        .bind(&c.ig_user_id)
+        .bind(c.fb_user_id.as_deref())
+        .fetch_all(pool)
+        .await)?)
+}
+
 /// Connections a Meta callback about `meta_user_id` (a person, or a Page) refers to (any tenant: it is about the
 /// Instagram/Facebook person, wherever they are connected).
 pub async fn find_by_meta_user(

@@ -746,3 +746,88 @@ async fn a_failed_login_through_a_single_use_link_lets_it_be_tried_again() {
     let done = client_uses_link(&second, &token, "bakery").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
 }
+
+#[tokio::test]
+async fn a_login_wide_problem_found_on_one_page_checks_the_same_persons_other_pages_at_once() {
+    let app = TestApp::spawn().await;
+    for (username, page) in [("harbor_cafe", "Harbor Cafe"), ("harbor_bar", "Harbor Bar")] {
+        app.sim
+            .create_account(meta_sim::NewAccount {
+                username: username.into(),
+                facebook_page: true,
+                facebook_user: Some("harbor.owner".into()),
+                page_name: Some(page.into()),
+                posts: 1,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    let browser = app.signup_and_login("owner@example.com").await;
+    let start = browser
+        .post("/connections/connect/facebook", &[("csrf", &browser.csrf)])
+        .await;
+    let back = login_at_meta(
+        start,
+        &[("email", "harbor.owner"), ("pass", "sim-password")],
+        true,
+    )
+    .await;
+    let picker_path = browser
+        .get(&local(&back))
+        .await
+        .location()
+        .unwrap()
+        .to_owned();
+    let picker = browser.get(&picker_path).await;
+    let done = browser.submit(&picker.form(&picker_path)).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let owner = user_id(&app, "owner@example.com").await;
+    let all = owned(&app, owner).await;
+    assert_eq!(all.len(), 2);
+    feedkeeper::jobs::run_due_now(&app.state, "test")
+        .await
+        .unwrap();
+    let (cafe, bar) = if all[0].username == "harbor_cafe" {
+        (&all[0], &all[1])
+    } else {
+        (&all[1], &all[0])
+    };
+    let job_of = |id: ConnectionId| {
+        let db = app.state.db.clone();
+        async move {
+            feedkeeper::db::jobs::get(&db, "lifecycle", &id.to_string())
+                .await
+                .unwrap()
+        }
+    };
+    let now = app.state.clock.now();
+    assert!(job_of(bar.id).await.due_at > now, "the bar is not due yet");
+
+    // A checkpoint on the person: the owner checks the cafe, which finds it.
+    app.sim
+        .apply_event("harbor_cafe", AccountEvent::SuspiciousLogin)
+        .await
+        .unwrap();
+    let refreshed = browser
+        .post(
+            &format!("/connections/{}/refresh", cafe.id),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::SEE_OTHER);
+    let cafe_now = stored::get(&app.state.db, cafe.id).await.unwrap();
+    assert_eq!(cafe_now.status(), Status::NeedsReconnect);
+    assert_eq!(cafe_now.reason.as_deref(), Some("checkpoint"));
+    // The bar, on the same login, is due now: checked through the runner, not in the request.
+    assert!(job_of(bar.id).await.due_at <= app.state.clock.now());
+    assert_eq!(
+        stored::get(&app.state.db, bar.id).await.unwrap().status(),
+        Status::Active
+    );
+    feedkeeper::jobs::run_due_now(&app.state, "test")
+        .await
+        .unwrap();
+    let bar_now = stored::get(&app.state.db, bar.id).await.unwrap();
+    assert_eq!(bar_now.status(), Status::NeedsReconnect);
+    assert_eq!(bar_now.reason.as_deref(), Some("checkpoint"));
+}

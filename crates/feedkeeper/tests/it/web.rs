@@ -399,6 +399,22 @@ async fn browser_the_demo_fits_a_phone_and_shows_whom_to_log_in_as() {
         w.click("button[type=submit]", "instagram-consent").await;
         w.click("button[value=allow]", "connected").await;
         assert!(w.text().await.contains(&format!("@{}", first.username)));
+
+        // The simulator's page: its buttons break an account as Meta would, on any screen.
+        w.go(&format!("{}/__sim/", demo.simulator_url), "simulator").await;
+        w.click(
+            &format!(
+                "form[action='/__sim/ui/accounts/{}'] button[value=password]",
+                first.username
+            ),
+            "password-changed",
+        )
+        .await;
+        assert!(
+            w.text().await.contains("The password was changed"),
+            "{}",
+            w.text().await
+        );
         w.close().await;
     }
 }

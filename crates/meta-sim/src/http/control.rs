@@ -129,10 +129,23 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/__sim/deliveries", get(deliveries))
         .route("/__sim/reset", post(reset))
         .route("/__sim/demo", post(demo))
+        // The page's buttons (form posts that come back to the page).
+        .route("/__sim/ui/accounts/{username}", post(ui_account))
+        .route("/__sim/ui/outage", post(ui_outage))
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-async fn index(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct IndexQuery {
+    done: String,
+}
+
+async fn index(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<IndexQuery>,
+) -> Response {
     let authority = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -169,8 +182,100 @@ async fn index(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
         facebook_app_secret: app.facebook_app_secret,
         mode: format!("{:?}", app.mode).to_lowercase(),
         accounts,
+        outage: sim.outage().is_some(),
+        done: UI_DONE
+            .iter()
+            .find(|(key, _)| *key == query.done)
+            .map(|(_, words)| (*words).to_owned()),
     };
     html_response(StatusCode::OK, pages::render(&page))
+}
+
+/// What each of the page's buttons did, by the key it comes back with.
+const UI_DONE: [(&str, &str); 6] = [
+    (
+        "password",
+        "The password was changed: the account's tokens stopped working.",
+    ),
+    (
+        "app",
+        "The app was removed: the tokens stopped working and the deauthorize callback was sent.",
+    ),
+    (
+        "checkpoint",
+        "A suspicious login was flagged: the tokens fail until the person logs in again.",
+    ),
+    ("post", "A new photo was posted."),
+    (
+        "outage_on",
+        "Meta's APIs now answer every call with an error.",
+    ),
+    ("outage_off", "Meta's APIs answer normally again."),
+];
+
+fn back_to_index(done: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("/__sim/?done={done}"))],
+    )
+        .into_response()
+}
+
+/// `POST /__sim/ui/accounts/{username}` (`what=password|app|checkpoint|post`): one breakage (or
+/// a new post) from the simulator's page, so a demo user can watch feedkeeper react.
+async fn ui_account(
+    State(sim): State<Simulator>,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let form = super::form::parse_form(content_type, &body).map_err(ControlError::bad)?;
+    let what = form
+        .iter()
+        .find(|(k, _)| k == "what")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let event = match what {
+        "password" => Some(AccountEvent::PasswordChanged),
+        "app" => Some(AccountEvent::AppRemoved),
+        "checkpoint" => Some(AccountEvent::SuspiciousLogin),
+        "post" => None,
+        other => return Err(ControlError::bad(format!("unknown button {other:?}"))),
+    };
+    match event {
+        Some(event) => {
+            sim.apply_event(&username, event).await?;
+        }
+        None => {
+            sim.post_media(
+                &username,
+                NewMedia {
+                    caption: Some("Fresh from the oven".into()),
+                    ..Default::default()
+                },
+            )?;
+        }
+    }
+    Ok(back_to_index(what))
+}
+
+/// `POST /__sim/ui/outage` (`on=1` or not): the page's outage switch.
+async fn ui_outage(State(sim): State<Simulator>, body: Bytes) -> Result<Response, ControlError> {
+    let on = url::form_urlencoded::parse(&body).any(|(k, v)| k == "on" && v == "1");
+    if on {
+        sim.set_outage(Outage {
+            error_rate: 1.0,
+            ..Default::default()
+        })?;
+        Ok(back_to_index("outage_on"))
+    } else {
+        sim.clear_outage();
+        Ok(back_to_index("outage_off"))
+    }
 }
 
 async fn list_accounts(State(sim): State<Simulator>) -> Reply {

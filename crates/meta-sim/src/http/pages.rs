@@ -105,6 +105,10 @@ pub(crate) struct Index {
     pub(crate) facebook_app_secret: String,
     pub(crate) mode: String,
     pub(crate) accounts: Vec<AccountRow>,
+    /// Meta's APIs answer every call with an error (the page's outage button).
+    pub(crate) outage: bool,
+    /// What the last button did, shown once.
+    pub(crate) done: Option<String>,
 }
 
 /// Renders a template; a rendering failure becomes a readable page instead of a panic.

@@ -307,6 +307,66 @@ async fn demo_set_and_index_page() {
         h.send_json(Method::POST, "/__sim/demo", "").await.status,
         409
     );
+
+    // The page's buttons break an account (or post to it) and come back saying what happened.
+    let page = h.get("/__sim/").await;
+    assert!(
+        page.text
+            .contains("action=\"/__sim/ui/accounts/sunny.bakery\"")
+            && page.text.contains("value=\"password\"")
+            && page.text.contains("Start an outage"),
+        "{}",
+        page.text
+    );
+    let token = h.sim.generate_token("sunny.bakery").expect("token");
+    let pressed = h
+        .read(
+            h.http
+                .post(h.url("/__sim/ui/accounts/sunny.bakery"))
+                .form(&[("what", "password")]),
+        )
+        .await;
+    assert_eq!(pressed.status, 303, "{}", pressed.text);
+    let back = h.get("/__sim/?done=password").await;
+    assert!(
+        back.text.contains("The password was changed"),
+        "{}",
+        back.text
+    );
+    let me = h
+        .get(&format!(
+            "/graph.instagram.com/me?fields=id&access_token={}",
+            token.access_token
+        ))
+        .await;
+    assert_eq!(me.status, 400, "the old token no longer works: {}", me.text);
+    let posts = h.sim.list_media("sunny.bakery").expect("media").len();
+    h.read(
+        h.http
+            .post(h.url("/__sim/ui/accounts/sunny.bakery"))
+            .form(&[("what", "post")]),
+    )
+    .await;
+    assert_eq!(
+        h.sim.list_media("sunny.bakery").expect("media").len(),
+        posts + 1
+    );
+    h.read(h.http.post(h.url("/__sim/ui/outage")).form(&[("on", "1")]))
+        .await;
+    assert!(h.sim.outage().is_some());
+    let page = h.get("/__sim/").await;
+    assert!(page.text.contains("End the outage"), "{}", page.text);
+    h.read(h.http.post(h.url("/__sim/ui/outage")).form(&[("on", "0")]))
+        .await;
+    assert!(h.sim.outage().is_none());
+    let unknown = h
+        .read(
+            h.http
+                .post(h.url("/__sim/ui/accounts/sunny.bakery"))
+                .form(&[("what", "explode")]),
+        )
+        .await;
+    assert_eq!(unknown.status, 400);
 }
 
 #[tokio::test]
