@@ -101,9 +101,37 @@
         var height = Number(event.data.height);
         if (!isFinite(height) || height < 0 || height > 100000) return;
         iframe.style.height = Math.ceil(height) + "px";
+        soon();
+      } else if (kind === "where") {
+        sent = [];
+        soon();
       }
     });
   });
+
+  // Which part of each frame the visitor sees (the frame is as tall as its content, so its
+  // own viewport is not the screen): the widget opens its lightbox there.
+  var sent = [];
+  function viewports() {
+    frames.forEach(function (iframe, i) {
+      if (!iframe.contentWindow) return;
+      var rect = iframe.getBoundingClientRect();
+      var top = Math.max(0, -rect.top);
+      var height = Math.max(0, Math.min(rect.bottom, window.innerHeight) - Math.max(rect.top, 0));
+      var key = Math.round(top) + ":" + Math.round(height);
+      if (sent[i] === key) return;
+      sent[i] = key;
+      iframe.contentWindow.postMessage({ feedkeeper: "viewport", top: top, height: height }, "*");
+    });
+  }
+  var pending = false;
+  function soon() {
+    if (pending) return;
+    pending = true;
+    window.requestAnimationFrame(function () { pending = false; viewports(); });
+  }
+  window.addEventListener("scroll", soon, { passive: true });
+  window.addEventListener("resize", soon);
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mount);
   else mount();

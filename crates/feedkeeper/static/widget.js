@@ -67,8 +67,40 @@
     return { go: go };
   }
 
+  // Where the visitor sees this frame (from embed.js; unknown when framed without it).
+  var seen = null;
+  window.addEventListener("message", function (event) {
+    if (event.source !== window.parent || !event.data || event.data.feedkeeper !== "viewport") return;
+    var top = Number(event.data.top), height = Number(event.data.height);
+    if (isFinite(top) && isFinite(height) && top >= 0 && height > 0) seen = { top: top, height: height };
+  });
+  if (window.parent !== window) window.parent.postMessage({ feedkeeper: "where" }, "*");
+
   // The lightbox.
   var dialog = document.getElementById("fk-lightbox");
+  // A modal dialog centres in the frame's own viewport: the whole (tall) frame, mostly off the
+  // screen on a phone. It goes where the visitor looks instead: the part of the frame on
+  // their screen, or else from the tapped post down.
+  function place(tapped) {
+    var docHeight = document.documentElement.scrollHeight;
+    var top, room;
+    if (seen && window.parent !== window) {
+      top = seen.top + 8;
+      room = seen.height - 16;
+    } else if (window.parent !== window) {
+      top = Math.max(0, tapped.getBoundingClientRect().top + window.scrollY - 8);
+      room = Math.min(window.screen ? window.screen.height : 800, docHeight) - 16;
+    } else {
+      return; // Opened as a page of its own: the browser's own centring is right.
+    }
+    room = Math.max(200, room);
+    dialog.style.position = "absolute";
+    dialog.style.margin = "0 auto";
+    dialog.style.top = Math.round(Math.max(0, Math.min(top, docHeight - room))) + "px";
+    dialog.style.maxHeight = Math.round(room) + "px";
+    dialog.style.setProperty("--fk-room", Math.round(room) + "px");
+    dialog.style.overflow = "auto";
+  }
   if (dialog && root.dataset.lightbox === "true") {
     var body = dialog.querySelector(".fk-lightbox-body");
     root.addEventListener("click", function (event) {
@@ -88,6 +120,7 @@
       });
       body.replaceChildren.apply(body, Array.prototype.slice.call(copy.childNodes));
       dialog.showModal();
+      place(open);
       var stage = body.querySelector(".fk-stage");
       carousel = stage ? albumOf(stage) : null;
       report(false);
@@ -114,7 +147,11 @@
   function report(force) {
     // The content's own height (the document's scrollHeight never drops below the frame's).
     var height = Math.ceil(root.getBoundingClientRect().bottom + window.scrollY);
-    if (dialog && dialog.open) height = Math.max(height, 560);
+    // While the lightbox is open the frame keeps its height (the lightbox fits the visible
+    // part), unless it needs more to show the lightbox at all.
+    if (dialog && dialog.open) {
+      height = Math.max(height, Math.ceil(dialog.getBoundingClientRect().bottom + window.scrollY));
+    }
     if ((height === last && force !== true) || window.parent === window) return;
     last = height;
     window.parent.postMessage({ feedkeeper: "height", height: height }, "*");

@@ -401,7 +401,8 @@ async fn browser_the_demo_fits_a_phone_and_shows_whom_to_log_in_as() {
         assert!(w.text().await.contains(&format!("@{}", first.username)));
 
         // The simulator's page: its buttons break an account as Meta would, on any screen.
-        w.go(&format!("{}/__sim/", demo.simulator_url), "simulator").await;
+        w.go(&format!("{}/__sim/", demo.simulator_url), "simulator")
+            .await;
         w.click(
             &format!(
                 "form[action='/__sim/ui/accounts/{}'] button[value=password]",
@@ -1287,6 +1288,57 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
         .await;
         assert_eq!(frame_until(&w, count, "1 / 3".into()).await, "1 / 3");
         w.check("album").await;
+        server.abort();
+
+        // Opened from the last row, with the page scrolled down, the lightbox is on the screen.
+        let (site, server) = customer_site(embed(&grid_light)).await;
+        w.go(&site, "last-row").await;
+        wait_framed(&w).await;
+        w.client
+            .execute(
+                "window.scrollTo(0, document.body.scrollHeight); return 0",
+                vec![],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        in_frame(
+            &w,
+            "var all=document.querySelectorAll('.fk-open');all[all.length-1].click();return 0",
+        )
+        .await;
+        let opened = "return document.getElementById('fk-lightbox').open";
+        assert_eq!(frame_until(&w, opened, true.into()).await, true);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.client.clone().enter_frame(0).await.unwrap();
+        let inner = w
+            .client
+            .execute(
+                "var r=document.getElementById('fk-lightbox').getBoundingClientRect();\
+                 return [r.top, r.bottom]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        w.client.clone().enter_parent_frame().await.unwrap();
+        let outer = w
+            .client
+            .execute(
+                "return [document.querySelector('iframe').getBoundingClientRect().top, window.innerHeight]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (frame_top, screen) = (outer[0].as_f64().unwrap(), outer[1].as_f64().unwrap());
+        let (top, bottom) = (
+            frame_top + inner[0].as_f64().unwrap(),
+            frame_top + inner[1].as_f64().unwrap(),
+        );
+        assert!(
+            top >= -1.0 && bottom <= screen + 1.0,
+            "the lightbox spans {top}..{bottom} of a {screen} px screen"
+        );
+        w.check("last-row-lightbox").await;
         server.abort();
         w.close().await;
     }
