@@ -354,6 +354,15 @@ async fn a_client_link_used_from_a_second_browser_lands_in_the_owners_dashboard(
         client.get("/connect/done?d=x").await.status,
         StatusCode::NOT_FOUND
     );
+    // The agency cannot log in as the client: for this account the link comes first.
+    let list = agency.get("/connections").await.body;
+    let link_button = list
+        .find("Copy a reconnect link for the client")
+        .expect("the link button");
+    let reconnect_button = list
+        .find("Reconnect (with its login)")
+        .expect("the other way");
+    assert!(link_button < reconnect_button, "{list}");
     // It lasts a day.
     app.advance(86_401);
     assert_eq!(client.get(&address).await.status, StatusCode::NOT_FOUND);

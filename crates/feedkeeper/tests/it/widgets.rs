@@ -1041,3 +1041,65 @@ fn every_text_from_instagram_is_marked_untrusted_in_the_schema() {
         }
     }
 }
+
+#[tokio::test]
+async fn widgets_say_when_their_account_needs_the_owner_and_a_disconnect_names_them() {
+    let app = TestApp::spawn().await;
+    let (browser, connection) = shop(&app).await;
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let widget_page = made.location().unwrap().to_owned();
+    let list = browser.get("/widgets").await.body;
+    assert!(list.contains("status-ok\">Live<"), "{list}");
+
+    // The login dies: the list and the widget's page say since when its posts are frozen,
+    // why, and offer the way out.
+    app.sim
+        .apply_event("shop", meta_sim::AccountEvent::PasswordChanged)
+        .await
+        .unwrap();
+    app.advance(2 * 3600);
+    run_due_now(&app.state, "test").await.unwrap();
+    let list = browser.get("/widgets").await.body;
+    assert!(
+        list.contains("Posts frozen since") && list.contains("@shop needs reconnecting"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("href=\"/connections/{connection}\""))
+            && list.contains("Reconnect @shop"),
+        "{list}"
+    );
+    let page = browser.get(&widget_page).await.body;
+    assert!(page.contains("Posts frozen since"), "{page}");
+
+    // Disconnecting names the widget it empties; afterwards the widget's page says so, and
+    // visitors are not told "No posts to show yet".
+    let confirm = browser
+        .get(&format!("/connections/{connection}/disconnect"))
+        .await
+        .body;
+    assert!(
+        confirm.contains("This widget will show nothing")
+            && confirm.contains("<li>Shop website</li>"),
+        "{confirm}"
+    );
+    let gone = browser
+        .post(
+            &format!("/connections/{connection}/disconnect"),
+            &[("csrf", &browser.csrf)],
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+    let page = browser.get(&widget_page).await.body;
+    assert!(page.contains("its account was disconnected"), "{page}");
+    let id = public_id(&page);
+    let html = get(&app, &format!("/w/{id}"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("No posts to show yet"), "{html}");
+}

@@ -209,7 +209,7 @@ fn status_words(c: &Connection) -> (&'static str, String) {
 }
 
 /// A stored reconnect reason in plain words; an unknown one is shown as stored.
-fn reason_words(reason: Option<&str>) -> String {
+pub(super) fn reason_words(reason: Option<&str>) -> String {
     match reason {
         Some(r) => ReconnectReason::parse(r)
             .map(|r| r.describe().to_owned())
@@ -621,6 +621,8 @@ pub async fn reconnect_link(
 struct ConfirmPage {
     page: Page,
     c: ConnectionView,
+    /// The owner's widgets showing this account (they will show nothing).
+    widgets: Vec<String>,
 }
 
 /// `GET /connections/{id}/disconnect`: asks before deleting.
@@ -631,9 +633,16 @@ pub async fn confirm_disconnect(
 ) -> Result<Response, AppError> {
     let c = stored::get_owned(&state.db, user.id, path_id(&id)?).await?;
     let open = incidents::open_for(&state.db, c.id).await?;
+    let widgets = crate::db::widgets::list_owned(&state.db, user.id)
+        .await?
+        .into_iter()
+        .filter(|w| w.connection_id == Some(c.id))
+        .map(|w| w.name)
+        .collect();
     render(&ConfirmPage {
         page: Page::for_user(&user, format!("Disconnect @{}?", c.username)),
         c: ConnectionView::new(&state, &c, open.as_ref()),
+        widgets,
     })
 }
 

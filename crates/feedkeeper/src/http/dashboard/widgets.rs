@@ -36,6 +36,54 @@ struct WidgetRow {
     name: String,
     account: String,
     layout: String,
+    health: WidgetHealth,
+}
+
+/// How a widget's account is, in the owner's words, and what to do about it.
+struct WidgetHealth {
+    /// `ok`, `warn` or `bad` (the badge's tone).
+    tone: &'static str,
+    words: String,
+    /// A link to act, and its label.
+    action: Option<(String, String)>,
+}
+
+fn health_of(connection: Option<&stored::Connection>) -> WidgetHealth {
+    let Some(c) = connection else {
+        return WidgetHealth {
+            tone: "bad",
+            words: "Shows nothing: its account was disconnected; choose another account for it"
+                .to_owned(),
+            action: None,
+        };
+    };
+    match c.status() {
+        stored::Status::Active => WidgetHealth {
+            tone: "ok",
+            words: "Live".to_owned(),
+            action: None,
+        },
+        stored::Status::Degraded => WidgetHealth {
+            tone: "warn",
+            words: "Showing its last good posts while Meta has trouble; new posts follow \
+                    automatically"
+                .to_owned(),
+            action: None,
+        },
+        stored::Status::NeedsReconnect => WidgetHealth {
+            tone: "bad",
+            words: format!(
+                "Posts frozen since {}: @{} needs reconnecting ({})",
+                crate::clock::format_utc(c.status_changed_at),
+                c.username,
+                super::connections::reason_words(c.reason.as_deref())
+            ),
+            action: Some((
+                format!("/connections/{}", c.id),
+                format!("Reconnect @{}", c.username),
+            )),
+        },
+    }
 }
 
 #[derive(Template)]
@@ -59,6 +107,8 @@ struct FormPage {
     /// For a saved widget: its embed code and public address.
     embed_code: Option<String>,
     public_url: Option<String>,
+    /// For a saved widget whose account needs the owner: what is wrong and what to do.
+    health: Option<WidgetHealth>,
 }
 
 impl FormPage {
@@ -130,7 +180,18 @@ async fn form_page(
         Some(w) => format!("Widget: {}", w.name),
         None => "New widget".to_owned(),
     };
+    let health = match widget {
+        Some(w) => {
+            let connection = match w.connection_id {
+                Some(id) => stored::get_owned(&state.db, user.id, id).await.ok(),
+                None => None,
+            };
+            Some(health_of(connection.as_ref())).filter(|h| h.tone != "ok")
+        }
+        None => None,
+    };
     Ok(FormPage {
+        health,
         page: Page::for_user(user, title),
         id: widget.map(|w| w.id.0),
         form,
@@ -156,12 +217,14 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Re
         .iter()
         .map(|w| {
             let s = widgets::settings_of(w);
+            let connection = w
+                .connection_id
+                .and_then(|id| connections.iter().find(|c| c.id == id));
             WidgetRow {
                 id: w.id.0,
                 name: w.name.clone(),
-                account: w
-                    .connection_id
-                    .and_then(|id| connections.iter().find(|c| c.id == id))
+                health: health_of(connection),
+                account: connection
                     .map(account_label)
                     .unwrap_or_else(|| "No account (it was disconnected)".to_owned()),
                 layout: match s.layout {
