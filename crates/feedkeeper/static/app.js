@@ -85,3 +85,14 @@ if (widgetForm && preview) {
 if (location.hash === "#_" || location.hash === "#_=_") {
   history.replaceState(null, "", location.pathname + location.search);
 }
+
+// Previews of widgets take the height their document reports (as embed.js does on websites),
+// rather than scrolling inside a box. Only our own preview frames are listened to.
+window.addEventListener("message", (event) => {
+  if (!event.data || event.data.feedkeeper !== "height") return;
+  const height = Number(event.data.height);
+  if (!Number.isFinite(height) || height <= 0 || height > 100000) return;
+  for (const frame of document.querySelectorAll("iframe.posts-preview, #widget-preview")) {
+    if (frame.contentWindow === event.source) frame.style.height = `${Math.ceil(height) + 2}px`;
+  }
+});

@@ -718,6 +718,24 @@ async fn browser_a_widget_is_made_and_embedded_on_another_site() {
             .unwrap()
             .unwrap();
         assert!(code.contains("embed.js"), "{code}");
+        // On any screen: the menu on one line, and the whole embed code in view (no box to
+        // scroll inside).
+        let fits = w
+            .client
+            .execute(
+                "var links=Array.from(document.querySelectorAll('.nav a'));\
+                 var tops=links.map(function(a){return Math.round(a.getBoundingClientRect().top)});\
+                 var code=document.getElementById('embed-code');\
+                 return [tops.every(function(t){return t===tops[0]}), code.scrollHeight <= code.clientHeight + 1]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            fits,
+            serde_json::json!([true, true]),
+            "menu on one line, code in view"
+        );
         // The widget's pictures are stored (a node's workers do it within seconds).
         feedkeeper::jobs::run_due_now(&app.state, "test")
             .await
