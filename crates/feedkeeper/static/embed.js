@@ -26,6 +26,14 @@
       window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
   }
 
+  // The space the embed code reserved (its padding-top, computed for the element's width), in
+  // pixels; the frame takes it over, so nothing on the page moves.
+  function reserved(el) {
+    var pad = parseFloat(getComputedStyle(el).paddingTop) || 0;
+    el.style.paddingTop = "0";
+    return pad > 0 ? pad : null;
+  }
+
   function frame(el, id) {
     var iframe = document.createElement("iframe");
     iframe.src = base + "/w/" + encodeURIComponent(id) + "#scheme=" + scheme(el);
@@ -34,7 +42,7 @@
     iframe.loading = "lazy";
     iframe.setAttribute("scrolling", "no");
     iframe.style.cssText = "width:100%;border:0;display:block;overflow:hidden;height:" +
-      (el.getAttribute("data-height") || "400") + "px";
+      (el.getAttribute("data-height") || reserved(el) || "400") + "px";
     // Once loaded, ask for the height (in case its first report came too early). The widget
     // runs sandboxed, in an origin of its own, so the message cannot name ours.
     iframe.addEventListener("load", function () {
@@ -45,6 +53,7 @@
   }
 
   function inline(el, id) {
+    el.style.paddingTop = "0";
     fetch(base + "/w/" + encodeURIComponent(id) + ".json", { credentials: "omit" })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (feed) {

@@ -621,7 +621,9 @@ async fn customer_site_styled(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <link rel=\"icon\" href=\"data:,\"><title>Bakery</title>\
-         <script>window.warned=[];console.warn=function(m){{window.warned.push(String(m))}}</script>\
+         <script>window.warned=[];console.warn=function(m){{window.warned.push(String(m))}};\
+         window.cls=0;new PerformanceObserver(function(l){{l.getEntries().forEach(function(e){{\
+         if(!e.hadRecentInput){{window.cls+=e.value;window.shifts=(window.shifts||[]).concat([e.value+' @'+Math.round(e.startTime)+' '+(e.sources||[]).map(function(s){{return (s.node&&s.node.nodeName)+' '+JSON.stringify(s.previousRect)+'->'+JSON.stringify(s.currentRect)}}).join(';')])}}}})}}).observe({{type:'layout-shift',buffered:true}});</script>\
          </head><body style=\"margin:0;font-family:sans-serif;{body_style}\">\
          <h1 style=\"margin:8px\">Our bakery</h1>{embed_code}<p id=\"after\">Opening hours</p>\
          </body></html>"
@@ -1100,33 +1102,58 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
             )
             .unwrap();
     }
-    app.signup_and_login("owner@example.com").await;
+    let session = app.signup_and_login("owner@example.com").await;
     let owner = crate::dashboard::user_id(&app, "owner@example.com").await;
     let c = crate::dashboard::connect_instagram(&app, owner, "bakery").await;
-    let widget = |layout, theme, transparent| {
+    let widget = |layout, theme, transparent, captions| {
         let state = app.state.clone();
         async move {
             let settings = WidgetSettings {
                 layout,
                 theme,
                 transparent,
-                captions: Captions::Below,
+                captions,
                 columns_mobile: 2,
                 ..WidgetSettings::default()
             };
-            feedkeeper::widgets::create(&state, owner, "w", c.id, &settings)
+            let made = feedkeeper::widgets::create(&state, owner, "w", c.id, &settings)
                 .await
-                .unwrap()
-                .public_id
+                .unwrap();
+            (made.id, made.public_id)
         }
     };
-    let slider = widget(Layout::Slider, Theme::Light, false).await;
-    let grid_auto = widget(Layout::Grid, Theme::Auto, false).await;
-    let grid_dark = widget(Layout::Grid, Theme::Dark, false).await;
-    let grid_light = widget(Layout::Grid, Theme::Light, false).await;
+    let (slider_id, slider) = widget(Layout::Slider, Theme::Light, false, Captions::Below).await;
+    let (_, grid_auto) = widget(Layout::Grid, Theme::Auto, false, Captions::Below).await;
+    let (_, grid_dark) = widget(Layout::Grid, Theme::Dark, false, Captions::Below).await;
+    let (grid_light_id, grid_light) =
+        widget(Layout::Grid, Theme::Light, false, Captions::Below).await;
     feedkeeper::jobs::run_due_now(&app.state, "test")
         .await
         .unwrap();
+    // The embed codes as the dashboard gives them (with the shape embed.js reserves room for).
+    let code_of = |id: feedkeeper::ids::WidgetId| {
+        let session = &session;
+        async move {
+            let page = session.get(&format!("/widgets/{id}")).await.body;
+            let at = page.find("<textarea id=\"embed-code\"").unwrap();
+            let start = at + page[at..].find('>').unwrap() + 1;
+            let end = start + page[start..].find("</textarea>").unwrap();
+            page[start..end]
+                .replace("&#34;", "\"")
+                .replace("&#60;", "<")
+                .replace("&#62;", ">")
+                .replace("&#38;", "&")
+        }
+    };
+    let (plain_grid_id, _) = widget(Layout::Grid, Theme::Light, false, Captions::Hover).await;
+    let (plain_slider_id, _) = widget(Layout::Slider, Theme::Light, false, Captions::None).await;
+    let grid_code = code_of(plain_grid_id).await;
+    let slider_code = code_of(plain_slider_id).await;
+    assert!(
+        grid_code.contains(" style=\"padding-top:min("),
+        "{grid_code}"
+    );
+    let _ = (slider_id, grid_light_id);
     let embed = |id: &str| {
         format!(
             "<div class=\"feedkeeper-widget\" data-widget=\"{id}\"></div>\
@@ -1155,6 +1182,34 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
                 panic!("the frame never took its height");
             }
         };
+
+        // Nothing on the site moves when the feed arrives: embed.js reserves its height
+        // from the embed code (a grid and a slider, captions on hover).
+        for (code, label) in [(&grid_code, "cls-grid"), (&slider_code, "cls-slider")] {
+            let (site, server) = customer_site(code.clone()).await;
+            w.go(&site, label).await;
+            wait_framed(&w).await;
+            // The first row's images loaded (the rest load when scrolled to), then the shifts
+            // are read.
+            let loaded = "return Array.from(document.querySelectorAll('.fk-post img:not([loading=lazy])'))\
+                .every(function(i){return i.complete})";
+            assert_eq!(frame_until(&w, loaded, true.into()).await, true);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let cls = w
+                .client
+                .execute("return window.cls", vec![])
+                .await
+                .unwrap()
+                .as_f64()
+                .unwrap();
+            let shifts = w
+                .client
+                .execute("return window.shifts", vec![])
+                .await
+                .unwrap();
+            assert_eq!(cls, 0.0, "{label}: cumulative layout shift {cls}: {shifts}");
+            server.abort();
+        }
 
         // Every theme's text reads against what is painted behind it, on a light and on a
         // dark page; "Automatic" follows the page.

@@ -161,12 +161,62 @@ async fn accounts(state: &AppState, user: &CurrentUser) -> Result<Vec<AccountOpt
         .collect())
 }
 
-fn embed_code(state: &AppState, public_id: &str) -> String {
+/// The embed code. `reserve` is the space the widget will take, as CSS (see [`reserved_space`]),
+/// so nothing on the site moves when the feed arrives, even before embed.js runs.
+fn embed_code(state: &AppState, public_id: &str, reserve: Option<&str>) -> String {
     let base = state.config.public_url().trim_end_matches('/').to_owned();
+    let style = reserve
+        .map(|r| format!(" style=\"padding-top:{r}\""))
+        .unwrap_or_default();
     format!(
-        "<div class=\"feedkeeper-widget\" data-widget=\"{public_id}\"></div>\n\
+        "<div class=\"feedkeeper-widget\" data-widget=\"{public_id}\"{style}></div>\n\
          <script src=\"{base}/embed.js\" async></script>"
     )
+}
+
+/// The height a grid or slider widget will have at any width W, as one CSS length for the
+/// embed code's `padding-top` (whose percentages are of the width): per breakpoint of the
+/// widget (phones below 600 px, tablets below 960 px, computers), `rows × tile + gaps +
+/// header`, with `tile = (W − (columns − 1) × gap) / columns`; `min()` with large steps picks
+/// the breakpoint's. `None` for masonry, whose height depends on the pictures.
+fn reserved_space(s: &WidgetSettings, shown: usize, has_header: bool) -> Option<String> {
+    use widgets::settings::{Captions, Layout};
+    let posts = shown.min(s.posts as usize) as f64;
+    if s.layout == Layout::Masonry || posts == 0.0 {
+        return None;
+    }
+    let gap = f64::from(s.spacing);
+    let header = if s.header && has_header {
+        40.0 + gap
+    } else {
+        0.0
+    };
+    // A caption below is about two lines: an estimate, corrected when the widget reports.
+    let caption = if s.captions == Captions::Below {
+        46.0
+    } else {
+        0.0
+    };
+    let height = |columns: u32| {
+        let cols = f64::from(columns.max(1));
+        let rows = if s.layout == Layout::Slider {
+            1.0
+        } else {
+            (posts / cols).ceil()
+        };
+        let share = rows / cols * 100.0;
+        let fixed = header + (rows - 1.0) * gap - rows * (cols - 1.0) * gap / cols + rows * caption;
+        format!("{share:.4}% + {fixed:.4}px")
+    };
+    const BIG: &str = "100000px";
+    let tablet_up = format!("clamp(0px, (100% - 599.5px) * 100000, {BIG})");
+    let computer_up = format!("clamp(0px, (100% - 959.5px) * 100000, {BIG})");
+    Some(format!(
+        "min(calc({} + {tablet_up}), calc({} + {computer_up} + {BIG} - {tablet_up}), calc({} + {BIG} - {computer_up}))",
+        height(s.columns_mobile),
+        height(s.columns_tablet),
+        height(s.columns_desktop),
+    ))
 }
 
 async fn form_page(
@@ -190,6 +240,25 @@ async fn form_page(
         }
         None => None,
     };
+    // What the widget shows now, for the space the embed code reserves.
+    let reserve = match widget {
+        Some(w) => {
+            let settings = widgets::settings_of(w);
+            let connection = match w.connection_id {
+                Some(id) => stored::get_owned(&state.db, user.id, id).await.ok(),
+                None => None,
+            };
+            let data = widgets::assemble(
+                state,
+                w.public_id.clone(),
+                settings.clone(),
+                connection.as_ref(),
+            )
+            .await?;
+            reserved_space(&settings, data.posts.len(), data.profile.is_some())
+        }
+        None => None,
+    };
     Ok(FormPage {
         health,
         page: Page::for_user(user, title),
@@ -198,7 +267,7 @@ async fn form_page(
         accounts: accounts(state, user).await?,
         errors,
         max_posts: state.config.sync.max_posts as u32,
-        embed_code: widget.map(|w| embed_code(state, &w.public_id)),
+        embed_code: widget.map(|w| embed_code(state, &w.public_id, reserve.as_deref())),
         public_url: widget.map(|w| {
             format!(
                 "{}/w/{}",
