@@ -14,10 +14,18 @@
   // Whether the page around `el` is dark: the first background that is not transparent, from
   // `el` up, by its luminance (a widget themed "Automatic" follows it).
   function scheme(el) {
+    // Any colour syntax (rgb, oklch, lab, color()) is read back as pixels from a canvas.
+    var pen = document.createElement("canvas").getContext("2d");
     for (var node = el; node && node.nodeType === 1; node = node.parentElement) {
-      var rgb = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?/.exec(getComputedStyle(node).backgroundColor);
-      if (!rgb || (rgb[4] !== undefined && Number(rgb[4]) < 0.5)) continue;
-      var lum = (0.2126 * rgb[1] + 0.7152 * rgb[2] + 0.0722 * rgb[3]) / 255;
+      var paint = getComputedStyle(node).backgroundColor;
+      if (!pen || !paint) continue;
+      pen.clearRect(0, 0, 1, 1);
+      pen.fillStyle = "rgba(0,0,0,0)";
+      pen.fillStyle = paint;
+      pen.fillRect(0, 0, 1, 1);
+      var px = pen.getImageData(0, 0, 1, 1).data;
+      if (px[3] < 128) continue;
+      var lum = (0.2126 * px[0] + 0.7152 * px[1] + 0.0722 * px[2]) / 255;
       return lum < 0.5 ? "dark" : "light";
     }
     // Nothing painted: the canvas is the browser's, light unless the page opts into dark.
@@ -41,8 +49,9 @@
     iframe.title = el.getAttribute("data-title") || "Instagram feed";
     iframe.loading = "lazy";
     iframe.setAttribute("scrolling", "no");
+    var room = reserved(el);
     iframe.style.cssText = "width:100%;border:0;display:block;overflow:hidden;height:" +
-      (el.getAttribute("data-height") || reserved(el) || "400") + "px";
+      (el.getAttribute("data-height") || room || "400") + "px";
     // Once loaded, ask for the height (in case its first report came too early). The widget
     // runs sandboxed, in an origin of its own, so the message cannot name ours.
     iframe.addEventListener("load", function () {
@@ -139,7 +148,8 @@
     pending = true;
     window.requestAnimationFrame(function () { pending = false; viewports(); });
   }
-  window.addEventListener("scroll", soon, { passive: true });
+  // Capturing: pages that scroll an inner container, not the window, count too.
+  window.addEventListener("scroll", soon, { passive: true, capture: true });
   window.addEventListener("resize", soon);
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mount);

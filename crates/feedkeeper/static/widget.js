@@ -21,10 +21,15 @@
   function slide(direction) {
     posts.scrollBy({ left: direction * posts.clientWidth, behavior: motion });
   }
+  // Disabling the focused button would drop the focus to the page: it moves to the other one.
+  function able(button, other, off) {
+    if (off && document.activeElement === button) other.focus();
+    button.disabled = off;
+  }
   function arrows() {
     var end = posts.scrollWidth - posts.clientWidth - 1;
-    prev.disabled = posts.scrollLeft <= 1;
-    next.disabled = posts.scrollLeft >= end;
+    able(prev, next, posts.scrollLeft <= 1);
+    able(next, prev, posts.scrollLeft >= end);
     var tile = posts.querySelector(".fk-open");
     if (tile) {
       var middle = tile.offsetTop + tile.offsetHeight / 2;
@@ -50,11 +55,15 @@
     if (!media || !back || !forth || !count) return null;
     var total = media.children.length;
     function at() { return Math.round(media.scrollLeft / Math.max(1, media.clientWidth)); }
+    var shown = -1;
     function show() {
       var i = Math.min(total - 1, Math.max(0, at()));
+      if (i === shown) return;
+      shown = i;
+      // A live region: written only when the position changes.
       count.textContent = (i + 1) + " / " + total;
-      back.disabled = i <= 0;
-      forth.disabled = i >= total - 1;
+      able(back, forth, i <= 0);
+      able(forth, back, i >= total - 1);
     }
     function go(step) {
       var i = Math.min(total - 1, Math.max(0, at() + step));
@@ -93,7 +102,8 @@
     } else {
       return; // Opened as a page of its own: the browser's own centring is right.
     }
-    room = Math.max(200, room);
+    // A short frame (a one-row slider) grows to show a usable lightbox.
+    room = Math.max(360, room);
     dialog.style.position = "absolute";
     dialog.style.margin = "0 auto";
     dialog.style.top = Math.round(Math.max(0, Math.min(top, docHeight - room))) + "px";
@@ -119,14 +129,17 @@
         video.poster = video.getAttribute("data-poster");
       });
       body.replaceChildren.apply(body, Array.prototype.slice.call(copy.childNodes));
-      dialog.showModal();
+      // Placed first: opening focuses the close button, which must already be on the screen.
       place(open);
+      dialog.showModal();
       var stage = body.querySelector(".fk-stage");
       carousel = stage ? albumOf(stage) : null;
       report(false);
     });
     dialog.addEventListener("keydown", function (event) {
       if (!carousel || event.altKey || event.ctrlKey || event.metaKey) return;
+      // A focused video keeps its own arrow keys (seeking).
+      if (event.target && event.target.tagName === "VIDEO") return;
       if (event.key === "ArrowLeft") { carousel.go(-1); event.preventDefault(); }
       if (event.key === "ArrowRight") { carousel.go(1); event.preventDefault(); }
     });

@@ -571,8 +571,9 @@ pub async fn check_and_apply(
     };
     let stale = matches!(applied, Applied::Stale(_));
     let current = applied.into_connection();
-    if !stale {
-        check_siblings(state, &c, &current).await?;
+    if !stale && let Err(e) = check_siblings(state, &c, &current).await {
+        // The check itself is stored; the siblings keep their own schedule.
+        tracing::warn!(connection = %id, error = %e, "the login's other connections could not be scheduled for a check");
     }
     let next_due = state
         .policy()

@@ -365,16 +365,21 @@ pub async fn list_all(db: impl Into<Ex<'_>>) -> Result<Vec<Connection>, DbError>
 }
 
 /// The other connections made with `c`'s login (any tenant): the same Facebook person's other
-/// Pages, or the same Instagram account connected elsewhere; only those with a token.
+/// Pages, or the same Instagram account connected elsewhere; only those with a token that are
+/// not already known to need reconnecting for the same reason (so N Pages breaking together
+/// cost N checks, not N²).
 pub async fn siblings(db: impl Into<Ex<'_>>, c: &Connection) -> Result<Vec<ConnectionId>, DbError> {
     const SQL: &str = "SELECT id FROM connections
         WHERE id <> $1 AND token_sealed IS NOT NULL
           AND (ig_user_id = $2 OR ($3 IS NOT NULL AND fb_user_id = $3))
+          AND NOT (status = $4 AND reason IS NOT NULL AND reason = $5)
         ORDER BY id";
     Ok(on_pool!(db, pool => sqlx::query_scalar(SQL)
         .bind(c.id)
         .bind(&c.ig_user_id)
         .bind(c.fb_user_id.as_deref())
+        .bind(Status::NeedsReconnect.as_str())
+        .bind(c.reason.as_deref())
         .fetch_all(pool)
         .await)?)
 }

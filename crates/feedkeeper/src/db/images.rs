@@ -49,6 +49,9 @@ pub struct ImageRow {
     pub placeholder: Option<String>,
     pub color: Option<String>,
     pub failed: Option<String>,
+    pub created_at: i64,
+    /// Set while no picture uses the image (it is removed a while later).
+    pub unreferenced_since: Option<i64>,
 }
 
 impl ImageRow {
@@ -79,7 +82,7 @@ pub struct Shown {
 }
 
 const IMAGE_COLUMNS: &str = "key, width, height, source_format, original_bytes, widths,
-    formats, variant_bytes, placeholder, color, failed";
+    formats, variant_bytes, placeholder, color, failed, created_at, unreferenced_since";
 
 /// Records the pictures of a sync: new ones and new URLs of known ones, and forgets the
 /// pictures of posts that left the feed and of children that left a post. `posts` are the
@@ -291,19 +294,23 @@ pub async fn mark_ready(
 }
 
 /// Records the encodings the AVIF job settled on (with AVIF, or without it when it could not be
-/// made) and the bytes it added; `false` if the image is gone, not ready, or settled already.
+/// made) and the bytes it added, on the image row created at `created_at` (the one whose
+/// objects were written: the same bytes deleted and fetched again are a new row); `false` if
+/// that row is gone, not ready, or settled already.
 pub async fn add_formats(
     db: impl Into<Ex<'_>>,
     key: &str,
+    created_at: i64,
     formats: &[Format],
     added_bytes: i64,
 ) -> Result<bool, DbError> {
     const SQL: &str = "UPDATE images SET formats = $2, variant_bytes = variant_bytes + $3
-        WHERE key = $1 AND widths IS NOT NULL AND formats IS NULL";
+        WHERE key = $1 AND widths IS NOT NULL AND formats IS NULL AND created_at = $4";
     let n = on_pool!(db, conn => sqlx::query(SQL)
         .bind(key)
         .bind(crate::images::formats_text(formats))
         .bind(added_bytes)
+        .bind(created_at)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
@@ -322,6 +329,7 @@ pub async fn schedule_missing_avif(
         WHERE i.widths IS NOT NULL AND i.formats IS NULL AND i.failed IS NULL
           AND i.unreferenced_since IS NULL
           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = $1 AND j.subject = i.key)
+        ORDER BY i.key LIMIT 1000
         ON CONFLICT (kind, subject) DO NOTHING";
     let n = on_pool!(db, conn => sqlx::query(SQL)
         .bind(crate::images::AVIF_JOB)

@@ -403,7 +403,8 @@ pub async fn make_avif(
     let Some(widths) = row.made_widths() else {
         return Ok(AvifOutcome::Nothing);
     };
-    if row.formats.is_some() || row.failed.is_some() {
+    // Settled, failed, or about to be removed (no picture uses it).
+    if row.formats.is_some() || row.failed.is_some() || row.unreferenced_since.is_some() {
         return Ok(AvifOutcome::Nothing);
     }
     let largest = u64::from(widths.last().copied().unwrap_or(0));
@@ -466,7 +467,9 @@ pub async fn make_avif(
         if !jobs::is_held(&mut tx, lease).await? {
             return Ok(false);
         }
-        if rows::add_formats(&mut tx, &key_text, &formats, bytes as i64).await? && variants > 0 {
+        let added =
+            rows::add_formats(&mut tx, &key_text, row.created_at, &formats, bytes as i64).await?;
+        if added && variants > 0 {
             for connection in rows::connections_using(&mut tx, &key_text).await? {
                 widget_changes::record_for(&mut tx, connection).await?;
             }

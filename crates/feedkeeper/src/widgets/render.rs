@@ -65,7 +65,9 @@ struct PostView {
     image: ImageView,
     /// Fetched at once (the first row), not when scrolled to.
     eager: bool,
-    alt: String,
+    /// The tile picture's description: empty when the caption shown on hover (inside the same link) already says
+    /// what the description would repeat.
+    tile_alt: String,
     permalink: String,
     caption: Vec<Segment>,
     media: Vec<MediaView>,
@@ -314,7 +316,19 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
             }
             let (kind, badge) = kind_of(p);
             let alt = alt_for(p, &username);
+            let hover_says_it = s.captions == Captions::Hover
+                && p.alt_text.is_none()
+                && p
+                    .caption
+                    .as_deref()
+                    .is_some_and(|c| !caption::without_trailing_hashtags(c).is_empty());
+            let tile_alt = if hover_says_it {
+                String::new()
+            } else {
+                alt.clone()
+            };
             Some(PostView {
+                tile_alt,
                 kind,
                 badge,
                 image,
@@ -329,7 +343,6 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
                     .map(caption::segments)
                     .unwrap_or_default(),
                 media: media_of(p, &alt, pictures),
-                alt,
             })
         })
         .collect::<Vec<_>>();

@@ -203,7 +203,7 @@ fn word_list(errors: &mut Vec<FieldError>, field: &'static str, raw: &str) -> Ve
 /// before it), a shortcode, or a numeric media id.
 fn post_ref(entry: &str) -> Option<String> {
     let code_like = |c: &str| {
-        (8..=64).contains(&c.len())
+        (5..=64).contains(&c.len())
             && c.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     };
@@ -224,6 +224,10 @@ fn post_ref(entry: &str) -> Option<String> {
         return None;
     }
     let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    // Share links (`/share/p/…`) carry a share id, not the post's code.
+    if segments.first() == Some(&"share") {
+        return None;
+    }
     let at = segments
         .iter()
         .position(|s| matches!(*s, "p" | "reel" | "reels" | "tv"))?;
@@ -555,6 +559,10 @@ mod tests {
             (
                 "https://www.instagram.com/p/",
                 "https://www.instagram.com/p/",
+            ),
+            (
+                "https://www.instagram.com/share/p/BAbcdEfgh1/",
+                "https://www.instagram.com/share/p/BAbcdEfgh1/",
             ),
         ] {
             form.hidden_posts = bad.into();

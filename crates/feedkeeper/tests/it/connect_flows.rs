@@ -346,6 +346,11 @@ async fn a_client_link_used_from_a_second_browser_lands_in_the_owners_dashboard(
         assert_eq!(done.status, StatusCode::OK, "{}", done.body);
         assert!(done.body.contains("@bakery") && done.body.contains("agency@example.com"));
     }
+    // Only the browser that connected sees it.
+    assert_eq!(
+        app.browser().get(&address).await.status,
+        StatusCode::NOT_FOUND
+    );
     // Nobody can make it say something else.
     let (payload, _) = address.rsplit_once('.').unwrap();
     let forged = format!("{payload}.AAAAAAAAAAAAAAAAAAAAAA");

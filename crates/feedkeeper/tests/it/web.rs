@@ -1416,3 +1416,115 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
         w.close().await;
     }
 }
+
+/// axe-core (vendored from npm: `tests/it/vendor/axe.min.js`, MPL-2.0) run on the page open in
+/// `w`: the rules it breaks, each with up to three of the elements.
+async fn accessibility_violations(w: &Window) -> Vec<String> {
+    const AXE: &str = include_str!("vendor/axe.min.js");
+    w.client.execute(AXE, vec![]).await.unwrap();
+    let found = w
+        .client
+        .execute_async(
+            "var done = arguments[arguments.length - 1];\
+             axe.run(document, {resultTypes: ['violations']}).then(function (r) {\
+               done(r.violations.map(function (v) {\
+                 return v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3)\
+                   .map(function (n) { return n.target.join(' ') + ' ' + (n.failureSummary || '').split('\\n').slice(1, 2).join(''); })\
+                   .join(' | ');\
+               }));\
+             }, function (e) { done(['axe failed: ' + e]); });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_axe_finds_nothing_on_the_widget_in_every_layout_or_on_the_dashboard() {
+    use feedkeeper::widgets::settings::{Layout, WidgetSettings};
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    app.instagram_account("bakery", AccountKind::Business, false);
+    for i in 0..4 {
+        app.sim
+            .post_media(
+                "bakery",
+                meta_sim::NewMedia {
+                    kind: if i == 3 {
+                        meta_sim::MediaKind::CarouselAlbum
+                    } else {
+                        meta_sim::MediaKind::Image
+                    },
+                    caption: Some(format!("Loaf number {i} #bread @baker")),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    for width in WIDTHS {
+        let mut w = Window::open(&driver, "axe", width).await;
+        w.sign_up(&app, &format!("owner{width}@example.com")).await;
+        let owner = crate::dashboard::user_id(&app, &format!("owner{width}@example.com")).await;
+        let c = crate::dashboard::connect_instagram(&app, owner, "bakery").await;
+        let mut widget_ids = Vec::new();
+        let mut public = Vec::new();
+        for layout in [Layout::Grid, Layout::Slider, Layout::Masonry] {
+            let settings = WidgetSettings {
+                layout,
+                ..WidgetSettings::default()
+            };
+            let made = feedkeeper::widgets::create(&app.state, owner, "Shop", c.id, &settings)
+                .await
+                .unwrap();
+            widget_ids.push(made.id);
+            public.push(made.public_id);
+        }
+        feedkeeper::jobs::run_due_now(&app.state, "test")
+            .await
+            .unwrap();
+        let mut pages: Vec<String> = public.iter().map(|id| format!("/w/{id}")).collect();
+        pages.extend(
+            [
+                "/connections".to_owned(),
+                format!("/connections/{}", c.id),
+                format!("/connections/{}/disconnect", c.id),
+                "/widgets".to_owned(),
+                "/widgets/new".to_owned(),
+                format!("/widgets/{}", widget_ids[0]),
+                "/links".to_owned(),
+                "/account".to_owned(),
+            ]
+            .into_iter(),
+        );
+        let mut found = Vec::new();
+        for page in &pages {
+            w.go(app.url(page).as_str(), "axe").await;
+            for violation in accessibility_violations(&w).await {
+                found.push(format!("{page} at {width}px: {violation}"));
+            }
+        }
+        // The lightbox, open on an album.
+        w.go(app.url(&pages[0]).as_str(), "axe-lightbox").await;
+        w.client
+            .execute(
+                "document.querySelector('.fk-type-carousel .fk-open').click(); return 0",
+                vec![],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for violation in accessibility_violations(&w).await {
+            found.push(format!("lightbox at {width}px: {violation}"));
+        }
+        assert!(found.is_empty(), "{}", found.join("\n"));
+        w.close().await;
+    }
+}

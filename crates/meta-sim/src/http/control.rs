@@ -213,6 +213,33 @@ const UI_DONE: [(&str, &str); 6] = [
     ("outage_off", "Meta's APIs answer normally again."),
 ];
 
+/// The page's buttons are pressed from the page itself: a browser says where a form post comes
+/// from (`Sec-Fetch-Site`, or `Origin`), and a post from another site is refused, so a web page
+/// elsewhere cannot break a demo's accounts. Tools without those headers (curl) may post.
+fn from_this_page(headers: &HeaderMap) -> Result<(), ControlError> {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if let Some(site) = site
+        && site != "same-origin"
+        && site != "none"
+    {
+        return Err(ControlError::bad(
+            "the simulator's buttons work only from its own page",
+        ));
+    }
+    if site.is_none()
+        && let (Some(origin), Some(host)) = (
+            headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+            headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+        )
+        && origin != format!("http://{host}")
+    {
+        return Err(ControlError::bad(
+            "the simulator's buttons work only from its own page",
+        ));
+    }
+    Ok(())
+}
+
 fn back_to_index(done: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
@@ -229,6 +256,7 @@ async fn ui_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ControlError> {
+    from_this_page(&headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -264,7 +292,12 @@ async fn ui_account(
 }
 
 /// `POST /__sim/ui/outage` (`on=1` or not): the page's outage switch.
-async fn ui_outage(State(sim): State<Simulator>, body: Bytes) -> Result<Response, ControlError> {
+async fn ui_outage(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    from_this_page(&headers)?;
     let on = url::form_urlencoded::parse(&body).any(|(k, v)| k == "on" && v == "1");
     if on {
         sim.set_outage(Outage {

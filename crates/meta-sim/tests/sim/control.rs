@@ -359,6 +359,17 @@ async fn demo_set_and_index_page() {
     h.read(h.http.post(h.url("/__sim/ui/outage")).form(&[("on", "0")]))
         .await;
     assert!(h.sim.outage().is_none());
+    // Another site's page cannot press them.
+    let cross_site = h
+        .read(
+            h.http
+                .post(h.url("/__sim/ui/outage"))
+                .header("sec-fetch-site", "cross-site")
+                .form(&[("on", "1")]),
+        )
+        .await;
+    assert_eq!(cross_site.status, 400);
+    assert!(h.sim.outage().is_none());
     let unknown = h
         .read(
             h.http

@@ -375,11 +375,11 @@ impl Flow<'_> {
                 why.as_deref().unwrap_or("Nothing was chosen."),
             );
         }
-        let names = connected
+        let handles: Vec<String> = connected
             .iter()
             .map(|c| format!("@{}", c.username))
-            .collect::<Vec<_>>()
-            .join(", ");
+            .collect();
+        let names = handles.join(", ");
         match self.link {
             Some(link) => {
                 let first_use =
@@ -400,7 +400,11 @@ impl Flow<'_> {
                 // address bar.
                 let now = self.state.clock.now();
                 Ok(see_other(&super::done::address(
-                    self.state, link.id, &names, now,
+                    self.state,
+                    link.id,
+                    &handles,
+                    self.binding,
+                    now,
                 )))
             }
             None => {

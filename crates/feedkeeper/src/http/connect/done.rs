@@ -13,6 +13,7 @@ use sha2::Sha256;
 
 use super::{LinkDone, problem, render, requester};
 use crate::accounts::Page;
+use crate::accounts::session::{hash_token, read_our_cookie};
 use crate::clock::UnixSeconds;
 use crate::db::links as link_store;
 use crate::error::AppError;
@@ -44,13 +45,31 @@ fn signature(key: &[u8; 32], payload: &str) -> Vec<u8> {
     mac.finalize().into_bytes()[..16].to_vec()
 }
 
-/// The done page's address for accounts `names` connected through `link`.
-pub(super) fn address(state: &AppState, link: LinkId, names: &str, now: UnixSeconds) -> String {
+/// The done page's address for accounts `names` connected through `link`, in the browser whose
+/// link cookie hashes to `binding` (only that browser is shown the page).
+pub(super) fn address(
+    state: &AppState,
+    link: LinkId,
+    names: &[String],
+    binding: &str,
+    now: UnixSeconds,
+) -> String {
+    // A long list (a person with many Pages) is shortened, so the address stays small.
+    let mut said = names
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > 10 {
+        said.push_str(&format!(" and {} more", names.len() - 10));
+    }
     let payload = format!(
         "{link}.{}.{}",
         now + VALID_SECS,
-        URL_SAFE_NO_PAD.encode(names.as_bytes())
+        URL_SAFE_NO_PAD.encode(said.as_bytes())
     );
+    let payload = format!("{payload}.{}", bound_to(binding));
     let sig = keys(state)
         .first()
         .map(|k| URL_SAFE_NO_PAD.encode(signature(k, &payload)))
@@ -58,8 +77,18 @@ pub(super) fn address(state: &AppState, link: LinkId, names: &str, now: UnixSeco
     format!("/connect/done?d={payload}.{sig}")
 }
 
-/// What a valid address says: the link and the names.
-fn read(state: &AppState, d: &str, now: UnixSeconds) -> Option<(LinkId, String)> {
+/// A short form of the browser binding's hash, as the address carries it.
+fn bound_to(binding: &str) -> String {
+    binding.chars().take(22).collect()
+}
+
+/// What a valid address says (the link and the names), in the browser it was made for.
+fn read(
+    state: &AppState,
+    d: &str,
+    binding: Option<&str>,
+    now: UnixSeconds,
+) -> Option<(LinkId, String)> {
     use subtle::ConstantTimeEq as _;
     if d.len() > MAX_NAMES_BYTES * 2 {
         return None;
@@ -72,11 +101,14 @@ fn read(state: &AppState, d: &str, now: UnixSeconds) -> Option<(LinkId, String)>
     {
         return None;
     }
-    let mut parts = payload.splitn(3, '.');
+    let mut parts = payload.splitn(4, '.');
     let link: LinkId = parts.next()?.parse().ok()?;
     let until: i64 = parts.next()?.parse().ok()?;
     let names = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
-    (until > now).then_some((link, names))
+    let browser = parts.next()?;
+    let same_browser =
+        binding.is_some_and(|b| bool::from(bound_to(b).as_bytes().ct_eq(browser.as_bytes())));
+    (until > now && same_browser).then_some((link, names))
 }
 
 #[derive(serde::Deserialize)]
@@ -88,9 +120,11 @@ pub struct DoneQuery {
 /// `GET /connect/done?d=…`: "Connected", for as long as the address is valid.
 pub async fn link_done(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<DoneQuery>,
 ) -> Result<Response, AppError> {
-    let Some((link, names)) = read(&state, &query.d, state.clock.now()) else {
+    let binding = read_our_cookie(&state.config, &headers, super::LINK_COOKIE).map(hash_token);
+    let Some((link, names)) = read(&state, &query.d, binding.as_deref(), state.clock.now()) else {
         return problem(
             axum::http::StatusCode::NOT_FOUND,
             "This page has expired",

@@ -181,6 +181,8 @@ fn embed_code(state: &AppState, public_id: &str, reserve: Option<&str>) -> Strin
 /// the breakpoint's. `None` for masonry, whose height depends on the pictures.
 fn reserved_space(s: &WidgetSettings, shown: usize, has_header: bool) -> Option<String> {
     use widgets::settings::{Captions, Layout};
+    // The posts shown now (an account with fewer posts than asked grows into the setting; the
+    // page says to copy the code again after changing the layout).
     let posts = shown.min(s.posts as usize) as f64;
     if s.layout == Layout::Masonry || posts == 0.0 {
         return None;
@@ -209,8 +211,9 @@ fn reserved_space(s: &WidgetSettings, shown: usize, has_header: bool) -> Option<
         format!("{share:.4}% + {fixed:.4}px")
     };
     const BIG: &str = "100000px";
-    let tablet_up = format!("clamp(0px, (100% - 599.5px) * 100000, {BIG})");
-    let computer_up = format!("clamp(0px, (100% - 959.5px) * 100000, {BIG})");
+    // 0 below the breakpoint, BIG from it on (at exactly 600 px: 0.001 px × 10⁹, clamped).
+    let tablet_up = format!("clamp(0px, (100% - 599.999px) * 1000000000, {BIG})");
+    let computer_up = format!("clamp(0px, (100% - 959.999px) * 1000000000, {BIG})");
     Some(format!(
         "min(calc({} + {tablet_up}), calc({} + {computer_up} + {BIG} - {tablet_up}), calc({} + {BIG} - {computer_up}))",
         height(s.columns_mobile),
