@@ -81,6 +81,33 @@ if (widgetForm && preview) {
   widgetForm.addEventListener("change", soon);
 }
 
+// The preview at a phone's or a computer's width: the frame is that wide (so the widget's
+// own breakpoints apply: 2 columns or 4), scaled down to fit the column when it is wider.
+const stage = document.getElementById("preview-stage");
+const widths = document.querySelectorAll("[data-preview-width]");
+let previewWidth = 0;
+let previewHeight = 0;
+const fitPreview = () => {
+  if (!stage || !preview || !previewWidth) return;
+  const scale = Math.min(1, stage.clientWidth / previewWidth);
+  preview.style.width = `${previewWidth}px`;
+  preview.style.transform = scale < 1 ? `scale(${scale})` : "";
+  if (previewHeight) {
+    preview.style.height = `${previewHeight}px`;
+    stage.style.height = `${Math.ceil(previewHeight * scale)}px`;
+  }
+};
+const showAt = (width) => {
+  previewWidth = width;
+  for (const b of widths) b.setAttribute("aria-pressed", String(Number(b.dataset.previewWidth) === width));
+  fitPreview();
+};
+if (stage && widths.length) {
+  for (const b of widths) b.addEventListener("click", () => showAt(Number(b.dataset.previewWidth)));
+  showAt(stage.clientWidth >= 700 ? 1200 : 390);
+  window.addEventListener("resize", fitPreview);
+}
+
 // Meta appends "#_" or "#_=_" to the address it sends people back to; it means nothing here.
 if (location.hash === "#_" || location.hash === "#_=_") {
   history.replaceState(null, "", location.pathname + location.search);
@@ -93,6 +120,12 @@ window.addEventListener("message", (event) => {
   const height = Number(event.data.height);
   if (!Number.isFinite(height) || height <= 0 || height > 100000) return;
   for (const frame of document.querySelectorAll("iframe.posts-preview, #widget-preview")) {
-    if (frame.contentWindow === event.source) frame.style.height = `${Math.ceil(height) + 2}px`;
+    if (frame.contentWindow !== event.source) continue;
+    if (frame === preview && previewWidth) {
+      previewHeight = Math.ceil(height) + 2;
+      fitPreview();
+    } else {
+      frame.style.height = `${Math.ceil(height) + 2}px`;
+    }
   }
 });

@@ -318,8 +318,7 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
             let alt = alt_for(p, &username);
             let hover_says_it = s.captions == Captions::Hover
                 && p.alt_text.is_none()
-                && p
-                    .caption
+                && p.caption
                     .as_deref()
                     .is_some_and(|c| !caption::without_trailing_hashtags(c).is_empty());
             let tile_alt = if hover_says_it {

@@ -689,6 +689,29 @@ async fn browser_a_widget_is_made_and_embedded_on_another_site() {
         // The Widgets section: a slider with captions below.
         w.go(app.url("/widgets").as_str(), "widgets").await;
         w.click("a[href='/widgets/new']", "new-widget").await;
+        // The preview at a computer's width is a 1 200 px frame scaled into its column, and
+        // on a phone the preview comes before the form and stays in view.
+        let previewed = w
+            .client
+            .execute(
+                "document.querySelector('[data-preview-width=\"1200\"]').click();\
+                 var f=document.getElementById('widget-preview');\
+                 var stage=document.getElementById('preview-stage').getBoundingClientRect();\
+                 var form=document.getElementById('widget-form').getBoundingClientRect();\
+                 var section=document.querySelector('.widget-preview');\
+                 return [f.style.width, f.getBoundingClientRect().width <= stage.width + 1,\
+                   section.getBoundingClientRect().top < form.top || innerWidth >= 960,\
+                   getComputedStyle(section).position === 'sticky' || innerWidth >= 960]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            previewed,
+            serde_json::json!(["1200px", true, true, true]),
+            "preview widths"
+        );
+        w.check("preview-computer").await;
         w.fill("#name", "Bakery homepage").await;
         w.client
             .find(Locator::Css("input[name=layout][value=slider]"))
