@@ -492,9 +492,8 @@ async fn a_reconnect_link_lets_the_account_holder_renew_the_same_connection() {
     drop(browser);
 }
 
-#[tokio::test]
-async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
-    let app = TestApp::spawn().await;
+/// Two Facebook Pages (@harbor_cafe, @harbor_bar) of one Facebook person, `harbor.owner`.
+pub fn two_pages_of_one_person(app: &TestApp) {
     for (username, page) in [("harbor_cafe", "Harbor Cafe"), ("harbor_bar", "Harbor Bar")] {
         app.sim
             .create_account(meta_sim::NewAccount {
@@ -507,6 +506,32 @@ async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
             })
             .unwrap();
     }
+}
+
+/// The owner logs in with Facebook as `harbor.owner`; returns the Page picker's address.
+async fn harbor_owner_to_the_page_picker(browser: &Session) -> String {
+    let start = browser
+        .post("/connections/connect/facebook", &[("csrf", &browser.csrf)])
+        .await;
+    let back = login_at_meta(
+        start,
+        &[("email", "harbor.owner"), ("pass", "sim-password")],
+        true,
+    )
+    .await;
+    let picker_path = browser
+        .get(&local(&back))
+        .await
+        .location()
+        .unwrap()
+        .to_owned();
+    picker_path
+}
+
+#[tokio::test]
+async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
+    let app = TestApp::spawn().await;
+    two_pages_of_one_person(&app);
     let browser = app.signup_and_login("owner@example.com").await;
     let start = browser
         .post("/connections/connect/facebook", &[("csrf", &browser.csrf)])
@@ -587,21 +612,7 @@ async fn a_facebook_business_connection_lets_the_owner_pick_pages() {
 
     // A second business login: the Page already connected is marked (and not ticked), and
     // Cancel connects nothing and throws the choice away.
-    let start = browser
-        .post("/connections/connect/facebook", &[("csrf", &browser.csrf)])
-        .await;
-    let back = login_at_meta(
-        start,
-        &[("email", "harbor.owner"), ("pass", "sim-password")],
-        true,
-    )
-    .await;
-    let picker_path = browser
-        .get(&local(&back))
-        .await
-        .location()
-        .unwrap()
-        .to_owned();
+    let picker_path = harbor_owner_to_the_page_picker(&browser).await;
     let picker = browser.get(&picker_path).await;
     assert_eq!(
         picker.body.matches("already connected").count(),
@@ -764,34 +775,9 @@ async fn a_failed_login_through_a_single_use_link_lets_it_be_tried_again() {
 #[tokio::test]
 async fn a_login_wide_problem_found_on_one_page_checks_the_same_persons_other_pages_at_once() {
     let app = TestApp::spawn().await;
-    for (username, page) in [("harbor_cafe", "Harbor Cafe"), ("harbor_bar", "Harbor Bar")] {
-        app.sim
-            .create_account(meta_sim::NewAccount {
-                username: username.into(),
-                facebook_page: true,
-                facebook_user: Some("harbor.owner".into()),
-                page_name: Some(page.into()),
-                posts: 1,
-                ..Default::default()
-            })
-            .unwrap();
-    }
+    two_pages_of_one_person(&app);
     let browser = app.signup_and_login("owner@example.com").await;
-    let start = browser
-        .post("/connections/connect/facebook", &[("csrf", &browser.csrf)])
-        .await;
-    let back = login_at_meta(
-        start,
-        &[("email", "harbor.owner"), ("pass", "sim-password")],
-        true,
-    )
-    .await;
-    let picker_path = browser
-        .get(&local(&back))
-        .await
-        .location()
-        .unwrap()
-        .to_owned();
+    let picker_path = harbor_owner_to_the_page_picker(&browser).await;
     let picker = browser.get(&picker_path).await;
     let done = browser.submit(&picker.form(&picker_path)).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);

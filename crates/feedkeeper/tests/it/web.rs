@@ -512,18 +512,7 @@ async fn browser_a_business_connection_is_picked_from_pages_broken_and_reconnect
     };
     for width in WIDTHS {
         let app = TestApp::spawn().await;
-        for (username, page) in [("harbor_cafe", "Harbor Cafe"), ("harbor_bar", "Harbor Bar")] {
-            app.sim
-                .create_account(meta_sim::NewAccount {
-                    username: username.into(),
-                    facebook_page: true,
-                    facebook_user: Some("harbor.owner".into()),
-                    page_name: Some(page.into()),
-                    posts: 1,
-                    ..Default::default()
-                })
-                .unwrap();
-        }
+        crate::connect_flows::two_pages_of_one_person(&app);
         let mut w = Window::open(&driver, "facebook-pages", width).await;
         // Someone in Tokyo: every time on the dashboard is theirs, not UTC.
         w.set_time_zone("Asia/Tokyo").await;
