@@ -519,13 +519,12 @@ async fn harbor_owner_to_the_page_picker(browser: &Session) -> String {
         true,
     )
     .await;
-    let picker_path = browser
+    browser
         .get(&local(&back))
         .await
         .location()
         .unwrap()
-        .to_owned();
-    picker_path
+        .to_owned()
 }
 
 #[tokio::test]
