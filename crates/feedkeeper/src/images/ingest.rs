@@ -69,22 +69,45 @@ pub async fn fetch_for_connection(
     let concurrency = state.config.images.fetch_concurrency.max(1) as usize;
     // Each picture is fetched, judged, stored and recorded in its own future, so a slow store
     // or transaction never stalls the other fetches' bodies (their timeouts keep running).
+    // None is ever dropped half-way (a future dropped inside its transaction could leave its
+    // rows locked until the connection is used again): to stop early, the pictures not started
+    // yet are skipped, and the ones under way finish.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pictures: Vec<_> = wanted
         .into_iter()
         .map(|w| {
-            let (state, lease) = (state.clone(), lease.clone());
-            async move { one_picture(&state, id, &lease, &w, now).await }
+            let (state, lease, stop) = (state.clone(), lease.clone(), stop.clone());
+            async move {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(Picture::Skipped);
+                }
+                one_picture(&state, id, &lease, &w, now).await
+            }
         })
         .collect();
     let mut results = futures_util::stream::iter(pictures).buffer_unordered(concurrency);
+    let mut ended: Option<bool> = None;
+    let mut first_error = None;
     while let Some(outcome) = results.next().await {
-        match outcome? {
-            Picture::Stored => report.stored += 1,
-            Picture::Stale => {
-                report.stale = true;
-                return Ok(report);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                first_error.get_or_insert(e);
+                continue;
             }
-            Picture::Gone => return Ok(report),
+        };
+        match outcome {
+            Picture::Stored => report.stored += 1,
+            Picture::Skipped => {}
+            Picture::Stale => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                ended.get_or_insert(true);
+            }
+            Picture::Gone => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                ended.get_or_insert(false);
+            }
             Picture::Failed { expired, trouble } => {
                 report.failed += 1;
                 want_sync |= expired;
@@ -92,12 +115,19 @@ pub async fn fetch_for_connection(
                 // picture's timeout; the job comes back when the first retry is due.
                 if trouble {
                     cdn_trouble = true;
-                    break;
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }
     }
     drop(results);
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Some(stale) = ended {
+        report.stale = stale;
+        return Ok(report);
+    }
     if want_sync {
         // Only the API hands out a fresh URL.
         jobs::schedule(&state.db, SYNC_JOB, &id.to_string(), now, now).await?;
@@ -133,6 +163,8 @@ enum Stored {
 /// What became of one picture.
 enum Picture {
     Stored,
+    /// Not started: the run was stopping.
+    Skipped,
     /// Not stored: a sync is wanted (`expired`), or the CDN or store is in trouble.
     Failed {
         expired: bool,
