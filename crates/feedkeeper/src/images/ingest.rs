@@ -300,6 +300,43 @@ pub enum VariantsOutcome {
     Stale,
 }
 
+/// Decodes an original and makes its variants in `formats` on the image pool, with the
+/// configured limits and qualities (the variants job's and the AVIF job's one way to do it).
+async fn make_on_pool(
+    state: &AppState,
+    original: axum::body::Bytes,
+    formats: &'static [Format],
+) -> anyhow::Result<Result<process::Made, process::Refused>> {
+    let limits = Limits {
+        max_pixels: state.config.images.max_pixels,
+    };
+    let qualities = Qualities::of(&state.config.images);
+    state
+        .images
+        .pool
+        .run(move || process::make_in(&original, limits, qualities, formats))
+        .await
+}
+
+/// Writes every variant made to the store (each object whole or not at all); their bytes.
+async fn store_variants(
+    state: &AppState,
+    key: ImageKey,
+    made: &process::Made,
+) -> anyhow::Result<usize> {
+    let mut bytes = 0;
+    for v in &made.variants {
+        bytes += v.bytes.len();
+        let body = axum::body::Bytes::from(v.bytes.clone());
+        state
+            .images
+            .store
+            .put(&key.variant_path(v.width, v.format), body)
+            .await?;
+    }
+    Ok(bytes)
+}
+
 /// Makes the variants of image `key`.
 pub async fn make_variants(
     state: &AppState,
@@ -316,16 +353,7 @@ pub async fn make_variants(
     let Some(original) = state.images.store.get(&key.original_path()).await? else {
         return lost(state, &key_text, lease).await;
     };
-    let limits = Limits {
-        max_pixels: state.config.images.max_pixels,
-    };
-    let qualities = Qualities::of(&state.config.images);
-    let made = state
-        .images
-        .pool
-        .run(move || process::make_in(&original, limits, qualities, &FIRST_PASS))
-        .await?;
-    let made = match made {
+    let made = match make_on_pool(state, original, &FIRST_PASS).await? {
         Ok(made) => made,
         Err(refused) => {
             let reason = refused.to_string();
@@ -347,18 +375,7 @@ pub async fn make_variants(
             });
         }
     };
-    let mut bytes = 0;
-    for v in &made.variants {
-        bytes += v.bytes.len();
-        state
-            .images
-            .store
-            .put(
-                &key.variant_path(v.width, v.format),
-                axum::body::Bytes::from(v.bytes.clone()),
-            )
-            .await?;
-    }
+    let bytes = store_variants(state, key, &made).await?;
     let widths = made.widths();
     failpoint::hit(failpoint::IMAGE_VARIANTS_STORED, &key_text).await;
     let ready = crate::db::retry_conflicts("image ready", || async {
@@ -453,41 +470,27 @@ pub async fn make_avif(
             // Its WebP and JPEG still work; fetching the original again for AVIF alone could
             // lose the picture if Instagram's URL has expired.
             None => Err("the original is missing from the store".to_owned()),
-            Some(original) => {
-                let limits = Limits {
-                    max_pixels: state.config.images.max_pixels,
-                };
-                let qualities = Qualities::of(&state.config.images);
-                state
-                    .images
-                    .pool
-                    .run(move || process::make_in(&original, limits, qualities, &[Format::Avif]))
-                    .await?
-                    .map_err(|refused| refused.to_string())
-                    .and_then(|made| {
-                        if made.widths() == widths {
-                            Ok(made)
-                        } else {
-                            Err(format!(
-                                "the widths made ({:?}) differ from the others' ({widths:?})",
-                                made.widths()
-                            ))
-                        }
-                    })
-            }
+            Some(original) => make_on_pool(state, original, &[Format::Avif])
+                .await?
+                .map_err(|refused| refused.to_string())
+                .and_then(|made| {
+                    if made.widths() == widths {
+                        Ok(made)
+                    } else {
+                        Err(format!(
+                            "the widths made ({:?}) differ from the others' ({widths:?})",
+                            made.widths()
+                        ))
+                    }
+                }),
         }
     };
     let (formats, variants, bytes) = match &made {
-        Ok(made) => {
-            let mut bytes = 0;
-            for v in &made.variants {
-                bytes += v.bytes.len();
-                let path = key.variant_path(v.width, v.format);
-                let body = axum::body::Bytes::from(v.bytes.clone());
-                state.images.store.put(&path, body).await?;
-            }
-            (FORMATS.to_vec(), made.variants.len(), bytes)
-        }
+        Ok(made) => (
+            FORMATS.to_vec(),
+            made.variants.len(),
+            store_variants(state, key, made).await?,
+        ),
         Err(reason) => {
             tracing::warn!(image = %key_text, error = %reason, "no AVIF variants can be made of an image; it keeps WebP and JPEG");
             (FIRST_PASS.to_vec(), 0, 0)

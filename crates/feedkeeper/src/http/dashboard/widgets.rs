@@ -233,24 +233,16 @@ async fn form_page(
         Some(w) => format!("Widget: {}", w.name),
         None => "New widget".to_owned(),
     };
-    let health = match widget {
+    // A saved widget's account: its health, and what it shows now (for the space the embed
+    // code reserves).
+    let (health, reserve) = match widget {
         Some(w) => {
             let connection = match w.connection_id {
                 Some(id) => stored::get_owned(&state.db, user.id, id).await.ok(),
                 None => None,
             };
-            Some(health_of(connection.as_ref())).filter(|h| h.tone != "ok")
-        }
-        None => None,
-    };
-    // What the widget shows now, for the space the embed code reserves.
-    let reserve = match widget {
-        Some(w) => {
+            let health = Some(health_of(connection.as_ref())).filter(|h| h.tone != "ok");
             let settings = widgets::settings_of(w);
-            let connection = match w.connection_id {
-                Some(id) => stored::get_owned(&state.db, user.id, id).await.ok(),
-                None => None,
-            };
             let data = widgets::assemble(
                 state,
                 w.public_id.clone(),
@@ -258,9 +250,10 @@ async fn form_page(
                 connection.as_ref(),
             )
             .await?;
-            reserved_space(&settings, data.posts.len(), data.profile.is_some())
+            let reserve = reserved_space(&settings, data.posts.len(), data.profile.is_some());
+            (health, reserve)
         }
-        None => None,
+        None => (None, None),
     };
     Ok(FormPage {
         health,
