@@ -346,6 +346,7 @@ async fn users_command(state: AppState, command: UsersCommand) -> anyhow::Result
             }
             println!("Send its owner this link to choose a password (valid 7 days, works once):");
             println!("{link}");
+            mail_link(&state, &email, &link, crate::mail::AccountMail::Invitation).await;
         }
         UsersCommand::ResetPassword { email } => {
             let link = recovery::reset_link(&state, &email).await?;
@@ -355,9 +356,28 @@ async fn users_command(state: AppState, command: UsersCommand) -> anyhow::Result
             );
             println!("(valid 1 hour, works once; earlier links stop working):");
             println!("{link}");
+            mail_link(
+                &state,
+                &email,
+                &link,
+                crate::mail::AccountMail::PasswordReset,
+            )
+            .await;
         }
     }
     Ok(())
+}
+
+/// Also mails a one-time link (the outbox sends it once a node runs; without an SMTP server it
+/// stays in the user's mailbox page); the printed link works either way.
+async fn mail_link(state: &AppState, email: &str, link: &str, kind: crate::mail::AccountMail) {
+    match crate::mail::account_link(state, email, link, kind).await {
+        Ok(_) if crate::mail::delivers(state) => {
+            println!("It is also on its way by mail to {}.", email.trim())
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("The link could not be mailed ({e}); send it yourself."),
+    }
 }
 
 async fn keys_reseal(state: AppState) -> anyhow::Result<()> {

@@ -32,6 +32,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub widgets: WidgetsConfig,
     pub images: ImagesConfig,
+    pub mail: MailConfig,
     pub log: LogConfig,
 }
 
@@ -241,6 +242,76 @@ impl Default for SyncConfig {
             concurrency: 4,
         }
     }
+}
+
+/// How mail leaves (see `mail`). With no `smtp_host`, messages are only kept in the dashboard's
+/// mailbox page (the demo does this): nothing is lost, nothing is sent.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The SMTP server (a name or an address); empty: keep mail in the mailbox page only.
+    pub smtp_host: String,
+    /// 0 means the usual port for `smtp_security`: 587 (STARTTLS), 465 (TLS), 25 (none).
+    pub smtp_port: u16,
+    pub smtp_security: SmtpSecurity,
+    /// Log in to the server when set (with `smtp_password`).
+    pub smtp_username: String,
+    pub smtp_password: Secret,
+    /// The sender's address; the display name is the owner's organisation name, or
+    /// "feedkeeper".
+    pub from: String,
+    /// A new incident's first notice waits this long, so that many connections breaking at
+    /// once (a change at Meta) make one message per recipient.
+    pub group_secs: u64,
+    /// Messages sent at once on this node.
+    pub send_concurrency: u64,
+    /// One delivery attempt may take this long.
+    pub send_timeout_secs: u64,
+    /// A message the server keeps answering with a temporary failure (or that cannot be
+    /// delivered because the server is down) is given up after this long.
+    pub give_up_after_hours: u64,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp_host: String::new(),
+            smtp_port: 0,
+            smtp_security: SmtpSecurity::default(),
+            smtp_username: String::new(),
+            smtp_password: Secret::default(),
+            from: "feedkeeper@localhost".to_owned(),
+            group_secs: 60,
+            send_concurrency: 4,
+            send_timeout_secs: 30,
+            give_up_after_hours: 72,
+        }
+    }
+}
+
+impl MailConfig {
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        match (self.smtp_port, self.smtp_security) {
+            (0, SmtpSecurity::Starttls) => 587,
+            (0, SmtpSecurity::Tls) => 465,
+            (0, SmtpSecurity::None) => 25,
+            (port, _) => port,
+        }
+    }
+}
+
+/// How the connection to the SMTP server is protected (`mail.smtp_security`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or network.
+    None,
 }
 
 /// How this node runs background jobs (see `jobs::runner`).
@@ -892,6 +963,51 @@ impl Config {
                     ),
                 ));
             }
+        }
+        for (key, value, range) in [
+            ("mail.group_secs", self.mail.group_secs, 0..=3600),
+            ("mail.send_concurrency", self.mail.send_concurrency, 1..=64),
+            (
+                "mail.send_timeout_secs",
+                self.mail.send_timeout_secs,
+                1..=600,
+            ),
+            (
+                "mail.give_up_after_hours",
+                self.mail.give_up_after_hours,
+                1..=24 * 30,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{value} is not between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        }
+        if self.mail.from.parse::<lettre::Address>().is_err() {
+            return Err(invalid(
+                "mail.from",
+                format!("{:?} is not an email address", self.mail.from),
+            ));
+        }
+        if self.mail.smtp_host.trim() != self.mail.smtp_host
+            || self.mail.smtp_host.contains(['/', ' ', '@'])
+        {
+            return Err(invalid(
+                "mail.smtp_host",
+                format!("{:?} is not a host name or address", self.mail.smtp_host),
+            ));
+        }
+        if self.mail.smtp_username.is_empty() != self.mail.smtp_password.is_empty() {
+            return Err(invalid(
+                "mail.smtp_username",
+                "set both mail.smtp_username and mail.smtp_password, or neither",
+            ));
         }
         for entry in &self.server.trusted_proxies {
             if let Err(problem) = parse_network(entry) {

@@ -28,6 +28,8 @@ pub enum Purpose {
     Tokens,
     /// The sealed anonymous CSRF values of the log-in and sign-up forms.
     PreloginCsrf,
+    /// Bodies of mail in the outbox (they carry one-time reconnect and reset links).
+    Mail,
 }
 
 impl Purpose {
@@ -35,6 +37,7 @@ impl Purpose {
         match self {
             Purpose::Tokens => b"feedkeeper tokens v2",
             Purpose::PreloginCsrf => b"feedkeeper prelogin csrf v2",
+            Purpose::Mail => b"feedkeeper mail v1",
         }
     }
 }

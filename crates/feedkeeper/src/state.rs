@@ -29,6 +29,10 @@ pub struct Shared {
     pub cipher: TokenCipher,
     /// Seals the anonymous CSRF values of the log-in and sign-up forms (its own subkeys).
     pub prelogin_cipher: TokenCipher,
+    /// Seals the bodies of mail in the outbox (its own subkeys).
+    pub mail_cipher: TokenCipher,
+    /// Where mail goes: the SMTP server, or only the dashboard's mailbox (`mail::send`).
+    pub mailer: Arc<crate::mail::send::Mailer>,
     /// Keys the hashes of emails in the log-in limit, so the table does not reveal who tried.
     pub login_limit_key: Arc<[u8; 32]>,
     pub clock: Clock,
@@ -102,6 +106,11 @@ impl AppState {
         }
         let cipher = TokenCipher::new(&keys, Purpose::Tokens)?;
         let prelogin_cipher = TokenCipher::new(&keys, Purpose::PreloginCsrf)?;
+        let mail_cipher = TokenCipher::new(&keys, Purpose::Mail)?;
+        let mailer = Arc::new(
+            crate::mail::send::Mailer::from_config(&config.mail)
+                .context("cannot set up the SMTP client (mail.*)")?,
+        );
         let login_limit_key = Arc::new(keys[0].hash_key("login limit"));
         if config.storage.database_url.is_empty() {
             std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
@@ -137,6 +146,8 @@ impl AppState {
             meta,
             cipher,
             prelogin_cipher,
+            mail_cipher,
+            mailer,
             login_limit_key,
             clock,
             demo: None,

@@ -20,6 +20,7 @@ use crate::db::jobs::{self, Lease};
 use crate::db::{DbError, Tx, audit, incidents, meta_pauses, operator_problems};
 use crate::failpoint;
 use crate::ids::ConnectionId;
+use crate::mail::notices;
 use crate::meta::{Action, ExpiringToken, MetaError, ReconnectReason};
 use crate::state::AppState;
 
@@ -440,15 +441,20 @@ pub async fn apply_incident_decision(
 ) -> Result<(), DbError> {
     match state.policy().incident_for(c, now) {
         IncidentDecision::Open { kind, reason } => {
+            let before = incidents::open_for(&mut *tx, c.id).await?;
             let (incident, created) =
                 incidents::open_or_update(&mut *tx, c.id, kind, reason.as_deref(), now).await?;
             if created {
                 tracing::warn!(connection = %c.id, incident = %incident.id, kind, "incident opened");
             }
+            if before.as_ref() != Some(&incident) {
+                notices::on_incident(tx, state, c, notices::Change::Opened(&incident), now).await?;
+            }
         }
         IncidentDecision::Close => {
             if let Some(closed) = incidents::close(&mut *tx, c.id, now).await? {
                 tracing::info!(connection = %c.id, incident = %closed.id, "incident resolved");
+                notices::on_incident(tx, state, c, notices::Change::Closed(&closed), now).await?;
             }
         }
         IncidentDecision::Keep => {}

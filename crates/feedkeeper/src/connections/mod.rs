@@ -280,10 +280,18 @@ async fn connect_once(
         },
     )
     .await?;
+    let connected = connections::get(&mut tx, stored.id).await?;
     if let Some(closed) = incidents::close(&mut tx, stored.id, now).await? {
         tracing::info!(connection = %stored.id, incident = %closed.id, "incident resolved by reconnect");
+        crate::mail::notices::on_incident(
+            &mut tx,
+            state,
+            &connected,
+            crate::mail::notices::Change::Closed(&closed),
+            now,
+        )
+        .await?;
     }
-    let connected = connections::get(&mut tx, stored.id).await?;
     let first_check = state
         .policy()
         .next_due(&connected, now, rand::random())

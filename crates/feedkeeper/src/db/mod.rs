@@ -11,6 +11,7 @@ pub mod images;
 pub mod incidents;
 pub mod jobs;
 pub mod links;
+pub mod mail;
 pub mod meta_pauses;
 pub mod oauth_states;
 pub mod operator_problems;

@@ -132,6 +132,19 @@ pub fn router() -> Router<AppState> {
             get(dashboard::links::list).post(dashboard::links::create),
         )
         .route("/links/{id}/revoke", post(dashboard::links::revoke))
+        .route("/mail", get(dashboard::mail::list))
+        .route("/mail/settings", post(dashboard::mail::save_settings))
+        .route("/mail/test", post(dashboard::mail::send_test))
+        .route("/mail/{id}", get(dashboard::mail::show))
+        .route("/mail/{id}/html", get(dashboard::mail::show_html))
+        .route(
+            "/mail/unsubscribe/{token}",
+            get(dashboard::mail::unsubscribe_page).post(dashboard::mail::unsubscribe),
+        )
+        .route(
+            "/connections/{id}/mail",
+            post(dashboard::mail::save_connection),
+        )
         .route("/links/{id}/created", get(dashboard::links::created))
         .route("/static/app.css", get(dashboard::assets::stylesheet))
         .route("/static/app.js", get(dashboard::assets::script))

@@ -5,6 +5,7 @@
 
 pub mod images;
 pub mod lifecycle;
+pub mod mail;
 pub mod maintenance;
 pub mod runner;
 pub mod sync;
@@ -32,6 +33,9 @@ pub async fn spawn(
     .await
     {
         tracing::error!(error = %e, "could not schedule the maintenance job");
+    }
+    if let Err(e) = crate::mail::ensure_jobs(&state, now).await {
+        tracing::error!(error = %e, "could not schedule the mail job");
     }
     // Connections made before posts were synced get their first sync now.
     match crate::db::jobs::ensure_for_connections(&state.db, crate::connections::SYNC_JOB, now)
@@ -79,7 +83,19 @@ pub async fn spawn(
             settings.clone(),
             shutdown.clone(),
         ),
-        runner::spawn(state, images::AvifWork, settings, shutdown),
+        runner::spawn(
+            state.clone(),
+            images::AvifWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(
+            state.clone(),
+            mail::ComposeWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(state, mail::SendWork, settings, shutdown),
     ];
     tokio::spawn(async move {
         let mut reports = Vec::new();
@@ -103,6 +119,8 @@ pub struct PassReport {
     pub image_fetch: Report,
     pub image_variants: Report,
     pub image_avif: Report,
+    pub mail_compose: Report,
+    pub mail_send: Report,
 }
 
 /// Runs every job that is due now, kind by kind, on this node, and returns when none is left:
@@ -132,6 +150,10 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
         runner::run_due(state, &std::sync::Arc::new(images::VariantsWork), &settings).await?;
     let image_avif =
         runner::run_due(state, &std::sync::Arc::new(images::AvifWork), &settings).await?;
+    // Last: the incidents this pass opened or closed have their notices written.
+    let mail_compose =
+        runner::run_due(state, &std::sync::Arc::new(mail::ComposeWork), &settings).await?;
+    let mail_send = runner::run_due(state, &std::sync::Arc::new(mail::SendWork), &settings).await?;
     Ok(PassReport {
         lifecycle,
         purge,
@@ -140,5 +162,7 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
         image_fetch,
         image_variants,
         image_avif,
+        mail_compose,
+        mail_send,
     })
 }

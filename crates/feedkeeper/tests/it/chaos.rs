@@ -1,7 +1,8 @@
 //! Two `feedkeeper serve` processes on one database, checks due all the time, one process
 //! killed with SIGKILL and restarted every few seconds, while accounts are revoked and
 //! reconnected. The simulator's request log is the witness: no account is ever checked by two
-//! calls at once, every reconnected account ends active and scheduled, no job is lost or stuck.
+//! calls at once, every reconnected account ends active and scheduled, no job is lost or stuck,
+//! and the SMTP server (`smtp_sink`) received every message the outbox says was sent.
 //! Runs on SQLite and, in CI's second pass, on PostgreSQL; `CHAOS_SECS` sets its length.
 
 use std::collections::{HashMap, HashSet};
@@ -22,11 +23,15 @@ const ACCOUNTS: usize = 24;
 const SHOWN: usize = 4;
 
 /// Starts one node; its log goes to `log`.
-fn start_node(w: &World, name: &str, log: &std::path::Path) -> Running {
+fn start_node(w: &World, smtp_port: u16, name: &str, log: &std::path::Path) -> Running {
     let log = std::fs::File::create(log).unwrap();
     let child = feedkeeper()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .envs(w.binary_env())
+        .env("FEEDKEEPER_MAIL__SMTP_HOST", "127.0.0.1")
+        .env("FEEDKEEPER_MAIL__SMTP_PORT", smtp_port.to_string())
+        .env("FEEDKEEPER_MAIL__SMTP_SECURITY", "none")
+        .env("FEEDKEEPER_MAIL__GROUP_SECS", "1")
         .env("FEEDKEEPER_WORKERS__NODE_NAME", name)
         .env("FEEDKEEPER_WORKERS__LEASE_SECS", "3")
         .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")
@@ -106,9 +111,11 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         .unwrap();
     }
     let logs = tempfile::tempdir().unwrap();
-    let steady = start_node(&w, "steady", &logs.path().join("steady.log"));
+    let smtp = crate::smtp_sink::SmtpSink::start().await;
+    let steady = start_node(&w, smtp.port, "steady", &logs.path().join("steady.log"));
     let mut victim = Some(start_node(
         &w,
+        smtp.port,
         "victim-0",
         &logs.path().join("victim-0.log"),
     ));
@@ -150,7 +157,7 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
             drop(victim.take()); // SIGKILL
             kills += 1;
             let log = logs.path().join(format!("victim-{kills}.log"));
-            victim = Some(start_node(&w, &format!("victim-{kills}"), &log));
+            victim = Some(start_node(&w, smtp.port, &format!("victim-{kills}"), &log));
             next_kill = Instant::now() + Duration::from_millis(3000 + next() % 4000);
         }
         tokio::time::sleep(Duration::from_millis(150 + next() % 200)).await;
@@ -204,9 +211,75 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Every message written to the outbox is delivered (the compose job polls each minute).
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let messages = loop {
+        let notices = feedkeeper::db::mail::all_notices(&w.state.db)
+            .await
+            .unwrap();
+        let now = Clock::System.now();
+        let waiting = notices
+            .iter()
+            .filter(|n| !n.composed && n.due_at < now)
+            .count();
+        let counts = feedkeeper::db::mail::count_by_status(&w.state.db)
+            .await
+            .unwrap();
+        let pending: i64 = counts
+            .iter()
+            .filter(|(s, _)| s == "pending")
+            .map(|(_, n)| n)
+            .sum();
+        if waiting == 0 && pending == 0 {
+            break counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mail never settled: {waiting} notices due, {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     drop(victim);
     drop(steady);
     w.sim.set_latency(Duration::ZERO);
+    assert!(
+        messages.iter().all(|(status, _)| status == "sent"),
+        "{messages:?}"
+    );
+    let received = smtp.received();
+    let mut received_ids: HashMap<String, usize> = HashMap::new();
+    for m in &received {
+        *received_ids
+            .entry(m.header("Message-ID").unwrap())
+            .or_default() += 1;
+    }
+    let sent_ids = feedkeeper::db::mail::sent_message_ids(&w.state.db)
+        .await
+        .unwrap();
+    assert!(!sent_ids.is_empty(), "the revocations were mailed");
+    for id in &sent_ids {
+        assert!(
+            received_ids.contains_key(id),
+            "{id} was recorded sent but never arrived"
+        );
+    }
+    let duplicates: usize = received_ids.values().map(|n| n - 1).sum();
+    assert!(
+        received_ids.len() == sent_ids.len(),
+        "the server got messages the outbox does not know: {} vs {}",
+        received_ids.len(),
+        sent_ids.len()
+    );
+    // A kill between the server's answer and the record costs one resend, with the same id.
+    assert!(
+        duplicates <= kills as usize,
+        "{duplicates} duplicates, {kills} kills"
+    );
+    eprintln!(
+        "chaos mail: {} messages, {} received, {duplicates} duplicates, {kills} kills",
+        sent_ids.len(),
+        received.len()
+    );
     // No image is recorded ready without every one of its objects whole in the store.
     let store = &w.state.images.store;
     for image in feedkeeper::db::images::ready(&w.state.db).await.unwrap() {
@@ -232,6 +305,8 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         feedkeeper::images::FETCH_JOB,
         feedkeeper::images::VARIANTS_JOB,
         feedkeeper::images::AVIF_JOB,
+        feedkeeper::mail::COMPOSE_JOB,
+        feedkeeper::mail::SEND_JOB,
     ] {
         let dead: Vec<_> = jobs::list_dead(&w.state.db)
             .await

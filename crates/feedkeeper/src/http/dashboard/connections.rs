@@ -412,6 +412,7 @@ struct DetailPage {
     audit_limit: i64,
     /// How many posts the sync keeps for it.
     posts_stored: usize,
+    mail: super::mail::ConnectionMail,
 }
 
 /// `GET /connections/{id}`.
@@ -466,6 +467,7 @@ pub async fn detail(
         audit,
         audit_limit: AUDIT_ROWS,
         posts_stored,
+        mail: super::mail::connection_mail(&state, &c).await?,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod auth;
 pub mod connections;
 pub mod links;
+pub mod mail;
 pub mod recovery;
 pub mod system;
 pub mod widgets;

@@ -1,0 +1,361 @@
+//! Folding due notices into messages: one message per owner and recipient per run, however
+//! many of that owner's accounts it covers (fifty accounts breaking at once make one mail).
+//!
+//! Each message is one transaction: the connections' rows first, in ascending id order (lock
+//! order step 1, so no incident can open or close under it), then the notices, the reconnect
+//! links, the message and its `mail-send` job. Two nodes composing at once queue on the rows;
+//! the second finds the notices already folded. A crash before the commit leaves the notices
+//! due, to be folded again.
+
+use crate::accounts::csrf::random_token;
+use crate::accounts::session::hash_token;
+use crate::clock::format_utc;
+use crate::db::connections::{self as stored, Connection, RowLock};
+use crate::db::links::{self as link_store, NewLink};
+use crate::db::{DbError, incidents, mail as store, organisations};
+use crate::ids::{ConnectionId, UserId};
+use crate::meta::errors::ReconnectReason;
+use crate::state::AppState;
+
+use super::notices::RESTORED;
+use super::templates::{self, AlertItem};
+use super::{ALERTS, Outgoing};
+
+/// How long the reconnect link in a mail works (a reminder brings a fresh one).
+pub const LINK_DAYS: i64 = 14;
+/// Owner–recipient pairs folded per run; more are left for the next run, at once.
+const BATCH: i64 = 1000;
+/// The compose job looks for due notices at least this often (seconds), and at least every
+/// `mail.group_secs` when that is shorter: a notice waits at most about twice the hold.
+pub const POLL_SECS: i64 = 60;
+
+/// What one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Composed {
+    pub messages: usize,
+    /// Notices folded into those messages.
+    pub notices: usize,
+    /// Notices dropped: the recipient turned such mail off, or a later incident replaced them.
+    pub dropped: usize,
+}
+
+/// Folds every due notice into messages. Returns what it did and when to run next.
+pub async fn run(state: &AppState) -> anyhow::Result<(Composed, i64)> {
+    let now = state.clock.now();
+    let due = store::due_recipients(&state.db, now, BATCH).await?;
+    let more = due.len() as i64 >= BATCH;
+    let mut groups: Vec<(UserId, String, Vec<ConnectionId>)> = Vec::new();
+    for (owner, recipient, connection) in due {
+        match groups.last_mut() {
+            Some((o, r, list)) if *o == owner && *r == recipient => list.push(connection),
+            _ => groups.push((owner, recipient, vec![connection])),
+        }
+    }
+    let mut report = Composed::default();
+    for (owner, recipient, connections) in groups {
+        let one = crate::db::retry_conflicts("compose mail", || {
+            compose_one(state, owner, &recipient, &connections, now)
+        })
+        .await?;
+        report.messages += one.messages;
+        report.notices += one.notices;
+        report.dropped += one.dropped;
+    }
+    let next = if more {
+        now
+    } else {
+        let soonest = store::next_due(&state.db).await?.unwrap_or(i64::MAX);
+        let poll = (state.config.mail.group_secs as i64).clamp(1, POLL_SECS);
+        soonest.clamp(now, now + poll)
+    };
+    Ok((report, next))
+}
+
+/// One message for `recipient` about `owner`'s `connections` (those with due notices).
+async fn compose_one(
+    state: &AppState,
+    owner: UserId,
+    recipient: &str,
+    connections: &[ConnectionId],
+    now: i64,
+) -> Result<Composed, DbError> {
+    let mut report = Composed::default();
+    let mut tx = state.db.begin().await?;
+    let mut ids = connections.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut locked: Vec<Connection> = Vec::new();
+    for id in &ids {
+        if let Some(c) = stored::lock(&mut tx, *id, RowLock::Change).await? {
+            locked.push(c);
+        }
+    }
+    let locked_ids: Vec<ConnectionId> = locked.iter().map(|c| c.id).collect();
+    let notices = store::due_for(&mut tx, recipient, &locked_ids, now).await?;
+    if notices.is_empty() {
+        tx.commit().await?;
+        return Ok(report);
+    }
+    if store::opted_out(&mut tx, recipient, ALERTS).await? {
+        let all: Vec<i64> = notices.iter().map(|n| n.id).collect();
+        store::mark_composed(&mut tx, &all, None).await?;
+        report.dropped = all.len();
+        tx.commit().await?;
+        return Ok(report);
+    }
+    let base = state.config.public_url();
+    let mut items = Vec::new();
+    let mut folded = Vec::new();
+    let mut dropped = Vec::new();
+    let mut reminders_only = true;
+    for c in &locked {
+        let mine: Vec<&store::Notice> =
+            notices.iter().filter(|n| n.connection_id == c.id).collect();
+        let Some(latest_incident) = mine.iter().map(|n| n.incident_id).max() else {
+            continue;
+        };
+        // Only the newest incident's news: a "restored" followed at once by a new break says
+        // the break, not both.
+        let (current, older): (Vec<&store::Notice>, Vec<&store::Notice>) = mine
+            .into_iter()
+            .partition(|n| n.incident_id == latest_incident);
+        dropped.extend(older.iter().map(|n| n.id));
+        let Some(top) = current.iter().max_by_key(|n| (n.kind != RESTORED, n.stage)) else {
+            continue;
+        };
+        let incident = incidents::open_for(&mut tx, c.id).await?;
+        let item = describe(&mut tx, c, top, incident.as_ref(), &base, now).await?;
+        reminders_only &= top.stage > 0;
+        items.push(item);
+        folded.extend(current.iter().map(|n| n.id));
+    }
+    if items.is_empty() {
+        store::mark_composed(&mut tx, &dropped, None).await?;
+        report.dropped = dropped.len();
+        tx.commit().await?;
+        return Ok(report);
+    }
+    let organisation = organisations::get(&mut tx, owner).await?;
+    let sender = organisation
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "feedkeeper".to_owned());
+    let subject = subject(&items, reminders_only);
+    let needing = items.iter().filter(|i| i.link.is_some()).count();
+    let intro = if needing == 0 {
+        format!(
+            "Good news: {} working again. Its widgets show new posts again.",
+            if items.len() == 1 {
+                "this Instagram account is"
+            } else {
+                "these Instagram accounts are"
+            }
+        )
+    } else {
+        let (what, verb) = if needing == 1 {
+            ("An Instagram account", "needs")
+        } else {
+            ("Instagram accounts", "need")
+        };
+        format!(
+            "{what} that {sender} shows on a website {verb} a new login. The widgets keep \
+             showing the last posts and pictures meanwhile; reconnecting takes a minute."
+        )
+    };
+    let body = templates::alert(&templates::Alert {
+        subject: &subject,
+        intro: &intro,
+        items: &items,
+        sender: &sender,
+        recipient,
+        dashboard_url: &format!("{base}/connections"),
+        unsubscribe_url: &super::unsubscribe::address(state, recipient, ALERTS),
+    })
+    // Our own templates over our own strings: a failure here is a bug, reported as such and
+    // retried by the job like any failed write.
+    .map_err(|e| DbError::Other(sqlx::Error::Protocol(format!("mail template: {e}"))))?;
+    let message = super::enqueue(
+        &mut tx,
+        state,
+        &Outgoing {
+            user: owner,
+            recipient,
+            category: ALERTS,
+            subject: &subject,
+            body: &body,
+        },
+        now,
+    )
+    .await?;
+    store::mark_composed(&mut tx, &folded, Some(message)).await?;
+    store::mark_composed(&mut tx, &dropped, None).await?;
+    tx.commit().await?;
+    tracing::info!(
+        message,
+        accounts = items.len(),
+        notices = folded.len(),
+        "mail composed"
+    );
+    report.messages = 1;
+    report.notices = folded.len();
+    report.dropped = dropped.len();
+    Ok(report)
+}
+
+/// One account's lines: what is the matter and, when someone must act, a fresh one-click
+/// reconnect link (single-use, stored hashed; its secret exists only in this message).
+async fn describe(
+    tx: &mut crate::db::Tx,
+    c: &Connection,
+    notice: &store::Notice,
+    incident: Option<&incidents::Incident>,
+    base: &str,
+    now: i64,
+) -> Result<AlertItem, DbError> {
+    let reminder = notice.stage > 0;
+    let date =
+        |t: Option<i64>| t.map_or_else(|| "soon".to_owned(), |t| format!("on {}", format_utc(t)));
+    let (headline, detail) = match notice.kind.as_str() {
+        RESTORED => (
+            "is working again".to_owned(),
+            Some("Its widgets show new posts again.".to_owned()),
+        ),
+        "expiry_at_risk" => (
+            format!(
+                "{}its login expires {}",
+                if reminder { "reminder: " } else { "" },
+                date(c.token_expires_at)
+            ),
+            Some(
+                "feedkeeper could not renew it (Meta did not accept the renewal). Reconnect \
+                 before then, and its widgets stay current."
+                    .to_owned(),
+            ),
+        ),
+        "data_access_expiring" => (
+            format!(
+                "{}Facebook data access ends {}",
+                if reminder { "reminder: " } else { "" },
+                date(c.data_access_expires_at)
+            ),
+            Some(
+                "Facebook asks the account holder to log in again every 90 days. Reconnect \
+                 before then, and its widgets stay current."
+                    .to_owned(),
+            ),
+        ),
+        _ => {
+            let reason = incident
+                .and_then(|i| i.reason.as_deref())
+                .or(c.reason.as_deref())
+                .and_then(ReconnectReason::parse)
+                .unwrap_or(ReconnectReason::Unknown);
+            (
+                if reminder {
+                    "still needs reconnecting".to_owned()
+                } else {
+                    "needs reconnecting".to_owned()
+                },
+                Some(format!(
+                    "Instagram stopped accepting its login: {}. Its widgets keep showing the \
+                     posts from before.",
+                    reason.describe()
+                )),
+            )
+        }
+    };
+    let link = if notice.kind == RESTORED {
+        None
+    } else {
+        let token = random_token();
+        link_store::create(
+            &mut *tx,
+            &NewLink {
+                token_hash: &hash_token(&token),
+                owner_id: c.owner_id,
+                label: &format!("Reconnect @{} (mail)", c.username),
+                client_email: c.client_email.as_deref(),
+                connection_id: Some(c.id),
+                single_use: true,
+                expires_at: now + LINK_DAYS * 86_400,
+            },
+            now,
+        )
+        .await?;
+        Some(format!("{base}/l/{token}"))
+    };
+    Ok(AlertItem {
+        username: c.username.clone(),
+        headline,
+        detail,
+        action: format!("Reconnect @{}", c.username),
+        link,
+        link_expires: format_utc(now + LINK_DAYS * 86_400),
+    })
+}
+
+/// The subject line: the account's news when there is one, a count when there are several.
+fn subject(items: &[AlertItem], reminders_only: bool) -> String {
+    let needing = items.iter().filter(|i| i.link.is_some()).count();
+    let restored = items.len() - needing;
+    match items {
+        [one] => format!(
+            "{}@{} {}",
+            if reminders_only && one.link.is_some() {
+                "Reminder: "
+            } else {
+                ""
+            },
+            one.username,
+            one.headline.trim_start_matches("reminder: ")
+        ),
+        _ if restored == 0 => format!("{needing} Instagram accounts need attention"),
+        _ if needing == 0 => format!("{restored} Instagram accounts are working again"),
+        _ => format!(
+            "{needing} Instagram account{} need{} attention, {restored} working again",
+            if needing == 1 { "" } else { "s" },
+            if needing == 1 { "s" } else { "" },
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str, needs: bool, headline: &str) -> AlertItem {
+        AlertItem {
+            username: name.into(),
+            headline: headline.into(),
+            detail: None,
+            action: String::new(),
+            link: needs.then(|| "https://x.test/l/t".to_owned()),
+            link_expires: String::new(),
+        }
+    }
+
+    #[test]
+    fn subjects_name_one_account_and_count_several() {
+        assert_eq!(
+            subject(&[item("shop", true, "needs reconnecting")], false),
+            "@shop needs reconnecting"
+        );
+        assert_eq!(
+            subject(&[item("shop", true, "still needs reconnecting")], true),
+            "Reminder: @shop still needs reconnecting"
+        );
+        assert_eq!(
+            subject(&[item("shop", false, "is working again")], false),
+            "@shop is working again"
+        );
+        let many: Vec<_> = (0..50).map(|i| item(&format!("a{i}"), true, "x")).collect();
+        assert_eq!(
+            subject(&many, false),
+            "50 Instagram accounts need attention"
+        );
+        assert_eq!(
+            subject(&[item("a", true, "x"), item("b", false, "y")], false),
+            "1 Instagram account needs attention, 1 working again"
+        );
+    }
+}
