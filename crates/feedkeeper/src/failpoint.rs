@@ -33,6 +33,9 @@ pub const PURGE_TX: &str = "tx.purge";
 pub const LIFECYCLE_TX: &str = "tx.lifecycle_apply";
 pub const SYNC_STORE_TX: &str = "tx.sync_store";
 pub const WIDGET_CREATE_TX: &str = "tx.widget_create";
+/// The compose job's transaction, right after it locked the connections of one message (key:
+/// as for connections, the lowest id).
+pub const MAIL_COMPOSE_TX: &str = "tx.mail_compose";
 /// The fetch job pointing a picture at its stored original (key: as for connections).
 pub const IMAGE_ATTACH_TX: &str = "tx.image_attach";
 /// The variants job marking an image ready (key: the image key).

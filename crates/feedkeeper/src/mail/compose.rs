@@ -90,6 +90,13 @@ async fn compose_one(
             locked.push(c);
         }
     }
+    if let Some(first) = ids.first() {
+        crate::failpoint::hit(
+            crate::failpoint::MAIL_COMPOSE_TX,
+            &crate::failpoint::key(state, *first),
+        )
+        .await;
+    }
     let locked_ids: Vec<ConnectionId> = locked.iter().map(|c| c.id).collect();
     let notices = store::due_for(&mut tx, recipient, &locked_ids, now).await?;
     if notices.is_empty() {

@@ -376,3 +376,78 @@ async fn a_new_widget_racing_a_disconnect_does_not_deadlock() {
     assert_eq!(widgets.len(), 1);
     assert_eq!(widgets[0].connection_id, None, "it shows nothing now");
 }
+
+/// An account whose password changed, found broken, its first notice due now.
+async fn broken_with_mail_due(w: &World, name: &str) -> (feedkeeper::ids::UserId, Connection) {
+    let (owner, c) = connected(w, name).await;
+    w.sim
+        .apply_event(name, AccountEvent::PasswordChanged)
+        .await
+        .unwrap();
+    w.advance(8 * HOUR);
+    w.pass().await;
+    assert_eq!(w.reload(&c).await.status(), Status::NeedsReconnect);
+    w.advance(w.state.config.mail.group_secs as i64 + 1);
+    (owner, c)
+}
+
+async fn subjects(w: &World, owner: feedkeeper::ids::UserId) -> Vec<String> {
+    let mut all: Vec<String> = db::mail::list_owned_messages(&w.state.db, owner, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    all.reverse();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_racing_the_mail_composer_does_not_deadlock_and_says_restored() {
+    let w = World::new().await;
+    let (owner, c) = broken_with_mail_due(&w, "mail_vs_reconnect").await;
+    let state = w.state.clone();
+    let held = async move { ok("compose", feedkeeper::mail::compose::run(&state).await) };
+    let (held, again) = race(
+        &w,
+        failpoint::MAIL_COMPOSE_TX,
+        c.id,
+        held,
+        w.connect_instagram(owner, "mail_vs_reconnect"),
+    )
+    .await;
+    held.unwrap();
+    assert_eq!(again.status(), Status::Active);
+    // The alert went out before the reconnect took the row, so its reader hears it is fixed.
+    w.advance(61);
+    w.pass().await;
+    assert_eq!(
+        subjects(&w, owner).await,
+        [
+            "@mail_vs_reconnect needs reconnecting",
+            "@mail_vs_reconnect is working again"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_racing_the_mail_composer_does_not_deadlock() {
+    let w = World::new().await;
+    let (owner, c) = broken_with_mail_due(&w, "mail_vs_disconnect").await;
+    let state = w.state.clone();
+    let held = async move { ok("compose", feedkeeper::mail::compose::run(&state).await) };
+    let (held, gone) = race(
+        &w,
+        failpoint::MAIL_COMPOSE_TX,
+        c.id,
+        held,
+        connections::disconnect(&w.state, c.id),
+    )
+    .await;
+    held.unwrap();
+    assert!(gone.unwrap());
+    assert_eq!(
+        subjects(&w, owner).await,
+        ["@mail_vs_disconnect needs reconnecting"]
+    );
+}
