@@ -1669,11 +1669,8 @@ async fn browser_mail_the_banner_the_mailbox_and_its_settings_read_well_at_both_
         assert!(w.text().await.contains("Test mail from feedkeeper"));
 
         // One message: the HTML in its sandboxed frame, and the text.
-        w.click(
-            &format!("a[href^='/mail/']:not([href='/mail/settings'])"),
-            "message",
-        )
-        .await;
+        w.click("a[href^='/mail/']:not([href='/mail/settings'])", "message")
+            .await;
         let frame = w
             .client
             .find(Locator::Css("iframe.mail-frame"))
