@@ -1003,6 +1003,28 @@ impl Config {
                 format!("{:?} is not a host name or address", self.mail.smtp_host),
             ));
         }
+        if !self.mail.smtp_host.is_empty() {
+            if self.mail.from == MailConfig::default().from {
+                return Err(invalid(
+                    "mail.from",
+                    "set the sender's address (the default, feedkeeper@localhost, is refused \
+                     by most mail servers)",
+                ));
+            }
+            let loopback = matches!(
+                self.mail.smtp_host.as_str(),
+                "localhost" | "127.0.0.1" | "::1"
+            );
+            if self.mail.smtp_security == SmtpSecurity::None
+                && !self.mail.smtp_password.is_empty()
+                && !loopback
+            {
+                return Err(invalid(
+                    "mail.smtp_security",
+                    "\"none\" would send mail.smtp_password unencrypted; use \"starttls\" or \"tls\"",
+                ));
+            }
+        }
         if self.mail.smtp_username.is_empty() != self.mail.smtp_password.is_empty() {
             return Err(invalid(
                 "mail.smtp_username",

@@ -13,7 +13,8 @@ ALTER TABLE connections ADD COLUMN notify_extra TEXT NOT NULL DEFAULT '';
 -- transaction that decides it, and sent by its `mail-send` job. `message_id` is the Message-ID
 -- header, the same on every attempt, so a resend after a crash is recognisably the same mail.
 -- status: 'pending' (to send), 'sent', 'kept' (no SMTP server configured: only in the
--- dashboard's mailbox), 'failed' (refused for good, or undeliverable for too long).
+-- dashboard's mailbox), 'failed' (refused for good, or undeliverable for too long),
+-- 'withdrawn' (not sent yet when what it says stopped being true: fixed, or disconnected).
 CREATE TABLE mail_messages (
     id              BIGSERIAL PRIMARY KEY,
     user_id         BIGINT  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -54,10 +55,12 @@ CREATE TABLE notices (
 CREATE INDEX notices_due ON notices (due_at) WHERE NOT composed;
 CREATE INDEX notices_connection ON notices (connection_id, message_id);
 
--- Recipients who turned a category of mail off (the one-click List-Unsubscribe, RFC 8058).
+-- Recipients who turned a category of one owner's mail off (the one-click List-Unsubscribe,
+-- RFC 8058): the mail of other owners who also tell that address is not affected.
 CREATE TABLE mail_optouts (
+    owner_id        BIGINT  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     recipient       TEXT    NOT NULL,
     category        TEXT    NOT NULL,
     created_at      BIGINT  NOT NULL,
-    PRIMARY KEY (recipient, category)
+    PRIMARY KEY (owner_id, recipient, category)
 );

@@ -321,6 +321,7 @@ pub async fn disconnect(state: &AppState, id: ConnectionId) -> Result<bool, DbEr
         }
         failpoint::hit(failpoint::DISCONNECT_TX, &failpoint::key(state, id)).await;
         jobs::cancel_for_subject(&mut tx, &id.to_string()).await?;
+        crate::mail::notices::connection_deleted(&mut tx, id).await?;
         let shown = widget_changes::showing(&mut tx, id).await?;
         let deleted = connections::delete(&mut tx, id).await?;
         widget_changes::record(&mut tx, &shown).await?;

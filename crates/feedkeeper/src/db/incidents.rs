@@ -89,3 +89,9 @@ pub async fn list(
     );
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(connection).fetch_all(pool).await)?)
 }
+
+/// One incident by id.
+pub async fn get(db: impl Into<Ex<'_>>, id: IncidentId) -> Result<Incident, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM incidents WHERE id = $1");
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)?)
+}

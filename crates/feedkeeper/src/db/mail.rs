@@ -209,17 +209,117 @@ pub async fn drop_pending(
     Ok(done)
 }
 
-/// The recipients who were sent a message about `incident` (not counting `restored`).
+/// Drops a connection's notices not yet folded into a message for anyone not in `keep`
+/// (someone removed from its recipients, or mail turned off); returns how many.
+pub async fn drop_pending_except(
+    db: impl Into<Ex<'_>>,
+    connection: ConnectionId,
+    keep: &[String],
+) -> Result<u64, DbError> {
+    let mut ex: Ex = db.into();
+    const SQL: &str = "SELECT DISTINCT recipient FROM notices
+         WHERE connection_id = $1 AND NOT composed";
+    let pending: Vec<(String,)> =
+        on_pool!(ex.re(), pool => sqlx::query_as(SQL).bind(connection).fetch_all(pool).await)?;
+    let mut dropped = 0;
+    for (recipient,) in pending {
+        if keep.contains(&recipient) {
+            continue;
+        }
+        const DROP: &str = "DELETE FROM notices
+             WHERE connection_id = $1 AND recipient = $2 AND NOT composed";
+        dropped += on_pool!(ex.re(), pool => sqlx::query(DROP)
+            .bind(connection)
+            .bind(&recipient)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
+    Ok(dropped)
+}
+
+/// The recipients who were told about `incident` (not counting `restored`): a message about
+/// it was sent, kept, or is still on its way; not one that failed or was withdrawn.
 pub async fn told_about(
     db: impl Into<Ex<'_>>,
     incident: IncidentId,
 ) -> Result<Vec<String>, DbError> {
-    const SQL: &str = "SELECT DISTINCT recipient FROM notices
-         WHERE incident_id = $1 AND message_id IS NOT NULL AND kind <> 'restored'
-         ORDER BY recipient";
+    const SQL: &str = "SELECT DISTINCT n.recipient FROM notices n
+         JOIN mail_messages m ON m.id = n.message_id
+         WHERE n.incident_id = $1 AND n.kind <> 'restored'
+           AND m.status IN ('pending', 'sent', 'kept')
+         ORDER BY n.recipient";
     let rows: Vec<(String,)> =
         on_pool!(db, pool => sqlx::query_as(SQL).bind(incident).fetch_all(pool).await)?;
     Ok(rows.into_iter().map(|(r,)| r).collect())
+}
+
+/// Withdraws the messages still waiting to be sent that are only about `incident` (it was
+/// resolved before they went out); returns how many. The caller holds its connection's row.
+pub async fn withdraw_for_incident(
+    db: impl Into<Ex<'_>>,
+    incident: IncidentId,
+) -> Result<u64, DbError> {
+    const SQL: &str = "UPDATE mail_messages SET status = 'withdrawn'
+         WHERE status = 'pending'
+           AND id IN (SELECT message_id FROM notices WHERE incident_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM notices n
+                           WHERE n.message_id = mail_messages.id AND n.incident_id <> $1)";
+    Ok(on_pool!(db, pool => sqlx::query(SQL)
+        .bind(incident)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?)
+}
+
+/// Withdraws the messages still waiting to be sent that are only about `connection` (it is
+/// being deleted); returns how many. The caller holds its row.
+pub async fn withdraw_for_connection(
+    db: impl Into<Ex<'_>>,
+    connection: ConnectionId,
+) -> Result<u64, DbError> {
+    const SQL: &str = "UPDATE mail_messages SET status = 'withdrawn'
+         WHERE status = 'pending'
+           AND id IN (SELECT message_id FROM notices WHERE connection_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM notices n
+                           WHERE n.message_id = mail_messages.id AND n.connection_id <> $1)";
+    Ok(on_pool!(db, pool => sqlx::query(SQL)
+        .bind(connection)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?)
+}
+
+/// Makes a `mail-send` job for every message waiting to be sent that has none, and brings
+/// back dead ones (a database failure, retried too often): a message is never left pending
+/// with nobody to send it. An anti-join, as `jobs::ensure_for_connections`. Returns how many.
+pub async fn schedule_missing_sends(
+    db: impl Into<Ex<'_>>,
+    kind: &str,
+    now: i64,
+) -> Result<u64, DbError> {
+    let mut ex: Ex = db.into();
+    const MISSING: &str = "INSERT INTO jobs (kind, subject, due_at, created_at)
+         SELECT $1, 'message-' || CAST(m.id AS TEXT), $2, $2 FROM mail_messages m
+         WHERE m.status = 'pending' AND NOT EXISTS
+             (SELECT 1 FROM jobs j WHERE j.kind = $1
+              AND j.subject = 'message-' || CAST(m.id AS TEXT))
+         ON CONFLICT (kind, subject) DO NOTHING";
+    let made = on_pool!(ex.re(), pool => sqlx::query(MISSING)
+        .bind(kind)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    const DEAD: &str = "UPDATE jobs SET dead_at = NULL, attempts = 0, due_at = $2
+         WHERE kind = $1 AND dead_at IS NOT NULL";
+    let revived = on_pool!(ex.re(), pool => sqlx::query(DEAD)
+        .bind(kind)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(made + revived)
 }
 
 /// Who has notices due by `now`: (owner, recipient, connection) triples, ordered, at most
@@ -285,40 +385,92 @@ pub async fn mark_composed(
     Ok(())
 }
 
+/// Drops notices not yet folded into a message (the recipient is no longer told about that
+/// connection).
+pub async fn drop_notices(db: impl Into<Ex<'_>>, ids: &[i64]) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!("DELETE FROM notices WHERE id IN ({list}) AND NOT composed");
+    on_pool!(db, pool => sqlx::query(&sql).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
 /// Every notice (for tests and the simulated-run report).
 pub async fn all_notices(db: impl Into<Ex<'_>>) -> Result<Vec<Notice>, DbError> {
     let sql = format!("SELECT {NOTICE_COLUMNS} FROM notices ORDER BY id");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).fetch_all(pool).await)?)
 }
 
-/// `recipient` turned `category` mail off.
+/// `recipient` turned off `owner`'s `category` mail.
 pub async fn opt_out(
     db: impl Into<Ex<'_>>,
+    owner: UserId,
     recipient: &str,
     category: &str,
     now: i64,
 ) -> Result<(), DbError> {
-    const SQL: &str = "INSERT INTO mail_optouts (recipient, category, created_at)
-         VALUES ($1, $2, $3) ON CONFLICT (recipient, category) DO NOTHING";
-    on_pool!(db, pool => sqlx::query(SQL).bind(recipient).bind(category).bind(now).execute(pool).await.map(|r| r.rows_affected()))?;
+    const SQL: &str = "INSERT INTO mail_optouts (owner_id, recipient, category, created_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (owner_id, recipient, category) DO NOTHING";
+    on_pool!(db, pool => sqlx::query(SQL)
+        .bind(owner)
+        .bind(recipient)
+        .bind(category)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
-/// `recipient` wants `category` mail again.
-pub async fn opt_in(db: impl Into<Ex<'_>>, recipient: &str, category: &str) -> Result<(), DbError> {
-    const SQL: &str = "DELETE FROM mail_optouts WHERE recipient = $1 AND category = $2";
-    on_pool!(db, pool => sqlx::query(SQL).bind(recipient).bind(category).execute(pool).await.map(|r| r.rows_affected()))?;
+/// `recipient` wants `owner`'s `category` mail again.
+pub async fn opt_in(
+    db: impl Into<Ex<'_>>,
+    owner: UserId,
+    recipient: &str,
+    category: &str,
+) -> Result<(), DbError> {
+    const SQL: &str =
+        "DELETE FROM mail_optouts WHERE owner_id = $1 AND recipient = $2 AND category = $3";
+    on_pool!(db, pool => sqlx::query(SQL)
+        .bind(owner)
+        .bind(recipient)
+        .bind(category)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 pub async fn opted_out(
     db: impl Into<Ex<'_>>,
+    owner: UserId,
     recipient: &str,
     category: &str,
 ) -> Result<bool, DbError> {
-    const SQL: &str = "SELECT COUNT(*) FROM mail_optouts WHERE recipient = $1 AND category = $2";
-    let (n,): (i64,) = on_pool!(db, pool => sqlx::query_as(SQL).bind(recipient).bind(category).fetch_one(pool).await)?;
+    const SQL: &str = "SELECT COUNT(*) FROM mail_optouts
+         WHERE owner_id = $1 AND recipient = $2 AND category = $3";
+    let (n,): (i64,) = on_pool!(db, pool => sqlx::query_as(SQL)
+        .bind(owner)
+        .bind(recipient)
+        .bind(category)
+        .fetch_one(pool)
+        .await)?;
     Ok(n > 0)
+}
+
+/// The addresses that turned off `owner`'s `category` mail.
+pub async fn opted_out_of(
+    db: impl Into<Ex<'_>>,
+    owner: UserId,
+    category: &str,
+) -> Result<Vec<String>, DbError> {
+    const SQL: &str = "SELECT recipient FROM mail_optouts WHERE owner_id = $1 AND category = $2
+         ORDER BY recipient";
+    let rows: Vec<(String,)> =
+        on_pool!(db, pool => sqlx::query_as(SQL).bind(owner).bind(category).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(r,)| r).collect())
 }
 
 /// A user's mail settings.

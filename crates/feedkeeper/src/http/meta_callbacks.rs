@@ -163,6 +163,7 @@ async fn delete_person(state: &AppState, v: &Verified) -> Result<(String, Option
     for c in &affected {
         failpoint::hit(failpoint::DATA_DELETION_TX, &failpoint::key(state, c.id)).await;
         jobs::cancel_for_subject(&mut tx, &c.id.to_string()).await?;
+        crate::mail::notices::connection_deleted(&mut tx, c.id).await?;
         shown.extend(widget_changes::showing(&mut tx, c.id).await?);
         if stored::delete(&mut tx, c.id).await? {
             deleted += 1;

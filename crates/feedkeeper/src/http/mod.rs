@@ -137,9 +137,14 @@ pub fn router() -> Router<AppState> {
         .route("/mail/test", post(dashboard::mail::send_test))
         .route("/mail/{id}", get(dashboard::mail::show))
         .route("/mail/{id}/html", get(dashboard::mail::show_html))
+        .route("/mail/resubscribe", post(dashboard::mail::resubscribe_own))
         .route(
             "/mail/unsubscribe/{token}",
             get(dashboard::mail::unsubscribe_page).post(dashboard::mail::unsubscribe),
+        )
+        .route(
+            "/mail/unsubscribe/{token}/undo",
+            post(dashboard::mail::resubscribe),
         )
         .route(
             "/connections/{id}/mail",

@@ -45,11 +45,12 @@ impl Work for SendWork {
     }
 
     async fn run(&self, state: &AppState, job: &Claimed) -> anyhow::Result<Option<UnixSeconds>> {
-        let id: i64 = job
-            .job
-            .subject
-            .parse()
-            .map_err(|_| anyhow::anyhow!("a mail-send job's subject must be a message id"))?;
+        let id = mail::parse_send_subject(&job.job.subject).ok_or_else(|| {
+            anyhow::anyhow!(
+                "a mail-send job's subject must name a message: {:?}",
+                job.job.subject
+            )
+        })?;
         mail::send::send_one(state, id).await
     }
 }

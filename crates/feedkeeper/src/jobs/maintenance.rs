@@ -1,7 +1,8 @@
 //! The maintenance worker: one recurring job that sweeps what expires (OAuth states, pending
 //! Facebook Page choices with their sealed Page tokens, the widget change log) and, after a key rotation, seals stored
 //! tokens again under the current key a batch at a time (see `crate::keys`), and removes images
-//! no widget shows any more (`images::cleanup`).
+//! no widget shows any more (`images::cleanup`), and makes sure every message waiting to be
+//! sent has a live job (`mail::ensure_jobs`).
 
 use anyhow::Context as _;
 
@@ -55,10 +56,14 @@ impl Work for MaintenanceWork {
         let avif_scheduled = crate::db::images::schedule_missing_avif(&state.db, now)
             .await
             .context("scheduling AVIF for older images")?;
+        let mail_jobs = crate::mail::ensure_jobs(state, now)
+            .await
+            .context("making sure every message has its job")?;
         if states + choices + changes > 0
             || reseal.resealed > 0
             || images.unused + images.orphans > 0
             || avif_scheduled > 0
+            || mail_jobs > 0
         {
             tracing::info!(
                 oauth_states = states,
@@ -68,6 +73,7 @@ impl Work for MaintenanceWork {
                 unused_images = images.unused,
                 orphaned_objects = images.orphans,
                 avif_scheduled,
+                mail_jobs,
                 "maintenance"
             );
         }

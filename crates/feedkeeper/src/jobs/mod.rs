@@ -34,7 +34,7 @@ pub async fn spawn(
     {
         tracing::error!(error = %e, "could not schedule the maintenance job");
     }
-    if let Err(e) = crate::mail::ensure_jobs(&state, now).await {
+    if let Err(e) = crate::mail::ensure_jobs(&state, now).await.map(|_| ()) {
         tracing::error!(error = %e, "could not schedule the mail job");
     }
     // Connections made before posts were synced get their first sync now.

@@ -52,14 +52,31 @@ pub async fn run(state: &AppState) -> anyhow::Result<(Composed, i64)> {
         }
     }
     let mut report = Composed::default();
+    let (mut failed, total) = (0, groups.len());
+    let mut last_error = None;
     for (owner, recipient, connections) in groups {
-        let one = crate::db::retry_conflicts("compose mail", || {
+        // One message that cannot be made (a database error) holds up nobody else's.
+        match crate::db::retry_conflicts("compose mail", || {
             compose_one(state, owner, &recipient, &connections, now)
         })
-        .await?;
-        report.messages += one.messages;
-        report.notices += one.notices;
-        report.dropped += one.dropped;
+        .await
+        {
+            Ok(one) => {
+                report.messages += one.messages;
+                report.notices += one.notices;
+                report.dropped += one.dropped;
+            }
+            Err(e) => {
+                tracing::error!(owner = %owner, error = %e, "a message could not be composed");
+                failed += 1;
+                last_error = Some(e);
+            }
+        }
+    }
+    if let Some(e) = last_error
+        && failed == total
+    {
+        return Err(e.into());
     }
     let next = if more {
         now
@@ -103,13 +120,31 @@ async fn compose_one(
         tx.commit().await?;
         return Ok(report);
     }
-    if store::opted_out(&mut tx, recipient, ALERTS).await? {
+    if store::opted_out(&mut tx, owner, recipient, ALERTS).await? {
         let all: Vec<i64> = notices.iter().map(|n| n.id).collect();
         store::mark_composed(&mut tx, &all, None).await?;
         report.dropped = all.len();
         tx.commit().await?;
         return Ok(report);
     }
+    // Someone taken off a connection's recipients (or mail turned off) since the notice was
+    // written hears nothing more about it.
+    let mut still_told = Vec::new();
+    for c in &locked {
+        if super::notices::recipients(&mut tx, c)
+            .await?
+            .iter()
+            .any(|r| r == recipient)
+        {
+            still_told.push(c.id);
+        }
+    }
+    let (notices, gone): (Vec<store::Notice>, Vec<store::Notice>) = notices
+        .into_iter()
+        .partition(|n| still_told.contains(&n.connection_id));
+    let gone: Vec<i64> = gone.iter().map(|n| n.id).collect();
+    store::drop_notices(&mut tx, &gone).await?;
+    report.dropped += gone.len();
     let base = state.config.public_url();
     let mut items = Vec::new();
     let mut folded = Vec::new();
@@ -130,9 +165,12 @@ async fn compose_one(
         let Some(top) = current.iter().max_by_key(|n| (n.kind != RESTORED, n.stage)) else {
             continue;
         };
-        let incident = incidents::open_for(&mut tx, c.id).await?;
-        let item = describe(&mut tx, c, top, incident.as_ref(), &base, now).await?;
-        reminders_only &= top.stage > 0;
+        let incident = incidents::get(&mut tx, top.incident_id).await?;
+        // A first notice and a reminder due together (the compose job was down for days):
+        // the reader has not been told yet, so it is the first notice, not a reminder.
+        let reminder = top.stage > 0 && !current.iter().any(|n| n.stage == 0);
+        let item = describe(&mut tx, c, top, reminder, &incident, &base, now).await?;
+        reminders_only &= reminder;
         items.push(item);
         folded.extend(current.iter().map(|n| n.id));
     }
@@ -148,27 +186,7 @@ async fn compose_one(
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "feedkeeper".to_owned());
     let subject = subject(&items, reminders_only);
-    let needing = items.iter().filter(|i| i.link.is_some()).count();
-    let intro = if needing == 0 {
-        format!(
-            "Good news: {} working again. Its widgets show new posts again.",
-            if items.len() == 1 {
-                "this Instagram account is"
-            } else {
-                "these Instagram accounts are"
-            }
-        )
-    } else {
-        let (what, verb) = if needing == 1 {
-            ("An Instagram account", "needs")
-        } else {
-            ("Instagram accounts", "need")
-        };
-        format!(
-            "{what} that {sender} shows on a website {verb} a new login. The widgets keep \
-             showing the last posts and pictures meanwhile; reconnecting takes a minute."
-        )
-    };
+    let intro = intro(&items, &sender);
     let body = templates::alert(&templates::Alert {
         subject: &subject,
         intro: &intro,
@@ -176,7 +194,7 @@ async fn compose_one(
         sender: &sender,
         recipient,
         dashboard_url: &format!("{base}/connections"),
-        unsubscribe_url: &super::unsubscribe::address(state, recipient, ALERTS),
+        unsubscribe_url: &super::unsubscribe::address(state, owner, recipient, ALERTS),
     })
     // Our own templates over our own strings: a failure here is a bug, reported as such and
     // retried by the job like any failed write.
@@ -215,45 +233,51 @@ async fn describe(
     tx: &mut crate::db::Tx,
     c: &Connection,
     notice: &store::Notice,
-    incident: Option<&incidents::Incident>,
+    reminder: bool,
+    incident: &incidents::Incident,
     base: &str,
     now: i64,
 ) -> Result<AlertItem, DbError> {
-    let reminder = notice.stage > 0;
     let date =
         |t: Option<i64>| t.map_or_else(|| "soon".to_owned(), |t| format!("on {}", format_utc(t)));
-    let (headline, detail) = match notice.kind.as_str() {
-        RESTORED => (
+    let again = if reminder { "reminder: " } else { "" };
+    let (headline, detail, broken) = match (notice.kind.as_str(), incident.kind.as_str()) {
+        (RESTORED, "reconnect_needed") => (
             "is working again".to_owned(),
-            Some("Its widgets show new posts again.".to_owned()),
+            "Its widgets show new posts again.".to_owned(),
+            false,
         ),
-        "expiry_at_risk" => (
-            format!(
-                "{}its login expires {}",
-                if reminder { "reminder: " } else { "" },
-                date(c.token_expires_at)
-            ),
-            Some(
-                "feedkeeper could not renew it (Meta did not accept the renewal). Reconnect \
-                 before then, and its widgets stay current."
-                    .to_owned(),
-            ),
+        (RESTORED, "data_access_expiring") => (
+            "is fine again".to_owned(),
+            "Facebook data access was renewed; nothing stopped.".to_owned(),
+            false,
         ),
-        "data_access_expiring" => (
+        (RESTORED, _) => (
+            "is fine again".to_owned(),
+            "Its login was renewed; nothing stopped.".to_owned(),
+            false,
+        ),
+        ("expiry_at_risk", _) => (
+            format!("{again}its login expires {}", date(c.token_expires_at)),
+            "feedkeeper could not renew it (Meta did not accept the renewal). Reconnect before \
+             then, and its widgets stay current."
+                .to_owned(),
+            false,
+        ),
+        ("data_access_expiring", _) => (
             format!(
-                "{}Facebook data access ends {}",
-                if reminder { "reminder: " } else { "" },
+                "{again}Facebook data access ends {}",
                 date(c.data_access_expires_at)
             ),
-            Some(
-                "Facebook asks the account holder to log in again every 90 days. Reconnect \
-                 before then, and its widgets stay current."
-                    .to_owned(),
-            ),
+            "Facebook asks the account holder to log in again every 90 days. Reconnect before \
+             then, and its widgets stay current."
+                .to_owned(),
+            false,
         ),
         _ => {
             let reason = incident
-                .and_then(|i| i.reason.as_deref())
+                .reason
+                .as_deref()
                 .or(c.reason.as_deref())
                 .and_then(ReconnectReason::parse)
                 .unwrap_or(ReconnectReason::Unknown);
@@ -263,11 +287,12 @@ async fn describe(
                 } else {
                     "needs reconnecting".to_owned()
                 },
-                Some(format!(
+                format!(
                     "Instagram stopped accepting its login: {}. Its widgets keep showing the \
                      posts from before.",
                     reason.describe()
-                )),
+                ),
+                true,
             )
         }
     };
@@ -294,11 +319,43 @@ async fn describe(
     Ok(AlertItem {
         username: c.username.clone(),
         headline,
-        detail,
+        detail: Some(detail),
         action: format!("Reconnect @{}", c.username),
         link,
         link_expires: format_utc(now + LINK_DAYS * 86_400),
+        broken,
     })
+}
+
+/// The opening sentence: what is the matter with the accounts below, taken together.
+fn intro(items: &[AlertItem], sender: &str) -> String {
+    let acting = items.iter().filter(|i| i.link.is_some()).count();
+    let one = acting == 1;
+    if acting == 0 {
+        return if items.len() == 1 {
+            "Good news about this Instagram account:".to_owned()
+        } else {
+            "Good news about these Instagram accounts:".to_owned()
+        };
+    }
+    let what = if one {
+        "An Instagram account"
+    } else {
+        "Instagram accounts"
+    };
+    if items.iter().any(|i| i.broken) {
+        format!(
+            "{what} that {sender} shows on a website {} a new login. The widgets keep showing \
+             the last posts and pictures meanwhile; reconnecting takes a minute.",
+            if one { "needs" } else { "need" }
+        )
+    } else {
+        format!(
+            "{what} that {sender} shows on a website will stop updating unless {} reconnected \
+             soon. Reconnecting takes a minute.",
+            if one { "it is" } else { "they are" }
+        )
+    }
 }
 
 /// The subject line: the account's news when there is one, a count when there are several.
@@ -338,7 +395,18 @@ mod tests {
             action: String::new(),
             link: needs.then(|| "https://x.test/l/t".to_owned()),
             link_expires: String::new(),
+            broken: needs,
         }
+    }
+
+    #[test]
+    fn the_intro_says_broken_soon_or_good_news() {
+        let mut soon = item("a", true, "its login expires");
+        soon.broken = false;
+        assert!(intro(&[item("a", true, "x")], "Acme").contains("needs a new login"));
+        assert!(intro(&[soon.clone()], "Acme").contains("will stop updating unless it is"));
+        assert!(intro(&[soon.clone(), item("b", true, "x")], "Acme").contains("need a new login"));
+        assert!(intro(&[item("a", false, "is working again")], "Acme").starts_with("Good news"));
     }
 
     #[test]

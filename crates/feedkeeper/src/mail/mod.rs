@@ -25,8 +25,19 @@ use crate::state::AppState;
 /// The job that folds due notices into messages (one subject: [`COMPOSE_SUBJECT`]).
 pub const COMPOSE_JOB: &str = "mail-compose";
 pub const COMPOSE_SUBJECT: &str = "all";
-/// The job that delivers one message (its subject is the message's id).
+/// The job that delivers one message (its subject is [`send_subject`]).
 pub const SEND_JOB: &str = "mail-send";
+
+/// The subject of message `id`'s `mail-send` job. Not the bare id: jobs whose subject is a
+/// connection's id are cancelled with it (`jobs::cancel_for_subject`).
+pub fn send_subject(id: i64) -> String {
+    format!("message-{id}")
+}
+
+/// The message id a `mail-send` job's subject names.
+pub fn parse_send_subject(subject: &str) -> Option<i64> {
+    subject.strip_prefix("message-")?.parse().ok()
+}
 
 /// Categories of mail; a recipient can turn each off on its own (List-Unsubscribe).
 pub const ALERTS: &str = "alerts";
@@ -79,7 +90,7 @@ pub async fn enqueue(
         now,
     )
     .await?;
-    jobs::schedule(&mut *tx, SEND_JOB, &id.to_string(), now, now).await?;
+    jobs::schedule(&mut *tx, SEND_JOB, &send_subject(id), now, now).await?;
     Ok(id)
 }
 
@@ -99,10 +110,12 @@ fn new_message_id(from: &str) -> String {
     format!("<{}@{domain}>", hex::encode(random))
 }
 
-/// Makes sure the compose job exists (on start, like the maintenance job).
-pub async fn ensure_jobs(state: &AppState, now: i64) -> Result<(), DbError> {
-    jobs::ensure(&state.db, COMPOSE_JOB, COMPOSE_SUBJECT, now, now).await?;
-    Ok(())
+/// Makes sure the mail jobs exist and none is dead (on start, and by the maintenance job):
+/// the compose job runs now, and every message waiting to be sent has its job. Returns how
+/// many send jobs were made or brought back.
+pub async fn ensure_jobs(state: &AppState, now: i64) -> Result<u64, DbError> {
+    jobs::schedule(&state.db, COMPOSE_JOB, COMPOSE_SUBJECT, now, now).await?;
+    store::schedule_missing_sends(&state.db, SEND_JOB, now).await
 }
 
 /// Puts a one-off message (a password reset, an invitation, a test) in the outbox on its own.

@@ -6,7 +6,8 @@
 //!   each recipient, due after `mail.group_secs`, and a reminder for each day of the owner's
 //!   schedule (counted from now). Notices of the kind it escalated from that were not sent yet
 //!   are dropped: only what is true goes out.
-//! - It closes: its unsent notices are dropped, and whoever was told gets one "restored".
+//! - It closes: its unsent notices are dropped, messages only about it that have not gone out
+//!   yet are withdrawn, and whoever was told gets one "restored".
 //!
 //! The unique (incident, recipient, kind, stage) makes each notice exist once, however often
 //! a check repeats the decision.
@@ -14,6 +15,7 @@
 use crate::db::connections::Connection;
 use crate::db::incidents::Incident;
 use crate::db::{DbError, Tx, jobs, mail as store};
+use crate::ids::ConnectionId;
 use crate::state::AppState;
 
 /// Incident kinds that mail someone. "Having trouble for too long" is Meta's or the network's
@@ -117,6 +119,8 @@ pub async fn on_incident(
         }
         Change::Closed(incident) => {
             store::drop_pending(&mut *tx, incident.id, None).await?;
+            // A message about it still waiting (the server was down) would now be wrong.
+            store::withdraw_for_incident(&mut *tx, incident.id).await?;
             for recipient in store::told_about(&mut *tx, incident.id).await? {
                 let restored = store::NewNotice {
                     incident: incident.id,
@@ -141,6 +145,31 @@ pub async fn on_incident(
             now,
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// Before connection `id` is deleted (the caller holds its row): messages only about it that
+/// have not gone out are withdrawn (its notices go with the row).
+pub async fn connection_deleted(tx: &mut Tx, id: ConnectionId) -> Result<(), DbError> {
+    store::withdraw_for_connection(&mut *tx, id).await?;
+    Ok(())
+}
+
+/// After who hears about `c` changed (an address added or removed, mail turned on or off):
+/// nobody still on the list loses a notice, nobody taken off it gets one, and someone added
+/// while an incident is open is told about it (and reminded) from now. The caller's
+/// transaction holds `c`'s row.
+pub async fn recipients_changed(
+    tx: &mut Tx,
+    state: &AppState,
+    c: &Connection,
+    now: i64,
+) -> Result<(), DbError> {
+    let current = recipients(tx, c).await?;
+    store::drop_pending_except(&mut *tx, c.id, &current).await?;
+    if let Some(open) = crate::db::incidents::open_for(&mut *tx, c.id).await? {
+        on_incident(tx, state, c, Change::Opened(&open), now).await?;
     }
     Ok(())
 }

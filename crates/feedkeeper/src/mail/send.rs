@@ -165,7 +165,8 @@ async fn attempt(state: &AppState, message: &store::MailMessage) -> Outcome {
             "auto-generated".to_owned(),
         ));
     if message.category == super::ALERTS {
-        let url = super::unsubscribe::address(state, &message.recipient, super::ALERTS);
+        let url =
+            super::unsubscribe::address(state, message.user_id, &message.recipient, super::ALERTS);
         builder = builder
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe"),

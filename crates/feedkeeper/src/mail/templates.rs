@@ -20,6 +20,8 @@ pub struct AlertItem {
     /// The one-click reconnect link, when there is something to do.
     pub link: Option<String>,
     pub link_expires: String,
+    /// Broken now (not only about to run out, or fixed).
+    pub broken: bool,
 }
 
 #[derive(Template)]
@@ -145,6 +147,7 @@ mod tests {
             action: "Reconnect @a<b>".into(),
             link: Some("https://x.test/l/abc".into()),
             link_expires: "2026-01-01".into(),
+            broken: true,
         }];
         let body = alert(&Alert {
             subject: "s",

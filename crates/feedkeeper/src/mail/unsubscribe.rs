@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::Mac as _;
 use sha2::Sha256;
 
+use crate::ids::UserId;
 use crate::state::AppState;
 
 /// Longest token accepted (an address is at most 254 bytes).
@@ -34,9 +35,9 @@ fn signature(key: &[u8; 32], payload: &str) -> Vec<u8> {
     mac.finalize().into_bytes()[..16].to_vec()
 }
 
-/// The token for `recipient` and `category`.
-pub fn token(state: &AppState, recipient: &str, category: &str) -> String {
-    let payload = format!("{category}\n{recipient}");
+/// The token for `recipient` and `owner`'s `category` mail.
+pub fn token(state: &AppState, owner: UserId, recipient: &str, category: &str) -> String {
+    let payload = format!("{category}\n{owner}\n{recipient}");
     let key = keys(state).into_iter().next().unwrap_or([0; 32]);
     format!(
         "{}.{}",
@@ -46,16 +47,24 @@ pub fn token(state: &AppState, recipient: &str, category: &str) -> String {
 }
 
 /// The address to put in a message.
-pub fn address(state: &AppState, recipient: &str, category: &str) -> String {
+pub fn address(state: &AppState, owner: UserId, recipient: &str, category: &str) -> String {
     format!(
         "{}/mail/unsubscribe/{}",
         state.config.public_url(),
-        token(state, recipient, category)
+        token(state, owner, recipient, category)
     )
 }
 
-/// The (recipient, category) a token names, if its signature holds under any configured key.
-pub fn verify(state: &AppState, token: &str) -> Option<(String, String)> {
+/// What a valid token names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Named {
+    pub owner: UserId,
+    pub recipient: String,
+    pub category: String,
+}
+
+/// What a token names, if its signature holds under any configured key.
+pub fn verify(state: &AppState, token: &str) -> Option<Named> {
     if token.len() > MAX_TOKEN_LEN {
         return None;
     }
@@ -69,6 +78,13 @@ pub fn verify(state: &AppState, token: &str) -> Option<(String, String)> {
     if !valid {
         return None;
     }
-    let (category, recipient) = payload.split_once('\n')?;
-    Some((recipient.to_owned(), category.to_owned()))
+    let mut parts = payload.splitn(3, '\n');
+    let category = parts.next()?.to_owned();
+    let owner = UserId(parts.next()?.parse().ok()?);
+    let recipient = parts.next()?.to_owned();
+    Some(Named {
+        owner,
+        recipient,
+        category,
+    })
 }

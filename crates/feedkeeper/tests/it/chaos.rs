@@ -32,6 +32,7 @@ fn start_node(w: &World, smtp_port: u16, name: &str, log: &std::path::Path) -> R
         .env("FEEDKEEPER_MAIL__SMTP_PORT", smtp_port.to_string())
         .env("FEEDKEEPER_MAIL__SMTP_SECURITY", "none")
         .env("FEEDKEEPER_MAIL__GROUP_SECS", "1")
+        .env("FEEDKEEPER_MAIL__FROM", "alerts@chaos.test")
         .env("FEEDKEEPER_WORKERS__NODE_NAME", name)
         .env("FEEDKEEPER_WORKERS__LEASE_SECS", "3")
         .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")

@@ -301,7 +301,7 @@ async fn one_click_unsubscribe_stops_alerts_for_that_address_only() {
     // A link scanner's GET changes nothing; a forged token is not found.
     assert_eq!(client.get(url).send().await.unwrap().status(), 200);
     assert!(
-        !store::opted_out(&w.state.db, "colleague@example.com", "alerts")
+        !store::opted_out(&w.state.db, owner, "colleague@example.com", "alerts")
             .await
             .unwrap()
     );
@@ -323,7 +323,7 @@ async fn one_click_unsubscribe_stops_alerts_for_that_address_only() {
         .unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
     assert!(
-        store::opted_out(&w.state.db, "colleague@example.com", "alerts")
+        store::opted_out(&w.state.db, owner, "colleague@example.com", "alerts")
             .await
             .unwrap()
     );
@@ -489,5 +489,193 @@ async fn mail_settings_are_checked_and_turn_mail_off() {
         page.body.contains("Test mail from feedkeeper"),
         "{}",
         page.body
+    );
+}
+
+#[tokio::test]
+async fn someone_added_while_an_account_is_broken_is_told_and_someone_removed_is_not_reminded() {
+    let sink = SmtpSink::start().await;
+    let w = world_mailing(&sink).await;
+    let session = w.app.signup_and_login("owner@example.com").await;
+    let owner = users::find_by_email(&w.state.db, "owner@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let c = w.connect_instagram(owner, "bakery").await;
+    let set = |extra: &'static str| {
+        let session = &session;
+        let path = format!("/connections/{}/mail", c.id);
+        async move {
+            let reply = session
+                .post(
+                    &path,
+                    &[("csrf", &session.csrf), ("enabled", "on"), ("extra", extra)],
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::SEE_OTHER);
+        }
+    };
+    set("early@example.com").await;
+    break_account(&w, "bakery").await;
+    after_hold(&w).await;
+    assert_eq!(
+        recipients(&sink.received()),
+        ["early@example.com", "owner@example.com"]
+    );
+    // The client is added the next morning: told at once, then reminded with the others;
+    // the early colleague is taken off: no more reminders.
+    w.advance(12 * HOUR);
+    set("client@example.com").await;
+    after_hold(&w).await;
+    let later: Vec<_> = sink.received().into_iter().skip(2).collect();
+    assert_eq!(recipients(&later), ["client@example.com"]);
+    assert_eq!(
+        later[0].header("Subject").unwrap(),
+        "@bakery needs reconnecting"
+    );
+    w.advance(DAY);
+    w.pass().await;
+    let reminders: Vec<_> = sink.received().into_iter().skip(3).collect();
+    assert_eq!(
+        recipients(&reminders),
+        ["client@example.com", "owner@example.com"],
+        "{:?}",
+        subjects(&reminders)
+    );
+    // The owner turns mail off: the reminders already scheduled stop too.
+    let off = session
+        .post(
+            "/mail/settings",
+            &[("csrf", &session.csrf), ("reminder_days", "1,3,7")],
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER);
+    for _ in 0..8 {
+        w.advance(DAY);
+        w.pass().await;
+    }
+    assert_eq!(sink.received().len(), 5, "{:?}", subjects(&sink.received()));
+}
+
+#[tokio::test]
+async fn an_alert_still_waiting_when_the_account_is_fixed_is_withdrawn_not_sent() {
+    let sink = SmtpSink::start().await;
+    let w = world_mailing(&sink).await;
+    let owner = w.user("owner@example.com").await;
+    // The first connection's id is also the first message's id: deleting that connection
+    // must not cancel that message's delivery.
+    let first = w.connect_instagram(owner, "first").await;
+    w.connect_instagram(owner, "bakery").await;
+    w.connect_instagram(owner, "florist").await;
+    sink.stop();
+    break_accounts(&w, &["bakery"]).await;
+    after_hold(&w).await;
+    w.advance(6 * HOUR);
+    break_accounts(&w, &["florist"]).await;
+    after_hold(&w).await;
+    let pending = store::list_owned_messages(&w.state.db, owner, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.iter().all(|m| m.status == "pending"), "{pending:?}");
+    assert_eq!(pending.last().unwrap().id, first.id.0, "the ids meet");
+
+    // The bakery is reconnected while its alert waits; the first account is disconnected.
+    w.connect_instagram(owner, "bakery").await;
+    assert!(
+        feedkeeper::connections::disconnect(&w.state, first.id)
+            .await
+            .unwrap()
+    );
+    sink.restart().await;
+    for _ in 0..3 {
+        w.advance(HOUR);
+        w.pass().await;
+    }
+    assert_eq!(
+        subjects(&sink.received()),
+        ["@florist needs reconnecting"],
+        "the bakery's alert was withdrawn, and nobody was told it is fixed"
+    );
+    let statuses: Vec<(String, String)> = store::list_owned_messages(&w.state.db, owner, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.subject, m.status))
+        .collect();
+    assert!(
+        statuses.contains(&("@bakery needs reconnecting".into(), "withdrawn".into())),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn unsubscribing_stops_one_owners_alerts_and_can_be_undone() {
+    let sink = SmtpSink::start().await;
+    let w = world_mailing(&sink).await;
+    let agency = w.user("agency@example.com").await;
+    let other = w.user("other@example.com").await;
+    let a = w.connect_instagram(agency, "bakery").await;
+    let b = w.connect_instagram(other, "florist").await;
+    set_extra(&w, &a, "client@example.com").await;
+    set_extra(&w, &b, "client@example.com").await;
+    let token =
+        feedkeeper::mail::unsubscribe::address(&w.state, agency, "client@example.com", "alerts");
+    let client = reqwest::Client::new();
+    assert_eq!(client.post(&token).send().await.unwrap().status(), 200);
+    break_accounts(&w, &["bakery", "florist"]).await;
+    after_hold(&w).await;
+    let to_client: Vec<_> = sink
+        .received()
+        .into_iter()
+        .filter(|m| m.to == ["client@example.com"])
+        .collect();
+    assert_eq!(
+        subjects(&to_client),
+        ["@florist needs reconnecting"],
+        "the other owner's alerts still reach the client"
+    );
+    // Undone: the next reminder reaches the client again.
+    let undo = client.post(format!("{token}/undo")).send().await.unwrap();
+    assert_eq!(undo.status(), 200);
+    w.advance(DAY);
+    w.pass().await;
+    let to_client: Vec<_> = sink
+        .received()
+        .into_iter()
+        .filter(|m| m.to == ["client@example.com"])
+        .collect();
+    assert_eq!(to_client.len(), 3, "{:?}", subjects(&to_client));
+}
+
+#[tokio::test]
+async fn password_links_are_mailed_but_not_shown_on_the_mail_page() {
+    let sink = SmtpSink::start().await;
+    let w = world_mailing(&sink).await;
+    let session = w.app.signup_and_login("owner@example.com").await;
+    let link = feedkeeper::accounts::recovery::reset_link(&w.state, "owner@example.com")
+        .await
+        .unwrap();
+    let id = feedkeeper::mail::account_link(
+        &w.state,
+        "owner@example.com",
+        &link,
+        feedkeeper::mail::AccountMail::PasswordReset,
+    )
+    .await
+    .unwrap();
+    w.pass().await;
+    let mails = sink.received();
+    assert_eq!(subjects(&mails), ["Set a new feedkeeper password"]);
+    assert!(mails[0].decoded().contains(&link));
+    assert!(mails[0].header("List-Unsubscribe").is_none());
+    let page = session.get(&format!("/mail/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(&link), "the link is not on the page");
+    assert!(page.body.contains("one-time password link"));
+    assert_eq!(
+        session.get(&format!("/mail/{id}/html")).await.status,
+        StatusCode::NOT_FOUND
     );
 }

@@ -1695,7 +1695,8 @@ async fn browser_mail_the_banner_the_mailbox_and_its_settings_read_well_at_both_
             .chars()
             .take_while(|c| !c.is_whitespace())
             .collect();
-        let unsubscribe = feedkeeper::mail::unsubscribe::address(&app.state, &email, "alerts");
+        let unsubscribe =
+            feedkeeper::mail::unsubscribe::address(&app.state, owner, &email, "alerts");
         for (page, label) in [(link, "reconnect-page"), (unsubscribe, "unsubscribe")] {
             w.go(&page, label).await;
             for violation in accessibility_violations(&w).await {
@@ -1705,6 +1706,9 @@ async fn browser_mail_the_banner_the_mailbox_and_its_settings_read_well_at_both_
         w.click("form[action^='/mail/unsubscribe/'] button", "unsubscribed")
             .await;
         assert!(w.text().await.contains("gets no more mail"));
+        w.click("form[action$='/undo'] button", "resubscribed")
+            .await;
+        assert!(w.text().await.contains("gets these messages again"));
 
         // The connection's page: who is told, and the history.
         w.go(

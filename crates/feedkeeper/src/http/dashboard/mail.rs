@@ -24,6 +24,8 @@ use crate::state::AppState;
 
 /// Messages per page of the list.
 const PAGE_SIZE: i64 = 50;
+/// At most one test mail per user this often (seconds).
+const TEST_MAIL_EVERY_SECS: i64 = 60;
 /// Extra recipients a connection may have.
 pub const MAX_EXTRA_RECIPIENTS: usize = 10;
 
@@ -43,6 +45,7 @@ fn status_words(m: &MailMessage) -> (&'static str, &'static str) {
         "sent" => ("Sent", "ok"),
         "kept" => ("Kept here (not sent)", "ok"),
         "failed" => ("Not delivered", "bad"),
+        "withdrawn" => ("Not sent: no longer true", "off"),
         _ if m.attempts > 0 => ("Retrying", "warn"),
         _ => ("Waiting to be sent", "warn"),
     }
@@ -69,6 +72,10 @@ struct MailboxPage {
     enabled: bool,
     reminder_days: String,
     error: Option<String>,
+    /// The user's own address turned alerts off (an unsubscribe link in one of them).
+    own_opted_out: bool,
+    /// Other addresses that turned this user's alerts off.
+    opted_out: Vec<String>,
     messages: Vec<MessageRow>,
     older: Option<i64>,
 }
@@ -90,6 +97,9 @@ async fn mailbox(
     let older = (messages.len() as i64 > PAGE_SIZE)
         .then(|| messages.get(PAGE_SIZE as usize - 1).map(|m| m.id))
         .flatten();
+    let mut opted_out = store::opted_out_of(&state.db, user.id, mail::ALERTS).await?;
+    let own_opted_out = opted_out.contains(&settings.email);
+    opted_out.retain(|r| *r != settings.email);
     let (enabled, reminder_days, error) = match form {
         Some((enabled, days, error)) => (enabled, days, Some(error)),
         None => (settings.notify_enabled, settings.reminder_days, None),
@@ -100,6 +110,8 @@ async fn mailbox(
         enabled,
         reminder_days,
         error,
+        own_opted_out,
+        opted_out,
         messages: messages
             .into_iter()
             .take(PAGE_SIZE as usize)
@@ -159,7 +171,16 @@ pub async fn save_settings(
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    store::set_user_settings(&state.db, user.id, enabled, &text, state.clock.now()).await?;
+    let now = state.clock.now();
+    store::set_user_settings(&state.db, user.id, enabled, &text, now).await?;
+    // Each connection in a transaction of its own, its row first (the lock order).
+    for c in stored::list_owned(&state.db, user.id).await? {
+        let mut tx = state.db.begin().await?;
+        if let Some(locked) = stored::lock(&mut tx, c.id, RowLock::Change).await? {
+            notices::recipients_changed(&mut tx, &state, &locked, now).await?;
+        }
+        tx.commit().await?;
+    }
     user.flash(
         &state,
         if enabled {
@@ -186,6 +207,20 @@ pub async fn send_test(
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
     let settings = store::user_settings(&state.db, user.id).await?;
+    let now = state.clock.now();
+    let recent = store::list_owned_messages(&state.db, user.id, None, 20)
+        .await?
+        .into_iter()
+        .any(|m| m.category == mail::TEST && m.created_at > now - TEST_MAIL_EVERY_SECS);
+    if recent {
+        user.flash_with(
+            &state,
+            Tone::Warn,
+            "A test mail was sent less than a minute ago; wait a moment before the next.",
+        )
+        .await?;
+        return Ok(Redirect::to("/mail").into_response());
+    }
     let sender = organisations::get(&state.db, user.id)
         .await?
         .name
@@ -234,6 +269,8 @@ pub async fn send_test(
 #[template(path = "mail_message.html")]
 struct MessagePage {
     page: Page,
+    /// Account mail (a password link): its text is not shown, even to its owner's session.
+    hidden: bool,
     m: MessageRow,
     message_id: String,
     attempts: i64,
@@ -247,9 +284,15 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let m = store::get_owned_message(&state.db, user.id, path_id(&id)?).await?;
-    let text = mail::open_body(&state, &m).map(|b| b.text);
+    let hidden = m.category == mail::ACCOUNT;
+    let text = if hidden {
+        None
+    } else {
+        mail::open_body(&state, &m).map(|b| b.text)
+    };
     render(&MessagePage {
         page: Page::for_user(&user, &m.subject),
+        hidden,
         message_id: m.message_id.clone(),
         attempts: m.attempts,
         text,
@@ -265,6 +308,9 @@ pub async fn show_html(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let m = store::get_owned_message(&state.db, user.id, path_id(&id)?).await?;
+    if m.category == mail::ACCOUNT {
+        return Err(AppError::NotFound);
+    }
     let html = mail::open_body(&state, &m)
         .map(|b| b.html)
         .ok_or(AppError::NotFound)?;
@@ -383,13 +429,11 @@ pub async fn save_connection(
     let mut tx = state.db.begin().await?;
     // Lock order: the connection's row first (the incident writers read these settings
     // under it).
-    if stored::lock(&mut tx, c.id, RowLock::Change)
-        .await?
-        .is_none()
-    {
+    let Some(locked) = stored::lock(&mut tx, c.id, RowLock::Change).await? else {
         return Err(AppError::NotFound);
-    }
+    };
     store::set_connection_settings(&mut tx, c.id, enabled, &extra.join(",")).await?;
+    notices::recipients_changed(&mut tx, &state, &locked, state.clock.now()).await?;
     tx.commit().await?;
     user.flash(&state, "Saved who is told about this account.")
         .await?;
@@ -401,12 +445,35 @@ pub async fn save_connection(
 struct UnsubscribePage {
     page: Page,
     recipient: String,
+    /// Whose mail it is, in words (the organisation name, or feedkeeper).
+    sender: String,
     done: bool,
     token: String,
 }
 
-fn category_ok(category: &str) -> bool {
-    category == mail::ALERTS
+async fn unsubscribe_view(
+    state: &AppState,
+    token: String,
+) -> Result<(UnsubscribePage, unsubscribe::Named), AppError> {
+    let named = unsubscribe::verify(state, &token)
+        .filter(|n| n.category == mail::ALERTS)
+        .ok_or(AppError::NotFound)?;
+    let sender = organisations::get(&state.db, named.owner)
+        .await?
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "feedkeeper".to_owned());
+    let done = store::opted_out(&state.db, named.owner, &named.recipient, &named.category).await?;
+    Ok((
+        UnsubscribePage {
+            page: Page::public("Stop these messages", ""),
+            recipient: named.recipient.clone(),
+            sender,
+            done,
+            token,
+        },
+        named,
+    ))
 }
 
 /// `GET /mail/unsubscribe/{token}`: asks before turning mail off (a link scanner's GET must
@@ -415,35 +482,59 @@ pub async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let (recipient, category) = unsubscribe::verify(&state, &token)
-        .filter(|(_, c)| category_ok(c))
-        .ok_or(AppError::NotFound)?;
-    let done = store::opted_out(&state.db, &recipient, &category).await?;
-    render(&UnsubscribePage {
-        page: Page::public("Stop these messages", ""),
-        recipient,
-        done,
-        token,
-    })
+    render(&unsubscribe_view(&state, token).await?.0)
 }
 
 /// `POST /mail/unsubscribe/{token}`: the one-click unsubscribe (RFC 8058: mail clients post
-/// `List-Unsubscribe=One-Click`), or the page's button. The signed token is the permission.
+/// `List-Unsubscribe=One-Click`), or the page's button. The signed token is the permission;
+/// it stops that owner's alerts to that address, nobody else's.
 pub async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let (recipient, category) = unsubscribe::verify(&state, &token)
-        .filter(|(_, c)| category_ok(c))
-        .ok_or(AppError::NotFound)?;
-    store::opt_out(&state.db, &recipient, &category, state.clock.now()).await?;
-    tracing::info!(category, "a recipient turned mail off");
-    render(&UnsubscribePage {
-        page: Page::public("Stop these messages", ""),
-        recipient,
-        done: true,
-        token,
-    })
+    let (mut page, named) = unsubscribe_view(&state, token).await?;
+    store::opt_out(
+        &state.db,
+        named.owner,
+        &named.recipient,
+        &named.category,
+        state.clock.now(),
+    )
+    .await?;
+    tracing::info!(owner = %named.owner, "a recipient turned alerts off");
+    page.done = true;
+    render(&page)
+}
+
+/// `POST /mail/unsubscribe/{token}/undo`: the same address wants them again.
+pub async fn resubscribe(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let (mut page, named) = unsubscribe_view(&state, token).await?;
+    store::opt_in(&state.db, named.owner, &named.recipient, &named.category).await?;
+    tracing::info!(owner = %named.owner, "a recipient turned alerts back on");
+    page.done = false;
+    page.page.flash = Some(crate::accounts::page::Flash {
+        tone: Tone::Ok,
+        message: format!("{} gets these messages again.", named.recipient),
+    });
+    render(&page)
+}
+
+/// `POST /mail/resubscribe`: the owner turns their own address's alerts back on (after an
+/// unsubscribe link in one of them was used).
+pub async fn resubscribe_own(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    user.verify_csrf(&form.csrf)?;
+    let settings = store::user_settings(&state.db, user.id).await?;
+    store::opt_in(&state.db, user.id, &settings.email, mail::ALERTS).await?;
+    user.flash(&state, "Alerts to your address are on again.")
+        .await?;
+    Ok(Redirect::to("/mail").into_response())
 }
 
 #[cfg(test)]
