@@ -33,6 +33,7 @@ pub struct Config {
     pub widgets: WidgetsConfig,
     pub images: ImagesConfig,
     pub mail: MailConfig,
+    pub webhooks: WebhooksConfig,
     pub log: LogConfig,
 }
 
@@ -240,6 +241,32 @@ impl Default for SyncConfig {
             url_renew_margin_secs: 6 * 3600,
             slow_down_at_percent: 75,
             concurrency: 4,
+        }
+    }
+}
+
+/// How webhook deliveries are made (see `webhooks`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Let endpoints be on private, loopback or link-local addresses (this network, this
+    /// machine). Off by default: a user's endpoint must not reach the operator's network.
+    pub allow_private_addresses: bool,
+    /// One delivery attempt may take this long, connecting included.
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once on this node.
+    pub concurrency: u64,
+    /// Endpoints a user may have.
+    pub max_per_user: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private_addresses: false,
+            timeout_secs: 10,
+            concurrency: 8,
+            max_per_user: 10,
         }
     }
 }
@@ -966,6 +993,9 @@ impl Config {
         }
         for (key, value, range) in [
             ("mail.group_secs", self.mail.group_secs, 0..=3600),
+            ("webhooks.timeout_secs", self.webhooks.timeout_secs, 1..=60),
+            ("webhooks.concurrency", self.webhooks.concurrency, 1..=64),
+            ("webhooks.max_per_user", self.webhooks.max_per_user, 1..=100),
             ("mail.send_concurrency", self.mail.send_concurrency, 1..=64),
             (
                 "mail.send_timeout_secs",

@@ -30,6 +30,8 @@ pub enum Purpose {
     PreloginCsrf,
     /// Bodies of mail in the outbox (they carry one-time reconnect and reset links).
     Mail,
+    /// Webhook endpoints' signing secrets.
+    Webhooks,
 }
 
 impl Purpose {
@@ -38,6 +40,7 @@ impl Purpose {
             Purpose::Tokens => b"feedkeeper tokens v2",
             Purpose::PreloginCsrf => b"feedkeeper prelogin csrf v2",
             Purpose::Mail => b"feedkeeper mail v1",
+            Purpose::Webhooks => b"feedkeeper webhook secrets v1",
         }
     }
 }

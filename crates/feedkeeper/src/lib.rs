@@ -13,7 +13,8 @@
 //! - [`meta`]: the Meta client, with every failure classified into an action.
 //! - [`feeds`]: what each account shows, kept by the sync worker; [`images`]: feedkeeper's own
 //!   copy of every picture (fetched once, resized, served from its store); [`widgets`]: the
-//!   public output; [`mail`]: who is told when a connection needs them, and the outbox.
+//!   public output; [`mail`]: who is told when a connection needs them, and the outbox;
+//!   [`webhooks`]: the same news for users' own systems, signed.
 //! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation).
 //! - [`clock`]: the only source of "now"; [`error`]: the only place that knows HTTP statuses.
 
@@ -36,6 +37,8 @@ pub mod jobs;
 pub mod keys;
 pub mod mail;
 pub mod meta;
+pub mod outbound;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;
 pub mod widgets;

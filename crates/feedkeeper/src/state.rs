@@ -31,6 +31,8 @@ pub struct Shared {
     pub prelogin_cipher: TokenCipher,
     /// Seals the bodies of mail in the outbox (its own subkeys).
     pub mail_cipher: TokenCipher,
+    /// Seals webhook endpoints' signing secrets (its own subkeys).
+    pub webhook_cipher: TokenCipher,
     /// Where mail goes: the SMTP server, or only the dashboard's mailbox (`mail::send`).
     pub mailer: Arc<crate::mail::send::Mailer>,
     /// Keys the hashes of emails in the log-in limit, so the table does not reveal who tried.
@@ -107,6 +109,7 @@ impl AppState {
         let cipher = TokenCipher::new(&keys, Purpose::Tokens)?;
         let prelogin_cipher = TokenCipher::new(&keys, Purpose::PreloginCsrf)?;
         let mail_cipher = TokenCipher::new(&keys, Purpose::Mail)?;
+        let webhook_cipher = TokenCipher::new(&keys, Purpose::Webhooks)?;
         let mailer = Arc::new(
             crate::mail::send::Mailer::from_config(&config.mail)
                 .context("cannot set up the SMTP client (mail.*)")?,
@@ -147,6 +150,7 @@ impl AppState {
             cipher,
             prelogin_cipher,
             mail_cipher,
+            webhook_cipher,
             mailer,
             login_limit_key,
             clock,

@@ -20,7 +20,7 @@ use crate::db::jobs::{self, Lease};
 use crate::db::{DbError, Tx, audit, incidents, meta_pauses, operator_problems};
 use crate::failpoint;
 use crate::ids::ConnectionId;
-use crate::mail::notices;
+use crate::mail::notices::Change;
 use crate::meta::{Action, ExpiringToken, MetaError, ReconnectReason};
 use crate::state::AppState;
 
@@ -448,13 +448,15 @@ pub async fn apply_incident_decision(
                 tracing::warn!(connection = %c.id, incident = %incident.id, kind, "incident opened");
             }
             if before.as_ref() != Some(&incident) {
-                notices::on_incident(tx, state, c, notices::Change::Opened(&incident), now).await?;
+                let new_kind = before.is_none_or(|b| b.kind != incident.kind);
+                super::incident_changed(tx, state, c, Change::Opened(&incident), new_kind, now)
+                    .await?;
             }
         }
         IncidentDecision::Close => {
             if let Some(closed) = incidents::close(&mut *tx, c.id, now).await? {
                 tracing::info!(connection = %c.id, incident = %closed.id, "incident resolved");
-                notices::on_incident(tx, state, c, notices::Change::Closed(&closed), now).await?;
+                super::incident_changed(tx, state, c, Change::Closed(&closed), true, now).await?;
             }
         }
         IncidentDecision::Keep => {}

@@ -283,11 +283,12 @@ async fn connect_once(
     let connected = connections::get(&mut tx, stored.id).await?;
     if let Some(closed) = incidents::close(&mut tx, stored.id, now).await? {
         tracing::info!(connection = %stored.id, incident = %closed.id, "incident resolved by reconnect");
-        crate::mail::notices::on_incident(
+        incident_changed(
             &mut tx,
             state,
             &connected,
             crate::mail::notices::Change::Closed(&closed),
+            true,
             now,
         )
         .await?;
@@ -306,6 +307,32 @@ async fn connect_once(
     widget_changes::record_for(&mut tx, stored.id).await?;
     tx.commit().await?;
     Ok(connected)
+}
+
+/// What follows an incident's change, in its transaction (which holds `c`'s row): the mail
+/// notices (`mail::notices`) and the webhook events (`webhooks`). `new_kind`: it opened, or
+/// its kind changed (not only its reason).
+pub async fn incident_changed(
+    tx: &mut crate::db::Tx,
+    state: &AppState,
+    c: &Connection,
+    change: crate::mail::notices::Change<'_>,
+    new_kind: bool,
+    now: i64,
+) -> Result<(), DbError> {
+    use crate::mail::notices::Change;
+    let event = match &change {
+        Change::Opened(incident) if new_kind => crate::webhooks::incident_event(&incident.kind),
+        Change::Opened(_) => None,
+        Change::Closed(incident) => {
+            crate::webhooks::incident_event(&incident.kind).map(|_| crate::webhooks::RESTORED)
+        }
+    };
+    if let Some(event) = event {
+        let data = crate::webhooks::connection_data(c);
+        crate::webhooks::emit(tx, c.owner_id, event, data, now).await?;
+    }
+    crate::mail::notices::on_incident(tx, state, c, change, now).await
 }
 
 /// Removes a connection and everything stored about it, its jobs included, in one transaction.

@@ -22,6 +22,7 @@ pub mod posts;
 pub mod processed_callbacks;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 pub mod widget_changes;
 pub mod widgets;
 

@@ -346,6 +346,11 @@ async fn write_feed(
         return Ok(Written::Stale);
     }
     failpoint::hit(failpoint::SYNC_STORE_TX, &failpoint::key(state, c.id)).await;
+    let shown_before: std::collections::HashSet<String> = posts::list_posts(&mut tx, c.id, max)
+        .await?
+        .into_iter()
+        .map(|p| p.media_id)
+        .collect();
     posts::store_profile(&mut tx, c.id, profile_row, now).await?;
     posts::store_posts(&mut tx, c.id, rows, now).await?;
     let removed = if fetched.complete {
@@ -408,6 +413,34 @@ async fn write_feed(
             crate::images::FETCH_JOB,
             &c.id.to_string(),
             now,
+            now,
+        )
+        .await?;
+    }
+    // `feed.updated` says which posts came and went; a renewed picture address or a new like
+    // count changes the feed's version but is not news for a receiver.
+    let new_posts = kept
+        .iter()
+        .filter(|p| !shown_before.contains(&p.media_id))
+        .count();
+    let gone_posts = shown_before.len() + new_posts - kept.len();
+    if new_posts + gone_posts > 0 {
+        let mut data = crate::webhooks::connection_data(c);
+        data["username"] = profile_row.username.clone().into();
+        data["posts"] = kept.len().into();
+        data["new_posts"] = new_posts.into();
+        data["removed_posts"] = gone_posts.into();
+        data["newest_post_at"] = kept
+            .iter()
+            .map(|p| p.posted_at)
+            .max()
+            .map(crate::webhooks::rfc3339)
+            .into();
+        crate::webhooks::emit(
+            &mut tx,
+            c.owner_id,
+            crate::webhooks::FEED_UPDATED,
+            data,
             now,
         )
         .await?;

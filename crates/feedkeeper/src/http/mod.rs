@@ -139,6 +139,15 @@ pub fn router() -> Router<AppState> {
         .route("/mail/{id}/html", get(dashboard::mail::show_html))
         .route("/mail/resubscribe", post(dashboard::mail::resubscribe_own))
         .route(
+            "/webhooks",
+            get(dashboard::webhooks::list).post(dashboard::webhooks::create),
+        )
+        .route("/webhooks/{id}", get(dashboard::webhooks::show))
+        .route("/webhooks/{id}/test", post(dashboard::webhooks::send_test))
+        .route("/webhooks/{id}/rotate", post(dashboard::webhooks::rotate))
+        .route("/webhooks/{id}/toggle", post(dashboard::webhooks::toggle))
+        .route("/webhooks/{id}/delete", post(dashboard::webhooks::delete))
+        .route(
             "/mail/unsubscribe/{token}",
             get(dashboard::mail::unsubscribe_page).post(dashboard::mail::unsubscribe),
         )

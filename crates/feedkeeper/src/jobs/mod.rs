@@ -9,6 +9,7 @@ pub mod mail;
 pub mod maintenance;
 pub mod runner;
 pub mod sync;
+pub mod webhooks;
 
 use tokio::sync::watch;
 
@@ -95,7 +96,13 @@ pub async fn spawn(
             settings.clone(),
             shutdown.clone(),
         ),
-        runner::spawn(state, mail::SendWork, settings, shutdown),
+        runner::spawn(
+            state.clone(),
+            mail::SendWork,
+            settings.clone(),
+            shutdown.clone(),
+        ),
+        runner::spawn(state, webhooks::DeliveryWork, settings, shutdown),
     ];
     tokio::spawn(async move {
         let mut reports = Vec::new();
@@ -121,6 +128,7 @@ pub struct PassReport {
     pub image_avif: Report,
     pub mail_compose: Report,
     pub mail_send: Report,
+    pub webhook_delivery: Report,
 }
 
 /// Runs every job that is due now, kind by kind, on this node, and returns when none is left:
@@ -154,6 +162,12 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
     let mail_compose =
         runner::run_due(state, &std::sync::Arc::new(mail::ComposeWork), &settings).await?;
     let mail_send = runner::run_due(state, &std::sync::Arc::new(mail::SendWork), &settings).await?;
+    let webhook_delivery = runner::run_due(
+        state,
+        &std::sync::Arc::new(webhooks::DeliveryWork),
+        &settings,
+    )
+    .await?;
     Ok(PassReport {
         lifecycle,
         purge,
@@ -164,5 +178,6 @@ pub async fn run_due_now(state: &AppState, node: &str) -> anyhow::Result<PassRep
         image_avif,
         mail_compose,
         mail_send,
+        webhook_delivery,
     })
 }

@@ -11,4 +11,5 @@ pub mod links;
 pub mod mail;
 pub mod recovery;
 pub mod system;
+pub mod webhooks;
 pub mod widgets;
