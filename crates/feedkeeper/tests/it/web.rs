@@ -1731,3 +1731,87 @@ async fn browser_mail_the_banner_the_mailbox_and_its_settings_read_well_at_both_
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_webhooks_an_endpoint_is_added_tested_and_its_log_read_at_both_widths() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    // A receiver on this machine, so the operator allows loopback endpoints.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = received.clone();
+    let app_router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app_router).await.unwrap() });
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private_addresses = true).await;
+    let mut found = Vec::new();
+    for width in WIDTHS {
+        let mut w = Window::open(&driver, "webhooks", width).await;
+        w.sign_up(&app, &format!("hooks{width}@example.com")).await;
+        w.click("a[href='/account']", "account").await;
+        w.click("main a[href='/webhooks']", "webhooks").await;
+        for violation in accessibility_violations(&w).await {
+            found.push(format!("/webhooks at {width}px: {violation}"));
+        }
+        w.fill("#url", "not a web address").await;
+        // The browser's own check stops a malformed address; a private one reaches us.
+        w.fill("#url", "http://192.168.1.10/hook").await;
+        w.client
+            .execute(
+                "document.querySelector('input[name=\"connection.needs_reconnect\"]').click(); return 0",
+                vec![],
+            )
+            .await
+            .unwrap();
+        w.click("form[action='/webhooks'] button", "added-private")
+            .await;
+        // Allowed here (the operator allows private addresses): it is added.
+        assert!(w.text().await.contains("whsec_"), "the secret, once");
+        w.go(app.url("/webhooks").as_str(), "list").await;
+        w.fill("#url", &hook).await;
+        w.click("form[action='/webhooks'] button", "added").await;
+        let secret = w
+            .client
+            .find(Locator::Css("#webhook-secret"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(secret.starts_with("whsec_"), "{secret}");
+        for violation in accessibility_violations(&w).await {
+            found.push(format!("an endpoint at {width}px: {violation}"));
+        }
+        let before = received.load(std::sync::atomic::Ordering::SeqCst);
+        w.click("form[action$='/test'] button", "test-sent").await;
+        feedkeeper::jobs::run_due_now(&app.state, "test")
+            .await
+            .unwrap();
+        assert_eq!(
+            received.load(std::sync::atomic::Ordering::SeqCst),
+            before + 1
+        );
+        let path = w.path().await;
+        w.go(app.url(&path).as_str(), "delivered").await;
+        let text = w.text().await;
+        assert!(text.contains("Delivered"), "{text}");
+        assert!(text.contains("HTTP 204"), "{text}");
+        assert!(!text.contains("whsec_"), "the secret is not shown again");
+        w.click("form[action$='/rotate'] button", "rotated").await;
+        assert!(w.text().await.contains("also signs until"));
+        w.click("form[action$='/toggle'] button", "off").await;
+        assert!(w.text().await.contains("Turned off"));
+        w.close().await;
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
