@@ -40,7 +40,7 @@ impl Resolve for GuardedResolver {
             };
             let usable: Vec<SocketAddr> = found
                 .into_iter()
-                .filter(|a| allow_private || is_public(a.ip()))
+                .filter(|a| allowed(a.ip(), allow_private))
                 .collect();
             if usable.is_empty() {
                 return Err(Box::new(std::io::Error::new(
@@ -51,6 +51,29 @@ impl Resolve for GuardedResolver {
             }
             Ok(Box::new(usable.into_iter()) as Addrs)
         })
+    }
+}
+
+/// Whether an address may be connected to: a public one, or (when the operator allows
+/// private networks) any but link-local ones, where cloud metadata services answer
+/// (169.254.169.254, fd00:ec2::254), which are never reachable.
+pub fn allowed(ip: IpAddr, allow_private: bool) -> bool {
+    if is_public(ip) {
+        return true;
+    }
+    if !allow_private {
+        return false;
+    }
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => !v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            (s[0] & 0xffc0) != 0xfe80 && !(s[0] == 0xfd00 && s[1] == 0x0ec2)
+        }
     }
 }
 

@@ -40,3 +40,8 @@ CREATE TABLE webhook_deliveries (
     created_at          BIGINT  NOT NULL
 );
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
+
+-- The webhook event last announced for an incident ('connection.needs_reconnect' or
+-- 'connection.expiring'): a change of kind announces only what is new, and closing announces
+-- `connection.restored` exactly when something was announced.
+ALTER TABLE incidents ADD COLUMN announced TEXT;

@@ -321,16 +321,26 @@ pub async fn incident_changed(
     now: i64,
 ) -> Result<(), DbError> {
     use crate::mail::notices::Change;
+    // Receivers hear each kind once per incident, and "restored" exactly when they heard
+    // something (an incident that went from needing a reconnect to merely having trouble
+    // still ends with "restored").
+    let incident = match &change {
+        Change::Opened(i) | Change::Closed(i) => *i,
+    };
+    let announced = incidents::announced(&mut *tx, incident.id).await?;
     let event = match &change {
-        Change::Opened(incident) if new_kind => crate::webhooks::incident_event(&incident.kind),
-        Change::Opened(_) => None,
-        Change::Closed(incident) => {
-            crate::webhooks::incident_event(&incident.kind).map(|_| crate::webhooks::RESTORED)
+        Change::Opened(_) if !new_kind => None,
+        Change::Opened(i) => {
+            crate::webhooks::incident_event(&i.kind).filter(|e| announced.as_deref() != Some(*e))
         }
+        Change::Closed(_) => announced.is_some().then_some(crate::webhooks::RESTORED),
     };
     if let Some(event) = event {
         let data = crate::webhooks::connection_data(c);
         crate::webhooks::emit(tx, c.owner_id, event, data, now).await?;
+        if event != crate::webhooks::RESTORED {
+            incidents::set_announced(&mut *tx, incident.id, event).await?;
+        }
     }
     crate::mail::notices::on_incident(tx, state, c, change, now).await
 }

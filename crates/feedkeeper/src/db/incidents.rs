@@ -95,3 +95,22 @@ pub async fn get(db: impl Into<Ex<'_>>, id: IncidentId) -> Result<Incident, DbEr
     let sql = format!("SELECT {COLUMNS} FROM incidents WHERE id = $1");
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(id).fetch_one(pool).await)?)
 }
+
+/// Records the webhook event announced for an incident (the caller holds its connection's row).
+pub async fn set_announced(
+    db: impl Into<Ex<'_>>,
+    id: IncidentId,
+    event: &str,
+) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE incidents SET announced = $1 WHERE id = $2";
+    on_pool!(db, pool => sqlx::query(SQL).bind(event).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// The webhook event announced for an incident, if any.
+pub async fn announced(db: impl Into<Ex<'_>>, id: IncidentId) -> Result<Option<String>, DbError> {
+    const SQL: &str = "SELECT announced FROM incidents WHERE id = $1";
+    let (a,): (Option<String>,) =
+        on_pool!(db, pool => sqlx::query_as(SQL).bind(id).fetch_one(pool).await)?;
+    Ok(a)
+}

@@ -159,17 +159,86 @@ pub async fn record_endpoint_result(
     Ok(())
 }
 
-/// `user`'s endpoints that are on and want `event_type`.
+/// `user`'s endpoints that are on and want `event_type`. On PostgreSQL their rows are held
+/// (`FOR KEY SHARE`, ascending ids) until the caller's transaction ends, so an endpoint deleted
+/// meanwhile is either skipped or waits: the deliveries written next never point at a row that
+/// is gone (which would fail the whole transaction that decided the event).
 pub async fn endpoints_for(
     db: impl Into<Ex<'_>>,
     user: UserId,
     event_type: &str,
 ) -> Result<Vec<Endpoint>, DbError> {
-    Ok(list_owned_endpoints(db, user)
-        .await?
-        .into_iter()
-        .filter(|e| e.enabled && e.wants(event_type))
-        .collect())
+    let ex: Ex = db.into();
+    let lock = match ex.kind() {
+        crate::config::DatabaseKind::Postgres => "FOR KEY SHARE",
+        crate::config::DatabaseKind::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE user_id = $1 AND enabled
+         ORDER BY id {lock}"
+    );
+    let all: Vec<Endpoint> =
+        on_pool!(ex, pool => sqlx::query_as(&sql).bind(user).fetch_all(pool).await)?;
+    Ok(all.into_iter().filter(|e| e.wants(event_type)).collect())
+}
+
+/// An endpoint's deliveries still pending (to schedule when it is turned on again).
+pub async fn pending_deliveries(
+    db: impl Into<Ex<'_>>,
+    endpoint: i64,
+    limit: i64,
+) -> Result<Vec<i64>, DbError> {
+    const SQL: &str =
+        "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'
+         ORDER BY id LIMIT $2";
+    let rows: Vec<(i64,)> =
+        on_pool!(db, pool => sqlx::query_as(SQL).bind(endpoint).bind(limit).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Whether a test event for the endpoint is still on its way.
+pub async fn test_pending(
+    db: impl Into<Ex<'_>>,
+    endpoint: i64,
+    kind: &str,
+) -> Result<bool, DbError> {
+    const SQL: &str = "SELECT COUNT(*) FROM webhook_deliveries
+         WHERE endpoint_id = $1 AND status = 'pending' AND event_type = $2";
+    let (n,): (i64,) =
+        on_pool!(db, pool => sqlx::query_as(SQL).bind(endpoint).bind(kind).fetch_one(pool).await)?;
+    Ok(n > 0)
+}
+
+/// Turns a failing endpoint off, once: only if it is on and has been failing since `cutoff`
+/// or earlier. Returns whether this call did it.
+pub async fn turn_off_failing(
+    db: impl Into<Ex<'_>>,
+    id: i64,
+    cutoff: i64,
+    reason: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $1,
+            updated_at = $2
+         WHERE id = $3 AND enabled AND failing_since IS NOT NULL AND failing_since <= $4";
+    let n = on_pool!(db, pool => sqlx::query(SQL)
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .bind(cutoff)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
+/// Removes finished deliveries older than `before` (the log keeps a month); returns how many.
+pub async fn prune(db: impl Into<Ex<'_>>, before: i64) -> Result<u64, DbError> {
+    const SQL: &str =
+        "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1";
+    Ok(
+        on_pool!(db, pool => sqlx::query(SQL).bind(before).execute(pool).await.map(|r| r.rows_affected()))?,
+    )
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -233,6 +302,9 @@ pub async fn list_deliveries(
 
 /// What one attempt did. Only a pending delivery changes.
 pub struct Attempt<'a> {
+    /// The attempts made before this one (the row changes only if still so: two nodes never
+    /// both count one attempt).
+    pub before: i64,
     pub status: &'a str,
     pub http_status: Option<i64>,
     pub error: Option<&'a str>,
@@ -249,7 +321,7 @@ pub async fn record_attempt(
             last_error = $3, last_duration_ms = $4, last_attempt_at = $5,
             attempts = attempts + 1,
             delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END
-         WHERE id = $6 AND status = 'pending'";
+         WHERE id = $6 AND status = 'pending' AND attempts = $7";
     let n = on_pool!(db, pool => sqlx::query(SQL)
         .bind(a.status)
         .bind(a.http_status)
@@ -257,6 +329,7 @@ pub async fn record_attempt(
         .bind(a.duration_ms)
         .bind(now)
         .bind(id)
+        .bind(a.before)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;

@@ -346,11 +346,12 @@ async fn write_feed(
         return Ok(Written::Stale);
     }
     failpoint::hit(failpoint::SYNC_STORE_TX, &failpoint::key(state, c.id)).await;
-    let shown_before: std::collections::HashSet<String> = posts::list_posts(&mut tx, c.id, max)
+    // The newest post before this store: posts after it are news for `feed.updated`.
+    let newest_before = posts::list_posts(&mut tx, c.id, max)
         .await?
-        .into_iter()
-        .map(|p| p.media_id)
-        .collect();
+        .iter()
+        .map(|p| p.posted_at)
+        .max();
     posts::store_profile(&mut tx, c.id, profile_row, now).await?;
     posts::store_posts(&mut tx, c.id, rows, now).await?;
     let removed = if fetched.complete {
@@ -417,19 +418,22 @@ async fn write_feed(
         )
         .await?;
     }
-    // `feed.updated` says which posts came and went; a renewed picture address or a new like
-    // count changes the feed's version but is not news for a receiver.
-    let new_posts = kept
+    // `feed.updated` says which posts are new (newer than the newest before; older posts a
+    // resumed listing finds, or posts moved into the window by a deletion, are not) and how
+    // many were deleted on Instagram; a renewed picture address or a new like count changes
+    // the feed's version but is not news for a receiver.
+    let new_ids: Vec<&str> = kept
         .iter()
-        .filter(|p| !shown_before.contains(&p.media_id))
-        .count();
-    let gone_posts = shown_before.len() + new_posts - kept.len();
-    if new_posts + gone_posts > 0 {
+        .filter(|p| newest_before.is_none_or(|newest| p.posted_at > newest))
+        .map(|p| p.media_id.as_str())
+        .collect();
+    if !new_ids.is_empty() || removed > 0 {
         let mut data = crate::webhooks::connection_data(c);
         data["username"] = profile_row.username.clone().into();
         data["posts"] = kept.len().into();
-        data["new_posts"] = new_posts.into();
-        data["removed_posts"] = gone_posts.into();
+        data["new_posts"] = new_ids.len().into();
+        data["new_media_ids"] = new_ids.into();
+        data["deleted_posts"] = removed.into();
         data["newest_post_at"] = kept
             .iter()
             .map(|p| p.posted_at)

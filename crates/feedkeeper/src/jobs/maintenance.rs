@@ -19,6 +19,8 @@ const EVERY_SECS: i64 = 3600;
 /// Objects in the image store that no row knows of are removed once this old (seconds): a
 /// fetch that stored an original and is about to record it is long done by then.
 const ORPHAN_AGE_SECS: i64 = 3600;
+/// Finished webhook deliveries are kept in the log this long (seconds).
+const WEBHOOK_LOG_SECS: i64 = 30 * 86_400;
 /// Tokens resealed per run; when more remain, the next run follows in a minute.
 const RESEAL_BATCH: i64 = 500;
 
@@ -59,11 +61,15 @@ impl Work for MaintenanceWork {
         let mail_jobs = crate::mail::ensure_jobs(state, now)
             .await
             .context("making sure every message has its job")?;
+        let webhook_log = crate::db::webhooks::prune(&state.db, now - WEBHOOK_LOG_SECS)
+            .await
+            .context("pruning the webhook delivery log")?;
         if states + choices + changes > 0
             || reseal.resealed > 0
             || images.unused + images.orphans > 0
             || avif_scheduled > 0
             || mail_jobs > 0
+            || webhook_log > 0
         {
             tracing::info!(
                 oauth_states = states,
@@ -74,6 +80,7 @@ impl Work for MaintenanceWork {
                 orphaned_objects = images.orphans,
                 avif_scheduled,
                 mail_jobs,
+                webhook_log,
                 "maintenance"
             );
         }

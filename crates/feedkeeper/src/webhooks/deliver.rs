@@ -7,7 +7,8 @@
 //! bounded by `webhooks.timeout_secs`. A 2xx answer delivers it; anything else is tried again
 //! on the Standard Webhooks schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about a day),
 //! then given up. An endpoint whose attempts have all failed for a day and whose delivery was
-//! just given up is turned off, and its owner told by mail.
+//! just given up is turned off, and its owner told by mail; its events are kept for three
+//! days and sent when it is turned on again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,13 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::db::webhooks::{self as store, Attempt};
-use crate::outbound::{GuardedResolver, is_public};
+use crate::outbound::{GuardedResolver, allowed};
 use crate::state::AppState;
 
 /// Waits before the 2nd, 3rd, ... attempt (seconds): Standard Webhooks' suggested schedule.
 pub const RETRY_SCHEDULE: [i64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
 /// An endpoint failing for this long when a delivery is given up is turned off.
 pub const DISABLE_AFTER_SECS: i64 = 86_400;
+/// How long events are kept for an endpoint that is turned off.
+pub const KEEP_WHILE_OFF_SECS: i64 = 3 * 86_400;
 /// How much of an answer's body is read (it is not used; reading a little lets the
 /// connection close cleanly).
 const MAX_BODY_READ: usize = 1024;
@@ -43,18 +46,15 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, String> {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
         Some(url::Host::Domain(d)) => {
-            if !allow_private
-                && (d.eq_ignore_ascii_case("localhost")
-                    || d.to_ascii_lowercase().ends_with(".localhost"))
-            {
+            let name = d.trim_end_matches('.').to_ascii_lowercase();
+            if !allow_private && (name == "localhost" || name.ends_with(".localhost")) {
                 return Err("is this machine (localhost)".into());
             }
             None
         }
     };
     if let Some(ip) = literal
-        && !allow_private
-        && !is_public(ip)
+        && !allowed(ip, allow_private)
     {
         return Err(format!("{ip} is not a public address"));
     }
@@ -77,12 +77,28 @@ pub async fn attempt(state: &AppState, id: i64) -> anyhow::Result<Option<i64>> {
         Err(e) => return Err(e.into()),
     };
     let now = state.clock.now();
+    if !endpoint.enabled && delivery.event_type != super::TEST {
+        // Kept while the endpoint is off (turning it on sends them at once), for a while.
+        if now - delivery.created_at < KEEP_WHILE_OFF_SECS {
+            return Ok(Some(now + 3600));
+        }
+        store::record_attempt(
+            &state.db,
+            id,
+            &Attempt {
+                before: delivery.attempts,
+                status: "failed",
+                http_status: None,
+                error: Some("the endpoint was turned off"),
+                duration_ms: 0,
+            },
+            now,
+        )
+        .await?;
+        return Ok(None);
+    }
     let started = Instant::now();
-    let outcome = if !endpoint.enabled && delivery.event_type != super::TEST {
-        Err((None, "the endpoint is turned off".to_owned()))
-    } else {
-        call(state, &endpoint, &delivery, now).await
-    };
+    let outcome = call(state, &endpoint, &delivery, now).await;
     let duration_ms = started.elapsed().as_millis() as i64;
     let attempts = delivery.attempts + 1;
     let (status, http_status, error, next) = match outcome {
@@ -90,8 +106,8 @@ pub async fn attempt(state: &AppState, id: i64) -> anyhow::Result<Option<i64>> {
         Err((code, error)) => {
             let wait = RETRY_SCHEDULE.get(delivery.attempts as usize).copied();
             match wait {
-                Some(wait) if endpoint.enabled => ("pending", code, Some(error), Some(now + wait)),
-                _ => ("failed", code, Some(error), None),
+                Some(wait) => ("pending", code, Some(error), Some(now + wait)),
+                None => ("failed", code, Some(error), None),
             }
         }
     };
@@ -99,6 +115,7 @@ pub async fn attempt(state: &AppState, id: i64) -> anyhow::Result<Option<i64>> {
         &state.db,
         id,
         &Attempt {
+            before: delivery.attempts,
             status,
             http_status: http_status.map(i64::from),
             error: error.as_deref(),
@@ -117,13 +134,7 @@ pub async fn attempt(state: &AppState, id: i64) -> anyhow::Result<Option<i64>> {
         "webhook attempt"
     );
     if status == "failed" && endpoint.enabled {
-        let endpoint = store::get_endpoint(&state.db, endpoint.id).await?;
-        if endpoint
-            .failing_since
-            .is_some_and(|since| now - since >= DISABLE_AFTER_SECS)
-        {
-            turn_off(state, &endpoint, now).await?;
-        }
+        turn_off_if_failing(state, &endpoint, now).await?;
     }
     Ok(next)
 }
@@ -146,7 +157,7 @@ async fn call(
             HashMap::new(),
             config.allow_private_addresses,
         )))
-        .connect_timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
         .user_agent(concat!("feedkeeper-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -205,16 +216,16 @@ fn describe(e: &reqwest::Error) -> String {
     detail
 }
 
-/// Turns a failing endpoint off and tells its owner.
-async fn turn_off(state: &AppState, endpoint: &store::Endpoint, now: i64) -> anyhow::Result<()> {
+/// Turns an endpoint that has failed for a day off and tells its owner, in one transaction
+/// and once (several deliveries given up at the same moment race for it; only one wins).
+async fn turn_off_if_failing(
+    state: &AppState,
+    endpoint: &store::Endpoint,
+    now: i64,
+) -> anyhow::Result<()> {
     let reason = format!(
         "turned off on {}: every delivery failed for more than a day",
         crate::clock::format_utc(now)
-    );
-    store::set_enabled(&state.db, endpoint.id, false, Some(&reason), now).await?;
-    tracing::warn!(
-        endpoint = endpoint.id,
-        "webhook endpoint turned off after failing for a day"
     );
     let owner = crate::db::mail::user_settings(&state.db, endpoint.user_id).await?;
     let paragraphs = vec![
@@ -223,8 +234,8 @@ async fn turn_off(state: &AppState, endpoint: &store::Endpoint, now: i64) -> any
              feedkeeper turned it off.",
             endpoint.url
         ),
-        "Fix the receiver, then turn the endpoint on again; deliveries that failed meanwhile \
-         are listed with it."
+        "Fix the receiver, then turn the endpoint on again: the events kept meanwhile (up to \
+         three days old) are sent at once."
             .to_owned(),
     ];
     let body = crate::mail::templates::letter(&crate::mail::templates::Letter {
@@ -239,7 +250,14 @@ async fn turn_off(state: &AppState, endpoint: &store::Endpoint, now: i64) -> any
         after: &[],
         sender: "feedkeeper",
     })?;
-    crate::mail::send_now(
+    let mut tx = state.db.begin().await?;
+    if !store::turn_off_failing(&mut tx, endpoint.id, now - DISABLE_AFTER_SECS, &reason, now)
+        .await?
+    {
+        return Ok(());
+    }
+    crate::mail::enqueue(
+        &mut tx,
         state,
         &crate::mail::Outgoing {
             user: endpoint.user_id,
@@ -248,8 +266,14 @@ async fn turn_off(state: &AppState, endpoint: &store::Endpoint, now: i64) -> any
             subject: "A webhook endpoint was turned off",
             body: &body,
         },
+        now,
     )
     .await?;
+    tx.commit().await?;
+    tracing::warn!(
+        endpoint = endpoint.id,
+        "webhook endpoint turned off after failing for a day"
+    );
     Ok(())
 }
 
@@ -268,6 +292,18 @@ mod tests {
         assert!(check_url("http://10.1.2.3/", false).is_err());
         assert!(check_url("http://localhost:9000/", false).is_err());
         assert!(check_url("http://app.localhost/", false).is_err());
+        assert!(check_url("http://localhost./", false).is_err());
+        assert!(
+            check_url("http://2130706433/", false).is_err(),
+            "127.0.0.1 as one number"
+        );
+        assert!(check_url("http://0x7f.1/", false).is_err());
+        assert!(check_url("http://[::ffff:127.0.0.1]/", false).is_err());
+        assert!(
+            check_url("http://169.254.169.254/", true).is_err(),
+            "metadata, even allowed"
+        );
+        assert!(check_url("http://[fd00:ec2::254]/", true).is_err());
         assert!(check_url("http://127.0.0.1:8080/", true).is_ok());
         assert!(check_url("not a url", true).is_err());
     }

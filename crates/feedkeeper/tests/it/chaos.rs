@@ -2,7 +2,8 @@
 //! killed with SIGKILL and restarted every few seconds, while accounts are revoked and
 //! reconnected. The simulator's request log is the witness: no account is ever checked by two
 //! calls at once, every reconnected account ends active and scheduled, no job is lost or stuck,
-//! and the SMTP server (`smtp_sink`) received every message the outbox says was sent.
+//! the SMTP server (`smtp_sink`) received every message the outbox says was sent, and the
+//! webhook receiver every event.
 //! Runs on SQLite and, in CI's second pass, on PostgreSQL; `CHAOS_SECS` sets its length.
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +34,8 @@ fn start_node(w: &World, smtp_port: u16, name: &str, log: &std::path::Path) -> R
         .env("FEEDKEEPER_MAIL__SMTP_SECURITY", "none")
         .env("FEEDKEEPER_MAIL__GROUP_SECS", "1")
         .env("FEEDKEEPER_MAIL__FROM", "alerts@chaos.test")
+        // The webhook receiver is on this machine.
+        .env("FEEDKEEPER_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
         .env("FEEDKEEPER_WORKERS__NODE_NAME", name)
         .env("FEEDKEEPER_WORKERS__LEASE_SECS", "3")
         .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")
@@ -111,6 +114,38 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         .await
         .unwrap();
     }
+    // A webhook endpoint hears every event; its receiver counts each webhook-id it gets.
+    let hooks = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", hook_listener.local_addr().unwrap());
+    let seen = hooks.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                *seen.lock().unwrap().entry(id).or_default() += 1;
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(hook_listener, receiver).await.unwrap() });
+    let sealed = feedkeeper::webhooks::seal_secret(
+        &w.state,
+        owner,
+        &feedkeeper::webhooks::signing::new_secret(),
+    );
+    let endpoint = feedkeeper::db::webhooks::create_endpoint(
+        &w.state.db,
+        owner,
+        &hook_url,
+        "",
+        &sealed,
+        Clock::System.now(),
+    )
+    .await
+    .unwrap();
     let logs = tempfile::tempdir().unwrap();
     let smtp = crate::smtp_sink::SmtpSink::start().await;
     let steady = start_node(&w, smtp.port, "steady", &logs.path().join("steady.log"));
@@ -240,9 +275,57 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // Every webhook delivery is made (the first attempt follows at once).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let deliveries = loop {
+        let all = feedkeeper::db::webhooks::list_deliveries(&w.state.db, endpoint.id, 100_000)
+            .await
+            .unwrap();
+        if all.iter().all(|d| d.status != "pending") {
+            break all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhooks never settled: {:?}",
+            all.iter()
+                .filter(|d| d.status == "pending")
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     drop(victim);
     drop(steady);
     w.sim.set_latency(Duration::ZERO);
+    assert!(
+        deliveries
+            .iter()
+            .any(|d| d.event_type == "connection.needs_reconnect"),
+        "the revocations made events"
+    );
+    let got = hooks.lock().unwrap().clone();
+    for d in &deliveries {
+        assert_eq!(d.status, "delivered", "{d:?}");
+        assert!(
+            got.contains_key(&d.event_id),
+            "{} never arrived",
+            d.event_id
+        );
+    }
+    assert_eq!(
+        got.len(),
+        deliveries.len(),
+        "events the database does not know arrived"
+    );
+    let hook_repeats: usize = got.values().map(|n| n - 1).sum();
+    assert!(
+        hook_repeats <= kills as usize,
+        "{hook_repeats} repeats, {kills} kills"
+    );
+    eprintln!(
+        "chaos webhooks: {} deliveries, {hook_repeats} repeats, {kills} kills",
+        deliveries.len()
+    );
     assert!(
         messages.iter().all(|(status, _)| status == "sent"),
         "{messages:?}"
@@ -308,6 +391,7 @@ async fn chaos_two_nodes_one_killed_again_and_again_never_check_twice_or_lose_wo
         feedkeeper::images::AVIF_JOB,
         feedkeeper::mail::COMPOSE_JOB,
         feedkeeper::mail::SEND_JOB,
+        feedkeeper::webhooks::DELIVERY_JOB,
     ] {
         let dead: Vec<_> = jobs::list_dead(&w.state.db)
             .await

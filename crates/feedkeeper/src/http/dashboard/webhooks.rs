@@ -21,8 +21,6 @@ use crate::webhooks::{self, deliver, signing};
 const ROTATION_OVERLAP_SECS: i64 = 86_400;
 /// Deliveries listed on an endpoint's page.
 const LOG_ROWS: i64 = 50;
-/// How long the check of a new endpoint's name may take.
-const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 struct EndpointRow {
     id: i64,
@@ -131,30 +129,6 @@ impl NewForm {
     }
 }
 
-/// Whether `url`'s host leads to an address deliveries may use (checked again at every
-/// attempt; this only gives a clear answer now).
-async fn reachable(state: &AppState, url: &url::Url) -> Result<(), String> {
-    if state.config.webhooks.allow_private_addresses {
-        return Ok(());
-    }
-    let Some(url::Host::Domain(host)) = url.host() else {
-        return Ok(());
-    };
-    let port = url.port_or_known_default().unwrap_or(443);
-    match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<_> = addrs.collect();
-            if addrs.is_empty() || !addrs.iter().any(|a| crate::outbound::is_public(a.ip())) {
-                Err(format!("{host} leads to no public address"))
-            } else {
-                Ok(())
-            }
-        }
-        Ok(Err(_)) => Err(format!("{host} could not be found")),
-        Err(_) => Err(format!("looking up {host} took too long")),
-    }
-}
-
 /// `POST /webhooks`: a new endpoint; its secret is shown once on its page.
 pub async fn create(
     State(state): State<AppState>,
@@ -162,25 +136,21 @@ pub async fn create(
     Form(form): Form<NewForm>,
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
-    let allow = state.config.webhooks.allow_private_addresses;
-    let checked = match deliver::check_url(form.url.trim(), allow) {
-        Ok(url) => reachable(&state, &url).await.map(|()| url),
-        Err(e) => Err(format!("The address {e}.")),
-    };
-    let url = match checked {
+    let existing = store::list_owned_endpoints(&state.db, user.id).await?;
+    // A name is not looked up here (that would let anyone probe names, and wait on slow
+    // servers): every delivery resolves and checks it; "Send test event" shows the outcome.
+    let url = match deliver::check_url(
+        form.url.trim(),
+        state.config.webhooks.allow_private_addresses,
+    ) {
         Ok(url) => url,
-        Err(problem) => {
-            let problem = if problem.ends_with('.') {
-                problem
-            } else {
-                format!("The address: {problem}.")
-            };
+        Err(e) => {
+            let problem = format!("The address {e}.");
             return Err(invalid_form(
                 &list_page(&state, &user, Some((&form, problem))).await?,
             ));
         }
     };
-    let existing = store::list_owned_endpoints(&state.db, user.id).await?;
     if existing.len() as u64 >= state.config.webhooks.max_per_user {
         let problem = format!(
             "You have {} endpoints, the most allowed; delete one first.",
@@ -202,7 +172,7 @@ pub async fn create(
     )
     .await?;
     tracing::info!(user = %user.id, endpoint = endpoint.id, "webhook endpoint created");
-    user.reveal_once(&state, &format!("{}:{secret}", endpoint.id))
+    user.reveal_once(&state, &format!("webhook:{}:{secret}", endpoint.id))
         .await?;
     Ok(Redirect::to(&format!("/webhooks/{}", endpoint.id)).into_response())
 }
@@ -242,7 +212,7 @@ pub async fn show(
 ) -> Result<Response, AppError> {
     let e = store::get_owned_endpoint(&state.db, user.id, path_id(&id)?).await?;
     let secret = user.take_revealed(&state).await?.and_then(|kept| {
-        let (kept_id, secret) = kept.split_once(':')?;
+        let (kept_id, secret) = kept.strip_prefix("webhook:")?.split_once(':')?;
         (kept_id == e.id.to_string()).then(|| secret.to_owned())
     });
     let now = state.clock.now();
@@ -311,6 +281,15 @@ pub async fn send_test(
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
     let e = owned(&state, &user, &id).await?;
+    if store::test_pending(&state.db, e.id, webhooks::TEST).await? {
+        user.flash_with(
+            &state,
+            Tone::Warn,
+            "A test event is still on its way (or being retried); see its delivery below.",
+        )
+        .await?;
+        return Ok(Redirect::to(&format!("/webhooks/{}", e.id)).into_response());
+    }
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     webhooks::enqueue(
@@ -340,10 +319,23 @@ pub async fn rotate(
     user.verify_csrf(&form.csrf)?;
     let e = owned(&state, &user, &id).await?;
     let now = state.clock.now();
+    if let Some(until) = e.previous_secret_until.filter(|until| *until > now) {
+        user.flash_with(
+            &state,
+            Tone::Warn,
+            &format!(
+                "The secret was changed less than a day ago; the one before it still signs \
+                 until {}. Change it again after that.",
+                format_utc(until)
+            ),
+        )
+        .await?;
+        return Ok(Redirect::to(&format!("/webhooks/{}", e.id)).into_response());
+    }
     let secret = signing::new_secret();
     let sealed = webhooks::seal_secret(&state, user.id, &secret);
     store::rotate_secret(&state.db, e.id, &sealed, now + ROTATION_OVERLAP_SECS, now).await?;
-    user.reveal_once(&state, &format!("{}:{secret}", e.id))
+    user.reveal_once(&state, &format!("webhook:{}:{secret}", e.id))
         .await?;
     Ok(Redirect::to(&format!("/webhooks/{}", e.id)).into_response())
 }
@@ -364,8 +356,30 @@ pub async fn toggle(
             .await?;
     } else {
         store::set_enabled(&state.db, e.id, true, None, now).await?;
-        user.flash(&state, "Turned on: new events are sent to it.")
+        // The events kept while it was off go now.
+        let pending = store::pending_deliveries(&state.db, e.id, 1000).await?;
+        for delivery in &pending {
+            crate::db::jobs::schedule(
+                &state.db,
+                webhooks::DELIVERY_JOB,
+                &webhooks::delivery_subject(*delivery),
+                now,
+                now,
+            )
             .await?;
+        }
+        user.flash(
+            &state,
+            &if pending.is_empty() {
+                "Turned on: new events are sent to it.".to_owned()
+            } else {
+                format!(
+                    "Turned on: new events are sent to it, and the {} kept meanwhile now.",
+                    pending.len()
+                )
+            },
+        )
+        .await?;
     }
     Ok(Redirect::to(&format!("/webhooks/{}", e.id)).into_response())
 }
