@@ -538,7 +538,16 @@ pub async fn set_connection_settings(
 
 /// The Message-IDs of every message recorded as sent (tests: each must have arrived).
 pub async fn sent_message_ids(db: impl Into<Ex<'_>>) -> Result<Vec<String>, DbError> {
-    const SQL: &str = "SELECT message_id FROM mail_messages WHERE status = 'sent' ORDER BY id";
-    let rows: Vec<(String,)> = on_pool!(db, pool => sqlx::query_as(SQL).fetch_all(pool).await)?;
+    message_ids_with_status(db, "sent").await
+}
+
+/// The Message-IDs of the messages in `status`.
+pub async fn message_ids_with_status(
+    db: impl Into<Ex<'_>>,
+    status: &str,
+) -> Result<Vec<String>, DbError> {
+    const SQL: &str = "SELECT message_id FROM mail_messages WHERE status = $1 ORDER BY id";
+    let rows: Vec<(String,)> =
+        on_pool!(db, pool => sqlx::query_as(SQL).bind(status).fetch_all(pool).await)?;
     Ok(rows.into_iter().map(|(m,)| m).collect())
 }
