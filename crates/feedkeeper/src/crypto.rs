@@ -45,6 +45,26 @@ impl Purpose {
     }
 }
 
+/// Keys for signing addresses of one purpose (a derived key per configured key: the first
+/// signs, all verify, so a key rotation keeps old addresses working). Empty when no key is
+/// configured.
+pub fn address_keys(config: &crate::config::Config, purpose: &str) -> Vec<[u8; 32]> {
+    config
+        .security
+        .keys()
+        .map(|keys| keys.iter().map(|k| k.hash_key(purpose)).collect())
+        .unwrap_or_default()
+}
+
+/// The 16-byte HMAC-SHA256 of `payload` under `key`, for signed addresses.
+pub fn address_mac(key: &[u8; 32], payload: &str) -> Vec<u8> {
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(payload.as_bytes());
+    mac.finalize().into_bytes()[..16].to_vec()
+}
+
 /// The HKDF-SHA256 subkey of `key` for `info`.
 fn derive(key: &[u8; 32], info: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];

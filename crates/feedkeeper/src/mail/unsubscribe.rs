@@ -6,8 +6,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::Mac as _;
-use sha2::Sha256;
 
 use crate::ids::UserId;
 use crate::state::AppState;
@@ -16,24 +14,10 @@ use crate::state::AppState;
 pub const MAX_TOKEN_LEN: usize = 512;
 
 fn keys(state: &AppState) -> Vec<[u8; 32]> {
-    state
-        .config
-        .security
-        .keys()
-        .map(|keys| {
-            keys.iter()
-                .map(|k| k.hash_key("mail unsubscribe"))
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::crypto::address_keys(&state.config, "mail unsubscribe")
 }
 
-fn signature(key: &[u8; 32], payload: &str) -> Vec<u8> {
-    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(payload.as_bytes());
-    mac.finalize().into_bytes()[..16].to_vec()
-}
+use crate::crypto::address_mac as signature;
 
 /// The token for `recipient` and `owner`'s `category` mail.
 pub fn token(state: &AppState, owner: UserId, recipient: &str, category: &str) -> String {

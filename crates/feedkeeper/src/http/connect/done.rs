@@ -8,8 +8,6 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::Mac as _;
-use sha2::Sha256;
 
 use super::{LinkDone, problem, render, requester};
 use crate::accounts::Page;
@@ -26,24 +24,10 @@ const VALID_SECS: i64 = 86_400;
 const MAX_NAMES_BYTES: usize = 2_000;
 
 fn keys(state: &AppState) -> Vec<[u8; 32]> {
-    state
-        .config
-        .security
-        .keys()
-        .map(|keys| {
-            keys.iter()
-                .map(|k| k.hash_key("client done pages"))
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::crypto::address_keys(&state.config, "client done pages")
 }
 
-fn signature(key: &[u8; 32], payload: &str) -> Vec<u8> {
-    let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(payload.as_bytes());
-    mac.finalize().into_bytes()[..16].to_vec()
-}
+use crate::crypto::address_mac as signature;
 
 /// The done page's address for accounts `names` connected through `link`, in the browser whose
 /// link cookie hashes to `binding` (only that browser is shown the page).
