@@ -679,3 +679,45 @@ async fn password_links_are_mailed_but_not_shown_on_the_mail_page() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn facebook_data_access_running_out_is_mailed_before_it_ends_and_fine_again_after() {
+    let sink = SmtpSink::start().await;
+    let w = world_mailing(&sink).await;
+    let owner = w.user("owner@example.com").await;
+    let c = w.connect_facebook(owner, "harbor").await;
+    let ends = c
+        .data_access_expires_at
+        .expect("Facebook says when data access ends");
+    // Day by day until the warning: one message, before the end, naming the date.
+    while sink.received().is_empty() {
+        w.advance(DAY);
+        w.pass().await;
+        assert!(w.clock.now() < ends, "no warning before data access ended");
+    }
+    let first = sink.received();
+    assert_eq!(first.len(), 1);
+    let subject = first[0].header("Subject").unwrap();
+    assert!(
+        subject.starts_with("@harbor Facebook data access ends on"),
+        "{subject}"
+    );
+    let text = first[0].decoded();
+    assert!(
+        text.contains("will stop updating unless it is reconnected soon"),
+        "{text}"
+    );
+    assert!(text.contains("/l/"), "a reconnect link: {text}");
+    // The account holder logs in again: data access renewed, and said so once.
+    w.connect_facebook(owner, "harbor").await;
+    w.advance(61);
+    w.pass().await;
+    let all = sink.received();
+    assert_eq!(all.len(), 2, "{:?}", subjects(&all));
+    assert_eq!(all[1].header("Subject").unwrap(), "@harbor is fine again");
+    assert!(
+        all[1]
+            .decoded()
+            .contains("Facebook data access was renewed")
+    );
+}
