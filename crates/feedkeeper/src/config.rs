@@ -979,19 +979,6 @@ impl Config {
                 self.images.unused_grace_secs,
                 0..=365 * 86_400,
             ),
-        ] {
-            if !range.contains(&value) {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "{value} is not between {} and {}",
-                        range.start(),
-                        range.end()
-                    ),
-                ));
-            }
-        }
-        for (key, value, range) in [
             ("mail.group_secs", self.mail.group_secs, 0..=3600),
             ("webhooks.timeout_secs", self.webhooks.timeout_secs, 1..=60),
             ("webhooks.concurrency", self.webhooks.concurrency, 1..=64),

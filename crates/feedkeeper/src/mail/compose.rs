@@ -12,7 +12,7 @@ use crate::accounts::session::hash_token;
 use crate::clock::format_utc;
 use crate::db::connections::{self as stored, Connection, RowLock};
 use crate::db::links::{self as link_store, NewLink};
-use crate::db::{DbError, incidents, mail as store, organisations};
+use crate::db::{DbError, incidents, mail as store};
 use crate::ids::{ConnectionId, UserId};
 use crate::meta::errors::ReconnectReason;
 use crate::state::AppState;
@@ -180,11 +180,7 @@ async fn compose_one(
         tx.commit().await?;
         return Ok(report);
     }
-    let organisation = organisations::get(&mut tx, owner).await?;
-    let sender = organisation
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| "feedkeeper".to_owned());
+    let sender = super::sender_name(&mut tx, owner).await?;
     let subject = subject(&items, reminders_only);
     let intro = intro(&items, &sender);
     let body = templates::alert(&templates::Alert {

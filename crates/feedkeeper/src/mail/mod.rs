@@ -94,6 +94,18 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// Whom `owner`'s mail is from, in words: their organisation's name, or "feedkeeper".
+pub async fn sender_name(
+    db: impl Into<crate::db::Ex<'_>>,
+    owner: UserId,
+) -> Result<String, DbError> {
+    Ok(crate::db::organisations::get(db, owner)
+        .await?
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "feedkeeper".to_owned()))
+}
+
 /// A message's bodies, opened (`None`: sealed under a key no longer configured).
 pub fn open_body(state: &AppState, message: &store::MailMessage) -> Option<Body> {
     let json = state

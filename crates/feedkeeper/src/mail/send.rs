@@ -16,7 +16,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{MailConfig, SmtpSecurity};
-use crate::db::{mail as store, organisations};
+use crate::db::mail as store;
 use crate::state::AppState;
 
 /// Where this node's mail goes.
@@ -146,11 +146,10 @@ async fn attempt(state: &AppState, message: &store::MailMessage) -> Outcome {
             "the message was sealed under a key that is no longer configured".to_owned(),
         );
     };
-    let sender = match organisations::get(&state.db, message.user_id).await {
-        Ok(o) => o.name.filter(|n| !n.trim().is_empty()),
+    let sender = match super::sender_name(&state.db, message.user_id).await {
+        Ok(name) => name,
         Err(e) => return Outcome::Retry(format!("reading the sender's name: {e}")),
-    }
-    .unwrap_or_else(|| "feedkeeper".to_owned());
+    };
     let Ok(to) = message.recipient.parse::<lettre::Address>() else {
         return Outcome::Refused(format!("{:?} is not an email address", message.recipient));
     };

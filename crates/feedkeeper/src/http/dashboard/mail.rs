@@ -15,7 +15,6 @@ use crate::accounts::{CurrentUser, Email, Page};
 use crate::clock::format_utc;
 use crate::db::connections::{self as stored, RowLock};
 use crate::db::mail::{self as store, MailMessage};
-use crate::db::organisations;
 use crate::error::{AppError, invalid_form, render};
 use crate::http::path_id;
 use crate::ids::ConnectionId;
@@ -221,11 +220,7 @@ pub async fn send_test(
         .await?;
         return Ok(Redirect::to("/mail").into_response());
     }
-    let sender = organisations::get(&state.db, user.id)
-        .await?
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| "feedkeeper".to_owned());
+    let sender = mail::sender_name(&state.db, user.id).await?;
     let subject = "Test mail from feedkeeper";
     let paragraphs = [
         "This is the test mail you asked for. If you can read it, mail about your Instagram \
@@ -458,11 +453,7 @@ async fn unsubscribe_view(
     let named = unsubscribe::verify(state, &token)
         .filter(|n| n.category == mail::ALERTS)
         .ok_or(AppError::NotFound)?;
-    let sender = organisations::get(&state.db, named.owner)
-        .await?
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| "feedkeeper".to_owned());
+    let sender = mail::sender_name(&state.db, named.owner).await?;
     let done = store::opted_out(&state.db, named.owner, &named.recipient, &named.category).await?;
     Ok((
         UnsubscribePage {
