@@ -75,6 +75,17 @@ pub fn format_utc(t: UnixSeconds) -> String {
         .unwrap_or_else(|| format!("@{t}"))
 }
 
+/// RFC 3339 in UTC (`2026-01-02T03:04:05Z`), for JSON feeds and webhook events.
+pub fn rfc3339(t: UnixSeconds) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// How far `t` is from `now` in words: "in 58 days", "3 hours ago", "in a minute".
 pub fn distance(t: UnixSeconds, now: UnixSeconds) -> String {
     let secs = t - now;

@@ -40,16 +40,7 @@ pub fn parse_delivery_subject(subject: &str) -> Option<i64> {
     subject.strip_prefix("delivery-")?.parse().ok()
 }
 
-/// `2026-01-31T14:05:00Z`.
-pub fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::clock::rfc3339;
 
 /// A fresh `webhook-id` (`msg_` and 24 random characters), the same on every attempt.
 fn new_event_id() -> String {

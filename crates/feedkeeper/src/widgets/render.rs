@@ -16,6 +16,7 @@ use super::caption::{self, Segment};
 use super::pictures::{self, Picture, Pictures, Size};
 use super::settings::{Captions, Layout, Theme};
 use super::{Health, WidgetData};
+use crate::clock::rfc3339;
 use crate::config::{Config, HostPattern};
 use crate::db::posts::PostRow;
 use crate::images::Format;
@@ -567,17 +568,6 @@ fn item_addresses(
             image_json(pictures, still),
         )
     }
-}
-
-/// RFC 3339 in UTC (`2026-01-02T03:04:05Z`).
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// The widget's feed as JSON.

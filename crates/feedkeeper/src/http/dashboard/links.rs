@@ -324,7 +324,7 @@ pub async fn created(
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct CsrfForm {
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// `POST /links/{id}/revoke`: the link stops working at once.

@@ -10,6 +10,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
+use super::links::CsrfForm;
 use crate::accounts::page::Tone;
 use crate::accounts::{CurrentUser, Email, Page};
 use crate::clock::format_utc;
@@ -190,12 +191,6 @@ pub async fn save_settings(
     )
     .await?;
     Ok(Redirect::to("/mail").into_response())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /mail/test`: a test message to the user's own address.

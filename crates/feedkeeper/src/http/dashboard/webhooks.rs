@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 
+use super::links::CsrfForm;
 use crate::accounts::page::Tone;
 use crate::accounts::{CurrentUser, Page};
 use crate::clock::format_utc;
@@ -260,12 +261,6 @@ pub async fn show(
         url: e.url,
         deliveries,
     })
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 async fn owned(state: &AppState, user: &CurrentUser, id: &str) -> Result<Endpoint, AppError> {
