@@ -149,3 +149,96 @@ pub fn seal_secret(state: &AppState, user: UserId, secret: &str) -> String {
         .webhook_cipher
         .seal(secret, &format!("webhook secret {user}"))
 }
+
+// ---- Endpoints, for the dashboard and the API ----------------------------------------------
+
+/// Why an endpoint was not saved (shown to its owner).
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointRefused {
+    #[error("The address {0}.")]
+    BadUrl(String),
+    #[error("You have {limit} endpoints, the most allowed; delete one first.")]
+    TooMany { limit: u64 },
+}
+
+/// A new endpoint of `owner` for `events` (empty: all), in the caller's transaction (which
+/// must begin with this call: it takes the owner's row, so two creates at once count one after
+/// the other). Returns it with its secret, the only time the secret is seen in clear. The
+/// address is checked here but not looked up (that would let anyone probe names and wait on
+/// slow servers): every delivery resolves and checks it.
+pub async fn create_endpoint_in(
+    state: &AppState,
+    tx: &mut Tx,
+    owner: UserId,
+    raw_url: &str,
+    events: &[&str],
+) -> Result<Result<(store::Endpoint, String), EndpointRefused>, DbError> {
+    let url = match deliver::check_url(
+        raw_url.trim(),
+        state.config.webhooks.allow_private_addresses,
+    ) {
+        Ok(url) => url,
+        Err(e) => return Ok(Err(EndpointRefused::BadUrl(e))),
+    };
+    crate::db::users::lock(tx, owner).await?;
+    let limit = state.config.webhooks.max_per_user;
+    if store::list_owned_endpoints(&mut *tx, owner).await?.len() as u64 >= limit {
+        return Ok(Err(EndpointRefused::TooMany { limit }));
+    }
+    let secret = signing::new_secret();
+    let endpoint = store::create_endpoint(
+        &mut *tx,
+        owner,
+        url.as_str(),
+        &events.join(","),
+        &seal_secret(state, owner, &secret),
+        state.clock.now(),
+    )
+    .await?;
+    Ok(Ok((endpoint, secret)))
+}
+
+/// Turns an endpoint on (the events kept while it was off go now; returns how many) or off.
+pub async fn set_endpoint_enabled(
+    state: &AppState,
+    endpoint: &store::Endpoint,
+    enabled: bool,
+) -> Result<usize, DbError> {
+    let now = state.clock.now();
+    store::set_enabled(&state.db, endpoint.id, enabled, None, now).await?;
+    if !enabled {
+        return Ok(0);
+    }
+    let pending = store::pending_deliveries(&state.db, endpoint.id, 1000).await?;
+    for delivery in &pending {
+        jobs::schedule(
+            &state.db,
+            DELIVERY_JOB,
+            &delivery_subject(*delivery),
+            now,
+            now,
+        )
+        .await?;
+    }
+    Ok(pending.len())
+}
+
+/// Sends a `feedkeeper.test` event to the endpoint, delivered like any other; `false` (and
+/// nothing sent) while an earlier test is still on its way, so tests cannot pile up.
+pub async fn send_test(state: &AppState, endpoint: &store::Endpoint) -> Result<bool, DbError> {
+    if store::test_pending(&state.db, endpoint.id, TEST).await? {
+        return Ok(false);
+    }
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    enqueue(
+        &mut tx,
+        endpoint.id,
+        TEST,
+        &json!({ "message": "A test event from feedkeeper." }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

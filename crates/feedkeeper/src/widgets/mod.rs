@@ -269,55 +269,85 @@ pub async fn create(
     connection: ConnectionId,
     settings: &WidgetSettings,
 ) -> Result<Widget, SaveError> {
-    let now = state.clock.now();
     let public_id = new_public_id();
-    let json = serde_json::to_string(settings)
-        .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
-    let limit = state.config.widgets.max_per_user;
     let created = crate::db::retry_conflicts("widget create", || async {
         let mut tx = state.db.begin().await?;
-        if let Err(refused) = lock_owned_connection(&mut tx, owner, connection).await? {
-            return Ok(Err(refused));
-        }
-        failpoint::hit(
-            failpoint::WIDGET_CREATE_TX,
-            &failpoint::key(state, connection),
+        let widget = match create_in(
+            state, &mut tx, owner, name, connection, settings, &public_id,
         )
-        .await;
-        // The owner's row next, so two saves of one owner count one after the other.
-        crate::db::users::lock(&mut tx, owner).await?;
-        if store::count_live(&mut tx, owner).await? >= limit as i64 {
-            return Ok(Err(SaveError::TooMany { limit }));
-        }
-        let id = store::create(
-            &mut tx,
-            &NewWidget {
-                public_id: &public_id,
-                owner_id: owner,
-                connection_id: connection,
-                name,
-                settings: &json,
-            },
-            now,
-        )
-        .await?;
-        // A shown account should not wait up to an hour for its next sync.
-        crate::db::jobs::schedule(
-            &mut tx,
-            crate::connections::SYNC_JOB,
-            &connection.to_string(),
-            now,
-            now,
-        )
-        .await?;
-        let widget = store::get_owned(&mut tx, owner, id).await?;
-        widget_changes::record(&mut tx, std::slice::from_ref(&public_id)).await?;
+        .await?
+        {
+            Ok(widget) => widget,
+            Err(refused) => return Ok(Err(refused)),
+        };
         tx.commit().await?;
         Ok(Ok(widget))
     })
     .await??;
-    state.widgets.learn(&created.public_id, false);
+    created_now(state, &created);
     Ok(created)
+}
+
+/// [`create`]'s writes, in a transaction of the caller's (which may add its own last writes, as
+/// the API's kept answer does): it must begin with this call, which locks the connection's row
+/// first. After the commit, call [`created_now`]. The outer error is the database's, the inner
+/// one the user's.
+pub async fn create_in(
+    state: &AppState,
+    tx: &mut Tx,
+    owner: UserId,
+    name: &str,
+    connection: ConnectionId,
+    settings: &WidgetSettings,
+    public_id: &str,
+) -> Result<Result<Widget, SaveError>, DbError> {
+    let now = state.clock.now();
+    let json = serde_json::to_string(settings)
+        .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
+    let limit = state.config.widgets.max_per_user;
+    if let Err(refused) = lock_owned_connection(tx, owner, connection).await? {
+        return Ok(Err(refused));
+    }
+    failpoint::hit(
+        failpoint::WIDGET_CREATE_TX,
+        &failpoint::key(state, connection),
+    )
+    .await;
+    // The owner's row next, so two saves of one owner count one after the other.
+    crate::db::users::lock(tx, owner).await?;
+    if store::count_live(&mut *tx, owner).await? >= limit as i64 {
+        return Ok(Err(SaveError::TooMany { limit }));
+    }
+    let id = store::create(
+        &mut *tx,
+        &NewWidget {
+            public_id,
+            owner_id: owner,
+            connection_id: connection,
+            name,
+            settings: &json,
+        },
+        now,
+    )
+    .await?;
+    // A shown account should not wait up to an hour for its next sync.
+    crate::db::jobs::schedule(
+        &mut *tx,
+        crate::connections::SYNC_JOB,
+        &connection.to_string(),
+        now,
+        now,
+    )
+    .await?;
+    let widget = store::get_owned(&mut *tx, owner, id).await?;
+    widget_changes::record(&mut *tx, std::slice::from_ref(&widget.public_id)).await?;
+    Ok(Ok(widget))
+}
+
+/// After a create committed: this node serves the new address at once (the others learn it
+/// from the change log).
+pub fn created_now(state: &AppState, widget: &Widget) {
+    state.widgets.learn(&widget.public_id, false);
 }
 
 /// Saves new settings for the owner's widget.

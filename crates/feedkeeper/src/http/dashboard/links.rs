@@ -28,19 +28,19 @@ use crate::ids::{ConnectionId, LinkId};
 use crate::state::AppState;
 
 /// The longest label, in characters.
-const MAX_LABEL_CHARS: usize = 100;
+pub(in crate::http) const MAX_LABEL_CHARS: usize = 100;
 /// The expiry a new link gets unless the owner picks another, and the allowed range.
-const DEFAULT_DAYS: i64 = 7;
-const MIN_DAYS: i64 = 1;
-const MAX_DAYS: i64 = 30;
+pub(in crate::http) const DEFAULT_DAYS: i64 = 7;
+pub(in crate::http) const MIN_DAYS: i64 = 1;
+pub(in crate::http) const MAX_DAYS: i64 = 30;
 const DAY: i64 = 86_400;
 
 /// What the create form holds: the owner's input, kept as typed when it is refused.
-struct FormValues {
-    label: String,
-    client_email: String,
-    expires_days: String,
-    single_use: bool,
+pub(in crate::http) struct FormValues {
+    pub label: String,
+    pub client_email: String,
+    pub expires_days: String,
+    pub single_use: bool,
 }
 
 impl Default for FormValues {
@@ -159,36 +159,45 @@ pub struct CreateForm {
 }
 
 /// A valid create form.
-struct Valid {
-    label: String,
-    client_email: Option<Email>,
-    days: i64,
+pub(in crate::http) struct Valid {
+    pub label: String,
+    pub client_email: Option<Email>,
+    pub days: i64,
 }
 
-/// Checks the form; the error is a sentence to show above it.
-fn validate(form: &FormValues) -> Result<Valid, &'static str> {
+/// Checks the form (the API's creates too); the error names the field and is a sentence to
+/// show above the form.
+pub(in crate::http) fn validate(form: &FormValues) -> Result<Valid, (&'static str, &'static str)> {
     let label = form.label.trim();
     if label.is_empty() {
-        return Err("Give the link a label, e.g. the client's name or website.");
+        return Err((
+            "label",
+            "Give the link a label, e.g. the client's name or website.",
+        ));
     }
     if label.chars().count() > MAX_LABEL_CHARS {
-        return Err("The label is too long (at most 100 characters).");
+        return Err(("label", "The label is too long (at most 100 characters)."));
     }
     if label.chars().any(char::is_control) {
-        return Err("The label must be a single line of text.");
+        return Err(("label", "The label must be a single line of text."));
     }
     let email = form.client_email.trim();
     let client_email = if email.is_empty() {
         None
     } else {
         Some(Email::parse(email).map_err(|_| {
-            "The client's email address does not look right: enter one like name@example.com, or leave it empty."
+            ("client_email", "The client's email address does not look right: enter one like name@example.com, or leave it empty.")
         })?)
     };
     // An empty field is a mistake to point out, not a silent default.
     let days = match form.expires_days.trim().parse::<i64>() {
         Ok(d) if (MIN_DAYS..=MAX_DAYS).contains(&d) => d,
-        _ => return Err("Choose how many days the link works: from 1 to 30."),
+        _ => {
+            return Err((
+                "expires_days",
+                "Choose how many days the link works: from 1 to 30.",
+            ));
+        }
     };
     Ok(Valid {
         label: label.to_owned(),
@@ -212,7 +221,7 @@ pub async fn create(
     };
     let valid = match validate(&values) {
         Ok(valid) => valid,
-        Err(message) => {
+        Err((_, message)) => {
             let page = links_page(&state, &user, values, Some(message.to_owned())).await?;
             return Err(invalid_form(&page));
         }

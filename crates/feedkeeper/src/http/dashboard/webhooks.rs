@@ -16,7 +16,7 @@ use crate::db::webhooks::{self as store, Endpoint};
 use crate::error::{AppError, invalid_form, render};
 use crate::http::path_id;
 use crate::state::AppState;
-use crate::webhooks::{self, deliver, signing};
+use crate::webhooks::{self, signing};
 
 /// How long the secret before a rotation keeps signing.
 const ROTATION_OVERLAP_SECS: i64 = 86_400;
@@ -137,41 +137,26 @@ pub async fn create(
     Form(form): Form<NewForm>,
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
-    let existing = store::list_owned_endpoints(&state.db, user.id).await?;
-    // A name is not looked up here (that would let anyone probe names, and wait on slow
-    // servers): every delivery resolves and checks it; "Send test event" shows the outcome.
-    let url = match deliver::check_url(
-        form.url.trim(),
-        state.config.webhooks.allow_private_addresses,
-    ) {
-        Ok(url) => url,
-        Err(e) => {
-            let problem = format!("The address {e}.");
+    let chosen = form.chosen();
+    let events: Vec<&str> = chosen.iter().map(String::as_str).collect();
+    let created = crate::db::retry_conflicts("webhook endpoint create", || async {
+        let mut tx = state.db.begin().await?;
+        let made =
+            webhooks::create_endpoint_in(&state, &mut tx, user.id, &form.url, &events).await?;
+        if made.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(made)
+    })
+    .await?;
+    let (endpoint, secret) = match created {
+        Ok(made) => made,
+        Err(refused) => {
             return Err(invalid_form(
-                &list_page(&state, &user, Some((&form, problem))).await?,
+                &list_page(&state, &user, Some((&form, refused.to_string()))).await?,
             ));
         }
     };
-    if existing.len() as u64 >= state.config.webhooks.max_per_user {
-        let problem = format!(
-            "You have {} endpoints, the most allowed; delete one first.",
-            existing.len()
-        );
-        return Err(invalid_form(
-            &list_page(&state, &user, Some((&form, problem))).await?,
-        ));
-    }
-    let secret = signing::new_secret();
-    let sealed = webhooks::seal_secret(&state, user.id, &secret);
-    let endpoint = store::create_endpoint(
-        &state.db,
-        user.id,
-        url.as_str(),
-        &form.chosen().join(","),
-        &sealed,
-        state.clock.now(),
-    )
-    .await?;
     tracing::info!(user = %user.id, endpoint = endpoint.id, "webhook endpoint created");
     user.reveal_once(&state, &format!("webhook:{}:{secret}", endpoint.id))
         .await?;
@@ -276,7 +261,7 @@ pub async fn send_test(
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
     let e = owned(&state, &user, &id).await?;
-    if store::test_pending(&state.db, e.id, webhooks::TEST).await? {
+    if !webhooks::send_test(&state, &e).await? {
         user.flash_with(
             &state,
             Tone::Warn,
@@ -285,17 +270,6 @@ pub async fn send_test(
         .await?;
         return Ok(Redirect::to(&format!("/webhooks/{}", e.id)).into_response());
     }
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    webhooks::enqueue(
-        &mut tx,
-        e.id,
-        webhooks::TEST,
-        &serde_json::json!({ "message": "A test event from feedkeeper." }),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
     user.flash(
         &state,
         "A test event is on its way; its delivery shows below in a moment.",
@@ -344,33 +318,19 @@ pub async fn toggle(
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
     let e = owned(&state, &user, &id).await?;
-    let now = state.clock.now();
     if e.enabled {
-        store::set_enabled(&state.db, e.id, false, None, now).await?;
+        webhooks::set_endpoint_enabled(&state, &e, false).await?;
         user.flash(&state, "Turned off: no events are sent to it.")
             .await?;
     } else {
-        store::set_enabled(&state.db, e.id, true, None, now).await?;
-        // The events kept while it was off go now.
-        let pending = store::pending_deliveries(&state.db, e.id, 1000).await?;
-        for delivery in &pending {
-            crate::db::jobs::schedule(
-                &state.db,
-                webhooks::DELIVERY_JOB,
-                &webhooks::delivery_subject(*delivery),
-                now,
-                now,
-            )
-            .await?;
-        }
+        let pending = webhooks::set_endpoint_enabled(&state, &e, true).await?;
         user.flash(
             &state,
-            &if pending.is_empty() {
+            &if pending == 0 {
                 "Turned on: new events are sent to it.".to_owned()
             } else {
                 format!(
-                    "Turned on: new events are sent to it, and the {} kept meanwhile now.",
-                    pending.len()
+                    "Turned on: new events are sent to it, and the {pending} kept meanwhile now."
                 )
             },
         )
