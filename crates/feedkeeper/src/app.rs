@@ -25,9 +25,12 @@ pub use crate::state::AppState;
 /// lighter edge of their own (no request slot to wait for: a flood of slow requests to the
 /// dashboard never stops a health check or a widget).
 pub fn router(state: AppState) -> Router {
-    with_edge(http::router(), state.clone())
-        .merge(with_public_edge(http::public_router(), state.clone()))
-        .merge(with_public_edge(http::health_router(), state))
+    with_edge(
+        http::router().merge(http::api::router(&state)),
+        state.clone(),
+    )
+    .merge(with_public_edge(http::public_router(), state.clone()))
+    .merge(with_public_edge(http::health_router(), state))
 }
 
 /// The public widget routes behind a lighter edge: the security headers and the panic catcher.

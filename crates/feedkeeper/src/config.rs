@@ -34,6 +34,7 @@ pub struct Config {
     pub images: ImagesConfig,
     pub mail: MailConfig,
     pub webhooks: WebhooksConfig,
+    pub api: ApiConfig,
     pub log: LogConfig,
 }
 
@@ -267,6 +268,26 @@ impl Default for WebhooksConfig {
             timeout_secs: 10,
             concurrency: 8,
             max_per_user: 10,
+        }
+    }
+}
+
+/// The developer API (`/api/v1`, see `http::api`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Requests one key may make per minute, per node (a token bucket: a burst of this many,
+    /// refilled evenly over the minute).
+    pub requests_per_minute: u64,
+    /// Live keys a user may have.
+    pub max_keys_per_user: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            requests_per_minute: 600,
+            max_keys_per_user: 20,
         }
     }
 }
@@ -983,6 +1004,16 @@ impl Config {
             ("webhooks.timeout_secs", self.webhooks.timeout_secs, 1..=60),
             ("webhooks.concurrency", self.webhooks.concurrency, 1..=64),
             ("webhooks.max_per_user", self.webhooks.max_per_user, 1..=100),
+            (
+                "api.requests_per_minute",
+                self.api.requests_per_minute,
+                1..=1_000_000,
+            ),
+            (
+                "api.max_keys_per_user",
+                self.api.max_keys_per_user,
+                1..=1000,
+            ),
             ("mail.send_concurrency", self.mail.send_concurrency, 1..=64),
             (
                 "mail.send_timeout_secs",

@@ -32,6 +32,9 @@ pub enum Purpose {
     Mail,
     /// Webhook endpoints' signing secrets.
     Webhooks,
+    /// The developer API's kept answers to idempotent creates (they may hold a new link's
+    /// address or an endpoint's secret).
+    ApiAnswers,
 }
 
 impl Purpose {
@@ -41,6 +44,7 @@ impl Purpose {
             Purpose::PreloginCsrf => b"feedkeeper prelogin csrf v2",
             Purpose::Mail => b"feedkeeper mail v1",
             Purpose::Webhooks => b"feedkeeper webhook secrets v1",
+            Purpose::ApiAnswers => b"feedkeeper api answers v1",
         }
     }
 }

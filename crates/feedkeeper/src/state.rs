@@ -33,6 +33,8 @@ pub struct Shared {
     pub mail_cipher: TokenCipher,
     /// Seals webhook endpoints' signing secrets (its own subkeys).
     pub webhook_cipher: TokenCipher,
+    /// Seals the developer API's kept answers (its own subkeys).
+    pub api_cipher: TokenCipher,
     /// Where mail goes: the SMTP server, or only the dashboard's mailbox (`mail::send`).
     pub mailer: Arc<crate::mail::send::Mailer>,
     /// Keys the hashes of emails in the log-in limit, so the table does not reveal who tried.
@@ -52,6 +54,8 @@ pub struct Shared {
     /// The node's budget for request bodies held at once, in KiB
     /// (`server.max_buffered_body_bytes`), shared by its serving threads.
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// The developer API's rate limits on this node (`accounts::api_keys`).
+    pub api_limits: Arc<crate::accounts::api_keys::ApiLimits>,
 }
 
 /// What the demo tells its user: where the simulator is and whom to log in as.
@@ -110,6 +114,7 @@ impl AppState {
         let prelogin_cipher = TokenCipher::new(&keys, Purpose::PreloginCsrf)?;
         let mail_cipher = TokenCipher::new(&keys, Purpose::Mail)?;
         let webhook_cipher = TokenCipher::new(&keys, Purpose::Webhooks)?;
+        let api_cipher = TokenCipher::new(&keys, Purpose::ApiAnswers)?;
         let mailer = Arc::new(
             crate::mail::send::Mailer::from_config(&config.mail)
                 .context("cannot set up the SMTP client (mail.*)")?,
@@ -142,7 +147,11 @@ impl AppState {
         let body_budget = Arc::new(tokio::sync::Semaphore::new(permits(
             config.server.max_buffered_body_bytes / 1024,
         )));
+        let api_limits = Arc::new(crate::accounts::api_keys::ApiLimits::new(
+            config.api.requests_per_minute,
+        ));
         let shared = Shared {
+            api_limits,
             node,
             config: Arc::new(config),
             db,
@@ -151,6 +160,7 @@ impl AppState {
             prelogin_cipher,
             mail_cipher,
             webhook_cipher,
+            api_cipher,
             mailer,
             login_limit_key,
             clock,

@@ -47,6 +47,7 @@
 //!   ([`csrf::prelogin_token`]): a random browser id in a `fk_prelogin` cookie, and in the form
 //!   that id sealed with the token key together with its issue time (valid 2 hours).
 
+pub mod api_keys;
 pub mod csrf;
 pub mod email;
 pub mod organisation;

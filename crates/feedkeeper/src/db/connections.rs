@@ -358,6 +358,24 @@ pub async fn list_owned(db: impl Into<Ex<'_>>, owner: UserId) -> Result<Vec<Conn
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).fetch_all(pool).await)?)
 }
 
+/// Up to `limit` of the owner's connections with ids above `after`, by id (the API's pages).
+pub async fn page_owned(
+    db: impl Into<Ex<'_>>,
+    owner: UserId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Connection>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?)
+}
+
 /// Every connection (operator CLI).
 pub async fn list_all(db: impl Into<Ex<'_>>) -> Result<Vec<Connection>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM connections ORDER BY id");

@@ -90,6 +90,51 @@ pub async fn list(
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(connection).fetch_all(pool).await)?)
 }
 
+/// Which of an owner's incidents a page holds.
+pub struct OwnedFilter {
+    pub connection: Option<ConnectionId>,
+    /// `Some(true)`: only open ones; `Some(false)`: only closed ones.
+    pub open: Option<bool>,
+}
+
+/// Up to `limit` of the owner's incidents with ids above `after`, by id (the API's pages).
+pub async fn page_owned(
+    db: impl Into<Ex<'_>>,
+    owner: crate::ids::UserId,
+    filter: &OwnedFilter,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Incident>, DbError> {
+    let sql = "SELECT i.id, i.connection_id, i.kind, i.reason, i.opened_at, i.updated_at,
+            i.closed_at
+         FROM incidents i JOIN connections c ON c.id = i.connection_id
+         WHERE c.owner_id = $1 AND i.id > $2
+           AND ($3 IS NULL OR i.connection_id = $3)
+           AND ($4 IS NULL OR ($4 = (i.closed_at IS NULL)))
+         ORDER BY i.id LIMIT $5";
+    Ok(on_pool!(db, pool => sqlx::query_as(sql)
+        .bind(owner)
+        .bind(after)
+        .bind(filter.connection)
+        .bind(filter.open)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?)
+}
+
+/// One of the owner's incidents by id; `NotFound` for anyone else's.
+pub async fn get_owned(
+    db: impl Into<Ex<'_>>,
+    owner: crate::ids::UserId,
+    id: IncidentId,
+) -> Result<Incident, DbError> {
+    let sql = "SELECT i.id, i.connection_id, i.kind, i.reason, i.opened_at, i.updated_at,
+            i.closed_at
+         FROM incidents i JOIN connections c ON c.id = i.connection_id
+         WHERE i.id = $1 AND c.owner_id = $2";
+    Ok(on_pool!(db, pool => sqlx::query_as(sql).bind(id).bind(owner).fetch_one(pool).await)?)
+}
+
 /// One incident by id.
 pub async fn get(db: impl Into<Ex<'_>>, id: IncidentId) -> Result<Incident, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM incidents WHERE id = $1");

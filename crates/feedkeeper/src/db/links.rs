@@ -101,6 +101,24 @@ pub async fn list_owned(db: impl Into<Ex<'_>>, owner: UserId) -> Result<Vec<Conn
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).fetch_all(pool).await)?)
 }
 
+/// Up to `limit` of the owner's links with ids above `after`, by id (the API's pages).
+pub async fn page_owned(
+    db: impl Into<Ex<'_>>,
+    owner: UserId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ConnectLink>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connect_links WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    );
+    Ok(on_pool!(db, pool => sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?)
+}
+
 /// Reserves a single-use link for the browser `by` (a hash of its binding) until `until`, as it
 /// starts a login: atomic, so of two browsers starting at once one gets it. The same browser may
 /// start again; another only once the reservation has run out. Returns whether `by` holds it.

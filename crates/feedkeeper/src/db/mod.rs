@@ -4,6 +4,7 @@
 //! `BIGINT` Unix seconds). Queries fork only where the backends really differ. Each table group has
 //! its own file; nothing outside `db/` writes SQL.
 
+pub mod api;
 pub mod audit;
 pub mod connections;
 pub mod deletion_requests;

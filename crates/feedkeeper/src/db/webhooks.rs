@@ -96,6 +96,29 @@ pub async fn delete_owned_endpoint(
     Ok(n == 1)
 }
 
+/// Changes the address and events of one of `user`'s endpoints; whether it was theirs.
+pub async fn update_endpoint(
+    db: impl Into<Ex<'_>>,
+    user: UserId,
+    id: i64,
+    url: &str,
+    events: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE webhook_endpoints SET url = $1, events = $2, updated_at = $3
+         WHERE id = $4 AND user_id = $5";
+    let n = on_pool!(db, pool => sqlx::query(SQL)
+        .bind(url)
+        .bind(events)
+        .bind(now)
+        .bind(id)
+        .bind(user)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
+}
+
 /// Turns an endpoint on (clearing why it was off) or off with a reason.
 pub async fn set_enabled(
     db: impl Into<Ex<'_>>,

@@ -1,5 +1,6 @@
 //! HTTP routes, one module per audience. This file is the table of contents.
 
+pub mod api;
 pub mod client_addr;
 mod connect;
 mod dashboard;
@@ -147,6 +148,11 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/{id}/rotate", post(dashboard::webhooks::rotate))
         .route("/webhooks/{id}/toggle", post(dashboard::webhooks::toggle))
         .route("/webhooks/{id}/delete", post(dashboard::webhooks::delete))
+        .route(
+            "/api",
+            get(dashboard::api_keys::list).post(dashboard::api_keys::create),
+        )
+        .route("/api/keys/{id}/revoke", post(dashboard::api_keys::revoke))
         .route(
             "/mail/unsubscribe/{token}",
             get(dashboard::mail::unsubscribe_page).post(dashboard::mail::unsubscribe),

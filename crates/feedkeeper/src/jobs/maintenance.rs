@@ -64,12 +64,17 @@ impl Work for MaintenanceWork {
         let webhook_log = crate::db::webhooks::prune(&state.db, now - WEBHOOK_LOG_SECS)
             .await
             .context("pruning the webhook delivery log")?;
+        let api_answers =
+            crate::db::api::prune_answers(&state.db, now - crate::http::api::IDEMPOTENCY_SECS)
+                .await
+                .context("forgetting the API's kept answers")?;
         if states + choices + changes > 0
             || reseal.resealed > 0
             || images.unused + images.orphans > 0
             || avif_scheduled > 0
             || mail_jobs > 0
             || webhook_log > 0
+            || api_answers > 0
         {
             tracing::info!(
                 oauth_states = states,
@@ -81,6 +86,7 @@ impl Work for MaintenanceWork {
                 avif_scheduled,
                 mail_jobs,
                 webhook_log,
+                api_answers,
                 "maintenance"
             );
         }

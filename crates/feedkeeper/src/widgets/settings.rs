@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How posts are laid out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     #[default]
@@ -15,7 +15,7 @@ pub enum Layout {
 }
 
 /// Where captions show.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Captions {
     None,
@@ -25,7 +25,7 @@ pub enum Captions {
 }
 
 /// Colours.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Theme {
     Light,
@@ -37,7 +37,7 @@ pub enum Theme {
 }
 
 /// Which kinds of posts show.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct MediaTypes {
     pub images: bool,
@@ -59,7 +59,7 @@ impl Default for MediaTypes {
 
 /// Everything a widget can be set to. Unknown or missing keys in a stored value fall back to
 /// the defaults, so settings added later do not break older widgets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct WidgetSettings {
     pub layout: Layout,

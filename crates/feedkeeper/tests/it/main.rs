@@ -5,6 +5,7 @@
 //! HTTP on loopback.
 
 mod accounts;
+mod api;
 mod browser;
 mod callbacks;
 mod chaos;

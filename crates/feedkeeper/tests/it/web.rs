@@ -1815,3 +1815,65 @@ async fn browser_webhooks_an_endpoint_is_added_tested_and_its_log_read_at_both_w
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[tokio::test]
+async fn browser_api_keys_are_made_shown_once_used_and_revoked_at_both_widths() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let mut found = Vec::new();
+    for width in WIDTHS {
+        let mut w = Window::open(&driver, "api-keys", width).await;
+        w.sign_up(&app, &format!("api{width}@example.com")).await;
+        w.click("a[href='/account']", "account").await;
+        w.click("main a[href='/api']", "api").await;
+        for violation in accessibility_violations(&w).await {
+            found.push(format!("/api at {width}px: {violation}"));
+        }
+        // A name of spaces passes the browser's check and is refused by ours, input kept.
+        w.fill("#key-name", "   ").await;
+        w.click_refused("form[action='/api'] button", "refused")
+            .await;
+        assert!(w.text().await.contains("Give the key a name"));
+        w.fill("#key-name", "Agency <reporting> script").await;
+        w.click("form[action='/api'] button", "created").await;
+        let key = w
+            .client
+            .find(Locator::Css("#api-key"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(key.starts_with("fk_"), "{key}");
+        assert!(w.text().await.contains("Agency <reporting> script"));
+        for violation in accessibility_violations(&w).await {
+            found.push(format!("a new key at {width}px: {violation}"));
+        }
+        // The key works for programs.
+        let answer = reqwest::Client::new()
+            .get(app.url("/api/v1/widgets"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::OK);
+        // Shown once: a reload shows only its prefix.
+        w.go(app.url("/api").as_str(), "reloaded").await;
+        let text = w.text().await;
+        assert!(!text.contains(&key), "the key is shown once");
+        assert!(text.contains(&key[..15]), "{text}");
+        w.click("form[action$='/revoke'] button", "revoked").await;
+        assert!(w.text().await.contains("Revoked on"));
+        let refused = reqwest::Client::new()
+            .get(app.url("/api/v1/widgets"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+        w.close().await;
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

@@ -4,6 +4,7 @@
 //! extend `layout.html` (see `crate::accounts`). Routes are listed in `http/mod.rs`.
 
 pub mod account;
+pub mod api_keys;
 pub mod assets;
 pub mod auth;
 pub mod connections;
