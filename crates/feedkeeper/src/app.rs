@@ -18,7 +18,8 @@ use crate::http::edge::{self, RandomRequestId, SecurityHeaders};
 pub use crate::http::server::ServingThreads;
 pub use crate::state::AppState;
 
-/// Every route of the service, behind the edge (outermost first): the client's own request id
+/// Every route of the service, behind the edge (outermost first): the developer API's answers
+/// kept uncached and made problem documents (`/api/v1/` only), the client's own request id
 /// set apart and its address worked out, our request id, the request's log span, the security
 /// headers, a panic catcher, the body read whole (bounded in size and time), the request
 /// timeout and the concurrency limit. The public widget routes and the health checks have a
@@ -63,6 +64,7 @@ pub fn with_edge(routes: Router<AppState>, state: AppState) -> Router {
         budget: state.body_budget.clone(),
     };
     let edge = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(http::api::problem::api_answers))
         .layer(axum::middleware::from_fn_with_state(
             trusted,
             edge::identify,

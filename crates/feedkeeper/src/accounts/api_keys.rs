@@ -2,15 +2,22 @@
 //! limits of the API's callers.
 //!
 //! A key reads `fk_<prefix>_<secret>`: a 12-hex-digit prefix that finds its row and is shown in
-//! the dashboard, and a 256-bit secret of which only the SHA-256 is stored. A request whose
-//! `Authorization` header does not have this shape is refused before any database read, and
-//! an address that keeps sending wrong keys is refused from memory for a while, so a flood of
-//! made-up keys costs the database at most a bounded trickle of indexed lookups.
+//! the dashboard, and a 256-bit secret of which only the SHA-256 is stored.
+//!
+//! Checking a key: one that this node checked in the last [`KNOWN_SECS`] is recognised from
+//! memory (no database read). One it found good before that (within the last hour) is read
+//! again, to see that it was not revoked, whatever its caller's address did meanwhile. Any
+//! other request whose `Authorization` header does not have the key's shape is refused before
+//! any database read, and one that does costs its client address (IPv6: its /64) a token of
+//! [`BAD_KEYS_PER_MINUTE`], given back when the key turns out good: an address that keeps
+//! sending wrong keys is refused from memory, while the keys in use from the same address (a
+//! shared NAT or proxy) go on working. A key revoked on one node is refused there at once and
+//! on the others within [`KNOWN_SECS`].
 //!
 //! The limits are token buckets in this node's memory: with N nodes a key gets up to N times
 //! `api.requests_per_minute` (a load balancer spreading its requests gets about one node's
-//! share per node). Memory is bounded: at most [`MAX_TRACKED`] buckets of each kind, least
-//! recently used out (about 100 bytes each).
+//! share per node). Memory is bounded: at most [`MAX_TRACKED`] buckets and known keys of each
+//! kind, least recently used out (about 100 bytes each).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +36,38 @@ const PREFIX_LEN: usize = 12;
 pub const MAX_TRACKED: u64 = 100_000;
 /// Wrong keys one client address may send per minute before it is refused from memory.
 pub const BAD_KEYS_PER_MINUTE: u64 = 30;
+/// How long a checked key is recognised from memory.
+pub const KNOWN_SECS: u64 = 10;
+
+/// A key this node found good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownKey {
+    pub id: i64,
+    pub owner: crate::ids::UserId,
+    pub secret_hash: String,
+    pub last_used_at: Option<i64>,
+    /// When the database last said it was good.
+    pub checked: Instant,
+}
+
+impl KnownKey {
+    /// Checked within [`KNOWN_SECS`]: good without reading the database again.
+    pub fn fresh(&self) -> bool {
+        self.checked.elapsed() < Duration::from_secs(KNOWN_SECS)
+    }
+}
+
+/// What the bad-key limit counts: the address, or for IPv6 its /64 (one client easily has a
+/// whole /64, as the log-in limit also reckons).
+fn address_group(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
 
 /// A key just made: the whole key (shown once), its prefix and the hash to store.
 pub struct NewKey {
@@ -115,11 +154,12 @@ fn take(bucket: &Mutex<Bucket>, per_minute: u64, now: Instant) -> Quota {
     }
 }
 
-/// The API's rate limits on this node.
+/// The API's rate limits, and the keys recognised from memory, on this node.
 #[derive(Debug)]
 pub struct ApiLimits {
     per_key: moka::sync::Cache<i64, Arc<Mutex<Bucket>>>,
     bad_keys: moka::sync::Cache<IpAddr, Arc<Mutex<Bucket>>>,
+    known: moka::sync::Cache<String, KnownKey>,
     requests_per_minute: u64,
 }
 
@@ -136,8 +176,28 @@ impl ApiLimits {
         ApiLimits {
             per_key: cache(),
             bad_keys: cache(),
+            known: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
             requests_per_minute,
         }
+    }
+
+    /// The key with this prefix if this node found it good within the last hour (see
+    /// [`KnownKey::fresh`]).
+    pub fn known(&self, prefix: &str) -> Option<KnownKey> {
+        self.known.get(prefix)
+    }
+
+    /// Remembers a key found good.
+    pub fn remember(&self, prefix: &str, key: KnownKey) {
+        self.known.insert(prefix.to_owned(), key);
+    }
+
+    /// Forgets a key at once (it was revoked on this node).
+    pub fn forget(&self, prefix: &str) {
+        self.known.invalidate(prefix);
     }
 
     fn bucket<K>(
@@ -162,22 +222,28 @@ impl ApiLimits {
         take(&bucket, self.requests_per_minute, Instant::now())
     }
 
-    /// Whether `address` may present a key now (it has not sent too many wrong ones).
-    pub fn address_may_try(&self, address: Option<IpAddr>) -> Option<u64> {
-        let address = address?;
-        let bucket = self.bad_keys.get(&address)?;
-        let b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let per_sec = BAD_KEYS_PER_MINUTE as f64 / 60.0;
-        let tokens =
-            (b.tokens + b.at.elapsed().as_secs_f64() * per_sec).min(BAD_KEYS_PER_MINUTE as f64);
-        (tokens < 1.0).then(|| ((1.0 - tokens) / per_sec).ceil().max(1.0) as u64)
+    /// Takes a token of `address`'s bad-key budget before its key is looked up: `Err` with the
+    /// seconds to wait when it has sent too many wrong keys. A request without an address (a
+    /// router driven in-process) is neither counted nor refused.
+    pub fn charge_address(&self, address: Option<IpAddr>) -> Result<(), u64> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        let bucket = Self::bucket(&self.bad_keys, address_group(address), BAD_KEYS_PER_MINUTE);
+        match take(&bucket, BAD_KEYS_PER_MINUTE, Instant::now()).retry_after_secs {
+            None => Ok(()),
+            Some(wait) => Err(wait),
+        }
     }
 
-    /// Counts a wrong key from `address`.
-    pub fn bad_key_from(&self, address: Option<IpAddr>) {
-        if let Some(address) = address {
-            let bucket = Self::bucket(&self.bad_keys, address, BAD_KEYS_PER_MINUTE);
-            take(&bucket, BAD_KEYS_PER_MINUTE, Instant::now());
+    /// Gives the token back: the key was good.
+    pub fn refund_address(&self, address: Option<IpAddr>) {
+        let Some(address) = address else {
+            return;
+        };
+        if let Some(bucket) = self.bad_keys.get(&address_group(address)) {
+            let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+            b.tokens = (b.tokens + 1.0).min(BAD_KEYS_PER_MINUTE as f64);
         }
     }
 }
@@ -226,20 +292,27 @@ mod tests {
     }
 
     #[test]
-    fn an_address_sending_wrong_keys_is_refused_for_a_while() {
+    fn an_address_sending_wrong_keys_is_refused_for_a_while_good_ones_cost_nothing() {
         let limits = ApiLimits::new(60);
         let who = Some(IpAddr::from([203, 0, 113, 9]));
-        assert_eq!(limits.address_may_try(who), None);
-        for _ in 0..BAD_KEYS_PER_MINUTE {
-            limits.bad_key_from(who);
+        // Good keys are given back: any number of them.
+        for _ in 0..3 * BAD_KEYS_PER_MINUTE {
+            assert_eq!(limits.charge_address(who), Ok(()));
+            limits.refund_address(who);
         }
-        assert!(limits.address_may_try(who).is_some());
-        assert_eq!(
-            limits.address_may_try(Some(IpAddr::from([203, 0, 113, 10]))),
-            None
-        );
+        for _ in 0..BAD_KEYS_PER_MINUTE {
+            assert_eq!(limits.charge_address(who), Ok(()));
+        }
+        assert!(limits.charge_address(who).is_err());
+        let next_door = Some(IpAddr::from([203, 0, 113, 10]));
+        assert_eq!(limits.charge_address(next_door), Ok(()));
+        // One IPv6 /64 is one client.
+        let v6 = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 1, 2, 0, 0, 0, last]));
+        for n in 0..BAD_KEYS_PER_MINUTE as u16 {
+            assert_eq!(limits.charge_address(v6(n)), Ok(()));
+        }
+        assert!(limits.charge_address(v6(999)).is_err());
         // Without an address (a router driven in-process) nothing is counted or refused.
-        limits.bad_key_from(None);
-        assert_eq!(limits.address_may_try(None), None);
+        assert_eq!(limits.charge_address(None), Ok(()));
     }
 }

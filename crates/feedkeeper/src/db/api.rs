@@ -72,23 +72,33 @@ pub async fn list_keys(db: impl Into<Ex<'_>>, owner: UserId) -> Result<Vec<ApiKe
     Ok(on_pool!(db, pool => sqlx::query_as(&sql).bind(owner).fetch_all(pool).await)?)
 }
 
-/// Revokes one of `owner`'s keys; whether it was theirs and live.
+/// Revokes one of `owner`'s keys; its prefix if it was theirs and live.
 pub async fn revoke_key(
     db: impl Into<Ex<'_>>,
     owner: UserId,
     id: i64,
     now: i64,
-) -> Result<bool, DbError> {
-    let done = on_pool!(db, pool => sqlx::query(
+) -> Result<Option<String>, DbError> {
+    Ok(on_pool!(db, pool => sqlx::query_scalar(
         "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND owner_id = $2
-           AND revoked_at IS NULL")
+           AND revoked_at IS NULL RETURNING prefix")
         .bind(id)
         .bind(owner)
         .bind(now)
+        .fetch_optional(pool)
+        .await)?)
+}
+
+/// Deletes keys revoked before `before` (maintenance: a revoked key stays listed a while, so
+/// its owner sees what happened, then goes).
+pub async fn prune_revoked_keys(db: impl Into<Ex<'_>>, before: i64) -> Result<u64, DbError> {
+    Ok(
+        on_pool!(db, pool => sqlx::query("DELETE FROM api_keys WHERE revoked_at < $1")
+        .bind(before)
         .execute(pool)
         .await
-        .map(|r| r.rows_affected()))?;
-    Ok(done == 1)
+        .map(|r| r.rows_affected()))?,
+    )
 }
 
 /// Records that a key was used, at most once a minute per key (a busy key must not write on

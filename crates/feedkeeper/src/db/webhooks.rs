@@ -96,16 +96,18 @@ pub async fn delete_owned_endpoint(
     Ok(n == 1)
 }
 
-/// Changes the address and events of one of `user`'s endpoints; whether it was theirs.
+/// Changes the address or events (those given) of one of `user`'s endpoints, in one statement
+/// (a change of one never undoes a change of the other made meanwhile); whether it was theirs.
 pub async fn update_endpoint(
     db: impl Into<Ex<'_>>,
     user: UserId,
     id: i64,
-    url: &str,
-    events: &str,
+    url: Option<&str>,
+    events: Option<&str>,
     now: i64,
 ) -> Result<bool, DbError> {
-    const SQL: &str = "UPDATE webhook_endpoints SET url = $1, events = $2, updated_at = $3
+    const SQL: &str = "UPDATE webhook_endpoints SET url = COALESCE($1, url),
+            events = COALESCE($2, events), updated_at = $3
          WHERE id = $4 AND user_id = $5";
     let n = on_pool!(db, pool => sqlx::query(SQL)
         .bind(url)
@@ -205,18 +207,44 @@ pub async fn endpoints_for(
     Ok(all.into_iter().filter(|e| e.wants(event_type)).collect())
 }
 
-/// An endpoint's deliveries still pending (to schedule when it is turned on again).
-pub async fn pending_deliveries(
+/// Makes (or brings forward) the delivery job of each of the endpoint's pending deliveries, in
+/// one statement, by delivery id; returns how many. The subjects are
+/// `webhooks::delivery_subject`'s (`delivery-<id>`).
+pub async fn schedule_pending(
     db: impl Into<Ex<'_>>,
     endpoint: i64,
-    limit: i64,
-) -> Result<Vec<i64>, DbError> {
-    const SQL: &str =
-        "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'
-         ORDER BY id LIMIT $2";
-    let rows: Vec<(i64,)> =
-        on_pool!(db, pool => sqlx::query_as(SQL).bind(endpoint).bind(limit).fetch_all(pool).await)?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    job_kind: &str,
+    now: i64,
+) -> Result<u64, DbError> {
+    const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at)
+         SELECT $1, 'delivery-' || id, $2, $2 FROM webhook_deliveries
+         WHERE endpoint_id = $3 AND status = 'pending' ORDER BY id
+         ON CONFLICT (kind, subject) DO UPDATE SET
+            due_at = CASE WHEN jobs.lease_token IS NULL THEN excluded.due_at ELSE jobs.due_at END,
+            dead_at = NULL";
+    Ok(on_pool!(db, pool => sqlx::query(SQL)
+        .bind(job_kind)
+        .bind(now)
+        .bind(endpoint)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?)
+}
+
+/// Locks an endpoint's row for the rest of `tx` (`FOR NO KEY UPDATE`: events being written for
+/// it, which hold it `FOR KEY SHARE`, do not wait; PostgreSQL only, SQLite's write lock already
+/// serialises writers); whether it exists.
+pub async fn lock_endpoint(tx: &mut super::Tx, id: i64) -> Result<bool, DbError> {
+    let ex: Ex<'_> = tx.into();
+    let sql = match ex.kind() {
+        crate::config::DatabaseKind::Postgres => {
+            "SELECT id FROM webhook_endpoints WHERE id = $1 FOR NO KEY UPDATE"
+        }
+        crate::config::DatabaseKind::Sqlite => "SELECT id FROM webhook_endpoints WHERE id = $1",
+    };
+    let found: Option<(i64,)> =
+        on_pool!(ex, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await)?;
+    Ok(found.is_some())
 }
 
 /// Whether a test event for the endpoint is still on its way.

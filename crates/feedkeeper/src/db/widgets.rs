@@ -93,10 +93,12 @@ pub async fn count_live(db: impl Into<Ex<'_>>, owner: UserId) -> Result<i64, DbE
 
 /// Replaces the owner's widget's name, account and settings, moving its version on. Returns
 /// its public id, or `None` when the owner has no such widget.
+#[allow(clippy::too_many_arguments)]
 pub async fn update_owned(
     db: impl Into<Ex<'_>>,
     owner: UserId,
     id: WidgetId,
+    version: Option<i64>,
     name: &str,
     connection_id: ConnectionId,
     settings: &str,
@@ -104,7 +106,8 @@ pub async fn update_owned(
 ) -> Result<Option<String>, DbError> {
     const SQL: &str = "UPDATE widgets SET name = $1, connection_id = $2, settings = $3,
         version = version + 1, updated_at = $4
-        WHERE id = $5 AND owner_id = $6 AND deleted_at IS NULL RETURNING public_id";
+        WHERE id = $5 AND owner_id = $6 AND deleted_at IS NULL AND ($7 IS NULL OR version = $7)
+        RETURNING public_id";
     Ok(on_pool!(db, pool => sqlx::query_scalar(SQL)
         .bind(name)
         .bind(connection_id)
@@ -112,6 +115,7 @@ pub async fn update_owned(
         .bind(now)
         .bind(id)
         .bind(owner)
+        .bind(version)
         .fetch_optional(pool)
         .await)?)
 }

@@ -21,6 +21,8 @@ const EVERY_SECS: i64 = 3600;
 const ORPHAN_AGE_SECS: i64 = 3600;
 /// Finished webhook deliveries are kept in the log this long (seconds).
 const WEBHOOK_LOG_SECS: i64 = 30 * 86_400;
+/// Revoked API keys stay listed (refused) this long, then are deleted.
+const REVOKED_KEYS_KEPT_SECS: i64 = 30 * 86_400;
 /// Tokens resealed per run; when more remain, the next run follows in a minute.
 const RESEAL_BATCH: i64 = 500;
 
@@ -68,6 +70,10 @@ impl Work for MaintenanceWork {
             crate::db::api::prune_answers(&state.db, now - crate::http::api::IDEMPOTENCY_SECS)
                 .await
                 .context("forgetting the API's kept answers")?;
+        let revoked_keys =
+            crate::db::api::prune_revoked_keys(&state.db, now - REVOKED_KEYS_KEPT_SECS)
+                .await
+                .context("deleting long-revoked API keys")?;
         if states + choices + changes > 0
             || reseal.resealed > 0
             || images.unused + images.orphans > 0
@@ -75,6 +81,7 @@ impl Work for MaintenanceWork {
             || mail_jobs > 0
             || webhook_log > 0
             || api_answers > 0
+            || revoked_keys > 0
         {
             tracing::info!(
                 oauth_states = states,
@@ -87,6 +94,7 @@ impl Work for MaintenanceWork {
                 mail_jobs,
                 webhook_log,
                 api_answers,
+                revoked_keys,
                 "maintenance"
             );
         }

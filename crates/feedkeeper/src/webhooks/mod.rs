@@ -209,36 +209,32 @@ pub async fn set_endpoint_enabled(
     if !enabled {
         return Ok(0);
     }
-    let pending = store::pending_deliveries(&state.db, endpoint.id, 1000).await?;
-    for delivery in &pending {
-        jobs::schedule(
-            &state.db,
-            DELIVERY_JOB,
-            &delivery_subject(*delivery),
-            now,
-            now,
-        )
-        .await?;
-    }
-    Ok(pending.len())
+    let scheduled = store::schedule_pending(&state.db, endpoint.id, DELIVERY_JOB, now).await?;
+    Ok(scheduled as usize)
 }
 
 /// Sends a `feedkeeper.test` event to the endpoint, delivered like any other; `false` (and
 /// nothing sent) while an earlier test is still on its way, so tests cannot pile up.
 pub async fn send_test(state: &AppState, endpoint: &store::Endpoint) -> Result<bool, DbError> {
-    if store::test_pending(&state.db, endpoint.id, TEST).await? {
-        return Ok(false);
-    }
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    enqueue(
-        &mut tx,
-        endpoint.id,
-        TEST,
-        &json!({ "message": "A test event from feedkeeper." }),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+    crate::db::retry_conflicts("webhook test", || async {
+        let now = state.clock.now();
+        let mut tx = state.db.begin().await?;
+        // The endpoint's row first: two tests at once check and write one after the other.
+        if !store::lock_endpoint(&mut tx, endpoint.id).await?
+            || store::test_pending(&mut tx, endpoint.id, TEST).await?
+        {
+            return Ok(false);
+        }
+        enqueue(
+            &mut tx,
+            endpoint.id,
+            TEST,
+            &json!({ "message": "A test event from feedkeeper." }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await
 }

@@ -359,6 +359,21 @@ pub async fn update(
     connection: ConnectionId,
     settings: &WidgetSettings,
 ) -> Result<(), SaveError> {
+    update_at_version(state, owner, id, None, name, connection, settings).await
+}
+
+/// [`update`], only if the widget is still at `version` (when given): a change made from what
+/// was read at that version cannot undo one saved meanwhile. A moved version is
+/// `DbError::NotFound`, like a deleted widget (the caller reads it again to tell them apart).
+pub async fn update_at_version(
+    state: &AppState,
+    owner: UserId,
+    id: WidgetId,
+    version: Option<i64>,
+    name: &str,
+    connection: ConnectionId,
+    settings: &WidgetSettings,
+) -> Result<(), SaveError> {
     let now = state.clock.now();
     let json = serde_json::to_string(settings)
         .map_err(|e| DbError::Other(sqlx::Error::Encode(Box::new(e))))?;
@@ -368,7 +383,7 @@ pub async fn update(
             return Ok(Err(refused));
         }
         let Some(public_id) =
-            store::update_owned(&mut tx, owner, id, name, connection, &json, now).await?
+            store::update_owned(&mut tx, owner, id, version, name, connection, &json, now).await?
         else {
             return Ok(Err(DbError::NotFound.into()));
         };

@@ -951,6 +951,9 @@ async fn schemathesis_finds_nothing_wrong() {
             .args(["--no-color", "--report-dir"])
             .arg(&report_dir)
             .env("SCHEMATHESIS_TELEMETRY", "false")
+            // What it leaves behind (its and hypothesis's example databases) goes with the
+            // temporary directory.
+            .current_dir(&report_dir)
             .output()
             .unwrap()
     })
@@ -963,4 +966,172 @@ async fn schemathesis_finds_nothing_wrong() {
         "schemathesis found problems:\n{stdout}\n{stderr}"
     );
     println!("{stdout}");
+}
+
+#[tokio::test]
+async fn wrong_keys_from_an_address_do_not_stop_the_keys_in_use_there() {
+    let app = app_with_fast_keys().await;
+    let session = app.signup_and_login("shared-nat@example.com").await;
+    let key = make_key(&session, "in use").await;
+    let api = Client::new(&app, &key);
+    assert_eq!(api.get("/api/v1/widgets").await.status, StatusCode::OK);
+    // Someone else behind the same address (here: loopback) sends made-up keys.
+    let forged = format!("{}{}", &key[..16], "B".repeat(43));
+    let mut limited = 0;
+    for _ in 0..40 {
+        let answer = Client::new(&app, &forged).get("/api/v1/widgets").await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            let p = answer.problem(429);
+            assert!(
+                p["detail"].as_str().unwrap().contains("wrong API keys"),
+                "{p}"
+            );
+            limited += 1;
+        } else {
+            answer.problem(401);
+        }
+    }
+    assert!(limited >= 5, "the address was limited ({limited})");
+    // The key in use goes on working: from memory, and once memory must ask the database
+    // again (whether it was revoked), without counting against the address.
+    assert_eq!(api.get("/api/v1/widgets").await.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_secs(
+        feedkeeper::accounts::api_keys::KNOWN_SECS + 1,
+    ))
+    .await;
+    assert_eq!(api.get("/api/v1/widgets").await.status, StatusCode::OK);
+    // The scheme's name is case-insensitive.
+    let lower = reqwest::Client::new()
+        .get(app.url("/api/v1/widgets"))
+        .header("authorization", format!("bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn refusals_made_before_the_api_are_problem_documents_too() {
+    let app = TestApp::spawn_with(|c| {
+        c.api.requests_per_minute = 1_000_000;
+        c.server.max_body_bytes = 4096;
+    })
+    .await;
+    let session = app.signup_and_login("big@example.com").await;
+    let api = Client::new(&app, &make_key(&session, "big").await);
+    let huge = json!({ "label": "x".repeat(10_000) });
+    let answer = api.post("/api/v1/client-links", huge).await;
+    let p = answer.problem(413);
+    assert!(p["detail"].as_str().unwrap().contains("too large"), "{p}");
+    assert_eq!(answer.header("cache-control"), "no-store");
+    // Every answer of the API, good ones included, is kept out of caches.
+    let ok = api.get("/api/v1/connections").await;
+    assert_eq!(ok.header("cache-control"), "no-store");
+    // The dashboard's own refusals stay pages.
+    let page = reqwest::Client::new()
+        .post(app.url("/api/keys/1/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_create_at_the_limit_gets_the_first_answer_not_the_limit() {
+    let app = TestApp::spawn_with(|c| {
+        c.api.requests_per_minute = 1_000_000;
+        c.webhooks.max_per_user = 1;
+    })
+    .await;
+    let session = app.signup_and_login("limit@example.com").await;
+    let api = Client::new(&app, &make_key(&session, "limit").await);
+    let body = json!({ "url": "https://hooks.example.com/one" });
+    let key = [("idempotency-key", "only-one")];
+    let answers = futures_util::future::join_all((0..6).map(|_| {
+        api.send(
+            "POST",
+            "/api/v1/webhook-endpoints",
+            Some(body.clone()),
+            &key,
+        )
+    }))
+    .await;
+    let bodies: BTreeSet<&str> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+            a.body.as_str()
+        })
+        .collect();
+    assert_eq!(bodies.len(), 1, "one endpoint, one secret: {bodies:?}");
+    // A new request is at the limit.
+    api.post(
+        "/api/v1/webhook-endpoints",
+        json!({ "url": "https://hooks.example.com/two" }),
+    )
+    .await
+    .problem(409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_sent_at_once_to_one_widget_all_stay() {
+    let app = app_with_fast_keys().await;
+    let session = app.signup_and_login("many-hands@example.com").await;
+    let api = Client::new(&app, &make_key(&session, "hands").await);
+    let c = connect_instagram(
+        &app,
+        owner(&app, "many-hands@example.com").await,
+        "hands_shop",
+    )
+    .await;
+    let w = api
+        .post(
+            "/api/v1/widgets",
+            json!({ "name": "Shared", "connection_id": c.id.0 }),
+        )
+        .await
+        .json();
+    let path = format!("/api/v1/widgets/{}", w["id"]);
+    let changes = [
+        json!({ "name": "Renamed" }),
+        json!({ "settings": { "theme": "dark" } }),
+        json!({ "settings": { "spacing": 3 } }),
+        json!({ "settings": { "radius": 17 } }),
+        json!({ "settings": { "layout": "masonry" } }),
+        json!({ "settings": { "captions": "below" } }),
+    ];
+    let answers = futures_util::future::join_all(
+        changes
+            .iter()
+            .map(|c| api.send("PATCH", &path, Some(c.clone()), &[])),
+    )
+    .await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let now = api.get(&path).await.json();
+    assert_eq!(now["name"], "Renamed");
+    let s = &now["settings"];
+    assert_eq!(
+        (
+            &s["theme"],
+            &s["spacing"],
+            &s["radius"],
+            &s["layout"],
+            &s["captions"]
+        ),
+        (
+            &json!("dark"),
+            &json!(3),
+            &json!(17),
+            &json!("masonry"),
+            &json!("below")
+        ),
+        "no change undid another: {now}"
+    );
 }

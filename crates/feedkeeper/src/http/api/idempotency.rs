@@ -147,6 +147,22 @@ impl Idempotent {
     }
 }
 
+/// A create was refused: a repeat of a request that succeeded meanwhile (whose work the
+/// refusal counted, e.g. at a limit, or whose connection has gone since) gets that request's
+/// kept answer; anything else gets the refusal.
+pub async fn replay_or(
+    state: &AppState,
+    idempotent: Option<&Idempotent>,
+    refusal: ApiError,
+) -> Result<Response, ApiError> {
+    if let Some(i) = idempotent
+        && let Some(replay) = i.replay(state).await?
+    {
+        return Ok(replay);
+    }
+    Err(refusal)
+}
+
 /// Keeps `answer` for `idempotent` (if the request has a key) as the last write of `tx`.
 /// `false`: another request with the same key kept its answer first, so `tx` must be rolled
 /// back and that answer given ([`Idempotent::replay_after_race`]).

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::idempotency::{self, Answer, Idempotent};
+use super::idempotency::{self, Answer, Idempotent, replay_or};
 use super::paging::{self, PageParams, page_of};
 use super::problem::{ApiError, ApiId, ApiJson, ApiQuery, Problem};
 use super::{BASE, Caller, at};
@@ -157,6 +157,8 @@ pub async fn list(
         (status = 201, body = LinkOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "A request with the same Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -168,6 +170,11 @@ pub async fn create(
     ApiJson(input): ApiJson<LinkCreate>,
 ) -> Result<Response, ApiError> {
     let idem = Idempotent::from_request(&caller, &headers, "POST /client-links", &input)?;
+    if let Some(i) = &idem
+        && let Some(replay) = i.replay(&state).await?
+    {
+        return Ok(replay);
+    }
     let valid = validate(&FormValues {
         label: input.label.clone(),
         client_email: input.client_email.clone().unwrap_or_default(),
@@ -203,6 +210,8 @@ pub async fn create(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "A request with the same Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -216,6 +225,12 @@ pub async fn create_reconnect(
 ) -> Result<Response, ApiError> {
     let route = format!("POST /connections/{id}/reconnect-links");
     let idem = Idempotent::from_request(&caller, &headers, &route, &input)?;
+    // A repeat first: its connection may have gone since the first answer.
+    if let Some(i) = &idem
+        && let Some(replay) = i.replay(&state).await?
+    {
+        return Ok(replay);
+    }
     let c = crate::db::connections::get_owned(&state.db, caller.owner, id).await?;
     let days = input.expires_days.unwrap_or(DEFAULT_DAYS);
     let valid = validate(&FormValues {
@@ -250,18 +265,13 @@ struct Issue {
     days: i64,
 }
 
-/// Stores the link and its kept answer in one transaction.
+/// Stores the link and its kept answer in one transaction (the caller has tried the replay).
 async fn issue(
     state: &AppState,
     caller: &Caller,
     idem: Option<Idempotent>,
     new: Issue,
 ) -> Result<Response, ApiError> {
-    if let Some(i) = &idem
-        && let Some(replay) = i.replay(state).await?
-    {
-        return Ok(replay);
-    }
     let token = random_token();
     let token_hash = hash_token(&token);
     let url = format!("{}/l/{token}", state.config.public_url());
@@ -305,7 +315,11 @@ async fn issue(
         tx.commit().await?;
         Ok(Ok(Some((link, answer))))
     })
-    .await??;
+    .await?;
+    let kept = match kept {
+        Ok(kept) => kept,
+        Err(refused) => return replay_or(state, idem.as_ref(), refused).await,
+    };
     match kept {
         Some((link, answer)) => {
             tracing::info!(user = %caller.owner, link = %link.id, key = caller.key_id,

@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::api_keys::{PresentedKey, Quota};
+use crate::accounts::api_keys::{KnownKey, PresentedKey, Quota};
 use crate::accounts::rate_limit::ClientAddress;
 use crate::ids::UserId;
 use crate::state::AppState;
@@ -131,9 +131,51 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
-        .map(|(path, item)| (format!("{BASE}{path}"), item))
+        .map(|(path, mut item)| {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                declare_edge_answers(operation);
+            }
+            (format!("{BASE}{path}"), item)
+        })
         .collect();
     (routes, doc)
+}
+
+/// The refusals any operation may get from the edge (`problem::api_answers` makes them problem
+/// documents): a body too large, the request timeout, an internal error, a full node.
+fn declare_edge_answers(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for (status, description) in [
+        ("408", "The request took too long"),
+        ("413", "The request body is too large"),
+        ("500", "An internal error"),
+        ("503", "Temporarily unavailable"),
+    ] {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        problem::PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
+    }
 }
 
 /// The OpenAPI document as served.
@@ -195,7 +237,11 @@ async fn authenticate(
     };
     let quota = state.api_limits.take_for_key(caller.key_id);
     if let Some(retry_after_secs) = quota.retry_after_secs {
-        let mut refused = ApiError::TooManyRequests { retry_after_secs }.into_response();
+        let mut refused = ApiError::TooManyRequests {
+            retry_after_secs,
+            detail: format!("This key's rate limit is spent; retry in {retry_after_secs} s."),
+        }
+        .into_response();
         rate_limit_headers(refused.headers_mut(), &quota);
         return refused;
     }
@@ -210,9 +256,7 @@ async fn check_key(
     address: ClientAddress,
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
-    if let Some(retry_after_secs) = state.api_limits.address_may_try(address.0) {
-        return Err(ApiError::TooManyRequests { retry_after_secs });
-    }
+    let limits = &state.api_limits;
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Err(ApiError::Unauthorized(
             "Send an API key: Authorization: Bearer fk_... (make one on the dashboard's API \
@@ -220,38 +264,90 @@ async fn check_key(
                 .to_owned(),
         ));
     };
-    let refuse = |why: &str| {
-        state.api_limits.bad_key_from(address.0);
-        ApiError::Unauthorized(why.to_owned())
-    };
+    // The scheme's name is case-insensitive (RFC 9110).
     let presented = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|k| PresentedKey::parse(k.trim()));
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .and_then(|(_, key)| PresentedKey::parse(key.trim()));
+    let now = state.clock.now();
+    // Found good by this node before: from memory while fresh, else read again (was it
+    // revoked?) without counting against its address.
+    if let Some(p) = &presented
+        && let Some(known) = limits.known(p.prefix)
+        && p.matches(&known.secret_hash)
+    {
+        if known.fresh() {
+            return Ok(caller(state, p.prefix, known, now).await);
+        }
+        return match crate::db::api::find_key(&state.db, p.prefix).await? {
+            Some(key) if key.revoked_at.is_none() && p.matches(&key.secret_hash) => {
+                Ok(caller(state, p.prefix, known_now(key), now).await)
+            }
+            _ => {
+                limits.forget(p.prefix);
+                Err(ApiError::Unauthorized(
+                    "This API key was revoked.".to_owned(),
+                ))
+            }
+        };
+    }
+    // Anything else costs the address a token of its bad-key budget, given back if it is good.
+    if let Err(retry_after_secs) = limits.charge_address(address.0) {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs,
+            detail: "Too many wrong API keys came from your address: wait, then send a valid key."
+                .to_owned(),
+        });
+    }
     let Some(presented) = presented else {
-        return Err(refuse(
-            "The Authorization header must be \"Bearer fk_...\" with a whole feedkeeper API key.",
+        return Err(ApiError::Unauthorized(
+            "The Authorization header must be \"Bearer fk_...\" with a whole feedkeeper API key."
+                .to_owned(),
         ));
     };
     let key = crate::db::api::find_key(&state.db, presented.prefix).await?;
     let Some(key) = key.filter(|k| presented.matches(&k.secret_hash)) else {
-        return Err(refuse("This API key is not known."));
+        return Err(ApiError::Unauthorized(
+            "This API key is not known.".to_owned(),
+        ));
     };
     if key.revoked_at.is_some() {
-        return Err(refuse("This API key was revoked."));
+        return Err(ApiError::Unauthorized(
+            "This API key was revoked.".to_owned(),
+        ));
     }
-    let now = state.clock.now();
-    // At most once a minute per key: a busy key must not write on every request.
-    if key.last_used_at.is_none_or(|at| at < now - 60)
-        && let Err(e) = crate::db::api::touch_key(&state.db, key.id, now).await
-    {
-        tracing::warn!(error = %e, key = key.id, "cannot record an API key's use");
-    }
-    Ok(Caller {
-        key_id: key.id,
+    limits.refund_address(address.0);
+    Ok(caller(state, presented.prefix, known_now(key), now).await)
+}
+
+/// A key the database just said is good.
+fn known_now(key: crate::db::api::ApiKey) -> KnownKey {
+    KnownKey {
+        id: key.id,
         owner: key.owner_id,
-    })
+        secret_hash: key.secret_hash,
+        last_used_at: key.last_used_at,
+        checked: std::time::Instant::now(),
+    }
+}
+
+/// The caller of a good key; its use is recorded at most once a minute per key and node (a
+/// busy key must not write on every request).
+async fn caller(state: &AppState, prefix: &str, mut known: KnownKey, now: i64) -> Caller {
+    if known.last_used_at.is_none_or(|at| at < now - 60) {
+        if let Err(e) = crate::db::api::touch_key(&state.db, known.id, now).await {
+            tracing::warn!(error = %e, key = known.id, "cannot record an API key's use");
+        }
+        known.last_used_at = Some(now);
+    }
+    let caller = Caller {
+        key_id: known.id,
+        owner: known.owner,
+    };
+    state.api_limits.remember(prefix, known);
+    caller
 }
 
 /// The rate limit as the IETF draft's headers (`RateLimit-Limit`, `-Remaining`, `-Reset`) and

@@ -58,7 +58,10 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests {
+        retry_after_secs: u64,
+        detail: String,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -120,11 +123,14 @@ impl IntoResponse for ApiError {
                 "This address does not take this method; see /api/v1/openapi.json.".to_owned(),
                 vec![],
             ),
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests {
+                retry_after_secs,
+                detail,
+            } => {
                 let mut r = problem(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Too many requests",
-                    format!("This key's rate limit is spent; retry in {retry_after_secs} s."),
+                    detail,
                     vec![],
                 );
                 r.headers_mut()
@@ -177,6 +183,56 @@ fn problem(status: StatusCode, title: &str, detail: String, errors: Vec<FieldPro
         json,
     )
         .into_response()
+}
+
+/// Every answer under `/api/v1/` leaves as the API promises, whatever layer made it: never
+/// cached (some carry a new link's address or an endpoint's secret), and every refusal a problem
+/// document, also those made by the edge before the API saw the request (a body too large or
+/// too slow, the request timeout, a panic, a full node). The outermost layer of the edge.
+pub async fn api_answers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let api = request.uri().path().starts_with(concat!("/api/v1", "/"));
+    let mut response = next.run(request).await;
+    if !api {
+        return response;
+    }
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
+        StatusCode::REQUEST_TIMEOUT => "The request took too long: send it again.",
+        StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable; retry shortly.",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests; retry later.",
+        s if s.is_server_error() => {
+            "Something went wrong on our side; the request id is in X-Request-Id."
+        }
+        _ => "The request was refused.",
+    };
+    let (mut parts, _) = response.into_parts();
+    let mut rewritten = problem(
+        status,
+        status.canonical_reason().unwrap_or("Error"),
+        detail.to_owned(),
+        vec![],
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    *rewritten.headers_mut() = parts.headers;
+    rewritten
 }
 
 /// A JSON body, with every refusal a problem document: no or another content type (415),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::idempotency::{self, Answer, Idempotent};
+use super::idempotency::{self, Answer, Idempotent, replay_or};
 use super::paging::{self, PageParams, page_of};
 use super::problem::{ApiError, ApiId, ApiJson, ApiQuery, Problem};
 use super::{BASE, Caller, at};
@@ -164,7 +164,8 @@ pub async fn list(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
-            description = "At the server's endpoint limit"),
+            description = "At the server's endpoint limit, or a request with the same \
+                Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -204,7 +205,11 @@ pub async fn create(
         tx.commit().await?;
         Ok(Ok(Some((endpoint.id, answer))))
     })
-    .await??;
+    .await?;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(refused) => return replay_or(&state, idem.as_ref(), refused).await,
+    };
     match outcome {
         Some((id, answer)) => {
             tracing::info!(user = %caller.owner, endpoint = id, key = caller.key_id, "webhook endpoint created through the API");
@@ -258,33 +263,33 @@ pub async fn update(
     let e = store::get_owned_endpoint(&state.db, caller.owner, id).await?;
     if patch.url.is_some() || patch.events.is_some() {
         let url = match &patch.url {
-            Some(raw) => {
-                hooks::deliver::check_url(raw.trim(), state.config.webhooks.allow_private_addresses)
-                    .map_err(|why| refused(EndpointRefused::BadUrl(why)))?
-                    .to_string()
-            }
-            None => e.url.clone(),
+            Some(raw) => Some(
+                hooks::deliver::check_url(
+                    raw.trim(),
+                    state.config.webhooks.allow_private_addresses,
+                )
+                .map_err(|why| refused(EndpointRefused::BadUrl(why)))?
+                .to_string(),
+            ),
+            None => None,
         };
-        let events = match &patch.events {
-            Some(events) => event_names(events).join(","),
-            None => e.events.clone(),
-        };
+        let events = patch.events.as_deref().map(|e| event_names(e).join(","));
+        let now = state.clock.now();
         if !store::update_endpoint(
             &state.db,
             caller.owner,
             e.id,
-            &url,
-            &events,
-            state.clock.now(),
+            url.as_deref(),
+            events.as_deref(),
+            now,
         )
         .await?
         {
             return Err(ApiError::NotFound);
         }
     }
-    if let Some(enabled) = patch.enabled
-        && enabled != e.enabled
-    {
+    // Set as asked whatever it was when read (the delivery job may have turned it off since).
+    if let Some(enabled) = patch.enabled {
         hooks::set_endpoint_enabled(&state, &e, enabled).await?;
     }
     let e = store::get_owned_endpoint(&state.db, caller.owner, id).await?;

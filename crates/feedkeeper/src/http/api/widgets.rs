@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::idempotency::{self, Answer, Idempotent};
+use super::idempotency::{self, Answer, Idempotent, replay_or};
 use super::paging::{self, PageParams, page_of};
 use super::problem::{ApiError, ApiId, ApiJson, ApiQuery, FieldProblem, Problem};
 use super::{BASE, Caller, at};
@@ -262,7 +262,8 @@ pub async fn list(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
-            description = "At the server's widget limit"),
+            description = "At the server's widget limit, or a request with the same \
+                Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -313,7 +314,13 @@ pub async fn create(
         Ok(Ok(Some((widget, answer))))
     })
     .await?;
-    match outcome.map_err(save_refused)? {
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        // A repeat that waited for the first request sees its widget counted: the first
+        // answer, not the limit.
+        Err(refused) => return replay_or(&state, idem.as_ref(), save_refused(refused)).await,
+    };
+    match outcome {
         Some((widget, answer)) => {
             widgets::created_now(&state, &widget);
             tracing::info!(user = %caller.owner, widget = %widget.id, key = caller.key_id, "widget created through the API");
@@ -352,6 +359,8 @@ pub async fn show(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "The widget kept changing meanwhile"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -362,35 +371,48 @@ pub async fn update(
     ApiId(id): ApiId<WidgetId>,
     ApiJson(patch): ApiJson<WidgetPatch>,
 ) -> Result<Json<WidgetOut>, ApiError> {
-    let w = store::get_owned(&state.db, caller.owner, id).await?;
-    let mut settings = widgets::settings_of(&w);
-    if let Some(s) = &patch.settings {
-        s.apply(&mut settings);
-    }
-    let connection = match (patch.connection_id, w.connection_id) {
-        (Some(c), _) => c,
-        (None, Some(c)) => c.0,
-        (None, None) => {
-            return Err(ApiError::field(
-                "connection_id",
-                "This widget's account was disconnected: choose one of your connections.",
-            ));
+    // Read, change what was sent, save only if nobody saved meanwhile; else again.
+    for _ in 0..8 {
+        let w = store::get_owned(&state.db, caller.owner, id).await?;
+        let mut settings = widgets::settings_of(&w);
+        if let Some(s) = &patch.settings {
+            s.apply(&mut settings);
         }
-    };
-    let name = patch.name.as_deref().unwrap_or(&w.name);
-    let (name, settings) = checked(&state, name, connection, &settings)?;
-    widgets::update(
-        &state,
-        caller.owner,
-        w.id,
-        &name,
-        ConnectionId(connection),
-        &settings,
-    )
-    .await
-    .map_err(save_refused)?;
-    let w = store::get_owned(&state.db, caller.owner, id).await?;
-    Ok(Json(WidgetOut::of(&state, &w)))
+        let connection = match (patch.connection_id, w.connection_id) {
+            (Some(c), _) => c,
+            (None, Some(c)) => c.0,
+            (None, None) => {
+                return Err(ApiError::field(
+                    "connection_id",
+                    "This widget's account was disconnected: choose one of your connections.",
+                ));
+            }
+        };
+        let name = patch.name.as_deref().unwrap_or(&w.name);
+        let (name, settings) = checked(&state, name, connection, &settings)?;
+        match widgets::update_at_version(
+            &state,
+            caller.owner,
+            w.id,
+            Some(w.version),
+            &name,
+            ConnectionId(connection),
+            &settings,
+        )
+        .await
+        {
+            Ok(()) => {
+                let w = store::get_owned(&state.db, caller.owner, id).await?;
+                return Ok(Json(WidgetOut::of(&state, &w)));
+            }
+            // Saved meanwhile (or deleted: the next read says which).
+            Err(SaveError::Db(crate::db::DbError::NotFound)) => continue,
+            Err(refused) => return Err(save_refused(refused)),
+        }
+    }
+    Err(ApiError::Conflict(
+        "The widget keeps changing meanwhile; send the change again.".to_owned(),
+    ))
 }
 
 /// Deletes a widget: its address answers 410 Gone from then on.

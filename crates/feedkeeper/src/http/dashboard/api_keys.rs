@@ -161,7 +161,10 @@ pub async fn revoke(
 ) -> Result<Response, AppError> {
     user.verify_csrf(&form.csrf)?;
     let id: i64 = path_id(&id)?;
-    if store::revoke_key(&state.db, user.id, id, state.clock.now()).await? {
+    if let Some(prefix) = store::revoke_key(&state.db, user.id, id, state.clock.now()).await? {
+        // Refused on this node at once; the others recognise keys from memory for at most
+        // `api_keys::KNOWN_SECS`.
+        state.api_limits.forget(&prefix);
         tracing::info!(user = %user.id, key = id, "API key revoked");
         user.flash_with(
             &state,
