@@ -123,9 +123,45 @@
       } else if (kind === "where") {
         sent = [];
         soon();
+      } else if (kind === "lightbox") {
+        if (event.data.open) veil(iframe); else unveil();
       }
     });
   });
+
+  // While a widget's lightbox is open, the whole page is dimmed (not only the frame), and a
+  // click on the dimmed page closes it. The frame is raised above the veil; where the page's
+  // own stacking keeps it below (an ancestor with a z-index of its own), there is no veil: a
+  // veil over the lightbox would take its clicks.
+  var veiled = null;
+  function veil(iframe) {
+    unveil();
+    var cover = document.createElement("div");
+    cover.setAttribute("data-feedkeeper-veil", "");
+    cover.setAttribute("aria-hidden", "true");
+    cover.style.cssText = "position:fixed;top:0;left:0;right:0;bottom:0;margin:0;padding:0;" +
+      "border:0;background:rgba(0,0,0,.6);z-index:2147483646";
+    var saved = { position: iframe.style.position, zIndex: iframe.style.zIndex };
+    if (getComputedStyle(iframe).position === "static") iframe.style.position = "relative";
+    iframe.style.zIndex = "2147483647";
+    document.body.appendChild(cover);
+    veiled = { cover: cover, iframe: iframe, saved: saved };
+    var r = iframe.getBoundingClientRect();
+    var x = Math.min(Math.max((Math.max(r.left, 0) + Math.min(r.right, window.innerWidth)) / 2, 0), window.innerWidth - 1);
+    var y = Math.min(Math.max((Math.max(r.top, 0) + Math.min(r.bottom, window.innerHeight)) / 2, 0), window.innerHeight - 1);
+    if (document.elementFromPoint(x, y) !== iframe) { unveil(); return; }
+    cover.addEventListener("click", function () {
+      if (iframe.contentWindow) iframe.contentWindow.postMessage({ feedkeeper: "close" }, "*");
+      unveil();
+    });
+  }
+  function unveil() {
+    if (!veiled) return;
+    veiled.cover.remove();
+    veiled.iframe.style.position = veiled.saved.position;
+    veiled.iframe.style.zIndex = veiled.saved.zIndex;
+    veiled = null;
+  }
 
   // Which part of each frame the visitor sees (the frame is as tall as its content, so its
   // own viewport is not the screen): the widget opens its lightbox there.

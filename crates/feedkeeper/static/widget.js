@@ -79,7 +79,13 @@
   // Where the visitor sees this frame (from embed.js; unknown when framed without it).
   var seen = null;
   window.addEventListener("message", function (event) {
-    if (event.source !== window.parent || !event.data || event.data.feedkeeper !== "viewport") return;
+    if (event.source !== window.parent || !event.data) return;
+    // The framing page's veil was clicked: close the lightbox.
+    if (event.data.feedkeeper === "close") {
+      if (dialog && dialog.open) dialog.close();
+      return;
+    }
+    if (event.data.feedkeeper !== "viewport") return;
     var top = Number(event.data.top), height = Number(event.data.height);
     if (isFinite(top) && isFinite(height) && top >= 0 && height > 0) seen = { top: top, height: height };
   });
@@ -132,6 +138,8 @@
       // Placed first: opening focuses the close button, which must already be on the screen.
       place(open);
       dialog.showModal();
+      // The framing page dims itself around the frame (embed.js).
+      if (window.parent !== window) window.parent.postMessage({ feedkeeper: "lightbox", open: true }, "*");
       var stage = body.querySelector(".fk-stage");
       carousel = stage ? albumOf(stage) : null;
       report(false);
@@ -146,6 +154,7 @@
     dialog.querySelector(".fk-close").addEventListener("click", function () { dialog.close(); });
     dialog.addEventListener("click", function (event) { if (event.target === dialog) dialog.close(); });
     dialog.addEventListener("close", function () {
+      if (window.parent !== window) window.parent.postMessage({ feedkeeper: "lightbox", open: false }, "*");
       body.querySelectorAll("video").forEach(function (v) { v.pause(); });
       body.replaceChildren();
       carousel = null;

@@ -1442,7 +1442,40 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
             top >= -1.0 && bottom <= screen + 1.0,
             "the lightbox spans {top}..{bottom} of a {screen} px screen"
         );
+        // The whole page is dimmed, not only the frame: the page's own text, outside the
+        // frame, is under the veil, and the frame above it.
+        let veiled = w
+            .client
+            .execute(
+                "var v=document.querySelector('[data-feedkeeper-veil]');                 if(!v) return 'no veil';                 var h=document.querySelector('h1').getBoundingClientRect();                 var f=document.querySelector('iframe').getBoundingClientRect();                 var under=document.elementFromPoint(2, 2);                 var inFrame=f.top<=2&&f.bottom>=2;                 return [inFrame || under===v,                   document.elementFromPoint((f.left+f.right)/2, Math.max(f.top,0)+(Math.min(f.bottom,innerHeight)-Math.max(f.top,0))/2)===document.querySelector('iframe'),                   getComputedStyle(v).backgroundColor, h.height>0]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            veiled,
+            serde_json::json!([true, true, "rgba(0, 0, 0, 0.6)", true]),
+            "{veiled}"
+        );
         w.check("last-row-lightbox").await;
+        // A click on the dimmed page closes the lightbox, and the veil goes with it.
+        w.client
+            .execute(
+                "document.querySelector('[data-feedkeeper-veil]').click(); return 0",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(frame_until(&w, opened, false.into()).await, false);
+        let gone = w
+            .client
+            .execute(
+                "var f=document.querySelector('iframe');                 return [document.querySelector('[data-feedkeeper-veil]')===null, f.style.zIndex]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(gone, serde_json::json!([true, ""]), "{gone}");
         server.abort();
         w.close().await;
     }
