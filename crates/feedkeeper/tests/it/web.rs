@@ -1158,6 +1158,10 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
     let (_, grid_dark) = widget(Layout::Grid, Theme::Dark, false, Captions::Below).await;
     let (grid_light_id, grid_light) =
         widget(Layout::Grid, Theme::Light, false, Captions::Below).await;
+    // Transparent: the page shows through where the theme's text reads on it.
+    let (_, clear_light) = widget(Layout::Grid, Theme::Light, true, Captions::Below).await;
+    let (_, clear_dark) = widget(Layout::Grid, Theme::Dark, true, Captions::Below).await;
+    let (_, clear_auto) = widget(Layout::Grid, Theme::Auto, true, Captions::Below).await;
     feedkeeper::jobs::run_due_now(&app.state, "test")
         .await
         .unwrap();
@@ -1243,14 +1247,21 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
         }
 
         // Every theme's text reads against what is painted behind it, on a light and on a
-        // dark page; "Automatic" follows the page.
-        for (id, host, expect_dark) in [
-            (&grid_light, "background:#fdf6e3", false),
-            (&grid_light, "background:#111;color:#eee", false),
-            (&grid_dark, "background:#fdf6e3", true),
-            (&grid_dark, "background:#111;color:#eee", true),
-            (&grid_auto, "background:#fdf6e3", false),
-            (&grid_auto, "background:#111;color:#eee", true),
+        // dark page; "Automatic" follows the page. A transparent widget shows the page where
+        // its text reads on it, and paints its theme's background where it would not.
+        for (id, host, expect_dark, see_through) in [
+            (&grid_light, "background:#fdf6e3", false, false),
+            (&grid_light, "background:#111;color:#eee", false, false),
+            (&grid_dark, "background:#fdf6e3", true, false),
+            (&grid_dark, "background:#111;color:#eee", true, false),
+            (&grid_auto, "background:#fdf6e3", false, false),
+            (&grid_auto, "background:#111;color:#eee", true, false),
+            (&clear_light, "background:#fdf6e3", false, true),
+            (&clear_light, "background:#111;color:#eee", false, false),
+            (&clear_dark, "background:#fdf6e3", true, false),
+            (&clear_dark, "background:#111;color:#eee", true, true),
+            (&clear_auto, "background:#fdf6e3", false, true),
+            (&clear_auto, "background:#111;color:#eee", true, true),
         ] {
             let (site, server) = customer_site_styled(embed(id), host).await;
             w.go(&site, "theme").await;
@@ -1265,15 +1276,20 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
             )
             .await;
             assert_eq!(colours[3], true, "grid tiles are square: {colours}");
-            let (fg, bg, caption) = (
+            let (fg, own, caption) = (
                 colours[0].as_str().unwrap(),
                 colours[1].as_str().unwrap(),
                 colours[2].as_str().unwrap(),
             );
-            assert!(
-                !bg.starts_with("rgba(0, 0, 0, 0"),
-                "{id} on {host}: a background of its own"
-            );
+            // What is painted behind the text: the frame's own background, or the page's.
+            let page = w
+                .client
+                .execute("return getComputedStyle(document.body).backgroundColor", vec![])
+                .await
+                .unwrap();
+            let clear = own.starts_with("rgba(0, 0, 0, 0");
+            assert_eq!(clear, see_through, "{id} on {host}: painted {own}");
+            let bg = if clear { page.as_str().unwrap() } else { own };
             assert!(contrast(fg, bg) >= 4.5, "{id} on {host}: {fg} on {bg}");
             assert!(
                 contrast(caption, bg) >= 4.5,
