@@ -1284,7 +1284,10 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
             // What is painted behind the text: the frame's own background, or the page's.
             let page = w
                 .client
-                .execute("return getComputedStyle(document.body).backgroundColor", vec![])
+                .execute(
+                    "return getComputedStyle(document.body).backgroundColor",
+                    vec![],
+                )
                 .await
                 .unwrap();
             let clear = own.starts_with("rgba(0, 0, 0, 0");
@@ -1925,4 +1928,112 @@ async fn browser_api_keys_are_made_shown_once_used_and_revoked_at_both_widths() 
         w.close().await;
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// At exactly the breakpoints (phones below 600 px, tablets below 960 px), the widget shows the
+/// columns set for that size, and the space the embed code reserves is the space it takes.
+#[tokio::test]
+async fn browser_the_breakpoints_hold_at_exactly_600_and_960_px() {
+    use feedkeeper::widgets::settings::{Captions, WidgetSettings};
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    app.instagram_account("corner_shop", AccountKind::Business, false);
+    for i in 0..10 {
+        app.sim
+            .post_media(
+                "corner_shop",
+                meta_sim::NewMedia {
+                    caption: Some(format!("Shelf {i}")),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    let session = app.signup_and_login("edges@example.com").await;
+    let owner = crate::dashboard::user_id(&app, "edges@example.com").await;
+    let c = crate::dashboard::connect_instagram(&app, owner, "corner_shop").await;
+    let settings = WidgetSettings {
+        columns_desktop: 4,
+        columns_tablet: 3,
+        columns_mobile: 2,
+        posts: 12,
+        captions: Captions::Hover,
+        ..WidgetSettings::default()
+    };
+    let made = feedkeeper::widgets::create(&app.state, owner, "edges", c.id, &settings)
+        .await
+        .unwrap();
+    feedkeeper::jobs::run_due_now(&app.state, "test")
+        .await
+        .unwrap();
+    // The embed code as the dashboard gives it, with the height it reserves.
+    let page = session.get(&format!("/widgets/{}", made.id)).await.body;
+    let at = page.find("<textarea id=\"embed-code\"").unwrap();
+    let start = at + page[at..].find('>').unwrap() + 1;
+    let end = start + page[start..].find("</textarea>").unwrap();
+    let code = page[start..end]
+        .replace("&#34;", "\"")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&");
+    assert!(code.contains("padding-top:min("), "{code}");
+    let (site, server) = customer_site(code).await;
+    for (width, columns) in [(599, 2), (600, 3), (959, 3), (960, 4)] {
+        let mut w = Window::open(&driver, "breakpoints", width).await;
+        w.go(&site, &format!("at-{width}")).await;
+        let viewport = w
+            .client
+            .execute("return window.innerWidth", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            viewport, width,
+            "the window is {viewport} px wide, not {width}"
+        );
+        // The frame took its height, and the first row's pictures loaded.
+        let mut framed = false;
+        for _ in 0..100 {
+            let h = w
+                .client
+                .execute(
+                    "var f=document.querySelector('iframe');return f?f.style.height:''",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if h.as_str().is_some_and(|h| !h.is_empty() && h != "400px") {
+                framed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(framed, "at {width} px the frame never took its height");
+        let loaded = "return Array.from(document.querySelectorAll('.fk-post img:not([loading=lazy])'))\
+            .every(function(i){return i.complete})";
+        assert_eq!(frame_until(&w, loaded, true.into()).await, true);
+        let shown = in_frame(
+            &w,
+            "var tops=Array.from(document.querySelectorAll('.fk-post')).map(function(p){\
+               return Math.round(p.getBoundingClientRect().top)});\
+             return [window.innerWidth, tops.filter(function(t){return t===tops[0]}).length]",
+        )
+        .await;
+        assert_eq!(
+            shown,
+            serde_json::json!([width, columns]),
+            "at {width} px: [frame width, columns in the first row]"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cls = w.client.execute("return window.cls", vec![]).await.unwrap();
+        let shifts = w
+            .client
+            .execute("return window.shifts", vec![])
+            .await
+            .unwrap();
+        assert_eq!(cls, 0.0, "at {width} px: layout shift {cls}: {shifts}");
+        w.close().await;
+    }
+    server.abort();
 }
