@@ -1074,6 +1074,26 @@ async fn frame_until(w: &Window, script: &str, want: serde_json::Value) -> serde
     got
 }
 
+/// Waits until embed.js has given the page's (first) widget frame the height its content
+/// reported.
+async fn wait_framed(w: &Window) {
+    for _ in 0..100 {
+        let h = w
+            .client
+            .execute(
+                "var f=document.querySelector('iframe');return f?f.style.height:''",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if h.as_str().is_some_and(|h| !h.is_empty() && h != "400px") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the frame never took its height");
+}
+
 /// WCAG's contrast ratio of two `rgb(…)` colours.
 fn contrast(a: &str, b: &str) -> f64 {
     fn luminance(css: &str) -> f64 {
@@ -1198,25 +1218,6 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
     };
     for width in WIDTHS {
         let mut w = Window::open(&driver, "polish", width).await;
-        let wait_framed = |w: &Window| {
-            let client = w.client.clone();
-            async move {
-                for _ in 0..100 {
-                    let h = client
-                        .execute(
-                            "var f=document.querySelector('iframe');return f?f.style.height:''",
-                            vec![],
-                        )
-                        .await
-                        .unwrap();
-                    if h.as_str().is_some_and(|h| !h.is_empty() && h != "400px") {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                panic!("the frame never took its height");
-            }
-        };
 
         // Nothing on the site moves when the feed arrives: embed.js reserves its height
         // from the embed code (a grid and a slider, captions on hover).
@@ -1993,23 +1994,7 @@ async fn browser_the_breakpoints_hold_at_exactly_600_and_960_px() {
             "the window is {viewport} px wide, not {width}"
         );
         // The frame took its height, and the first row's pictures loaded.
-        let mut framed = false;
-        for _ in 0..100 {
-            let h = w
-                .client
-                .execute(
-                    "var f=document.querySelector('iframe');return f?f.style.height:''",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            if h.as_str().is_some_and(|h| !h.is_empty() && h != "400px") {
-                framed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(framed, "at {width} px the frame never took its height");
+        wait_framed(&w).await;
         let loaded = "return Array.from(document.querySelectorAll('.fk-post img:not([loading=lazy])'))\
             .every(function(i){return i.complete})";
         assert_eq!(frame_until(&w, loaded, true.into()).await, true);

@@ -99,8 +99,6 @@ page_of!(ConnectionList, ConnectionOut);
     responses(
         (status = 200, body = ConnectionList),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -121,9 +119,7 @@ pub async fn list(
     params(("id" = i64, Path, description = "The connection's id")),
     responses(
         (status = 200, body = ConnectionOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn show(
     State(state): State<AppState>,
@@ -140,9 +136,7 @@ pub async fn show(
     params(("id" = i64, Path, description = "The connection's id")),
     responses(
         (status = 204, description = "Disconnected"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn disconnect(
     State(state): State<AppState>,
@@ -190,9 +184,7 @@ pub struct CheckOut {
     params(("id" = i64, Path, description = "The connection's id")),
     responses(
         (status = 200, body = CheckOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn check(
     State(state): State<AppState>,

@@ -136,15 +136,30 @@ impl Idempotent {
         ))
     }
 
-    /// The answer once another request with this key won the race to keep it.
-    pub async fn replay_after_race(&self, state: &AppState) -> Result<Response, ApiError> {
-        self.replay(state).await?.ok_or_else(|| {
-            ApiError::Conflict(
-                "A request with this Idempotency-Key is being handled; retry in a moment."
-                    .to_owned(),
-            )
-        })
+}
+
+/// The kept answer if this create is a repeat (its first step).
+pub async fn replayed(
+    state: &AppState,
+    idempotent: Option<&Idempotent>,
+) -> Result<Option<Response>, ApiError> {
+    match idempotent {
+        Some(i) => i.replay(state).await,
+        None => Ok(None),
     }
+}
+
+/// The answer when [`keep`] said another request with the same key kept its answer first (only
+/// a request with a key can lose that race).
+pub async fn after_lost_race(
+    state: &AppState,
+    idempotent: Option<&Idempotent>,
+) -> Result<Response, ApiError> {
+    replayed(state, idempotent).await?.ok_or_else(|| {
+        ApiError::Conflict(
+            "A request with this Idempotency-Key is being handled; retry in a moment.".to_owned(),
+        )
+    })
 }
 
 /// A create was refused: a repeat of a request that succeeded meanwhile (whose work the
@@ -155,17 +170,15 @@ pub async fn replay_or(
     idempotent: Option<&Idempotent>,
     refusal: ApiError,
 ) -> Result<Response, ApiError> {
-    if let Some(i) = idempotent
-        && let Some(replay) = i.replay(state).await?
-    {
-        return Ok(replay);
+    match replayed(state, idempotent).await? {
+        Some(replay) => Ok(replay),
+        None => Err(refusal),
     }
-    Err(refusal)
 }
 
 /// Keeps `answer` for `idempotent` (if the request has a key) as the last write of `tx`.
 /// `false`: another request with the same key kept its answer first, so `tx` must be rolled
-/// back and that answer given ([`Idempotent::replay_after_race`]).
+/// back and that answer given ([`after_lost_race`]).
 pub async fn keep(
     idempotent: Option<&Idempotent>,
     state: &AppState,

@@ -89,8 +89,6 @@ pub struct IncidentQuery {
     responses(
         (status = 200, body = IncidentList),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -116,9 +114,7 @@ pub async fn list(
     params(("id" = i64, Path, description = "The incident's id")),
     responses(
         (status = 200, body = IncidentOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn show(
     State(state): State<AppState>,

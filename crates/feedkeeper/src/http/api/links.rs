@@ -131,8 +131,6 @@ pub struct ReconnectLinkCreate {
     responses(
         (status = 200, body = LinkList),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -156,12 +154,10 @@ pub async fn list(
     responses(
         (status = 201, body = LinkOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
             description = "A request with the same Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -170,9 +166,7 @@ pub async fn create(
     ApiJson(input): ApiJson<LinkCreate>,
 ) -> Result<Response, ApiError> {
     let idem = Idempotent::from_request(&caller, &headers, "POST /client-links", &input)?;
-    if let Some(i) = &idem
-        && let Some(replay) = i.replay(&state).await?
-    {
+    if let Some(replay) = idempotency::replayed(&state, idem.as_ref()).await? {
         return Ok(replay);
     }
     let valid = validate(&FormValues {
@@ -208,13 +202,11 @@ pub async fn create(
     responses(
         (status = 201, body = LinkOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
             description = "A request with the same Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_reconnect(
     State(state): State<AppState>,
@@ -226,9 +218,7 @@ pub async fn create_reconnect(
     let route = format!("POST /connections/{id}/reconnect-links");
     let idem = Idempotent::from_request(&caller, &headers, &route, &input)?;
     // A repeat first: its connection may have gone since the first answer.
-    if let Some(i) = &idem
-        && let Some(replay) = i.replay(&state).await?
-    {
+    if let Some(replay) = idempotency::replayed(&state, idem.as_ref()).await? {
         return Ok(replay);
     }
     let c = crate::db::connections::get_owned(&state.db, caller.owner, id).await?;
@@ -326,10 +316,7 @@ async fn issue(
                 reconnect = new.connection.is_some(), "client link created through the API");
             Ok(answer.into_response())
         }
-        None => match &idem {
-            Some(i) => i.replay_after_race(state).await,
-            None => Err(anyhow::anyhow!("an answer was refused without an idempotency key").into()),
-        },
+        None => idempotency::after_lost_race(state, idem.as_ref()).await,
     }
 }
 
@@ -338,9 +325,7 @@ async fn issue(
     params(("id" = i64, Path, description = "The link's id")),
     responses(
         (status = 200, body = LinkOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn show(
     State(state): State<AppState>,
@@ -356,9 +341,7 @@ pub async fn show(
     params(("id" = i64, Path, description = "The link's id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn revoke(
     State(state): State<AppState>,

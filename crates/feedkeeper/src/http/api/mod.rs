@@ -141,7 +141,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             .into_iter()
             .flatten()
             {
-                declare_edge_answers(operation);
+                declare_common_answers(operation);
             }
             (format!("{BASE}{path}"), item)
         })
@@ -149,11 +149,14 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (routes, doc)
 }
 
-/// The refusals any operation may get from the edge (`problem::api_answers` makes them problem
-/// documents): a body too large, the request timeout, an internal error, a full node.
-fn declare_edge_answers(operation: &mut utoipa::openapi::path::Operation) {
+/// The refusals any operation may get, declared once here rather than on each: no good key, the
+/// rate limit, and those of the edge (`problem::api_answers` makes them problem documents): a
+/// body too large, the request timeout, an internal error, a full node.
+fn declare_common_answers(operation: &mut utoipa::openapi::path::Operation) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     for (status, description) in [
+        ("401", "No API key, or one that is not known or was revoked"),
+        ("429", "The key's rate limit is spent, or too many wrong keys came from the address"),
         ("408", "The request took too long"),
         ("413", "The request body is too large"),
         ("500", "An internal error"),

@@ -137,8 +137,6 @@ fn refused(r: EndpointRefused) -> ApiError {
     responses(
         (status = 200, body = EndpointList),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -162,13 +160,11 @@ pub async fn list(
     responses(
         (status = 201, body = EndpointOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
             description = "At the server's endpoint limit, or a request with the same \
                 Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -177,9 +173,7 @@ pub async fn create(
     ApiJson(input): ApiJson<EndpointCreate>,
 ) -> Result<Response, ApiError> {
     let idem = Idempotent::from_request(&caller, &headers, "POST /webhook-endpoints", &input)?;
-    if let Some(i) = &idem
-        && let Some(replay) = i.replay(&state).await?
-    {
+    if let Some(replay) = idempotency::replayed(&state, idem.as_ref()).await? {
         return Ok(replay);
     }
     let events = event_names(input.events.as_deref().unwrap_or_default());
@@ -215,10 +209,7 @@ pub async fn create(
             tracing::info!(user = %caller.owner, endpoint = id, key = caller.key_id, "webhook endpoint created through the API");
             Ok(answer.into_response())
         }
-        None => match &idem {
-            Some(i) => i.replay_after_race(&state).await,
-            None => Err(anyhow::anyhow!("an answer was refused without an idempotency key").into()),
-        },
+        None => idempotency::after_lost_race(&state, idem.as_ref()).await,
     }
 }
 
@@ -227,9 +218,7 @@ pub async fn create(
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 200, body = EndpointOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn show(
     State(state): State<AppState>,
@@ -248,11 +237,9 @@ pub async fn show(
     responses(
         (status = 200, body = EndpointOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(state): State<AppState>,
@@ -301,9 +288,7 @@ pub async fn update(
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -329,9 +314,7 @@ pub struct TestOut {
     params(("id" = i64, Path, description = "The endpoint's id")),
     responses(
         (status = 202, body = TestOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn send_test(
     State(state): State<AppState>,

@@ -235,8 +235,6 @@ fn save_refused(refused: SaveError) -> ApiError {
     responses(
         (status = 200, body = WidgetList),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -260,13 +258,11 @@ pub async fn list(
     responses(
         (status = 201, body = WidgetOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
             description = "At the server's widget limit, or a request with the same \
                 Idempotency-Key is being handled"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -275,9 +271,7 @@ pub async fn create(
     ApiJson(input): ApiJson<WidgetCreate>,
 ) -> Result<Response, ApiError> {
     let idem = Idempotent::from_request(&caller, &headers, "POST /widgets", &input)?;
-    if let Some(i) = &idem
-        && let Some(replay) = i.replay(&state).await?
-    {
+    if let Some(replay) = idempotency::replayed(&state, idem.as_ref()).await? {
         return Ok(replay);
     }
     let mut settings = WidgetSettings::default();
@@ -326,10 +320,7 @@ pub async fn create(
             tracing::info!(user = %caller.owner, widget = %widget.id, key = caller.key_id, "widget created through the API");
             Ok(answer.into_response())
         }
-        None => match &idem {
-            Some(i) => i.replay_after_race(&state).await,
-            None => Err(anyhow::anyhow!("an answer was refused without an idempotency key").into()),
-        },
+        None => idempotency::after_lost_race(&state, idem.as_ref()).await,
     }
 }
 
@@ -338,9 +329,7 @@ pub async fn create(
     params(("id" = i64, Path, description = "The widget's id")),
     responses(
         (status = 200, body = WidgetOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn show(
     State(state): State<AppState>,
@@ -357,13 +346,11 @@ pub async fn show(
     responses(
         (status = 200, body = WidgetOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json",
             description = "The widget kept changing meanwhile"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(state): State<AppState>,
@@ -420,9 +407,7 @@ pub async fn update(
     params(("id" = i64, Path, description = "The widget's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -442,9 +427,7 @@ pub async fn delete(
     params(("id" = i64, Path, description = "The widget's id")),
     responses(
         (status = 200, body = Object, description = "The widget feed document"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn feed(
     State(state): State<AppState>,
