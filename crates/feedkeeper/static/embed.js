@@ -124,43 +124,74 @@
         sent = [];
         soon();
       } else if (kind === "lightbox") {
-        if (event.data.open) veil(iframe); else unveil();
+        if (event.data.open) veil(iframe);
+        else if (veiled && veiled.iframe === iframe) unveil();
       }
     });
   });
 
-  // While a widget's lightbox is open, the whole page is dimmed (not only the frame), and a
-  // click on the dimmed page closes it. The frame is raised above the veil; where the page's
-  // own stacking keeps it below (an ancestor with a z-index of its own), there is no veil: a
-  // veil over the lightbox would take its clicks.
+  // While a widget's lightbox is open, the whole page is dimmed (not only the frame) and kept
+  // still: it does not scroll, the rest of it is inert (no Tab into what is dimmed), and a
+  // click on it or Escape closes the lightbox. The frame is raised above the veil; where the
+  // page's own stacking keeps it below (an ancestor with a z-index of its own), there is no
+  // veil: a veil over the lightbox would take its clicks. One veil at a time, owned by its
+  // frame; it goes when that frame says its lightbox closed, reloads, or leaves the page.
   var veiled = null;
   function veil(iframe) {
+    if (veiled && veiled.iframe !== iframe) return;
     unveil();
     var cover = document.createElement("div");
     cover.setAttribute("data-feedkeeper-veil", "");
     cover.setAttribute("aria-hidden", "true");
     cover.style.cssText = "position:fixed;top:0;left:0;right:0;bottom:0;margin:0;padding:0;" +
       "border:0;background:rgba(0,0,0,.6);z-index:2147483646";
-    var saved = { position: iframe.style.position, zIndex: iframe.style.zIndex };
+    var root = document.documentElement;
+    var state = { cover: cover, iframe: iframe, position: iframe.style.position,
+      zIndex: iframe.style.zIndex, overflow: root.style.overflow, inert: [] };
     if (getComputedStyle(iframe).position === "static") iframe.style.position = "relative";
     iframe.style.zIndex = "2147483647";
     document.body.appendChild(cover);
-    veiled = { cover: cover, iframe: iframe, saved: saved };
+    veiled = state;
     var r = iframe.getBoundingClientRect();
     var x = Math.min(Math.max((Math.max(r.left, 0) + Math.min(r.right, window.innerWidth)) / 2, 0), window.innerWidth - 1);
     var y = Math.min(Math.max((Math.max(r.top, 0) + Math.min(r.bottom, window.innerHeight)) / 2, 0), window.innerHeight - 1);
     if (document.elementFromPoint(x, y) !== iframe) { unveil(); return; }
-    cover.addEventListener("click", function () {
+    root.style.overflow = "hidden";
+    // Everything beside the frame's line of ancestors is inert while the lightbox is open.
+    for (var node = iframe; node && node !== document.body && node.parentElement; node = node.parentElement) {
+      Array.prototype.forEach.call(node.parentElement.children, function (sibling) {
+        if (sibling === node || sibling === cover || sibling.inert) return;
+        sibling.inert = true;
+        state.inert.push(sibling);
+      });
+    }
+    function close() {
+      iframe.focus();
       if (iframe.contentWindow) iframe.contentWindow.postMessage({ feedkeeper: "close" }, "*");
       unveil();
-    });
+    }
+    cover.addEventListener("click", close);
+    state.onKey = function (event) { if (event.key === "Escape") close(); };
+    document.addEventListener("keydown", state.onKey);
+    state.onLoad = function () { unveil(); };
+    iframe.addEventListener("load", state.onLoad);
+    if (window.MutationObserver) {
+      state.watch = new MutationObserver(function () { if (!iframe.isConnected) unveil(); });
+      state.watch.observe(document.body, { childList: true, subtree: true });
+    }
   }
   function unveil() {
-    if (!veiled) return;
-    veiled.cover.remove();
-    veiled.iframe.style.position = veiled.saved.position;
-    veiled.iframe.style.zIndex = veiled.saved.zIndex;
+    var state = veiled;
+    if (!state) return;
     veiled = null;
+    state.cover.remove();
+    state.iframe.style.position = state.position;
+    state.iframe.style.zIndex = state.zIndex;
+    document.documentElement.style.overflow = state.overflow;
+    state.inert.forEach(function (el) { el.inert = false; });
+    if (state.onKey) document.removeEventListener("keydown", state.onKey);
+    if (state.onLoad) state.iframe.removeEventListener("load", state.onLoad);
+    if (state.watch) state.watch.disconnect();
   }
 
   // Which part of each frame the visitor sees (the frame is as tall as its content, so its

@@ -160,6 +160,9 @@ pub struct ApiLimits {
     per_key: moka::sync::Cache<i64, Arc<Mutex<Bucket>>>,
     bad_keys: moka::sync::Cache<IpAddr, Arc<Mutex<Bucket>>>,
     known: moka::sync::Cache<String, KnownKey>,
+    /// Keys revoked on this node lately: never remembered again, whatever requests that read
+    /// them before the revocation do afterwards.
+    revoked: moka::sync::Cache<String, ()>,
     requests_per_minute: u64,
 }
 
@@ -180,6 +183,10 @@ impl ApiLimits {
                 .max_capacity(MAX_TRACKED)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
+            revoked: moka::sync::Cache::builder()
+                .max_capacity(MAX_TRACKED)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
             requests_per_minute,
         }
     }
@@ -187,16 +194,22 @@ impl ApiLimits {
     /// The key with this prefix if this node found it good within the last hour (see
     /// [`KnownKey::fresh`]).
     pub fn known(&self, prefix: &str) -> Option<KnownKey> {
+        if self.revoked.contains_key(prefix) {
+            return None;
+        }
         self.known.get(prefix)
     }
 
     /// Remembers a key found good.
     pub fn remember(&self, prefix: &str, key: KnownKey) {
-        self.known.insert(prefix.to_owned(), key);
+        if !self.revoked.contains_key(prefix) {
+            self.known.insert(prefix.to_owned(), key);
+        }
     }
 
-    /// Forgets a key at once (it was revoked on this node).
+    /// Forgets a key at once, for good (it was revoked on this node).
     pub fn forget(&self, prefix: &str) {
+        self.revoked.insert(prefix.to_owned(), ());
         self.known.invalidate(prefix);
     }
 

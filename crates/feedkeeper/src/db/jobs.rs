@@ -61,6 +61,25 @@ fn new_lease_token() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
+/// What scheduling a job that exists does: an idle one is moved to the new time; a running one
+/// is asked to run again then (`requested_due_at`, the earliest asked, applied when it
+/// finishes); a dead one comes back with its attempts reset. Every statement that schedules
+/// jobs ends with it.
+macro_rules! reschedule_on_conflict {
+    () => {
+        "ON CONFLICT (kind, subject) DO UPDATE SET
+            due_at = CASE WHEN jobs.lease_token IS NULL THEN excluded.due_at ELSE jobs.due_at END,
+            requested_due_at = CASE
+                WHEN jobs.lease_token IS NULL THEN NULL
+                WHEN jobs.requested_due_at IS NOT NULL AND jobs.requested_due_at < excluded.due_at
+                    THEN jobs.requested_due_at
+                ELSE excluded.due_at END,
+            dead_at = NULL,
+            attempts = CASE WHEN jobs.dead_at IS NULL THEN jobs.attempts ELSE 0 END"
+    };
+}
+pub(crate) use reschedule_on_conflict;
+
 /// Makes `(kind, subject)` due at `due_at`, creating it if needed, and revives a dead job. A job
 /// running right now keeps its lease; the request is remembered and honoured when it finishes
 /// (the earlier of the two times wins), so asking during a run is never lost.
@@ -71,16 +90,10 @@ pub async fn schedule(
     due_at: UnixSeconds,
     now: UnixSeconds,
 ) -> Result<(), DbError> {
-    const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (kind, subject) DO UPDATE SET
-            due_at = CASE WHEN jobs.lease_token IS NULL THEN excluded.due_at ELSE jobs.due_at END,
-            requested_due_at = CASE
-                WHEN jobs.lease_token IS NULL THEN NULL
-                WHEN jobs.requested_due_at IS NOT NULL AND jobs.requested_due_at < excluded.due_at
-                    THEN jobs.requested_due_at
-                ELSE excluded.due_at END,
-            dead_at = NULL,
-            attempts = CASE WHEN jobs.dead_at IS NULL THEN jobs.attempts ELSE 0 END";
+    const SQL: &str = concat!(
+        "INSERT INTO jobs (kind, subject, due_at, created_at) VALUES ($1, $2, $3, $4) ",
+        reschedule_on_conflict!()
+    );
     on_pool!(db, conn => sqlx::query(SQL).bind(kind).bind(subject).bind(due_at).bind(now).execute(conn).await.map(|_| ()))?;
     Ok(())
 }

@@ -121,18 +121,20 @@ pub async fn update_endpoint(
     Ok(n == 1)
 }
 
-/// Turns an endpoint on (clearing why it was off) or off with a reason.
+/// Turns an endpoint on (clearing why it was off) or off with a reason, only if it is not so
+/// already (a request that read it before the delivery job turned it off neither clears the
+/// job's reason nor restarts its back-off); whether it changed.
 pub async fn set_enabled(
     db: impl Into<Ex<'_>>,
     id: i64,
     enabled: bool,
     reason: Option<&str>,
     now: i64,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     const SQL: &str = "UPDATE webhook_endpoints SET enabled = $1, disabled_reason = $2,
             failing_since = CASE WHEN $1 THEN NULL ELSE failing_since END, updated_at = $3
-         WHERE id = $4";
-    on_pool!(db, pool => sqlx::query(SQL)
+         WHERE id = $4 AND enabled <> $1";
+    let changed = on_pool!(db, pool => sqlx::query(SQL)
         .bind(enabled)
         .bind(reason)
         .bind(now)
@@ -140,7 +142,7 @@ pub async fn set_enabled(
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-    Ok(())
+    Ok(changed == 1)
 }
 
 /// A new signing secret; the current one keeps signing too until `previous_until`.
@@ -216,12 +218,14 @@ pub async fn schedule_pending(
     job_kind: &str,
     now: i64,
 ) -> Result<u64, DbError> {
-    const SQL: &str = "INSERT INTO jobs (kind, subject, due_at, created_at)
+    // On a job that exists, the same rules as `jobs::schedule` (a running job is asked to run
+    // again at once; a dead one comes back with its attempts reset).
+    const SQL: &str = concat!(
+        "INSERT INTO jobs (kind, subject, due_at, created_at)
          SELECT $1, 'delivery-' || id, $2, $2 FROM webhook_deliveries
-         WHERE endpoint_id = $3 AND status = 'pending' ORDER BY id
-         ON CONFLICT (kind, subject) DO UPDATE SET
-            due_at = CASE WHEN jobs.lease_token IS NULL THEN excluded.due_at ELSE jobs.due_at END,
-            dead_at = NULL";
+         WHERE endpoint_id = $3 AND status = 'pending' ORDER BY id ",
+        super::jobs::reschedule_on_conflict!()
+    );
     Ok(on_pool!(db, pool => sqlx::query(SQL)
         .bind(job_kind)
         .bind(now)

@@ -198,15 +198,17 @@ pub async fn create_endpoint_in(
     Ok(Ok((endpoint, secret)))
 }
 
-/// Turns an endpoint on (the events kept while it was off go now; returns how many) or off.
+/// Turns an endpoint on (the events kept while it was off go now; returns how many) or off;
+/// nothing when it already is.
 pub async fn set_endpoint_enabled(
     state: &AppState,
     endpoint: &store::Endpoint,
     enabled: bool,
 ) -> Result<usize, DbError> {
     let now = state.clock.now();
-    store::set_enabled(&state.db, endpoint.id, enabled, None, now).await?;
-    if !enabled {
+    // Only a change does anything: sent again, "on" neither clears a failing endpoint's record
+    // nor cuts its deliveries' back-off short.
+    if !store::set_enabled(&state.db, endpoint.id, enabled, None, now).await? || !enabled {
         return Ok(0);
     }
     let scheduled = store::schedule_pending(&state.db, endpoint.id, DELIVERY_JOB, now).await?;
@@ -220,9 +222,11 @@ pub async fn send_test(state: &AppState, endpoint: &store::Endpoint) -> Result<b
         let now = state.clock.now();
         let mut tx = state.db.begin().await?;
         // The endpoint's row first: two tests at once check and write one after the other.
-        if !store::lock_endpoint(&mut tx, endpoint.id).await?
-            || store::test_pending(&mut tx, endpoint.id, TEST).await?
-        {
+        if !store::lock_endpoint(&mut tx, endpoint.id).await? {
+            // Deleted meanwhile.
+            return Err(DbError::NotFound);
+        }
+        if store::test_pending(&mut tx, endpoint.id, TEST).await? {
             return Ok(false);
         }
         enqueue(

@@ -1477,6 +1477,16 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
             serde_json::json!([true, true, "rgba(0, 0, 0, 0.6)", true]),
             "{veiled}"
         );
+        let still = w
+            .client
+            .execute(
+                "return [document.documentElement.style.overflow,\
+                 document.getElementById('after').closest('[inert]') !== null]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(still, serde_json::json!(["hidden", true]), "{still}");
         w.check("last-row-lightbox").await;
         // A click on the dimmed page closes the lightbox, and the veil goes with it.
         w.client
@@ -1490,12 +1500,43 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
         let gone = w
             .client
             .execute(
-                "var f=document.querySelector('iframe');                 return [document.querySelector('[data-feedkeeper-veil]')===null, f.style.zIndex]",
+                "var f=document.querySelector('iframe');\
+                 return [document.querySelector('[data-feedkeeper-veil]')===null, f.style.zIndex,\
+                 document.documentElement.style.overflow, document.querySelectorAll('[inert]').length]",
                 vec![],
             )
             .await
             .unwrap();
-        assert_eq!(gone, serde_json::json!([true, ""]), "{gone}");
+        assert_eq!(gone, serde_json::json!([true, "", "", 0]), "{gone}");
+        // Escape on the page closes it too.
+        in_frame(
+            &w,
+            "var all=document.querySelectorAll('.fk-open');all[all.length-1].click();return 0",
+        )
+        .await;
+        assert_eq!(frame_until(&w, opened, true.into()).await, true);
+        let mut veiled_again = false;
+        for _ in 0..50 {
+            let v = w
+                .client
+                .execute("return document.querySelector('[data-feedkeeper-veil]')!==null", vec![])
+                .await
+                .unwrap();
+            if v == true {
+                veiled_again = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(veiled_again, "the page is dimmed again");
+        w.client
+            .execute(
+                "document.dispatchEvent(new KeyboardEvent('keydown',{key:'Escape'}));return 0",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(frame_until(&w, opened, false.into()).await, false);
         server.abort();
         w.close().await;
     }

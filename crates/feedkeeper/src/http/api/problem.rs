@@ -193,7 +193,8 @@ pub async fn api_answers(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let api = request.uri().path().starts_with(concat!("/api/v1", "/"));
+    let path = request.uri().path();
+    let api = path == "/api/v1" || path.starts_with("/api/v1/");
     let mut response = next.run(request).await;
     if !api {
         return response;
