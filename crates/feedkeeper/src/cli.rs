@@ -15,9 +15,23 @@ use crate::db::Db;
 use crate::state::{AppState, DemoAccount, DemoInfo};
 use crate::telemetry;
 
+/// `feedkeeper --version`: the release, and the database schema it brings (the newest
+/// migration; both backends number theirs alike), so an operator can tell whether an upgrade
+/// migrates.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (database schema {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::db::latest_migration(crate::config::DatabaseKind::Sqlite)
+        )
+    })
+}
+
 /// Keeps embedded Instagram feeds alive: refreshes tokens, notices revocations, serves images.
 #[derive(Debug, Parser)]
-#[command(name = "feedkeeper", version, about, long_about = None)]
+#[command(name = "feedkeeper", version, long_version = long_version(), about, long_about = None)]
 pub struct Cli {
     /// A TOML config file (see `feedkeeper print-config`). Environment variables
     /// FEEDKEEPER_<SECTION>__<KEY> override it.
@@ -57,6 +71,22 @@ pub enum Command {
     /// Dashboard accounts: invite a user, or give one a way back in.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Write a consistent copy of the embedded SQLite database to FILE while nodes serve.
+    /// (PostgreSQL: use pg_dump.) Keep the token keys too: without them a backup's
+    /// connections cannot be used.
+    Backup {
+        /// Where to write it (a new file).
+        file: PathBuf,
+    },
+    /// Put a backup made by `backup` in place of the embedded SQLite database (every node
+    /// stopped first).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace the database that is there now.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Print a new random token-encryption key for `security.token_keys`.
     GenerateKey {
         /// The key's id (name it so rotations are easy to follow, e.g. by date).
@@ -176,6 +206,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::PrintConfig => {
             print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let config = Config::load(cli.config.as_deref())?;
+            telemetry::init(&config.log);
+            let held = crate::backup::backup(&config, &file).await?;
+            println!(
+                "Backed up to {}: {} connections, {} widgets, {} posts. Keep the token keys \
+                 (security.token_keys) too, apart from it: without them its connections cannot \
+                 be used.",
+                file.display(),
+                held.connections,
+                held.widgets,
+                held.posts
+            );
+            Ok(())
+        }
+        Command::Restore { file, replace } => {
+            let config = Config::load(cli.config.as_deref())?;
+            telemetry::init(&config.log);
+            let held = crate::backup::restore(&config, &file, replace).await?;
+            println!(
+                "Restored {}: {} connections, {} widgets, {} posts. Start the nodes with the \
+                 same token keys.",
+                file.display(),
+                held.connections,
+                held.widgets,
+                held.posts
+            );
             Ok(())
         }
         Command::Migrate => {

@@ -15,11 +15,13 @@
 //!   copy of every picture (fetched once, resized, served from its store); [`widgets`]: the
 //!   public output; [`mail`]: who is told when a connection needs them, and the outbox;
 //!   [`webhooks`]: the same news for users' own systems, signed.
-//! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation).
+//! - [`crypto`]: tokens at rest (AES-256-GCM, named keys for rotation); [`backup`]: a
+//!   consistent copy of the embedded database, and putting one back.
 //! - [`clock`]: the only source of "now"; [`error`]: the only place that knows HTTP statuses.
 
 pub mod accounts;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -40,6 +40,15 @@ use crate::config::{DatabaseKind, database_kind};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The newest migration this build knows, for `kind`'s schema.
+pub fn latest_migration(kind: DatabaseKind) -> i64 {
+    let migrator = match kind {
+        DatabaseKind::Sqlite => &SQLITE_MIGRATIONS,
+        DatabaseKind::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 /// Connections of the main pool (the workers', the change poller's, the CLI's) when nothing
 /// else is said (`storage.pool_size`).
 pub const MAIN_POOL: u32 = 16;

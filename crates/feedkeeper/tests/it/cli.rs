@@ -30,11 +30,67 @@ impl Drop for Running {
 }
 
 #[test]
+fn version_names_the_release_and_its_database_schema() {
+    let out = feedkeeper().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let schema = feedkeeper::db::latest_migration(feedkeeper::config::DatabaseKind::Sqlite);
+    assert!(schema >= 19, "{schema}");
+    assert_eq!(
+        text.trim(),
+        format!(
+            "feedkeeper {} (database schema {schema})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+/// The commands against the binary: a backup of a database, refused over an existing file,
+/// and a restore into another data directory.
+#[test]
+fn backup_and_restore_run_from_the_command_line() {
+    let from = tempfile::tempdir().unwrap();
+    let to = tempfile::tempdir().unwrap();
+    let migrate = feedkeeper()
+        .args(["migrate"])
+        .env("FEEDKEEPER_STORAGE__DATA_DIR", from.path())
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    let file = from.path().join("copy.db");
+    let backup = feedkeeper()
+        .arg("backup")
+        .arg(&file)
+        .env("FEEDKEEPER_STORAGE__DATA_DIR", from.path())
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{backup:?}");
+    let said = String::from_utf8_lossy(&backup.stdout);
+    assert!(said.contains("0 connections") && said.contains("token keys"), "{said}");
+    let again = feedkeeper()
+        .arg("backup")
+        .arg(&file)
+        .env("FEEDKEEPER_STORAGE__DATA_DIR", from.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"), "{again:?}");
+    let restore = feedkeeper()
+        .arg("restore")
+        .arg(&file)
+        .env("FEEDKEEPER_STORAGE__DATA_DIR", to.path())
+        .output()
+        .unwrap();
+    assert!(restore.status.success(), "{restore:?}");
+    assert!(to.path().join("feedkeeper.db").exists());
+}
+
+#[test]
 fn help_lists_every_subcommand() {
     let out = feedkeeper().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "demo", "migrate", "print-config", "simulate-meta"] {
+    for sub in ["serve", "demo", "migrate", "print-config", "simulate-meta", "backup", "restore"] {
         assert!(text.contains(sub), "--help lacks {sub}: {text}");
     }
 }

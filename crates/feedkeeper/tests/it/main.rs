@@ -6,6 +6,7 @@
 
 mod accounts;
 mod api;
+mod backup;
 mod browser;
 mod callbacks;
 mod chaos;
