@@ -79,7 +79,10 @@ pub async fn backup(config: &Config, file: &Path) -> anyhow::Result<Contents> {
         bail!("there is no database at {} to back up", live.display());
     }
     if file.exists() {
-        bail!("{} exists: choose a new file for the backup", file.display());
+        bail!(
+            "{} exists: choose a new file for the backup",
+            file.display()
+        );
     }
     let mut db = open(&live, false).await?;
     sqlx::query("VACUUM INTO $1")

@@ -36,7 +36,9 @@ async fn a_backup_taken_under_writes_restores_whole_and_its_tokens_open() {
             .await
             .unwrap();
     }
-    feedkeeper::jobs::run_due_now(&app.state, "test").await.unwrap();
+    feedkeeper::jobs::run_due_now(&app.state, "test")
+        .await
+        .unwrap();
 
     // Widgets keep being written while the backup is taken.
     let stop = Arc::new(AtomicBool::new(false));
@@ -62,14 +64,18 @@ async fn a_backup_taken_under_writes_restores_whole_and_its_tokens_open() {
     }
     let place = tempfile::tempdir().unwrap();
     let file = place.path().join("feedkeeper-backup.db");
-    let held = feedkeeper::backup::backup(&app.state.config, &file).await.unwrap();
+    let held = feedkeeper::backup::backup(&app.state.config, &file)
+        .await
+        .unwrap();
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
     assert_eq!(held.connections, 3);
     assert!(held.widgets >= 6, "{held:?}");
     assert!(held.posts >= 6, "{held:?}");
     // A backup never overwrites a file.
-    let again = feedkeeper::backup::backup(&app.state.config, &file).await.unwrap_err();
+    let again = feedkeeper::backup::backup(&app.state.config, &file)
+        .await
+        .unwrap_err();
     assert!(again.to_string().contains("exists"), "{again}");
 
     // Restored into a fresh data directory, with the same token keys.
@@ -77,7 +83,9 @@ async fn a_backup_taken_under_writes_restores_whole_and_its_tokens_open() {
     let mut config = (*app.state.config).clone();
     config.storage.database_url = String::new();
     config.storage.data_dir = fresh.path().to_owned();
-    let restored = feedkeeper::backup::restore(&config, &file, false).await.unwrap();
+    let restored = feedkeeper::backup::restore(&config, &file, false)
+        .await
+        .unwrap();
     assert_eq!(restored, held);
     let state = AppState::build(config.clone(), Clock::manual(crate::helpers::T0))
         .await
@@ -89,21 +97,35 @@ async fn a_backup_taken_under_writes_restores_whole_and_its_tokens_open() {
         assert_eq!(c.username, original.username);
         feedkeeper::connections::open_token(&state, c).expect("the token opens with the same keys");
     }
-    let widgets = feedkeeper::db::widgets::list_owned(&state.db, owner).await.unwrap();
+    let widgets = feedkeeper::db::widgets::list_owned(&state.db, owner)
+        .await
+        .unwrap();
     assert_eq!(widgets.len() as i64, held.widgets);
 
     // Not over a database in use, nor over one that exists without --replace.
-    let exists = feedkeeper::backup::restore(&config, &file, false).await.unwrap_err();
+    let exists = feedkeeper::backup::restore(&config, &file, false)
+        .await
+        .unwrap_err();
     assert!(exists.to_string().contains("--replace"), "{exists}");
-    let in_use = feedkeeper::backup::restore(&config, &file, true).await.unwrap_err();
+    let in_use = feedkeeper::backup::restore(&config, &file, true)
+        .await
+        .unwrap_err();
     assert!(in_use.to_string().contains("in use"), "{in_use}");
     state.db.close().await;
-    let replaced = feedkeeper::backup::restore(&config, &file, true).await.unwrap();
+    let replaced = feedkeeper::backup::restore(&config, &file, true)
+        .await
+        .unwrap();
     assert_eq!(replaced, held);
     // A file that is not a database is refused, and nothing is touched.
     let junk = place.path().join("junk.db");
     std::fs::write(&junk, b"not a database at all").unwrap();
-    assert!(feedkeeper::backup::restore(&config, &junk, true).await.is_err());
-    let state = AppState::build(config, Clock::manual(crate::helpers::T0)).await.unwrap();
+    assert!(
+        feedkeeper::backup::restore(&config, &junk, true)
+            .await
+            .is_err()
+    );
+    let state = AppState::build(config, Clock::manual(crate::helpers::T0))
+        .await
+        .unwrap();
     assert_eq!(stored::list_all(&state.db).await.unwrap().len(), 3);
 }

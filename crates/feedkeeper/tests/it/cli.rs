@@ -66,7 +66,10 @@ fn backup_and_restore_run_from_the_command_line() {
         .unwrap();
     assert!(backup.status.success(), "{backup:?}");
     let said = String::from_utf8_lossy(&backup.stdout);
-    assert!(said.contains("0 connections") && said.contains("token keys"), "{said}");
+    assert!(
+        said.contains("0 connections") && said.contains("token keys"),
+        "{said}"
+    );
     let again = feedkeeper()
         .arg("backup")
         .arg(&file)
@@ -74,7 +77,10 @@ fn backup_and_restore_run_from_the_command_line() {
         .output()
         .unwrap();
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists"),
+        "{again:?}"
+    );
     let restore = feedkeeper()
         .arg("restore")
         .arg(&file)
@@ -90,7 +96,15 @@ fn help_lists_every_subcommand() {
     let out = feedkeeper().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "demo", "migrate", "print-config", "simulate-meta", "backup", "restore"] {
+    for sub in [
+        "serve",
+        "demo",
+        "migrate",
+        "print-config",
+        "simulate-meta",
+        "backup",
+        "restore",
+    ] {
         assert!(text.contains(sub), "--help lacks {sub}: {text}");
     }
 }

@@ -1519,7 +1519,10 @@ async fn browser_the_widget_reads_and_navigates_well_on_any_site_and_screen() {
         for _ in 0..50 {
             let v = w
                 .client
-                .execute("return document.querySelector('[data-feedkeeper-veil]')!==null", vec![])
+                .execute(
+                    "return document.querySelector('[data-feedkeeper-veil]')!==null",
+                    vec![],
+                )
                 .await
                 .unwrap();
             if v == true {

@@ -135,7 +135,6 @@ impl Idempotent {
             .into_response_replayed(true),
         ))
     }
-
 }
 
 /// The kept answer if this create is a repeat (its first step).

@@ -156,7 +156,10 @@ fn declare_common_answers(operation: &mut utoipa::openapi::path::Operation) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     for (status, description) in [
         ("401", "No API key, or one that is not known or was revoked"),
-        ("429", "The key's rate limit is spent, or too many wrong keys came from the address"),
+        (
+            "429",
+            "The key's rate limit is spent, or too many wrong keys came from the address",
+        ),
         ("408", "The request took too long"),
         ("413", "The request body is too large"),
         ("500", "An internal error"),
