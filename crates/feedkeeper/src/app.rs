@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router {
 fn with_public_edge(routes: Router<AppState>, state: AppState) -> Router {
     let headers = SecurityHeaders::from_config(&state.config);
     let edge = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::count_requests,
+        ))
         .layer(headers.layer())
         .layer(CatchPanicLayer::custom(edge::panic_response));
     routes.layer(edge).with_state(state)
@@ -64,6 +68,10 @@ pub fn with_edge(routes: Router<AppState>, state: AppState) -> Router {
         budget: state.body_budget.clone(),
     };
     let edge = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::count_requests,
+        ))
         .layer(axum::middleware::from_fn(http::api::problem::api_answers))
         .layer(axum::middleware::from_fn_with_state(
             trusted,
@@ -110,14 +118,18 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         client_request_id = theirs)
 }
 
-/// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM, then, at once
-/// and side by side, finishes in-flight requests and stops the workers (finishing or handing
-/// back their jobs), and closes the database.
+/// Serves on `listener` and runs the background workers until Ctrl-C or SIGTERM. Then the
+/// workers stop at once (finishing their jobs within `workers.shutdown_grace_secs`, handing
+/// back the rest so another node takes them without waiting for the lease); on SIGTERM the
+/// node keeps serving for `server.shutdown_drain_secs`, not ready and closing each connection
+/// after its answer, so load balancers move traffic away; then it stops accepting, lets open
+/// requests finish, and closes the database.
 pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     http::server::raise_open_file_limit();
     let db = state.db.clone();
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let workers = crate::jobs::spawn(state.clone(), &state.node, stopping.clone()).await;
+    let (stop_workers, workers_stopping) = tokio::sync::watch::channel(false);
+    let (stop_http, mut http_stopping) = tokio::sync::watch::channel(false);
+    let workers = crate::jobs::spawn(state.clone(), &state.node, workers_stopping).await;
     tracing::info!(node = %state.node, "node started");
     if state.config.server.trusted_proxies.is_empty()
         && state.config.public_url().starts_with("https://")
@@ -128,20 +140,35 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
              list the proxy's address there"
         );
     }
-    // One signal stops both: the workers hand back their jobs while the last requests finish.
-    let stop = std::sync::Arc::new(stop);
-    let on_signal = stop.clone();
+    if state.config.metrics.token.is_empty() && state.config.public_url().starts_with("https://") {
+        tracing::warn!(
+            "metrics.token is empty: anyone who reaches this node may read /metrics (counts, \
+             no secrets); set a token, or keep /metrics from the public at the proxy"
+        );
+    }
+    let stop_workers = std::sync::Arc::new(stop_workers);
+    let on_signal = stop_workers.clone();
+    let stopping = state.stopping.clone();
+    let drain = Duration::from_secs(state.config.server.shutdown_drain_secs);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        let signal = shutdown_signal().await;
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = on_signal.send(true);
+        if signal == Signal::Terminate && !drain.is_zero() {
+            tracing::info!(
+                secs = drain.as_secs(),
+                "draining: not ready, closing connections"
+            );
+            tokio::time::sleep(drain).await;
+        }
+        let _ = stop_http.send(true);
     });
-    let mut http_stopping = stopping;
     let served = serve_http(state, listener, async move {
         let _ = http_stopping.wait_for(|stop| *stop).await;
     })
     .await;
     // Also when serving could not start.
-    let _ = stop.send(true);
+    let _ = stop_workers.send(true);
     let _ = workers.await;
     db.close().await;
     // Only now: the serving threads' runtimes drive database connections the workers used.
@@ -177,7 +204,16 @@ pub async fn serve_http(
     serving
 }
 
-async fn shutdown_signal() {
+/// What asked the node to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    /// Ctrl-C (SIGINT): a person at a terminal; stop at once.
+    Interrupt,
+    /// SIGTERM: an orchestrator or systemd; drain first.
+    Terminate,
+}
+
+async fn shutdown_signal() -> Signal {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -192,9 +228,10 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down");
+    let signal = tokio::select! {
+        _ = ctrl_c => Signal::Interrupt,
+        _ = terminate => Signal::Terminate,
+    };
+    tracing::info!(?signal, "shutting down");
+    signal
 }

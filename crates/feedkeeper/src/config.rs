@@ -35,6 +35,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub webhooks: WebhooksConfig,
     pub api: ApiConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -292,6 +293,15 @@ impl Default for ApiConfig {
     }
 }
 
+/// `/metrics` for Prometheus (see `metrics`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// When set, a scrape must send `Authorization: Bearer <token>`. Empty: anyone who reaches
+    /// the listener may read the metrics (counts, never secrets or names).
+    pub token: Secret,
+}
+
 /// How mail leaves (see `mail`). With no `smtp_host`, messages are only kept in the dashboard's
 /// mailbox page (the demo does this): nothing is lost, nothing is sent.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -510,6 +520,9 @@ pub struct ServerConfig {
     /// The one header those proxies add the client's address to: `x-forwarded-for` or
     /// `forwarded` (the other is ignored: proxies pass it on as the client sent it).
     pub client_address_header: ForwardingHeader,
+    /// On SIGTERM, keep serving this long (with `/readyz` answering 503 and every answer
+    /// closing its connection) so load balancers move traffic away, then stop accepting.
+    pub shutdown_drain_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -531,6 +544,7 @@ impl Default for ServerConfig {
             write_timeout_secs: 30,
             trusted_proxies: Vec::new(),
             client_address_header: Default::default(),
+            shutdown_drain_secs: 3,
         }
     }
 }
@@ -828,6 +842,11 @@ impl Config {
                 "server.request_timeout_secs",
                 self.server.request_timeout_secs,
                 1..=600,
+            ),
+            (
+                "server.shutdown_drain_secs",
+                self.server.shutdown_drain_secs,
+                0..=300,
             ),
             (
                 "server.header_read_timeout_secs",

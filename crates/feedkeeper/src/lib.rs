@@ -39,6 +39,7 @@ pub mod jobs;
 pub mod keys;
 pub mod mail;
 pub mod meta;
+pub mod metrics;
 pub mod outbound;
 pub mod state;
 pub mod telemetry;

@@ -56,7 +56,28 @@ pub struct Shared {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// The developer API's rate limits on this node (`accounts::api_keys`).
     pub api_limits: Arc<crate::accounts::api_keys::ApiLimits>,
+    /// What this node counts for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The workers' pool, kept when a serving thread swaps `db` for its own (`with_db`), for
+    /// the pool metrics.
+    pub workers_db: Db,
+    /// When each worker on this node last went round its loop (`/readyz`).
+    pub worker_beats: Arc<crate::metrics::WorkerBeats>,
+    /// The last readiness check (`/readyz`): ready, or why not.
+    pub readiness: Arc<crate::metrics::Recent<Result<String, String>>>,
+    /// The database's part of the last scrape (`/metrics`).
+    pub scraped: Arc<crate::metrics::Recent<Result<crate::metrics::Snapshot, String>>>,
+    /// When this process started (for the uptime metric).
+    pub started: std::time::Instant,
+    /// Set once shutdown began: `/readyz` answers 503 so load balancers stop sending traffic.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// A readiness check is answered from memory for this long: a load balancer probing every
+/// second, or a flood of probes, makes at most one database round trip per second.
+const READINESS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Scrapes within this long of each other share one read of the database.
+const SCRAPE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the demo tells its user: where the simulator is and whom to log in as.
 #[derive(Clone, Debug, Default)]
@@ -131,7 +152,8 @@ impl AppState {
         let db =
             Db::connect_with_pool(&config.database_url(), config.storage.pool_size as u32).await?;
         db.migrate().await.context("database migration failed")?;
-        let meta = MetaClient::new(&config.meta, clock.clone())?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let meta = MetaClient::new(&config.meta, clock.clone())?.with_metrics(metrics.clone());
         let node = Arc::from(node_name(&config.workers));
         let widgets = Arc::new(crate::widgets::cache::WidgetCache::new(&config.widgets));
         let images =
@@ -152,6 +174,13 @@ impl AppState {
         ));
         let shared = Shared {
             api_limits,
+            metrics,
+            workers_db: db.clone(),
+            worker_beats: Arc::default(),
+            readiness: Arc::new(crate::metrics::Recent::new(READINESS_MAX_AGE)),
+            scraped: Arc::new(crate::metrics::Recent::new(SCRAPE_MAX_AGE)),
+            started: std::time::Instant::now(),
+            stopping: Arc::default(),
             node,
             config: Arc::new(config),
             db,

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod links;
 pub mod mail;
 pub mod meta_pauses;
+pub mod metrics;
 pub mod oauth_states;
 pub mod operator_problems;
 pub mod organisations;
@@ -324,11 +325,17 @@ impl Db {
         }
     }
 
-    /// Brings the schema up to date; safe to run on every start and from several nodes at once
-    /// (sqlx takes an advisory lock on PostgreSQL).
+    /// Brings the schema up to date; safe to run on every start and from several nodes at once:
+    /// sqlx takes an advisory lock on PostgreSQL, and on SQLite a lock file beside the database
+    /// (`<file>.migrate-lock`) makes a second process wait for the first to finish, then find
+    /// nothing left to do.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Db::Sqlite(pool) => {
+                let file = pool.connect_options().get_filename().to_owned();
+                let _lock = migration_lock(&file).await?;
+                SQLITE_MIGRATIONS.run(pool).await?
+            }
             Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -340,6 +347,29 @@ impl Db {
             Db::Sqlite(_) => DatabaseKind::Sqlite,
             Db::Postgres(_) => DatabaseKind::Postgres,
         }
+    }
+
+    /// Connections open, idle among them, and the most the pool may open (metrics).
+    pub fn pool_use(&self) -> (u32, u32, u32) {
+        match self {
+            Db::Sqlite(pool) => (
+                pool.size(),
+                pool.num_idle() as u32,
+                pool.options().get_max_connections(),
+            ),
+            Db::Postgres(pool) => (
+                pool.size(),
+                pool.num_idle() as u32,
+                pool.options().get_max_connections(),
+            ),
+        }
+    }
+
+    /// The newest migration applied to this database (0 before any).
+    pub async fn applied_migration(&self) -> Result<i64, DbError> {
+        const SQL: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let v: Option<i64> = on_pool!(self, conn => sqlx::query_scalar(SQL).fetch_one(conn).await)?;
+        Ok(v.unwrap_or(0))
     }
 
     /// A cheap round trip, for health checks.
@@ -365,6 +395,30 @@ impl Db {
             Db::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// An exclusive lock on `<database>.migrate-lock`, held until dropped (the OS releases it if
+/// the process dies). `None` for an in-memory database, which no other process can open.
+async fn migration_lock(database: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    use anyhow::Context as _;
+    if database.as_os_str().is_empty() || database == std::path::Path::new(":memory:") {
+        return Ok(None);
+    }
+    let mut name = database.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // Blocking until another process's migration is done: on a thread of its own.
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .context("the migration lock's thread failed")?
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(Some(file))
 }
 
 #[cfg(test)]

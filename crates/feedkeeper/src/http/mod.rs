@@ -7,6 +7,7 @@ mod dashboard;
 pub mod edge;
 mod images;
 mod meta_callbacks;
+mod metrics;
 pub mod negotiate;
 pub mod server;
 mod status;
@@ -31,12 +32,15 @@ pub fn public_router() -> Router<AppState> {
         .route("/embed.js", get(widgets::embed_script))
 }
 
-/// The health checks, for load balancers and orchestrators (a lighter edge, outside the
+pub use metrics::count_requests;
+
+/// The health checks and metrics, for load balancers, orchestrators and Prometheus (a lighter edge, outside the
 /// request limit: they must answer while the dashboard is saturated).
 pub fn health_router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
+        .route("/metrics", get(metrics::metrics))
 }
 
 pub fn router() -> Router<AppState> {

@@ -48,13 +48,65 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers too (readiness).
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
+/// `GET /readyz`: whether a load balancer should send this node traffic. Ready when the
+/// database answers (within two seconds), its schema is the one this release needs, this
+/// node's workers went round their loops recently, and the node is not shutting down. The
+/// verdict is worked out at most once a second (anyone may probe), and says why when not ready.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    let checked = state.clone();
+    let verdict = state.readiness.get(|| readiness(checked)).await;
+    match verdict {
+        Ok(detail) => (StatusCode::OK, detail).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+/// How long the database may take to answer a readiness check.
+const READINESS_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn readiness(state: AppState) -> Result<String, String> {
+    let kind = state.db.kind();
+    let applied =
+        match tokio::time::timeout(READINESS_DB_TIMEOUT, state.db.applied_migration()).await {
+            Ok(Ok(applied)) => applied,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness check: the database does not answer");
+                return Err("database unavailable\n".to_owned());
+            }
+            Err(_) => {
+                tracing::warn!("readiness check: the database did not answer in time");
+                return Err("database unavailable (no answer in time)\n".to_owned());
+            }
+        };
+    let needed = crate::db::latest_migration(kind);
+    if applied < needed {
+        return Err(format!(
+            "the database schema is at migration {applied}; this release needs {needed} \
+             (feedkeeper migrate)\n"
+        ));
+    }
+    // A worker wakes at least every poll interval; a claim may wait for the pool meanwhile.
+    let limit = std::time::Duration::from_secs(
+        state.config.lifecycle.worker_poll_secs.saturating_mul(3) + 30,
+    );
+    if let Some((worker, since)) = state.worker_beats.stalest()
+        && since > limit
+    {
+        return Err(format!(
+            "the {worker} worker has not run for {} s\n",
+            since.as_secs()
+        ));
+    }
+    if applied > needed {
+        // Another node was upgraded first: this one still works on the schema (migrations
+        // only add), and is ready until it is upgraded too.
+        return Ok(format!(
+            "ready (the database schema is at migration {applied}, newer than this release's \
+             {needed}: upgrade this node)\n"
+        ));
+    }
+    Ok("ready\n".to_owned())
 }

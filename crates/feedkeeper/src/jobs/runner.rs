@@ -239,6 +239,7 @@ impl InFlight {
         for (_, claim) in self.claims.drain() {
             match jobs::release(&state.db, &claim.lease).await {
                 Ok(_) => {
+                    state.metrics.job_ended(kind, "handed_back");
                     tracing::info!(kind, subject = %claim.job.subject, "job handed back on shutdown")
                 }
                 Err(e) => tracing::warn!(kind, subject = %claim.job.subject, error = %e,
@@ -290,6 +291,7 @@ async fn record(
     report: &mut Report,
 ) {
     let subject = &claim.job.subject;
+    let mut outcome = "finished";
     let written = match result {
         Ok(next) => {
             report.finished += 1;
@@ -299,6 +301,7 @@ async fn record(
             report.failed += 1;
             let attempts = claim.job.attempts;
             let dead = attempts >= settings.max_attempts;
+            outcome = if dead { "dead" } else { "retried" };
             let now = state.clock.now();
             if dead {
                 tracing::error!(kind, %subject, attempts, error = format!("{error:#}"),
@@ -318,8 +321,9 @@ async fn record(
         }
     };
     match written {
-        Ok(true) => {}
+        Ok(true) => state.metrics.job_ended(kind, outcome),
         Ok(false) => {
+            state.metrics.job_ended(kind, "lost");
             report.lost += 1;
             tracing::warn!(kind, %subject, "lease lost: another node took this job over");
         }
@@ -381,6 +385,7 @@ pub fn spawn<W: Work>(
         let mut running = InFlight::new();
         tracing::info!(kind, node = %settings.node, "worker started");
         while !*shutdown.borrow() {
+            state.worker_beats.beat(kind);
             let claimed = match running.fill(&state, &work, &settings).await {
                 Ok(Ok(n)) => n,
                 Ok(Err(until)) => {
@@ -406,6 +411,7 @@ pub fn spawn<W: Work>(
                 record(&state, kind, &settings, &claim, result, &mut report).await;
             }
         }
+        state.worker_beats.stopped(kind);
         running.stop(&state, kind, &settings, &mut report).await;
         tracing::info!(kind, node = %settings.node, ?report, "worker stopped");
         report

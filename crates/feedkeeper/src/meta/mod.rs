@@ -13,6 +13,7 @@ pub mod signed_request;
 pub mod types;
 pub mod usage;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -68,6 +69,8 @@ pub struct MetaClient {
     usage: UsageLog,
     /// Optional fields a host refused: later calls ask without them (`fields`).
     refused_fields: fields::RefusedFields,
+    /// Where calls are counted (`/metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl MetaClient {
@@ -98,7 +101,14 @@ impl MetaClient {
             clock,
             usage: UsageLog::default(),
             refused_fields: fields::RefusedFields::default(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// The same client, counting its calls into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> MetaClient {
+        self.metrics = metrics;
+        self
     }
 
     /// The latest rate-limit usage seen per scope.
@@ -116,10 +126,11 @@ impl MetaClient {
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<T, MetaError> {
-        let (status, usage, body) = self.send(endpoint, request).await?;
+        let (status, usage, body, host) = self.send(endpoint, request).await?;
         let now = self.clock.now();
         let fail = |failure: Failure| {
             let action = errors::classify(&failure, &usage, now);
+            self.metrics.meta_call(&host, outcome_label(&action));
             tracing::info!(endpoint, error = %failure_summary(&failure), ?action, "meta call failed");
             MetaError {
                 endpoint,
@@ -139,12 +150,14 @@ impl MetaClient {
                 body_start: body_start(&body),
             }));
         }
-        serde_json::from_slice(&body).map_err(|e| {
+        let parsed = serde_json::from_slice(&body).map_err(|e| {
             fail(Failure::Malformed {
                 http_status: status,
                 detail: errors::scrub(&e.to_string()),
             })
-        })
+        })?;
+        self.metrics.meta_call(&host, "ok");
+        Ok(parsed)
     }
 
     /// Sends a request and reads the status, usage headers and (bounded) body.
@@ -152,8 +165,9 @@ impl MetaClient {
         &self,
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
-    ) -> Result<(u16, Usage, Vec<u8>), MetaError> {
-        let transport_error = |e: reqwest::Error| {
+    ) -> Result<(u16, Usage, Vec<u8>, String), MetaError> {
+        let mut host = String::new();
+        let transport_error = |host: &str, e: reqwest::Error| {
             let failure = if e.is_timeout() {
                 Failure::Timeout
             } else {
@@ -163,15 +177,21 @@ impl MetaClient {
                 }
             };
             tracing::info!(endpoint, error = %failure_summary(&failure), "meta call failed");
+            self.metrics.meta_call(host, outcome_label(&Action::Retry));
             MetaError {
                 endpoint,
                 failure,
                 action: Action::Retry,
             }
         };
-        let request = request.build().map_err(transport_error)?;
+        let request = request.build().map_err(|e| transport_error(&host, e))?;
+        host = request.url().host_str().unwrap_or("").to_owned();
         tracing::debug!(endpoint, method = %request.method(), url = %redact_url(request.url()), "meta call");
-        let mut response = self.http.execute(request).await.map_err(transport_error)?;
+        let mut response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| transport_error(&host, e))?;
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
@@ -186,8 +206,13 @@ impl MetaClient {
         );
         self.usage.record(&usage, self.clock.now());
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(&host, e))?
+        {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
+                self.metrics.meta_call(&host, outcome_label(&Action::Retry));
                 return Err(MetaError {
                     endpoint,
                     failure: Failure::Malformed {
@@ -200,7 +225,19 @@ impl MetaClient {
             body.extend_from_slice(&chunk);
         }
         tracing::debug!(endpoint, status, bytes = body.len(), "meta reply");
-        Ok((status, usage, body))
+        Ok((status, usage, body, host))
+    }
+}
+
+/// The `outcome` label of a failed call: what the failure calls for.
+fn outcome_label(action: &Action) -> &'static str {
+    match action {
+        Action::Reconnect { .. } => "reconnect",
+        Action::BackOff { .. } => "back_off",
+        Action::Retry => "retry",
+        Action::Gone => "gone",
+        Action::Bug => "bug",
+        Action::Operator { .. } => "operator",
     }
 }
 

@@ -284,6 +284,11 @@ pub struct WidgetCache {
     pub public_db_timeout: Duration,
     /// How many times this node has read a widget from the database to render it.
     loads: AtomicU64,
+    /// Requests answered from memory: a rendering, a known-missing or gone address; and those
+    /// memory could not answer (see [`WidgetCache::lookups`]).
+    hits: AtomicU64,
+    unknown: AtomicU64,
+    misses: AtomicU64,
     /// Milliseconds after `started` of the last successful read of the change log (0: never).
     last_poll_ok_ms: AtomicU64,
     started: Instant,
@@ -322,6 +327,9 @@ impl WidgetCache {
             )),
             public_db_timeout: Duration::from_millis(config.public_db_timeout_ms),
             loads: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            unknown: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             last_poll_ok_ms: AtomicU64::new(0),
             started: Instant::now(),
             stale_after: Duration::from_secs(config.poll_stale_secs),
@@ -527,6 +535,27 @@ impl WidgetCache {
     /// Counts a read of a widget from the database (see [`WidgetCache::loads`]).
     pub fn count_load(&self) {
         self.loads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts what memory said to a request (the first lookup of each, not the look again in
+    /// a rendering turn).
+    pub fn count_lookup(&self, hit: &Hit) {
+        let counter = match hit {
+            Hit::Rendered(_) | Hit::Gone => &self.hits,
+            Hit::NotFound => &self.unknown,
+            Hit::Miss => &self.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered from memory (a rendering or a gone address), refused from memory (an
+    /// address that does not exist), and that memory could not answer, since the start.
+    pub fn lookups(&self) -> (u64, u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+            self.unknown.load(Ordering::Relaxed),
+        )
     }
 
     /// How many times this node has read a widget from the database to render it.

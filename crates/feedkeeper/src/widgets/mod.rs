@@ -435,7 +435,9 @@ pub async fn served(state: &AppState, public_id: &str) -> Served {
     let Some(key) = cache::key_of(public_id) else {
         return Served::NotFound;
     };
-    if let Some(answer) = from_memory(state, &key) {
+    let hit = state.widgets.lookup(&key, state.clock.now());
+    state.widgets.count_lookup(&hit);
+    if let Some(answer) = answer_of(hit) {
         return answer;
     }
     // One rendering per widget at a time on this node; those who waited serve it, or share
@@ -466,7 +468,11 @@ pub async fn served(state: &AppState, public_id: &str) -> Served {
 
 /// What memory alone answers for `key` now (`None`: it must be rendered).
 fn from_memory(state: &AppState, key: &cache::PublicKey) -> Option<Served> {
-    match state.widgets.lookup(key, state.clock.now()) {
+    answer_of(state.widgets.lookup(key, state.clock.now()))
+}
+
+fn answer_of(hit: Hit) -> Option<Served> {
+    match hit {
         Hit::Rendered(r) => Some(Served::Found(r)),
         Hit::Gone => Some(Served::Gone),
         Hit::NotFound => Some(Served::NotFound),

@@ -31,6 +31,15 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        TestDb::create(true).await
+    }
+
+    /// A database with no schema yet (for tests of migrating it).
+    pub async fn empty() -> TestDb {
+        TestDb::create(false).await
+    }
+
+    async fn create(migrated: bool) -> TestDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         match postgres_admin_url() {
             Some(admin_url) => {
@@ -53,7 +62,9 @@ impl TestDb {
                 let db = Db::connect(&with_database(&admin_url, &name))
                     .await
                     .unwrap();
-                db.migrate().await.expect("migrate postgres");
+                if migrated {
+                    db.migrate().await.expect("migrate postgres");
+                }
                 TestDb {
                     db,
                     _dir: None,
@@ -64,7 +75,9 @@ impl TestDb {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
                 let db = Db::connect(&url).await.unwrap();
-                db.migrate().await.expect("migrate sqlite");
+                if migrated {
+                    db.migrate().await.expect("migrate sqlite");
+                }
                 TestDb {
                     db,
                     _dir: Some(dir),

@@ -22,6 +22,7 @@ mod mail;
 mod mail_run;
 mod meta_client;
 mod meta_client_malformed;
+mod operations;
 mod races;
 mod runner;
 mod sim_login;

@@ -1,0 +1,208 @@
+//! `GET /metrics` for Prometheus (what is counted: `crate::metrics`), and the edge layer that
+//! counts every request by route pattern, method and status.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::Digest as _;
+
+use crate::clock::wall_ms;
+use crate::metrics::{PoolUse, Snapshot};
+use crate::state::AppState;
+
+/// Counts the request once its answer's headers are ready, and while the node drains before
+/// stopping, asks the client to close the connection (its next request goes to a node that
+/// stays). Outermost on both edges, so what it counts is what the client got (a refusal by the
+/// edge included). Routes are named by their pattern, so the label has as many values as there
+/// are routes, whatever the paths.
+pub async fn count_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| route_label(p.as_str()));
+    let mut response = next.run(request).await;
+    if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    state.metrics.request(
+        route.as_deref().unwrap_or("(none)"),
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// A route pattern as a label: `/w/{id}` becomes `/w/:id` (braces in label values trip up
+/// simple exposition parsers and read badly in queries).
+fn route_label(pattern: &str) -> String {
+    let mut label = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        match c {
+            '{' => label.push(':'),
+            '}' => {}
+            c => label.push(c),
+        }
+    }
+    label
+}
+
+/// `GET /metrics`: the exposition, behind `metrics.token` when one is set. The database's part
+/// is read at most once a second whoever asks.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorized(state.config.metrics.token.expose(), &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+            "metrics need the bearer token set in metrics.token\n",
+        )
+            .into_response();
+    }
+    let from_db = {
+        let db = state.workers_db.clone();
+        let clock = state.clock.clone();
+        state
+            .scraped
+            .get(|| async move {
+                let mut snapshot = Snapshot::default();
+                match crate::db::metrics::fill(&db, &mut snapshot, clock.now(), wall_ms()).await {
+                    Ok(()) => Ok(snapshot),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await
+    };
+    let mut snapshot = match from_db {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the database");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database does not answer\n",
+            )
+                .into_response();
+        }
+    };
+    add_this_node(&state, &mut snapshot);
+    let mut response = state.metrics.encode(&snapshot).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// What only this node knows: its build, pools, widget cache, Meta's last usage report.
+fn add_this_node(state: &AppState, snapshot: &mut Snapshot) {
+    let kind = state.db.kind();
+    snapshot.version = env!("CARGO_PKG_VERSION");
+    snapshot.schema = crate::db::latest_migration(kind);
+    snapshot.node = state.node.to_string();
+    snapshot.uptime_secs = state.started.elapsed().as_secs_f64();
+    snapshot.pools = vec![
+        pool_use("workers", &state.workers_db),
+        pool_use("serving", &state.db),
+    ];
+    let (hits, misses, unknown) = state.widgets.lookups();
+    snapshot.widget_cache_hits = hits;
+    snapshot.widget_cache_misses = misses;
+    snapshot.widget_cache_unknown = unknown;
+    let (entries, bytes) = state.widgets.usage();
+    snapshot.widget_cache_entries = entries;
+    snapshot.widget_cache_bytes = bytes;
+    snapshot.widget_loads = state.widgets.loads();
+    let now = state.clock.now();
+    let mut app = None;
+    let mut account_max = None;
+    for (scope, seen) in state.meta.usage().snapshot() {
+        if now - seen.seen_at > 3600 {
+            continue;
+        }
+        if scope == "app" {
+            app = Some(seen.percent);
+        } else {
+            account_max = account_max.max(Some(seen.percent));
+        }
+    }
+    snapshot.meta_usage_app = app;
+    snapshot.meta_usage_account_max = account_max;
+    snapshot.conflict_retries = crate::db::conflict_retries();
+}
+
+fn pool_use(name: &'static str, db: &crate::db::Db) -> PoolUse {
+    let (size, idle, max) = db.pool_use();
+    PoolUse {
+        name,
+        busy: size.saturating_sub(idle),
+        idle,
+        max,
+    }
+}
+
+/// Whether `headers` carry the bearer `token` (any request, when no token is set). Compared in
+/// constant time.
+fn authorized(token: &str, headers: &HeaderMap) -> bool {
+    if token.is_empty() {
+        return true;
+    }
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    use subtle::ConstantTimeEq as _;
+    let (a, b) = (
+        sha2::Sha256::digest(given.trim().as_bytes()),
+        sha2::Sha256::digest(token.as_bytes()),
+    );
+    bool::from(a.ct_eq(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_name_parameters_without_braces() {
+        assert_eq!(route_label("/w/{id}"), "/w/:id");
+        assert_eq!(route_label("/i/{key}/{file}"), "/i/:key/:file");
+        assert_eq!(route_label("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn a_token_when_set_must_come_as_a_bearer() {
+        let mut headers = HeaderMap::new();
+        assert!(authorized("", &headers));
+        assert!(!authorized("s3cret", &headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nope"),
+        );
+        assert!(!authorized("s3cret", &headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic s3cret"),
+        );
+        assert!(!authorized("s3cret", &headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert!(authorized("s3cret", &headers));
+    }
+}

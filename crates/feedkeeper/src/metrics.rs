@@ -1,0 +1,641 @@
+//! Prometheus metrics. Two kinds of numbers, exposed together at `/metrics`
+//! (`http/metrics.rs`) in the OpenMetrics text format:
+//!
+//! - what happens on this node, counted as it happens ([`Metrics`]): HTTP requests and their
+//!   latency by route, jobs ended by kind and outcome, calls to Meta by host and outcome;
+//! - what is true now, read at each scrape ([`Snapshot`]): backlogs, connections by status, the
+//!   soonest token expiry, sync lag, pools, the widget cache. The database's part is the same on
+//!   every node (alert on `max` of it, not `sum`).
+//!
+//! It sits at the bottom of the layers (like `clock`): the HTTP edge, the runner and the Meta
+//! client all count into it, and it imports none of them. Every label takes a bounded set of
+//! values (route patterns, never raw paths; job kinds; configured hosts), so the series count
+//! has a ceiling whatever visitors send.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route pattern (`/w/:id`), or `(none)` when no route matched.
+    pub route: String,
+    pub method: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub kind: String,
+    /// `finished`, `retried` (failed, will run again), `dead` (failed too often), `lost`
+    /// (another node took the lease over), `handed_back` (stopped at shutdown).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetaCallLabels {
+    pub host: String,
+    /// `ok`, or what the failure calls for: `reconnect`, `back_off`, `retry`, `gone`, `bug`,
+    /// `operator`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuantileLabels {
+    quantile: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolNameLabels {
+    pool: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    schema: String,
+    node: String,
+}
+
+type Seconds = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// Request latencies from half a millisecond to about a minute.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.5, 14))
+}
+
+/// What this node counts as it happens. Cheap to share (`Arc` in the state); every family is
+/// shared with the registry each scrape builds.
+#[derive(Debug)]
+pub struct Metrics {
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Seconds,
+    jobs: Family<JobLabels, Counter>,
+    meta_calls: Family<MetaCallLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(latency_histogram),
+            jobs: Family::default(),
+            meta_calls: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// One HTTP request answered.
+    pub fn request(&self, route: &str, method: &axum::http::Method, status: u16, seconds: f64) {
+        let method = method_label(method);
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method,
+                status,
+            })
+            .inc();
+        self.http_seconds
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// One job ended (see [`JobLabels::outcome`]).
+    pub fn job_ended(&self, kind: &str, outcome: &'static str) {
+        self.jobs
+            .get_or_create(&JobLabels {
+                kind: kind.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// One call to Meta ended (see [`MetaCallLabels::outcome`]).
+    pub fn meta_call(&self, host: &str, outcome: &'static str) {
+        self.meta_calls
+            .get_or_create(&MetaCallLabels {
+                host: host.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// How many jobs of `kind` ended with `outcome` on this node (for tests and the CLI).
+    pub fn jobs_ended(&self, kind: &str, outcome: &'static str) -> u64 {
+        self.jobs
+            .get_or_create(&JobLabels {
+                kind: kind.to_owned(),
+                outcome,
+            })
+            .get()
+    }
+
+    /// The exposition: the live counters and the scrape's `snapshot`, in the OpenMetrics text
+    /// format.
+    pub fn encode(&self, snapshot: &Snapshot) -> String {
+        let mut registry = Registry::with_prefix("feedkeeper");
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route pattern, method and status",
+            self.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (to its headers), by route pattern",
+            self.http_seconds.clone(),
+        );
+        registry.register(
+            "jobs_ended",
+            "Background jobs that ended on this node, by kind and outcome (finished, retried, \
+             dead, lost, handed_back)",
+            self.jobs.clone(),
+        );
+        registry.register(
+            "meta_calls",
+            "Calls to Meta's APIs, by host and outcome (ok, or what the failure calls for)",
+            self.meta_calls.clone(),
+        );
+        snapshot.register(&mut registry);
+        let mut text = String::new();
+        // Writing to a String cannot fail; a label that could not be encoded would be our bug.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            tracing::error!(error = %e, "could not encode the metrics");
+        }
+        text
+    }
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// One job kind's queue, as the database has it now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobQueue {
+    pub kind: String,
+    /// Due now and not held by any node.
+    pub waiting: i64,
+    /// Held by a node (running).
+    pub running: i64,
+    /// Failed too often; waiting for an operator.
+    pub dead: i64,
+    /// How long the oldest waiting job has been due, in seconds (0 when none waits).
+    pub oldest_due_secs: i64,
+}
+
+/// A pool of database connections on this node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PoolUse {
+    /// `workers` (the background work's and the CLI's) or `serving` (the serving thread that
+    /// answered this scrape).
+    pub name: &'static str,
+    pub busy: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// What is true now, read at a scrape.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub schema: i64,
+    pub node: String,
+    /// Seconds this process has run.
+    pub uptime_secs: f64,
+    pub jobs: Vec<JobQueue>,
+    /// Connections by status (`active`, `degraded`, `needs_reconnect`).
+    pub connections: Vec<(String, i64)>,
+    /// The earliest expiry (Unix seconds) of a token still in use, if any.
+    pub soonest_token_expiry: Option<i64>,
+    /// Seconds since each active connection's last sync: the median and the 99th percentile.
+    pub sync_lag: Option<(f64, f64)>,
+    /// Mail waiting to be sent, and how long the oldest has waited.
+    pub mail_pending: i64,
+    pub mail_oldest_secs: i64,
+    /// Webhook deliveries waiting (to be made or retried).
+    pub webhooks_pending: i64,
+    /// Pictures not stored yet, and stored images waiting for their variants.
+    pub images_unfetched: i64,
+    pub images_unprocessed: i64,
+    pub pools: Vec<PoolUse>,
+    /// Widget lookups answered from memory, not found in memory, and known not to exist.
+    pub widget_cache_hits: u64,
+    pub widget_cache_misses: u64,
+    pub widget_cache_unknown: u64,
+    pub widget_cache_entries: u64,
+    pub widget_cache_bytes: u64,
+    /// Widgets read from the database to be rendered.
+    pub widget_loads: u64,
+    /// Meta's last reported usage (percent of the limit): the app's, and the highest of any
+    /// account's (business use case), seen in the last hour.
+    pub meta_usage_app: Option<u32>,
+    pub meta_usage_account_max: Option<u32>,
+    /// Transactions PostgreSQL ended as a deadlock or serialization failure, run again.
+    pub conflict_retries: u64,
+}
+
+impl Snapshot {
+    fn register(&self, registry: &mut Registry) {
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: self.version,
+                schema: self.schema.to_string(),
+                node: self.node.clone(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "This node: its release, database schema and name (always 1)",
+            build,
+        );
+        registry.register(
+            "uptime_seconds",
+            "Seconds since this process started",
+            float_gauge(self.uptime_secs),
+        );
+
+        let waiting: Family<KindLabels, Gauge> = Family::default();
+        let running: Family<KindLabels, Gauge> = Family::default();
+        let dead: Family<KindLabels, Gauge> = Family::default();
+        let oldest: Family<KindLabels, Gauge> = Family::default();
+        for q in &self.jobs {
+            let kind = KindLabels {
+                kind: q.kind.clone(),
+            };
+            waiting.get_or_create(&kind).set(q.waiting);
+            running.get_or_create(&kind).set(q.running);
+            dead.get_or_create(&kind).set(q.dead);
+            oldest.get_or_create(&kind).set(q.oldest_due_secs);
+        }
+        registry.register(
+            "jobs_waiting",
+            "Jobs due now that no node holds, by kind",
+            waiting,
+        );
+        registry.register("jobs_running", "Jobs a node holds, by kind", running);
+        registry.register(
+            "jobs_dead",
+            "Jobs that failed too often and wait for an operator (feedkeeper jobs retry)",
+            dead,
+        );
+        registry.register(
+            "jobs_oldest_due_seconds",
+            "How long the oldest waiting job of each kind has been due",
+            oldest,
+        );
+
+        let connections: Family<StatusLabels, Gauge> = Family::default();
+        for status in ["active", "degraded", "needs_reconnect"] {
+            // Every status has a series, at 0 when no connection has it.
+            connections
+                .get_or_create(&StatusLabels {
+                    status: status.to_owned(),
+                })
+                .set(0);
+        }
+        for (status, count) in &self.connections {
+            connections
+                .get_or_create(&StatusLabels {
+                    status: status.clone(),
+                })
+                .set(*count);
+        }
+        registry.register(
+            "connections",
+            "Connected Instagram accounts, by status",
+            connections,
+        );
+        if let Some(at) = self.soonest_token_expiry {
+            let g: Gauge = Gauge::default();
+            g.set(at);
+            registry.register(
+                "token_soonest_expiry_timestamp_seconds",
+                "When the first token still in use expires (Unix time); healthy tokens are \
+                 refreshed weeks before",
+                g,
+            );
+        }
+        if let Some((p50, p99)) = self.sync_lag {
+            let lag: Family<QuantileLabels, Gauge<f64, AtomicU64>> = Family::default();
+            lag.get_or_create(&QuantileLabels { quantile: "0.5" })
+                .set(p50);
+            lag.get_or_create(&QuantileLabels { quantile: "0.99" })
+                .set(p99);
+            registry.register(
+                "sync_lag_seconds",
+                "Seconds since an active account's posts were last synced, across accounts",
+                lag,
+            );
+        }
+        registry.register(
+            "mail_pending",
+            "Messages in the outbox waiting to be sent",
+            int_gauge(self.mail_pending),
+        );
+        registry.register(
+            "mail_oldest_pending_seconds",
+            "How long the oldest message in the outbox has waited",
+            int_gauge(self.mail_oldest_secs),
+        );
+        registry.register(
+            "webhook_deliveries_pending",
+            "Webhook deliveries waiting to be made or retried",
+            int_gauge(self.webhooks_pending),
+        );
+        registry.register(
+            "images_unfetched",
+            "Pictures shown by a widget that are not stored yet",
+            int_gauge(self.images_unfetched),
+        );
+        registry.register(
+            "images_unprocessed",
+            "Stored images waiting for their resized variants",
+            int_gauge(self.images_unprocessed),
+        );
+
+        let pools: Family<PoolLabels, Gauge> = Family::default();
+        let pool_max: Family<PoolNameLabels, Gauge> = Family::default();
+        for p in &self.pools {
+            for (state, value) in [("busy", p.busy), ("idle", p.idle)] {
+                pools
+                    .get_or_create(&PoolLabels {
+                        pool: p.name,
+                        state,
+                    })
+                    .set(i64::from(value));
+            }
+            pool_max
+                .get_or_create(&PoolNameLabels { pool: p.name })
+                .set(i64::from(p.max));
+        }
+        registry.register(
+            "db_pool_connections",
+            "Database connections open on this node, by pool and state",
+            pools,
+        );
+        registry.register(
+            "db_pool_max_connections",
+            "The most connections each pool may open",
+            pool_max,
+        );
+        let lookups: Family<OutcomeLabels, Counter> = Family::default();
+        for (outcome, value) in [
+            ("hit", self.widget_cache_hits),
+            ("miss", self.widget_cache_misses),
+            ("unknown", self.widget_cache_unknown),
+        ] {
+            lookups
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(value);
+        }
+        registry.register(
+            "widget_cache_lookups",
+            "Widget requests looked up in memory: hit (answered from memory), miss (rendered \
+             from the database), unknown (an address that does not exist, refused from memory)",
+            lookups,
+        );
+        registry.register(
+            "widget_cache_entries",
+            "Rendered widgets held in memory",
+            int_gauge(self.widget_cache_entries as i64),
+        );
+        registry.register(
+            "widget_cache_bytes",
+            "Bytes of rendered widgets held in memory",
+            int_gauge(self.widget_cache_bytes as i64),
+        );
+        let loads: Counter = Counter::default();
+        loads.inc_by(self.widget_loads);
+        registry.register(
+            "widget_loads",
+            "Widgets read from the database to be rendered",
+            loads,
+        );
+        let usage: Family<ScopeLabels, Gauge> = Family::default();
+        for (scope, value) in [
+            ("app", self.meta_usage_app),
+            ("account_max", self.meta_usage_account_max),
+        ] {
+            if let Some(v) = value {
+                usage
+                    .get_or_create(&ScopeLabels { scope })
+                    .set(i64::from(v));
+            }
+        }
+        registry.register(
+            "meta_usage_percent",
+            "Meta's rate-limit usage as it last reported it (100: throttled), for the app and \
+             the busiest account in the last hour",
+            usage,
+        );
+        let retries: Counter = Counter::default();
+        retries.inc_by(self.conflict_retries);
+        registry.register(
+            "db_conflict_retries",
+            "Transactions PostgreSQL ended as a deadlock or serialization failure and that \
+             were run again (should stay at 0)",
+            retries,
+        );
+    }
+}
+
+fn int_gauge(value: i64) -> Gauge {
+    let g = Gauge::default();
+    g.set(value);
+    g
+}
+
+fn float_gauge(value: f64) -> Gauge<f64, AtomicU64> {
+    let g = Gauge::<f64, AtomicU64>::default();
+    g.set(value);
+    g
+}
+
+/// The `q`-quantile (0..=1) of `values`, sorted here (nearest rank).
+pub fn quantile(values: &mut [i64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1] as f64)
+}
+
+/// When each of this node's workers last went round its loop (claiming, or waking to look),
+/// for `/readyz`: a worker whose task died or hangs stops beating. Empty when this process runs
+/// no workers (`serve_http` alone, the CLI).
+#[derive(Debug, Default)]
+pub struct WorkerBeats {
+    beats: std::sync::Mutex<std::collections::HashMap<&'static str, std::time::Instant>>,
+}
+
+impl WorkerBeats {
+    /// The worker of `kind` is alive now.
+    pub fn beat(&self, kind: &'static str) {
+        let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats.insert(kind, std::time::Instant::now());
+    }
+
+    /// The worker of `kind` stopped on purpose (shutdown): it no longer counts.
+    pub fn stopped(&self, kind: &'static str) {
+        let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats.remove(kind);
+    }
+
+    /// The worker that has gone longest without a beat, and for how long; `None` when no worker
+    /// runs here.
+    pub fn stalest(&self) -> Option<(&'static str, std::time::Duration)> {
+        let beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats
+            .iter()
+            .map(|(kind, at)| (*kind, at.elapsed()))
+            .max_by_key(|(_, since)| *since)
+    }
+}
+
+/// A value worked out at most once per `max_age`, and by one caller at a time: the others get
+/// the last value at once rather than waiting. Probes and scrapes that anyone can send use it,
+/// so a flood of them makes one database query a second, not one each.
+#[derive(Debug)]
+pub struct Recent<T> {
+    last: std::sync::Mutex<Option<(std::time::Instant, T)>>,
+    working: tokio::sync::Mutex<()>,
+    max_age: std::time::Duration,
+}
+
+impl<T: Clone> Recent<T> {
+    pub fn new(max_age: std::time::Duration) -> Self {
+        Recent {
+            last: std::sync::Mutex::new(None),
+            working: tokio::sync::Mutex::new(()),
+            max_age,
+        }
+    }
+
+    fn fresh(&self) -> Option<T> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < self.max_age)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn any(&self) -> Option<T> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().map(|(_, v)| v.clone())
+    }
+
+    /// The value, worked out by `work` if the last one is older than `max_age` and nobody else
+    /// is working it out; while someone is, the last value (the first callers ever wait).
+    pub async fn get<F, Fut>(&self, work: F) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        if let Some(v) = self.fresh() {
+            return v;
+        }
+        let _turn = match self.working.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => match self.any() {
+                Some(v) => return v,
+                None => self.working.lock().await,
+            },
+        };
+        // Someone may have worked it out while this caller waited for its turn.
+        if let Some(v) = self.fresh() {
+            return v;
+        }
+        let value = work().await;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), value.clone()));
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let mut lags: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut lags, 0.5), Some(50.0));
+        assert_eq!(quantile(&mut lags, 0.99), Some(99.0));
+        assert_eq!(quantile(&mut [7], 0.99), Some(7.0));
+        assert_eq!(quantile(&mut [], 0.5), None);
+    }
+
+    #[test]
+    fn the_exposition_ends_as_openmetrics_requires_and_names_every_family() {
+        let m = Metrics::default();
+        m.request("/w/:id", &axum::http::Method::GET, 200, 0.001);
+        m.job_ended("sync", "finished");
+        m.meta_call("graph.instagram.com", "ok");
+        let text = m.encode(&Snapshot {
+            version: "1.0.0",
+            ..Snapshot::default()
+        });
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        for family in [
+            "feedkeeper_http_requests_total{route=\"/w/:id\",method=\"GET\",status=\"200\"} 1",
+            "feedkeeper_jobs_ended_total{kind=\"sync\",outcome=\"finished\"} 1",
+            "feedkeeper_meta_calls_total{host=\"graph.instagram.com\",outcome=\"ok\"} 1",
+            "feedkeeper_connections{status=\"needs_reconnect\"} 0",
+        ] {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
+    }
+}
