@@ -24,6 +24,7 @@ mod meta_client;
 mod meta_client_malformed;
 mod operations;
 mod races;
+mod restart;
 mod runner;
 mod sim_login;
 mod smtp_sink;
