@@ -129,3 +129,117 @@ async fn a_backup_taken_under_writes_restores_whole_and_its_tokens_open() {
         .unwrap();
     assert_eq!(stored::list_all(&state.db).await.unwrap().len(), 3);
 }
+
+/// Runs a command off the runtime's threads (the app keeps serving meanwhile).
+async fn run(program: &'static str, args: Vec<std::ffi::OsString>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || std::process::Command::new(program).args(args).output())
+        .await
+        .unwrap()
+        .expect("pg_dump and pg_restore come with PostgreSQL")
+}
+
+/// Rows of `table` (a name from this file, never input).
+async fn count(db: &feedkeeper::db::Db, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    match db {
+        feedkeeper::db::Db::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await,
+        feedkeeper::db::Db::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await,
+    }
+    .unwrap()
+}
+
+/// The README's PostgreSQL path, with the real tools: `pg_dump -Fc` while widgets are being
+/// written, `pg_restore` into a new database, and everything is there and every token opens
+/// with the same keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backups_are_pg_dump_and_pg_restore() {
+    if crate::helpers::postgres_admin_url().is_none() {
+        eprintln!("SKIPPED: needs PostgreSQL (TEST_DATABASE_URL); CI's second pass runs it");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let _session = app.signup_and_login("dumped@example.com").await;
+    let owner = user_id(&app, "dumped@example.com").await;
+    let mut connections = Vec::new();
+    for name in ["dumped_one", "dumped_two"] {
+        connections.push(connect_instagram(&app, owner, name).await);
+    }
+    for c in &connections {
+        feedkeeper::widgets::create(&app.state, owner, "w", c.id, &WidgetSettings::default())
+            .await
+            .unwrap();
+    }
+    feedkeeper::jobs::run_due_now(&app.state, "test")
+        .await
+        .unwrap();
+    let source = app.state.config.database_url();
+
+    // Widgets keep being written while the dump runs: it is one consistent snapshot anyway.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (state, stop, c) = (app.state.clone(), stop.clone(), connections[0].id);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                feedkeeper::widgets::create(&state, owner, "busy", c, &WidgetSettings::default())
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let place = tempfile::tempdir().unwrap();
+    let dump = place.path().join("feedkeeper.dump");
+    let dumped = run(
+        "pg_dump",
+        vec![
+            "-Fc".into(),
+            "-f".into(),
+            dump.clone().into(),
+            source.into(),
+        ],
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+
+    // Into a new, empty database.
+    let target = crate::helpers::TestDb::empty().await;
+    let restored = run(
+        "pg_restore",
+        vec![
+            "--no-owner".into(),
+            "-d".into(),
+            target.url().into(),
+            dump.into(),
+        ],
+    )
+    .await;
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let mut config = (*app.state.config).clone();
+    config.storage.database_url = target.url();
+    let state = AppState::build(config, Clock::manual(crate::helpers::T0))
+        .await
+        .unwrap();
+    let back = stored::list_all(&state.db).await.unwrap();
+    assert_eq!(back.len(), 2);
+    for c in &back {
+        feedkeeper::connections::open_token(&state, c).expect("the token opens with the same keys");
+    }
+    let posts = count(&state.db, "posts").await;
+    assert!(posts >= 4, "{posts} posts");
+    assert_eq!(posts, count(&app.state.db, "posts").await);
+    assert!(count(&state.db, "widgets").await >= 2);
+    assert!(count(&state.db, "widgets").await <= count(&app.state.db, "widgets").await);
+    assert_eq!(
+        state.db.applied_migration().await.unwrap(),
+        feedkeeper::db::latest_migration(state.db.kind())
+    );
+}
