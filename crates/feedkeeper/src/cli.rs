@@ -87,6 +87,14 @@ pub enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Ask the node this configuration runs whether it is ready (its `/readyz`): exit 0 if it
+    /// is, 1 with its reason if not. For container health checks (no curl needed).
+    Ready {
+        /// Another address to ask (default: `server.listen`, a wildcard address asked on
+        /// loopback).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print a new random token-encryption key for `security.token_keys`.
     GenerateKey {
         /// The key's id (name it so rotations are easy to follow, e.g. by date).
@@ -201,6 +209,20 @@ pub struct SimulateArgs {
     pub seed_demo: bool,
 }
 
+/// Where a node listening on `listen` answers its readiness probe: a wildcard address is asked
+/// on loopback.
+fn readyz_url(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/readyz",
+        std::net::SocketAddr::new(ip, listen.port())
+    )
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -236,6 +258,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 held.posts
             );
             Ok(())
+        }
+        Command::Ready { url } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let url = url.unwrap_or_else(|| readyz_url(config.server.listen));
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?;
+            let response = http
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("no answer from {url}"))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            if status.is_success() {
+                print!("{body}");
+                Ok(())
+            } else {
+                anyhow::bail!("{url} answered {status}: {}", body.trim())
+            }
         }
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;

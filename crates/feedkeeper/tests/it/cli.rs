@@ -104,6 +104,7 @@ fn help_lists_every_subcommand() {
         "simulate-meta",
         "backup",
         "restore",
+        "ready",
     ] {
         assert!(text.contains(sub), "--help lacks {sub}: {text}");
     }
@@ -335,6 +336,21 @@ async fn serve_answers_health_checks_on_the_configured_database() {
         .await
         .unwrap();
     assert!(page.contains("Sign up"), "{page}");
+
+    // The container health check: `feedkeeper ready` asks the configured listener.
+    let ready = feedkeeper()
+        .arg("ready")
+        .env("FEEDKEEPER_SERVER__LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    assert!(ready.status.success(), "{ready:?}");
+    assert_eq!(String::from_utf8_lossy(&ready.stdout), "ready\n");
+    let nobody = feedkeeper()
+        .args(["ready", "--url", "http://127.0.0.1:9/readyz"])
+        .output()
+        .unwrap();
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no answer"));
 }
 
 // Multi-threaded: the simulator runs in this test's runtime while the binary blocks a thread.
