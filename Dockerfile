@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # feedkeeper in a container: a multi-stage build (the Rust toolchain stays in the first stage),
 # a small Debian final image, a non-root user, the data in /data, and a health check on /readyz.
 #
@@ -14,7 +15,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p feedkeeper \
+# The registry and the target folder are BuildKit caches: a rebuild compiles what changed.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p feedkeeper \
     && install -m 0755 target/release/feedkeeper /usr/local/bin/feedkeeper
 
 FROM debian:bookworm-slim
@@ -26,6 +30,7 @@ RUN apt-get update \
     && mkdir /data && chown feedkeeper:feedkeeper /data
 COPY --from=build /usr/local/bin/feedkeeper /usr/local/bin/feedkeeper
 USER feedkeeper
+# Environment variables win over a mounted TOML file: set these two there by -e, not in it.
 ENV FEEDKEEPER_SERVER__LISTEN=0.0.0.0:8080 \
     FEEDKEEPER_STORAGE__DATA_DIR=/data \
     FEEDKEEPER_LOG__FORMAT=json

@@ -152,6 +152,12 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
     let drain = Duration::from_secs(state.config.server.shutdown_drain_secs);
     tokio::spawn(async move {
         let signal = shutdown_signal().await;
+        // A second signal means "now": no drain, no grace.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            tracing::warn!("second signal: stopping at once; running jobs wait for their leases");
+            std::process::exit(1);
+        });
         stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = on_signal.send(true);
         if signal == Signal::Terminate && !drain.is_zero() {
@@ -194,8 +200,15 @@ pub async fn serve_http(
     let poller = crate::widgets::spawn_poller(state.clone(), polling_stopped);
     let per_thread = state.config.storage.http_pool_size as u32;
     // Each serving thread gets a database pool of its own (see `Db::sibling`).
-    let make_router: http::server::MakeRouter =
-        std::sync::Arc::new(move |_| router(state.with_db(state.db.sibling(per_thread))));
+    let make_router: http::server::MakeRouter = std::sync::Arc::new(move |_| {
+        let pool = state.db.sibling(per_thread);
+        state
+            .serving_pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pool.clone());
+        router(state.with_db(pool))
+    });
     let serving = http::server::serve_on_threads(listener, make_router, threads, limits, shutdown)
         .await
         .context("cannot start the serving threads");

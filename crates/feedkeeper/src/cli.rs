@@ -262,8 +262,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ready { url } => {
             let config = Config::load(cli.config.as_deref())?;
             let url = url.unwrap_or_else(|| readyz_url(config.server.listen));
+            // Straight to the node: never through an HTTP_PROXY from the environment.
             let http = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
+                .no_proxy()
                 .build()?;
             let response = http
                 .get(&url)

@@ -41,7 +41,8 @@ pub struct RouteLabels {
 pub struct JobLabels {
     pub kind: String,
     /// `finished`, `retried` (failed, will run again), `dead` (failed too often), `lost`
-    /// (another node took the lease over), `handed_back` (stopped at shutdown).
+    /// (another node took the lease over), `handed_back` (stopped at shutdown), `unrecorded`
+    /// (its end could not be written; the lease runs out and it runs again).
     pub outcome: &'static str,
 }
 
@@ -64,8 +65,8 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QuantileLabels {
-    quantile: &'static str,
+struct PercentileLabels {
+    percentile: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -140,6 +141,48 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// The outcomes a job can end with.
+    pub const JOB_OUTCOMES: [&'static str; 6] = [
+        "finished",
+        "retried",
+        "dead",
+        "lost",
+        "handed_back",
+        "unrecorded",
+    ];
+
+    /// A worker of `kind` runs here: every outcome gets its series at 0, so that `increase()`
+    /// sees the first one after a restart.
+    pub fn job_kind_started(&self, kind: &str) {
+        for outcome in Self::JOB_OUTCOMES {
+            let _ = self.jobs.get_or_create(&JobLabels {
+                kind: kind.to_owned(),
+                outcome,
+            });
+        }
+    }
+
+    /// The outcomes of a call to Meta.
+    pub const META_OUTCOMES: [&'static str; 7] = [
+        "ok",
+        "reconnect",
+        "back_off",
+        "retry",
+        "gone",
+        "bug",
+        "operator",
+    ];
+
+    /// Calls to `host` are made: every outcome gets its series at 0.
+    pub fn meta_host(&self, host: &str) {
+        for outcome in Self::META_OUTCOMES {
+            let _ = self.meta_calls.get_or_create(&MetaCallLabels {
+                host: host.to_owned(),
+                outcome,
+            });
+        }
     }
 
     /// One job ended (see [`JobLabels::outcome`]).
@@ -246,14 +289,9 @@ pub struct PoolUse {
     pub max: u32,
 }
 
-/// What is true now, read at a scrape.
+/// What the database says now (the same on every node).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Snapshot {
-    pub version: &'static str,
-    pub schema: i64,
-    pub node: String,
-    /// Seconds this process has run.
-    pub uptime_secs: f64,
+pub struct DbSnapshot {
     pub jobs: Vec<JobQueue>,
     /// Connections by status (`active`, `degraded`, `needs_reconnect`).
     pub connections: Vec<(String, i64)>,
@@ -264,11 +302,26 @@ pub struct Snapshot {
     /// Mail waiting to be sent, and how long the oldest has waited.
     pub mail_pending: i64,
     pub mail_oldest_secs: i64,
+    /// Incidents open (people asked to act), and how long the oldest has been open.
+    pub incidents_open: i64,
+    pub incidents_oldest_secs: i64,
     /// Webhook deliveries waiting (to be made or retried).
     pub webhooks_pending: i64,
     /// Pictures not stored yet, and stored images waiting for their variants.
     pub images_unfetched: i64,
     pub images_unprocessed: i64,
+}
+
+/// What is true now, read at a scrape.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub schema: i64,
+    pub node: String,
+    /// Seconds this process has run.
+    pub uptime_secs: f64,
+    /// The database's part; `None` when the database did not answer in time.
+    pub db: Option<DbSnapshot>,
     pub pools: Vec<PoolUse>,
     /// Widget lookups answered from memory, not found in memory, and known not to exist.
     pub widget_cache_hits: u64,
@@ -307,104 +360,16 @@ impl Snapshot {
             float_gauge(self.uptime_secs),
         );
 
-        let waiting: Family<KindLabels, Gauge> = Family::default();
-        let running: Family<KindLabels, Gauge> = Family::default();
-        let dead: Family<KindLabels, Gauge> = Family::default();
-        let oldest: Family<KindLabels, Gauge> = Family::default();
-        for q in &self.jobs {
-            let kind = KindLabels {
-                kind: q.kind.clone(),
-            };
-            waiting.get_or_create(&kind).set(q.waiting);
-            running.get_or_create(&kind).set(q.running);
-            dead.get_or_create(&kind).set(q.dead);
-            oldest.get_or_create(&kind).set(q.oldest_due_secs);
+        let db_up: Gauge = Gauge::default();
+        db_up.set(i64::from(self.db.is_some()));
+        registry.register(
+            "db_up",
+            "Whether the database answered this scrape in time (its families are absent if not)",
+            db_up,
+        );
+        if let Some(db) = &self.db {
+            db.register(registry);
         }
-        registry.register(
-            "jobs_waiting",
-            "Jobs due now that no node holds, by kind",
-            waiting,
-        );
-        registry.register("jobs_running", "Jobs a node holds, by kind", running);
-        registry.register(
-            "jobs_dead",
-            "Jobs that failed too often and wait for an operator (feedkeeper jobs retry)",
-            dead,
-        );
-        registry.register(
-            "jobs_oldest_due_seconds",
-            "How long the oldest waiting job of each kind has been due",
-            oldest,
-        );
-
-        let connections: Family<StatusLabels, Gauge> = Family::default();
-        for status in ["active", "degraded", "needs_reconnect"] {
-            // Every status has a series, at 0 when no connection has it.
-            connections
-                .get_or_create(&StatusLabels {
-                    status: status.to_owned(),
-                })
-                .set(0);
-        }
-        for (status, count) in &self.connections {
-            connections
-                .get_or_create(&StatusLabels {
-                    status: status.clone(),
-                })
-                .set(*count);
-        }
-        registry.register(
-            "connections",
-            "Connected Instagram accounts, by status",
-            connections,
-        );
-        if let Some(at) = self.soonest_token_expiry {
-            let g: Gauge = Gauge::default();
-            g.set(at);
-            registry.register(
-                "token_soonest_expiry_timestamp_seconds",
-                "When the first token still in use expires (Unix time); healthy tokens are \
-                 refreshed weeks before",
-                g,
-            );
-        }
-        if let Some((p50, p99)) = self.sync_lag {
-            let lag: Family<QuantileLabels, Gauge<f64, AtomicU64>> = Family::default();
-            lag.get_or_create(&QuantileLabels { quantile: "0.5" })
-                .set(p50);
-            lag.get_or_create(&QuantileLabels { quantile: "0.99" })
-                .set(p99);
-            registry.register(
-                "sync_lag_seconds",
-                "Seconds since an active account's posts were last synced, across accounts",
-                lag,
-            );
-        }
-        registry.register(
-            "mail_pending",
-            "Messages in the outbox waiting to be sent",
-            int_gauge(self.mail_pending),
-        );
-        registry.register(
-            "mail_oldest_pending_seconds",
-            "How long the oldest message in the outbox has waited",
-            int_gauge(self.mail_oldest_secs),
-        );
-        registry.register(
-            "webhook_deliveries_pending",
-            "Webhook deliveries waiting to be made or retried",
-            int_gauge(self.webhooks_pending),
-        );
-        registry.register(
-            "images_unfetched",
-            "Pictures shown by a widget that are not stored yet",
-            int_gauge(self.images_unfetched),
-        );
-        registry.register(
-            "images_unprocessed",
-            "Stored images waiting for their resized variants",
-            int_gauge(self.images_unprocessed),
-        );
 
         let pools: Family<PoolLabels, Gauge> = Family::default();
         let pool_max: Family<PoolNameLabels, Gauge> = Family::default();
@@ -488,6 +453,119 @@ impl Snapshot {
             "Transactions PostgreSQL ended as a deadlock or serialization failure and that \
              were run again (should stay at 0)",
             retries,
+        );
+    }
+}
+
+impl DbSnapshot {
+    fn register(&self, registry: &mut Registry) {
+        let waiting: Family<KindLabels, Gauge> = Family::default();
+        let running: Family<KindLabels, Gauge> = Family::default();
+        let dead: Family<KindLabels, Gauge> = Family::default();
+        let oldest: Family<KindLabels, Gauge> = Family::default();
+        for q in &self.jobs {
+            let kind = KindLabels {
+                kind: q.kind.clone(),
+            };
+            waiting.get_or_create(&kind).set(q.waiting);
+            running.get_or_create(&kind).set(q.running);
+            dead.get_or_create(&kind).set(q.dead);
+            oldest.get_or_create(&kind).set(q.oldest_due_secs);
+        }
+        registry.register(
+            "jobs_waiting",
+            "Jobs due now that no node holds, by kind",
+            waiting,
+        );
+        registry.register("jobs_running", "Jobs a node holds, by kind", running);
+        registry.register(
+            "jobs_dead",
+            "Jobs that failed too often and wait for an operator (feedkeeper jobs retry)",
+            dead,
+        );
+        registry.register(
+            "jobs_oldest_due_seconds",
+            "How long the oldest waiting job of each kind has been due",
+            oldest,
+        );
+
+        let connections: Family<StatusLabels, Gauge> = Family::default();
+        for status in ["active", "degraded", "needs_reconnect"] {
+            // Every status has a series, at 0 when no connection has it.
+            connections
+                .get_or_create(&StatusLabels {
+                    status: status.to_owned(),
+                })
+                .set(0);
+        }
+        for (status, count) in &self.connections {
+            connections
+                .get_or_create(&StatusLabels {
+                    status: status.clone(),
+                })
+                .set(*count);
+        }
+        registry.register(
+            "connections",
+            "Connected Instagram accounts, by status",
+            connections,
+        );
+        if let Some(at) = self.soonest_token_expiry {
+            let g: Gauge = Gauge::default();
+            g.set(at);
+            registry.register(
+                "token_soonest_expiry_timestamp_seconds",
+                "When the first token still in use expires (Unix time); healthy tokens are \
+                 refreshed weeks before",
+                g,
+            );
+        }
+        if let Some((p50, p99)) = self.sync_lag {
+            let lag: Family<PercentileLabels, Gauge<f64, AtomicU64>> = Family::default();
+            lag.get_or_create(&PercentileLabels { percentile: "50" })
+                .set(p50);
+            lag.get_or_create(&PercentileLabels { percentile: "99" })
+                .set(p99);
+            registry.register(
+                "sync_lag_seconds",
+                "Seconds since an active account's posts were last synced, across accounts",
+                lag,
+            );
+        }
+        registry.register(
+            "mail_pending",
+            "Messages in the outbox waiting to be sent",
+            int_gauge(self.mail_pending),
+        );
+        registry.register(
+            "mail_oldest_pending_seconds",
+            "How long the oldest message in the outbox has waited",
+            int_gauge(self.mail_oldest_secs),
+        );
+        registry.register(
+            "incidents_open",
+            "Incidents open: connections waiting for a person (reconnect, expiring login)",
+            int_gauge(self.incidents_open),
+        );
+        registry.register(
+            "incidents_oldest_open_seconds",
+            "How long the oldest open incident has been open",
+            int_gauge(self.incidents_oldest_secs),
+        );
+        registry.register(
+            "webhook_deliveries_pending",
+            "Webhook deliveries waiting to be made or retried",
+            int_gauge(self.webhooks_pending),
+        );
+        registry.register(
+            "images_unfetched",
+            "Pictures shown by a widget that are not stored yet",
+            int_gauge(self.images_unfetched),
+        );
+        registry.register(
+            "images_unprocessed",
+            "Stored images waiting for their resized variants",
+            int_gauge(self.images_unprocessed),
         );
     }
 }
@@ -626,6 +704,7 @@ mod tests {
         m.meta_call("graph.instagram.com", "ok");
         let text = m.encode(&Snapshot {
             version: "1.0.0",
+            db: Some(DbSnapshot::default()),
             ..Snapshot::default()
         });
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -634,8 +713,14 @@ mod tests {
             "feedkeeper_jobs_ended_total{kind=\"sync\",outcome=\"finished\"} 1",
             "feedkeeper_meta_calls_total{host=\"graph.instagram.com\",outcome=\"ok\"} 1",
             "feedkeeper_connections{status=\"needs_reconnect\"} 0",
+            "feedkeeper_db_up 1",
         ] {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }
+        // Without the database's part: the node's own families, and db_up 0.
+        let text = m.encode(&Snapshot::default());
+        assert!(text.contains("feedkeeper_db_up 0"), "{text}");
+        assert!(!text.contains("feedkeeper_connections"), "{text}");
+        assert!(text.contains("feedkeeper_jobs_ended_total"), "{text}");
     }
 }

@@ -66,7 +66,9 @@ pub struct Shared {
     /// The last readiness check (`/readyz`): ready, or why not.
     pub readiness: Arc<crate::metrics::Recent<Result<String, String>>>,
     /// The database's part of the last scrape (`/metrics`).
-    pub scraped: Arc<crate::metrics::Recent<Result<crate::metrics::Snapshot, String>>>,
+    pub scraped: Arc<crate::metrics::Recent<Result<crate::metrics::DbSnapshot, String>>>,
+    /// The serving threads' own pools (`with_db`), for the pool metrics.
+    pub serving_pools: Arc<std::sync::Mutex<Vec<Db>>>,
     /// When this process started (for the uptime metric).
     pub started: std::time::Instant,
     /// Set once shutdown began: `/readyz` answers 503 so load balancers stop sending traffic.
@@ -181,6 +183,7 @@ impl AppState {
             scraped: Arc::new(crate::metrics::Recent::new(SCRAPE_MAX_AGE)),
             started: std::time::Instant::now(),
             stopping: Arc::default(),
+            serving_pools: Arc::default(),
             node,
             config: Arc::new(config),
             db,

@@ -1,15 +1,16 @@
 //! What the database says at a metrics scrape: job queues, connections by status, the soonest
-//! token expiry, sync lag, and the mail, webhook and image backlogs. Read-only, a handful of
-//! aggregate queries over indexed columns; no lock is taken.
+//! token expiry, sync lag, open incidents, and the mail, webhook and image backlogs.
+//! Read-only: a handful of aggregate queries, the backlogs over partial indexes (migration
+//! 0020); no lock is taken.
 
 use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
-use crate::metrics::{JobQueue, Snapshot, quantile};
+use crate::metrics::{DbSnapshot, JobQueue, quantile};
 
 /// Fills the database's part of `snapshot` as of `now` (`now_ms` for leases).
 pub async fn fill(
     db: impl Into<Ex<'_>>,
-    snapshot: &mut Snapshot,
+    snapshot: &mut DbSnapshot,
     now: UnixSeconds,
     now_ms: i64,
 ) -> Result<(), DbError> {
@@ -63,6 +64,13 @@ pub async fn fill(
         on_pool!(ex.re(), pool => sqlx::query_as(MAIL).fetch_one(pool).await)?;
     snapshot.mail_pending = pending;
     snapshot.mail_oldest_secs = oldest.map_or(0, |at| (now - at).max(0));
+
+    const INCIDENTS: &str =
+        "SELECT COUNT(*), MIN(opened_at) FROM incidents WHERE closed_at IS NULL";
+    let (open, oldest): (i64, Option<i64>) =
+        on_pool!(ex.re(), pool => sqlx::query_as(INCIDENTS).fetch_one(pool).await)?;
+    snapshot.incidents_open = open;
+    snapshot.incidents_oldest_secs = oldest.map_or(0, |at| (now - at).max(0));
 
     const WEBHOOKS: &str = "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'";
     snapshot.webhooks_pending =

@@ -413,7 +413,17 @@ async fn migration_lock(database: &std::path::Path) -> anyhow::Result<Option<std
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    // Blocking until another process's migration is done: on a thread of its own.
+    match file.try_lock() {
+        Ok(()) => return Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => tracing::info!(
+            lock = %path.display(),
+            "another process is migrating the database; waiting for it"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    // Blocking until the other process's migration is done: on a thread of its own.
     let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
         .await
         .context("the migration lock's thread failed")?

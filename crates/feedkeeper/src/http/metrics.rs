@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::Digest as _;
 
 use crate::clock::wall_ms;
-use crate::metrics::{PoolUse, Snapshot};
+use crate::metrics::{DbSnapshot, PoolUse, Snapshot};
 use crate::state::AppState;
 
 /// Counts the request once its answer's headers are ready, and while the node drains before
@@ -44,6 +44,9 @@ pub async fn count_requests(
     response
 }
 
+/// How long a scrape waits for the database's part.
+const SCRAPE_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A route pattern as a label: `/w/{id}` becomes `/w/:id` (braces in label values trip up
 /// simple exposition parsers and read badly in queries).
 fn route_label(pattern: &str) -> String {
@@ -59,7 +62,8 @@ fn route_label(pattern: &str) -> String {
 }
 
 /// `GET /metrics`: the exposition, behind `metrics.token` when one is set. The database's part
-/// is read at most once a second whoever asks.
+/// is read at most once a second whoever asks; when the database does not answer, the node's
+/// own part is still served (with `feedkeeper_db_up 0`).
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !authorized(state.config.metrics.token.expose(), &headers) {
         return (
@@ -69,30 +73,29 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
+    // On this serving thread's own pool (never the workers'), and bounded in time: a database
+    // that hangs costs a scrape three seconds and answers `feedkeeper_db_up 0`, never a queue.
     let from_db = {
-        let db = state.workers_db.clone();
+        let db = state.db.clone();
         let clock = state.clock.clone();
         state
             .scraped
             .get(|| async move {
-                let mut snapshot = Snapshot::default();
-                match crate::db::metrics::fill(&db, &mut snapshot, clock.now(), wall_ms()).await {
-                    Ok(()) => Ok(snapshot),
-                    Err(e) => Err(e.to_string()),
+                let mut snapshot = DbSnapshot::default();
+                let read = crate::db::metrics::fill(&db, &mut snapshot, clock.now(), wall_ms());
+                match tokio::time::timeout(SCRAPE_DB_TIMEOUT, read).await {
+                    Ok(Ok(())) => Ok(snapshot),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer in time".to_owned()),
                 }
             })
             .await
     };
-    let mut snapshot = match from_db {
-        Ok(snapshot) => snapshot,
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read the database");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database does not answer\n",
-            )
-                .into_response();
-        }
+    let mut snapshot = Snapshot {
+        db: from_db
+            .inspect_err(|e| tracing::warn!(error = %e, "metrics: cannot read the database"))
+            .ok(),
+        ..Snapshot::default()
     };
     add_this_node(&state, &mut snapshot);
     let mut response = state.metrics.encode(&snapshot).into_response();
@@ -112,10 +115,25 @@ fn add_this_node(state: &AppState, snapshot: &mut Snapshot) {
     snapshot.schema = crate::db::latest_migration(kind);
     snapshot.node = state.node.to_string();
     snapshot.uptime_secs = state.started.elapsed().as_secs_f64();
-    snapshot.pools = vec![
-        pool_use("workers", &state.workers_db),
-        pool_use("serving", &state.db),
-    ];
+    let serving = state
+        .serving_pools
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|db| pool_use("serving", db))
+        .fold(
+            PoolUse {
+                name: "serving",
+                ..PoolUse::default()
+            },
+            |all, one| PoolUse {
+                busy: all.busy + one.busy,
+                idle: all.idle + one.idle,
+                max: all.max + one.max,
+                ..all
+            },
+        );
+    snapshot.pools = vec![pool_use("workers", &state.workers_db), serving];
     let (hits, misses, unknown) = state.widgets.lookups();
     snapshot.widget_cache_hits = hits;
     snapshot.widget_cache_misses = misses;
@@ -155,16 +173,20 @@ fn pool_use(name: &'static str, db: &crate::db::Db) -> PoolUse {
 /// Whether `headers` carry the bearer `token` (any request, when no token is set). Compared in
 /// constant time.
 fn authorized(token: &str, headers: &HeaderMap) -> bool {
+    let token = token.trim();
     if token.is_empty() {
         return true;
     }
-    let Some(given) = headers
+    let Some((scheme, given)) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
     else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
     use subtle::ConstantTimeEq as _;
     let (a, b) = (
         sha2::Sha256::digest(given.trim().as_bytes()),

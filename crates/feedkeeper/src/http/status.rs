@@ -43,9 +43,29 @@ pub async fn not_found() -> AppError {
     AppError::NotFound
 }
 
-/// `GET /healthz`: the process answers (liveness).
-pub async fn healthz() -> &'static str {
-    "ok"
+/// `GET /healthz`: the process answers and its workers go round their loops (liveness: a
+/// node whose worker died or hangs is better restarted). Never asks the database: an outage
+/// there is not cured by restarting every node.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match stalled_worker(&state) {
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+        None => (StatusCode::OK, "ok").into_response(),
+    }
+}
+
+/// A worker that has not gone round its loop for too long, said in words. A worker wakes at
+/// least every poll interval, and a claim may wait for the pool meanwhile.
+fn stalled_worker(state: &AppState) -> Option<String> {
+    let limit = std::time::Duration::from_secs(
+        state.config.lifecycle.worker_poll_secs.saturating_mul(3) + 30,
+    );
+    let (worker, since) = state.worker_beats.stalest()?;
+    (since > limit).then(|| {
+        format!(
+            "the {worker} worker has not run for {} s\n",
+            since.as_secs()
+        )
+    })
 }
 
 /// `GET /readyz`: whether a load balancer should send this node traffic. Ready when the
@@ -88,17 +108,8 @@ async fn readiness(state: AppState) -> Result<String, String> {
              (feedkeeper migrate)\n"
         ));
     }
-    // A worker wakes at least every poll interval; a claim may wait for the pool meanwhile.
-    let limit = std::time::Duration::from_secs(
-        state.config.lifecycle.worker_poll_secs.saturating_mul(3) + 30,
-    );
-    if let Some((worker, since)) = state.worker_beats.stalest()
-        && since > limit
-    {
-        return Err(format!(
-            "the {worker} worker has not run for {} s\n",
-            since.as_secs()
-        ));
+    if let Some(why) = stalled_worker(&state) {
+        return Err(why);
     }
     if applied > needed {
         // Another node was upgraded first: this one still works on the schema (migrations

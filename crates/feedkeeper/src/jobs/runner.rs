@@ -235,16 +235,43 @@ impl InFlight {
             return;
         }
         self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
-        for (_, claim) in self.claims.drain() {
-            match jobs::release(&state.db, &claim.lease).await {
-                Ok(_) => {
-                    state.metrics.job_ended(kind, "handed_back");
-                    tracing::info!(kind, subject = %claim.job.subject, "job handed back on shutdown")
-                }
-                Err(e) => tracing::warn!(kind, subject = %claim.job.subject, error = %e,
-                    "could not hand a job back; its lease will run out"),
+        // A job may have ended between the deadline and the abort: its end is recorded like any
+        // other (handing it back would run it again). The rest were stopped: handed back.
+        while let Some(done) = self.tasks.join_next_with_id().await {
+            let (id, ended) = match done {
+                Ok((id, result)) => (id, Some(result)),
+                Err(e) if e.is_panic() => (e.id(), Some(Err(anyhow::anyhow!("the job panicked")))),
+                Err(e) => (e.id(), None),
+            };
+            let Some(claim) = self.claims.remove(&id) else {
+                continue;
+            };
+            match ended {
+                Some(result) => record(state, kind, settings, &claim, result, report).await,
+                None => hand_back(state, kind, &claim, report).await,
             }
+        }
+    }
+}
+
+/// Gives a stopped job's lease back, so another node (or this one, restarted) runs it at its
+/// next look instead of when the lease would have run out.
+async fn hand_back(state: &AppState, kind: &str, claim: &Claimed, report: &mut Report) {
+    let subject = &claim.job.subject;
+    match jobs::release(&state.db, &claim.lease).await {
+        Ok(true) => {
+            state.metrics.job_ended(kind, "handed_back");
+            tracing::info!(kind, %subject, "job handed back on shutdown");
+        }
+        Ok(false) => {
+            state.metrics.job_ended(kind, "lost");
+            report.lost += 1;
+            tracing::warn!(kind, %subject, "lease lost: another node took this job over");
+        }
+        Err(e) => {
+            state.metrics.job_ended(kind, "unrecorded");
+            tracing::warn!(kind, %subject, error = %e,
+                "could not hand a job back; its lease will run out");
         }
     }
 }
@@ -327,7 +354,10 @@ async fn record(
             report.lost += 1;
             tracing::warn!(kind, %subject, "lease lost: another node took this job over");
         }
-        Err(e) => tracing::error!(kind, %subject, error = %e, "could not record a job's end"),
+        Err(e) => {
+            state.metrics.job_ended(kind, "unrecorded");
+            tracing::error!(kind, %subject, error = %e, "could not record a job's end")
+        }
     }
 }
 
@@ -383,6 +413,7 @@ pub fn spawn<W: Work>(
         let kind = work.kind();
         let mut report = Report::default();
         let mut running = InFlight::new();
+        state.metrics.job_kind_started(kind);
         tracing::info!(kind, node = %settings.node, "worker started");
         while !*shutdown.borrow() {
             state.worker_beats.beat(kind);

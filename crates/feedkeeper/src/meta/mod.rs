@@ -107,6 +107,16 @@ impl MetaClient {
 
     /// The same client, counting its calls into `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> MetaClient {
+        let e = &self.endpoints;
+        for url in [
+            &e.instagram_oauth,
+            &e.instagram_api,
+            &e.instagram_graph,
+            &e.facebook_www,
+            &e.facebook_graph,
+        ] {
+            metrics.meta_host(url.host_str().unwrap_or(""));
+        }
         self.metrics = metrics;
         self
     }

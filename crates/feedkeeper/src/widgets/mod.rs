@@ -433,6 +433,8 @@ pub async fn delete(state: &AppState, owner: UserId, id: WidgetId) -> Result<boo
 /// (`widgets.public_db_timeout_ms`, among `widgets.public_db_concurrency` at once per node).
 pub async fn served(state: &AppState, public_id: &str) -> Served {
     let Some(key) = cache::key_of(public_id) else {
+        // Not even well formed: refused before memory is asked, counted with the unknown.
+        state.widgets.count_lookup(&Hit::NotFound);
         return Served::NotFound;
     };
     let hit = state.widgets.lookup(&key, state.clock.now());

@@ -208,12 +208,14 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
         expiry > now + 50.0 * 86_400.0 && expiry <= now + 61.0 * 86_400.0,
         "expiry {expiry} at {now}"
     );
-    for q in ["0.5", "0.99"] {
+    for p in ["50", "99"] {
         assert_eq!(
-            samples(&after, "feedkeeper_sync_lag_seconds", &[("quantile", q)]).len(),
+            samples(&after, "feedkeeper_sync_lag_seconds", &[("percentile", p)]).len(),
             1
         );
     }
+    assert_eq!(value(&after, "feedkeeper_db_up", &[]), 1.0);
+    assert_eq!(value(&after, "feedkeeper_incidents_open", &[]), 0.0);
     // Backlogs and pools.
     for family in [
         "feedkeeper_mail_pending",
@@ -223,6 +225,7 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
         "feedkeeper_images_unprocessed",
         "feedkeeper_widget_cache_entries",
         "feedkeeper_db_conflict_retries_total",
+        "feedkeeper_incidents_oldest_open_seconds",
         "feedkeeper_uptime_seconds",
     ] {
         assert_eq!(samples(&after, family, &[]).len(), 1, "{family}");
@@ -280,6 +283,17 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
             &[("outcome", "reconnect")]
         ) >= 1.0,
         "the refused call is counted by what it calls for"
+    );
+    assert_eq!(value(&revoked, "feedkeeper_incidents_open", &[]), 1.0);
+    // Every outcome of a worker's kind has its series from the start (for `increase()`).
+    assert_eq!(
+        samples(
+            &revoked,
+            "feedkeeper_meta_calls_total",
+            &[("outcome", "operator")]
+        )
+        .len(),
+        1
     );
     // No token in use any more: no soonest expiry to alert on.
     assert!(
@@ -339,56 +353,74 @@ async fn readyz_says_not_ready_while_the_schema_is_behind_this_release() {
     ready_becomes(&app.base, 200).await;
 }
 
-/// A TCP relay to PostgreSQL that the test can cut (every open connection closed, new ones
-/// refused) and restore: the database "stopped" and "started" for one node only.
+/// A TCP relay to PostgreSQL that the test can cut for one node: `Refuse` closes every open
+/// connection and refuses new ones (the database stopped), `Hang` keeps connections open but
+/// carries nothing either way (a database or network that stops answering), `Up` relays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Up,
+    Refuse,
+    Hang,
+}
+
 struct Relay {
     addr: std::net::SocketAddr,
-    up: tokio::sync::watch::Sender<bool>,
+    link: tokio::sync::watch::Sender<Link>,
 }
 
 impl Relay {
     async fn start(target: String) -> Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (up, watching) = tokio::sync::watch::channel(true);
+        let (link, watching) = tokio::sync::watch::channel(Link::Up);
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     return;
                 };
-                if !*watching.borrow() {
-                    drop(client);
-                    continue;
-                }
-                let mut down = watching.clone();
+                let mut changes = watching.clone();
                 let target = target.clone();
                 tokio::spawn(async move {
+                    let link = *changes.borrow_and_update();
+                    match link {
+                        Link::Refuse => return,
+                        // Held open, silent, until the link changes.
+                        Link::Hang => {
+                            let _ = changes.changed().await;
+                            return;
+                        }
+                        Link::Up => {}
+                    }
                     let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = down.wait_for(|up| !*up) => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                        _ = changes.wait_for(|l| *l != Link::Up) => {}
+                    }
+                    let link = *changes.borrow();
+                    if link == Link::Hang {
+                        let _ = changes.wait_for(|l| *l != Link::Hang).await;
                     }
                 });
             }
         });
-        Relay { addr, up }
+        Relay { addr, link }
     }
 
-    fn set(&self, up: bool) {
-        self.up.send_replace(up);
+    fn set(&self, link: Link) {
+        self.link.send_replace(link);
     }
 }
 
-#[tokio::test]
-async fn readyz_goes_503_while_the_database_is_down_and_200_when_it_is_back() {
+/// A node whose database goes through a [`Relay`] (`None` without PostgreSQL).
+async fn app_behind_relay() -> Option<(TestApp, Relay)> {
     let Some(admin) = crate::helpers::postgres_admin_url() else {
         eprintln!(
-            "SKIPPED: stopping the database needs PostgreSQL (TEST_DATABASE_URL); CI's second \
-             pass runs it"
+            "SKIPPED: cutting the database off needs PostgreSQL (TEST_DATABASE_URL); CI's \
+             second pass runs it"
         );
-        return;
+        return None;
     };
     let admin = url::Url::parse(&admin).unwrap();
     let target = format!(
@@ -405,17 +437,61 @@ async fn readyz_goes_503_while_the_database_is_down_and_200_when_it_is_back() {
         c.storage.database_url = url.to_string();
     })
     .await;
+    Some((app, relay))
+}
+
+#[tokio::test]
+async fn readyz_goes_503_while_the_database_is_down_and_200_when_it_is_back() {
+    let Some((app, relay)) = app_behind_relay().await else {
+        return;
+    };
     assert_eq!(ready(&app.base).await.0, 200);
-    // Health (liveness) never depends on the database.
-    relay.set(false);
+    relay.set(Link::Refuse);
     let why = ready_becomes(&app.base, 503).await;
     assert!(why.contains("database unavailable"), "{why}");
+    // Liveness never depends on the database.
     let live = reqwest::get(app.base.join("healthz").unwrap())
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
     // Back without a restart: the pools open new connections.
-    relay.set(true);
+    relay.set(Link::Up);
+    ready_becomes(&app.base, 200).await;
+}
+
+/// A database that stops answering (no error, no reset) costs a probe or a scrape a bounded
+/// wait: `/readyz` says so within seconds, and `/metrics` still serves the node's own numbers
+/// with `feedkeeper_db_up 0`.
+#[tokio::test]
+async fn a_database_that_hangs_makes_probes_and_scrapes_wait_seconds_not_minutes() {
+    let Some((app, relay)) = app_behind_relay().await else {
+        return;
+    };
+    assert_eq!(ready(&app.base).await.0, 200);
+    assert_eq!(
+        value(&scrape(&app.base, None).await, "feedkeeper_db_up", &[]),
+        1.0
+    );
+    relay.set(Link::Hang);
+    let started = std::time::Instant::now();
+    let why = ready_becomes(&app.base, 503).await;
+    assert!(why.contains("database unavailable"), "{why}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let hung = scrape(&app.base, None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(value(&hung, "feedkeeper_db_up", &[]), 0.0);
+    assert!(samples(&hung, "feedkeeper_connections", &[]).is_empty());
+    assert_eq!(samples(&hung, "feedkeeper_build_info", &[]).len(), 1);
+    relay.set(Link::Up);
     ready_becomes(&app.base, 200).await;
 }
 

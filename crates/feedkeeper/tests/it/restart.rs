@@ -2,7 +2,7 @@
 //! second pass), both refreshing tokens through a slow Meta, one of them serving a widget to
 //! clients that keep asking; that one gets SIGTERM. Every request sent before the signal is
 //! answered, the node exits 0, the jobs it was running are handed back and done by the other
-//! node within seconds (the lease is a minute), and no token is refreshed twice.
+//! node within seconds (the lease is two minutes), and no token is refreshed twice.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -18,7 +18,7 @@ use crate::lifecycle::World;
 
 const ACCOUNTS: usize = 16;
 /// Far longer than the test: a job that was not handed back would wait this long.
-const LEASE_SECS: &str = "60";
+const LEASE_SECS: &str = "120";
 
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -127,7 +127,9 @@ async fn sigterm_on_one_of_two_nodes_loses_no_request_and_no_job() {
     }
     .unwrap();
     w.sim.advance_clock(2 * 86_400);
-    w.sim.set_latency(Duration::from_millis(1500));
+    // Far longer than the grace (1 s), so a job under way at the signal is always handed back,
+    // however loaded the machine is.
+    w.sim.set_latency(Duration::from_millis(5000));
 
     let logs = tempfile::tempdir().unwrap();
     let (leaving_port, staying_port) = (free_port(), free_port());
@@ -238,7 +240,7 @@ async fn sigterm_on_one_of_two_nodes_loses_no_request_and_no_job() {
         .count();
     assert!(handed_back > 0, "nothing handed back of {held:?}:\n{log}");
     // ...and every token is refreshed within seconds, not the minute a lease lasts.
-    let deadline = signalled + Duration::from_secs(20);
+    let deadline = signalled + Duration::from_secs(30);
     loop {
         let done = refreshes(&w.state.db).await;
         if done.len() == ACCOUNTS {
@@ -254,10 +256,12 @@ async fn sigterm_on_one_of_two_nodes_loses_no_request_and_no_job() {
     }
     let taken_over_in = signalled.elapsed();
     assert!(
-        taken_over_in < Duration::from_secs(20),
+        taken_over_in < Duration::from_secs(30),
         "took {taken_over_in:?}"
     );
-    // Nothing ran twice: one refresh per token, now and after a moment more.
+    // Nothing ran twice: one refresh recorded per token, now and after a moment more. (A
+    // refresh handed back while its call to Meta was under way may have reached Meta too; its
+    // answer was dropped unused, and the old token stays valid until the new one is stored.)
     tokio::time::sleep(Duration::from_secs(2)).await;
     let done = refreshes(&w.state.db).await;
     assert!(
