@@ -254,6 +254,13 @@ impl InFlight {
     }
 }
 
+/// A job's end found its lease taken over by another node (this one stalled past it).
+fn lease_lost(state: &AppState, kind: &str, subject: &str, report: &mut Report) {
+    state.metrics.job_ended(kind, "lost");
+    report.lost += 1;
+    tracing::warn!(kind, %subject, "lease lost: another node took this job over");
+}
+
 /// Gives a stopped job's lease back, so another node (or this one, restarted) runs it at its
 /// next look instead of when the lease would have run out.
 async fn hand_back(state: &AppState, kind: &str, claim: &Claimed, report: &mut Report) {
@@ -263,11 +270,7 @@ async fn hand_back(state: &AppState, kind: &str, claim: &Claimed, report: &mut R
             state.metrics.job_ended(kind, "handed_back");
             tracing::info!(kind, %subject, "job handed back on shutdown");
         }
-        Ok(false) => {
-            state.metrics.job_ended(kind, "lost");
-            report.lost += 1;
-            tracing::warn!(kind, %subject, "lease lost: another node took this job over");
-        }
+        Ok(false) => lease_lost(state, kind, subject, report),
         Err(e) => {
             state.metrics.job_ended(kind, "unrecorded");
             tracing::warn!(kind, %subject, error = %e,
@@ -349,11 +352,7 @@ async fn record(
     };
     match written {
         Ok(true) => state.metrics.job_ended(kind, outcome),
-        Ok(false) => {
-            state.metrics.job_ended(kind, "lost");
-            report.lost += 1;
-            tracing::warn!(kind, %subject, "lease lost: another node took this job over");
-        }
+        Ok(false) => lease_lost(state, kind, subject, report),
         Err(e) => {
             state.metrics.job_ended(kind, "unrecorded");
             tracing::error!(kind, %subject, error = %e, "could not record a job's end")

@@ -15,6 +15,32 @@ use feedkeeper::widgets::settings::WidgetSettings;
 use crate::dashboard::{connect_instagram, user_id};
 use crate::helpers::TestApp;
 
+/// A user with an account connected per name, a widget for each, and their posts synced.
+async fn owner_with_synced_widgets(
+    app: &TestApp,
+    email: &str,
+    names: &[&str],
+) -> (
+    feedkeeper::ids::UserId,
+    Vec<feedkeeper::db::connections::Connection>,
+) {
+    let _session = app.signup_and_login(email).await;
+    let owner = user_id(app, email).await;
+    let mut connections = Vec::new();
+    for name in names {
+        connections.push(connect_instagram(app, owner, name).await);
+    }
+    for c in &connections {
+        feedkeeper::widgets::create(&app.state, owner, "w", c.id, &WidgetSettings::default())
+            .await
+            .unwrap();
+    }
+    feedkeeper::jobs::run_due_now(&app.state, "test")
+        .await
+        .unwrap();
+    (owner, connections)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_writes_restores_whole_and_its_tokens_open() {
     let app = TestApp::spawn().await;
@@ -25,20 +51,12 @@ async fn a_backup_taken_under_writes_restores_whole_and_its_tokens_open() {
         assert!(refused.to_string().contains("pg_dump"), "{refused}");
         return;
     }
-    let _session = app.signup_and_login("saved@example.com").await;
-    let owner = user_id(&app, "saved@example.com").await;
-    let mut connections = Vec::new();
-    for name in ["kept_one", "kept_two", "kept_three"] {
-        connections.push(connect_instagram(&app, owner, name).await);
-    }
-    for c in &connections {
-        feedkeeper::widgets::create(&app.state, owner, "w", c.id, &WidgetSettings::default())
-            .await
-            .unwrap();
-    }
-    feedkeeper::jobs::run_due_now(&app.state, "test")
-        .await
-        .unwrap();
+    let (owner, connections) = owner_with_synced_widgets(
+        &app,
+        "saved@example.com",
+        &["kept_one", "kept_two", "kept_three"],
+    )
+    .await;
 
     // Widgets keep being written while the backup is taken.
     let stop = Arc::new(AtomicBool::new(false));
@@ -158,20 +176,8 @@ async fn postgres_backups_are_pg_dump_and_pg_restore() {
         return;
     }
     let app = TestApp::spawn().await;
-    let _session = app.signup_and_login("dumped@example.com").await;
-    let owner = user_id(&app, "dumped@example.com").await;
-    let mut connections = Vec::new();
-    for name in ["dumped_one", "dumped_two"] {
-        connections.push(connect_instagram(&app, owner, name).await);
-    }
-    for c in &connections {
-        feedkeeper::widgets::create(&app.state, owner, "w", c.id, &WidgetSettings::default())
-            .await
-            .unwrap();
-    }
-    feedkeeper::jobs::run_due_now(&app.state, "test")
-        .await
-        .unwrap();
+    let (owner, connections) =
+        owner_with_synced_widgets(&app, "dumped@example.com", &["dumped_one", "dumped_two"]).await;
     let source = app.state.config.database_url();
 
     // Widgets keep being written while the dump runs: it is one consistent snapshot anyway.

@@ -23,12 +23,34 @@ const ACCOUNTS: usize = 24;
 /// Accounts a widget shows (their images are stored by the nodes).
 const SHOWN: usize = 4;
 
+/// `feedkeeper serve` on `listen` as a node of `w` named `name`: leases of `lease_secs`, a
+/// second's grace and poll, JSON logs to `log`.
+pub(crate) fn node_command(
+    w: &World,
+    name: &str,
+    listen: &str,
+    lease_secs: u64,
+    log: &std::path::Path,
+) -> std::process::Command {
+    let log = std::fs::File::create(log).unwrap();
+    let mut command = feedkeeper();
+    command
+        .args(["serve", "--listen", listen])
+        .envs(w.binary_env())
+        .env("FEEDKEEPER_WORKERS__NODE_NAME", name)
+        .env("FEEDKEEPER_WORKERS__LEASE_SECS", lease_secs.to_string())
+        .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")
+        .env("FEEDKEEPER_LIFECYCLE__WORKER_POLL_SECS", "1")
+        .env("RUST_LOG", "feedkeeper=info")
+        .env("FEEDKEEPER_LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(log);
+    command
+}
+
 /// Starts one node; its log goes to `log`.
 fn start_node(w: &World, smtp_port: u16, name: &str, log: &std::path::Path) -> Running {
-    let log = std::fs::File::create(log).unwrap();
-    let child = feedkeeper()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .envs(w.binary_env())
+    let child = node_command(w, name, "127.0.0.1:0", 3, log)
         .env("FEEDKEEPER_MAIL__SMTP_HOST", "127.0.0.1")
         .env("FEEDKEEPER_MAIL__SMTP_PORT", smtp_port.to_string())
         .env("FEEDKEEPER_MAIL__SMTP_SECURITY", "none")
@@ -36,14 +58,6 @@ fn start_node(w: &World, smtp_port: u16, name: &str, log: &std::path::Path) -> R
         .env("FEEDKEEPER_MAIL__FROM", "alerts@chaos.test")
         // The webhook receiver is on this machine.
         .env("FEEDKEEPER_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
-        .env("FEEDKEEPER_WORKERS__NODE_NAME", name)
-        .env("FEEDKEEPER_WORKERS__LEASE_SECS", "3")
-        .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")
-        .env("FEEDKEEPER_LIFECYCLE__WORKER_POLL_SECS", "1")
-        .env("RUST_LOG", "feedkeeper=info")
-        .env("FEEDKEEPER_LOG__FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(log)
         .spawn()
         .unwrap();
     Running(child)

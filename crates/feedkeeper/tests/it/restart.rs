@@ -5,7 +5,6 @@
 //! node within seconds (the lease is two minutes), and no token is refreshed twice.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,12 +12,12 @@ use feedkeeper::clock::Clock;
 use feedkeeper::connections::LIFECYCLE_JOB;
 use feedkeeper::db::{Db, jobs};
 
-use crate::cli::{Running, feedkeeper};
+use crate::cli::Running;
 use crate::lifecycle::World;
 
 const ACCOUNTS: usize = 16;
 /// Far longer than the test: a job that was not handed back would wait this long.
-const LEASE_SECS: &str = "120";
+const LEASE_SECS: u64 = 120;
 
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -26,19 +25,9 @@ fn free_port() -> u16 {
 }
 
 fn start_node(w: &World, name: &str, port: u16, log: &std::path::Path) -> Running {
-    let log = std::fs::File::create(log).unwrap();
-    let child = feedkeeper()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .envs(w.binary_env())
-        .env("FEEDKEEPER_WORKERS__NODE_NAME", name)
-        .env("FEEDKEEPER_WORKERS__LEASE_SECS", LEASE_SECS)
-        .env("FEEDKEEPER_WORKERS__SHUTDOWN_GRACE_SECS", "1")
+    let listen = format!("127.0.0.1:{port}");
+    let child = crate::chaos::node_command(w, name, &listen, LEASE_SECS, log)
         .env("FEEDKEEPER_SERVER__SHUTDOWN_DRAIN_SECS", "2")
-        .env("FEEDKEEPER_LIFECYCLE__WORKER_POLL_SECS", "1")
-        .env("RUST_LOG", "feedkeeper=info")
-        .env("FEEDKEEPER_LOG__FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(log)
         .spawn()
         .unwrap();
     Running(child)
