@@ -51,24 +51,32 @@ if command -v docker-compose >/dev/null 2>&1; then
     fi
     # Each node's environment, as compose resolves it, is a configuration feedkeeper accepts:
     # `ready` loads and checks it before it asks anything (an unreachable address is fine).
-    key="$("$binary" generate-key)"
-    for node in node-a node-b; do
-        env_args="$(FEEDKEEPER_TOKEN_KEY="$key" docker-compose -f compose.yaml config \
-            | python3 -c 'import sys, yaml, shlex
+    if ! python3 -c 'import yaml' 2>/dev/null; then
+        missing "python3 with PyYAML"
+    elif [ ! -x "$binary" ]; then
+        fail "no binary at $binary to check the compose environment with (cargo build first)"
+    else
+        key="$("$binary" generate-key)"
+        for node in node-a node-b; do
+            env_args="$(FEEDKEEPER_TOKEN_KEY="$key" docker-compose -f compose.yaml config \
+                | python3 -c 'import sys, yaml, shlex
 env = yaml.safe_load(sys.stdin)["services"][sys.argv[1]]["environment"]
-print(" ".join(shlex.quote(f"{k}={v}") for k, v in env.items()))' "$node")"
-        if ! out="$(eval "env -i $env_args \"$binary\" ready --url http://127.0.0.1:9/readyz" 2>&1)" \
-            && ! grep -q "no answer from" <<<"$out"; then
-            fail "feedkeeper refuses $node's configuration in compose.yaml: $out"
-        fi
-    done
+# A pass-through entry (no value) would reach the node empty.
+print(" ".join(shlex.quote(k + "=" + ("" if v is None else str(v))) for k, v in env.items()))' "$node")"
+            if ! out="$(eval "env -i $env_args \"$binary\" ready --url http://127.0.0.1:9/readyz" 2>&1)" \
+                && ! grep -q "no answer from" <<<"$out"; then
+                fail "feedkeeper refuses $node's configuration in compose.yaml: $out"
+            fi
+        done
+    fi
 else
     missing docker-compose
 fi
 
 # 3. The Dockerfile builds as the README says, runs as a user, keeps /data and checks /readyz.
 build_line="cargo build --release --locked -p feedkeeper"
-grep -q "$build_line" Dockerfile || fail "the Dockerfile does not run '$build_line'"
+# An indented line of a RUN instruction (not a comment).
+grep -Eq "^[[:space:]]+$build_line" Dockerfile || fail "the Dockerfile does not run '$build_line'"
 grep -q "$build_line" README.md || fail "the README does not say '$build_line'"
 for package in cmake nasm; do
     grep -q "apt-get install.*$package" Dockerfile || fail "the Dockerfile does not install $package"

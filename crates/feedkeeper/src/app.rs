@@ -154,9 +154,13 @@ pub async fn run(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
         let signal = shutdown_signal().await;
         // A second signal means "now": no drain, no grace.
         tokio::spawn(async {
-            shutdown_signal().await;
+            let again = shutdown_signal().await;
             tracing::warn!("second signal: stopping at once; running jobs wait for their leases");
-            std::process::exit(1);
+            // 128 + the signal's number, as a shell reports a process the signal ended.
+            std::process::exit(match again {
+                Signal::Interrupt => 130,
+                Signal::Terminate => 143,
+            });
         });
         stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = on_signal.send(true);
@@ -207,7 +211,7 @@ pub async fn serve_http(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(pool.clone());
-        router(state.with_db(pool))
+        router(state.serving(pool, state.db.sibling(1)))
     });
     let serving = http::server::serve_on_threads(listener, make_router, threads, limits, shutdown)
         .await

@@ -593,11 +593,13 @@ pub fn quantile(values: &mut [i64], q: f64) -> Option<f64> {
 }
 
 /// When each of this node's workers last went round its loop (claiming, or waking to look),
-/// for `/readyz`: a worker whose task died or hangs stops beating. Empty when this process runs
-/// no workers (`serve_http` alone, the CLI).
+/// for `/readyz` (a worker that hangs, say on a database that stopped answering, stops
+/// beating), and which ended without being stopped, for `/healthz`. Empty when this process
+/// runs no workers (`serve_http` alone, the CLI).
 #[derive(Debug, Default)]
 pub struct WorkerBeats {
     beats: std::sync::Mutex<std::collections::HashMap<&'static str, std::time::Instant>>,
+    died: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl WorkerBeats {
@@ -611,6 +613,25 @@ impl WorkerBeats {
     pub fn stopped(&self, kind: &'static str) {
         let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
         beats.remove(kind);
+    }
+
+    /// The worker of `kind` ended without being stopped (its loop panicked): this node should
+    /// be restarted (`/healthz`).
+    pub fn died(&self, kind: &'static str) {
+        self.stopped(kind);
+        self.died
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(kind);
+    }
+
+    /// A worker that ended without being stopped, if any.
+    pub fn dead(&self) -> Option<&'static str> {
+        self.died
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .copied()
     }
 
     /// The worker that has gone longest without a beat, and for how long; `None` when no worker
@@ -686,6 +707,21 @@ impl<T: Clone> Recent<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_that_stop_leave_the_beats_and_workers_that_die_are_remembered() {
+        let beats = WorkerBeats::default();
+        assert_eq!(beats.stalest(), None);
+        beats.beat("sync");
+        beats.beat("mail");
+        assert!(beats.stalest().is_some());
+        beats.stopped("sync");
+        assert_eq!(beats.stalest().map(|(kind, _)| kind), Some("mail"));
+        assert_eq!(beats.dead(), None);
+        beats.died("mail");
+        assert_eq!(beats.dead(), Some("mail"));
+        assert_eq!(beats.stalest(), None);
+    }
 
     #[test]
     fn quantiles_by_nearest_rank() {

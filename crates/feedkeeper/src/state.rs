@@ -61,6 +61,11 @@ pub struct Shared {
     /// The workers' pool, kept when a serving thread swaps `db` for its own (`with_db`), for
     /// the pool metrics.
     pub workers_db: Db,
+    /// Where `/readyz` and `/metrics` read the database: on a serving thread, a pool of one
+    /// connection of its own. A probe that times out against a database that stopped answering
+    /// can leave that connection stuck until TCP gives up; it is then this pool that waits, never
+    /// the requests' pool or the workers'.
+    pub probe_db: Db,
     /// When each worker on this node last went round its loop (`/readyz`).
     pub worker_beats: Arc<crate::metrics::WorkerBeats>,
     /// The last readiness check (`/readyz`): ready, or why not.
@@ -108,6 +113,17 @@ impl AppState {
     pub fn with_db(&self, db: Db) -> AppState {
         let mut shared = (*self.shared).clone();
         shared.db = db;
+        AppState {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The same state as a serving thread has it: its own pool for requests, and one more
+    /// connection of its own for probes and scrapes.
+    pub fn serving(&self, db: Db, probe_db: Db) -> AppState {
+        let mut shared = (*self.shared).clone();
+        shared.db = db;
+        shared.probe_db = probe_db;
         AppState {
             shared: Arc::new(shared),
         }
@@ -178,6 +194,7 @@ impl AppState {
             api_limits,
             metrics,
             workers_db: db.clone(),
+            probe_db: db.clone(),
             worker_beats: Arc::default(),
             readiness: Arc::new(crate::metrics::Recent::new(READINESS_MAX_AGE)),
             scraped: Arc::new(crate::metrics::Recent::new(SCRAPE_MAX_AGE)),

@@ -73,10 +73,11 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    // On this serving thread's own pool (never the workers'), and bounded in time: a database
-    // that hangs costs a scrape three seconds and answers `feedkeeper_db_up 0`, never a queue.
+    // On this serving thread's probe connection (never the workers' or the requests' pool),
+    // bounded in time: a database that hangs costs a scrape three seconds and answers
+    // `feedkeeper_db_up 0`, never a queue.
     let from_db = {
-        let db = state.db.clone();
+        let db = state.probe_db.clone();
         let clock = state.clock.clone();
         state
             .scraped

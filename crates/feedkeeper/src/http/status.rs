@@ -43,12 +43,17 @@ pub async fn not_found() -> AppError {
     AppError::NotFound
 }
 
-/// `GET /healthz`: the process answers and its workers go round their loops (liveness: a
-/// node whose worker died or hangs is better restarted). Never asks the database: an outage
-/// there is not cured by restarting every node.
+/// `GET /healthz`: the process answers and none of its workers has died (liveness: a node
+/// whose worker's loop panicked is better restarted). Never asks the database, and a worker
+/// that is only slow (waiting on the database) does not fail it: restarting every node for a
+/// database outage cures nothing. `/readyz` covers those.
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    match stalled_worker(&state) {
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    match state.worker_beats.dead() {
+        Some(worker) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the {worker} worker stopped unexpectedly\n"),
+        )
+            .into_response(),
         None => (StatusCode::OK, "ok").into_response(),
     }
 }

@@ -227,8 +227,8 @@ impl InFlight {
                 Ok(Some((claim, result))) => {
                     record(state, kind, settings, &claim, result, report).await
                 }
-                Ok(None) => {}
-                Err(_) => break,
+                // The deadline passed, or no task is left though claims remain.
+                Ok(None) | Err(_) => break,
             }
         }
         if self.len() == 0 {
@@ -410,6 +410,13 @@ pub fn spawn<W: Work>(
     let work = Arc::new(work);
     tokio::spawn(async move {
         let kind = work.kind();
+        // Marks the worker dead for `/healthz` if its loop ends any other way than by shutdown
+        // (a panic unwinding through it).
+        let mut alive = Alive {
+            state: state.clone(),
+            kind,
+            stopped: false,
+        };
         let mut report = Report::default();
         let mut running = InFlight::new();
         state.metrics.job_kind_started(kind);
@@ -442,10 +449,26 @@ pub fn spawn<W: Work>(
             }
         }
         state.worker_beats.stopped(kind);
+        alive.stopped = true;
         running.stop(&state, kind, &settings, &mut report).await;
         tracing::info!(kind, node = %settings.node, ?report, "worker stopped");
         report
     })
+}
+
+/// A worker's loop, alive until dropped: dropped without `stopped` set, it was cut short.
+struct Alive {
+    state: AppState,
+    kind: &'static str,
+    stopped: bool,
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.state.worker_beats.died(self.kind);
+        }
+    }
 }
 
 #[cfg(test)]

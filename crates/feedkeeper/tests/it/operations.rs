@@ -11,11 +11,19 @@ use prometheus_parse::{Sample, Scrape, Value};
 use crate::helpers::TestApp;
 use crate::lifecycle::World;
 
+/// A client that gives up on a hung answer with a message, well before nextest's limit.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 /// Scrapes `/metrics` on `base`, with `token` as the bearer when given.
 async fn scrape(base: &url::Url, token: Option<&str>) -> Scrape {
     // A scrape within a second of the last one shares its database part: wait that out.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut request = reqwest::Client::new().get(base.join("metrics").unwrap());
+    let mut request = client().get(base.join("metrics").unwrap());
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -308,7 +316,11 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
 
 /// GETs `/readyz`: its status and body.
 async fn ready(base: &url::Url) -> (u16, String) {
-    let response = reqwest::get(base.join("readyz").unwrap()).await.unwrap();
+    let response = client()
+        .get(base.join("readyz").unwrap())
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
