@@ -76,6 +76,11 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
     assert_eq!(refused.status(), 401);
     assert!(refused.headers().contains_key("www-authenticate"));
 
+    // A small per-account budget, so each call is a visible share of it and Meta reports usage
+    // (it sends the header from 1 % on).
+    w.sim
+        .patch_settings(&serde_json::json!({"ig_account_calls_per_day": 100}))
+        .unwrap();
     let owner = w.user("ops@example.com").await;
     let shop = w.connect_instagram(owner, "ops_shop").await;
     let widget = feedkeeper::widgets::create(
@@ -174,12 +179,20 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
             .all(|s| s.labels.get("host") == Some("127.0.0.1")),
         "hosts are the simulator's"
     );
-    assert_eq!(
-        samples(&after, "feedkeeper_meta_usage_percent", &[]).len(),
-        samples(&after, "feedkeeper_meta_usage_percent", &[])
+    let usage = samples(&after, "feedkeeper_meta_usage_percent", &[]);
+    assert!(
+        value(
+            &after,
+            "feedkeeper_meta_usage_percent",
+            &[("scope", "account_max")]
+        ) >= 1.0,
+        "Meta's usage headers were not reported: {usage:?}"
+    );
+    assert!(
+        usage
             .iter()
-            .filter(|s| matches!(s.labels.get("scope"), Some("app" | "account_max")))
-            .count()
+            .all(|s| matches!(s.labels.get("scope"), Some("app" | "account_max"))),
+        "{usage:?}"
     );
     // The widget cache: three reads, at least two from memory; the unknown address refused
     // from memory.
