@@ -828,14 +828,41 @@ async fn browser_a_widget_is_made_and_embedded_on_another_site() {
         for source in sources.as_array().unwrap() {
             assert!(source.as_str().unwrap().starts_with(&own), "{sources}");
         }
-        let content =
-            frame("return Math.ceil(document.getElementById('fk').getBoundingClientRect().bottom)")
-                .await;
-        let css_height: u64 = height.trim_end_matches("px").parse().unwrap();
-        assert!(
-            css_height.abs_diff(content.as_u64().unwrap()) <= 2,
-            "iframe {css_height}px, content {content}"
-        );
+        // The frame follows its content as the pictures settle (the embed script hears of each
+        // change): it comes to the content's height, on a loaded machine within seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let content = frame(
+                "return Math.ceil(document.getElementById('fk').getBoundingClientRect().bottom)",
+            )
+            .await
+            .as_u64()
+            .unwrap();
+            w.client.enter_parent_frame().await.unwrap();
+            let height = w
+                .client
+                .execute(
+                    "return document.querySelector('iframe').style.height",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            w.client.enter_frame(0).await.unwrap();
+            let css_height: u64 = height
+                .as_str()
+                .unwrap_or_default()
+                .trim_end_matches("px")
+                .parse()
+                .unwrap_or(0);
+            if css_height.abs_diff(content) <= 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "iframe {css_height}px, content {content}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let caption = frame(
             "return Array.from(document.querySelectorAll('.fk-caption'))
                 .map(c => c.textContent).join('|')",
