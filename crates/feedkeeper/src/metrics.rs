@@ -126,19 +126,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// One HTTP request answered.
-    pub fn request(&self, route: &str, method: &axum::http::Method, status: u16, seconds: f64) {
-        let method = method_label(method);
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                route: route.to_owned(),
-                method,
-                status,
-            })
-            .inc();
+    /// One HTTP request answered. On the widget path: the route's label is made once and
+    /// serves both families' lookups.
+    pub fn request(&self, route: String, method: &axum::http::Method, status: u16, seconds: f64) {
+        let labels = HttpLabels {
+            route,
+            method: method_label(method),
+            status,
+        };
+        self.http_requests.get_or_create(&labels).inc();
         self.http_seconds
             .get_or_create(&RouteLabels {
-                route: route.to_owned(),
+                route: labels.route,
             })
             .observe(seconds);
     }
@@ -203,16 +202,6 @@ impl Metrics {
                 outcome,
             })
             .inc();
-    }
-
-    /// How many jobs of `kind` ended with `outcome` on this node (for tests and the CLI).
-    pub fn jobs_ended(&self, kind: &str, outcome: &'static str) -> u64 {
-        self.jobs
-            .get_or_create(&JobLabels {
-                kind: kind.to_owned(),
-                outcome,
-            })
-            .get()
     }
 
     /// The exposition: the live counters and the scrape's `snapshot`, in the OpenMetrics text
@@ -293,7 +282,7 @@ pub struct PoolUse {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DbSnapshot {
     pub jobs: Vec<JobQueue>,
-    /// Connections by status (`active`, `degraded`, `needs_reconnect`).
+    /// Connections by status (`active`, `degraded`, `needs_reconnect`), every status listed.
     pub connections: Vec<(String, i64)>,
     /// The earliest expiry (Unix seconds) of a token still in use, if any.
     pub soonest_token_expiry: Option<i64>,
@@ -408,8 +397,9 @@ impl Snapshot {
         }
         registry.register(
             "widget_cache_lookups",
-            "Widget requests looked up in memory: hit (answered from memory), miss (rendered \
-             from the database), unknown (an address that does not exist, refused from memory)",
+            "Widget requests looked up in memory: hit (answered from memory), miss (not: \
+             rendered, or waited for another request's rendering, or memory not trusted yet), \
+             unknown (an address that does not exist, refused without the database)",
             lookups,
         );
         registry.register(
@@ -490,14 +480,6 @@ impl DbSnapshot {
         );
 
         let connections: Family<StatusLabels, Gauge> = Family::default();
-        for status in ["active", "degraded", "needs_reconnect"] {
-            // Every status has a series, at 0 when no connection has it.
-            connections
-                .get_or_create(&StatusLabels {
-                    status: status.to_owned(),
-                })
-                .set(0);
-        }
         for (status, count) in &self.connections {
             connections
                 .get_or_create(&StatusLabels {
@@ -735,12 +717,15 @@ mod tests {
     #[test]
     fn the_exposition_ends_as_openmetrics_requires_and_names_every_family() {
         let m = Metrics::default();
-        m.request("/w/:id", &axum::http::Method::GET, 200, 0.001);
+        m.request("/w/:id".to_owned(), &axum::http::Method::GET, 200, 0.001);
         m.job_ended("sync", "finished");
         m.meta_call("graph.instagram.com", "ok");
         let text = m.encode(&Snapshot {
             version: "1.0.0",
-            db: Some(DbSnapshot::default()),
+            db: Some(DbSnapshot {
+                connections: vec![("needs_reconnect".to_owned(), 0)],
+                ..DbSnapshot::default()
+            }),
             ..Snapshot::default()
         });
         assert!(text.ends_with("# EOF\n"), "{text}");

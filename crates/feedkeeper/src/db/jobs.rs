@@ -410,6 +410,8 @@ pub struct KindCounts {
     pub running: i64,
     /// Failed too often; waiting for an operator.
     pub dead: i64,
+    /// When the longest-waiting due job became due (`None` when none is due).
+    pub oldest_due_at: Option<i64>,
 }
 
 pub async fn counts(
@@ -424,7 +426,9 @@ pub async fn counts(
                 AND (lease_token IS NULL OR lease_expires_ms <= $2) THEN 1 ELSE 0 END), 0) AS due,
             COALESCE(SUM(CASE WHEN lease_token IS NOT NULL AND lease_expires_ms > $2
                 THEN 1 ELSE 0 END), 0) AS running,
-            COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead
+            COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead,
+            MIN(CASE WHEN dead_at IS NULL AND due_at <= $1
+                AND (lease_token IS NULL OR lease_expires_ms <= $2) THEN due_at END) AS oldest_due_at
         FROM jobs GROUP BY kind ORDER BY kind";
     Ok(on_pool!(db, conn => sqlx::query_as(SQL).bind(now).bind(now_ms).fetch_all(conn).await)?)
 }

@@ -3,6 +3,7 @@
 //! Read-only: a handful of aggregate queries, the backlogs over partial indexes (migration
 //! 0020); no lock is taken.
 
+use super::connections::Status;
 use super::{DbError, Ex, on_pool};
 use crate::clock::UnixSeconds;
 use crate::metrics::{DbSnapshot, JobQueue, quantile};
@@ -16,20 +17,11 @@ pub async fn fill(
 ) -> Result<(), DbError> {
     let mut ex: Ex = db.into();
 
-    // How long the oldest due job of each kind has waited for a node.
-    const OLDEST: &str = "SELECT kind, MIN(due_at) FROM jobs
-        WHERE due_at <= $1 AND dead_at IS NULL
-          AND (lease_token IS NULL OR lease_expires_ms <= $2)
-        GROUP BY kind";
-    let oldest: Vec<(String, i64)> = on_pool!(ex.re(), pool => sqlx::query_as(OLDEST).bind(now).bind(now_ms).fetch_all(pool).await)?;
     snapshot.jobs = super::jobs::counts(ex.re(), now, now_ms)
         .await?
         .into_iter()
         .map(|k| JobQueue {
-            oldest_due_secs: oldest
-                .iter()
-                .find(|(kind, _)| *kind == k.kind)
-                .map_or(0, |(_, due)| (now - due).max(0)),
+            oldest_due_secs: k.oldest_due_at.map_or(0, |due| (now - due).max(0)),
             kind: k.kind,
             waiting: k.due,
             running: k.running,
@@ -39,8 +31,19 @@ pub async fn fill(
 
     const STATUSES: &str =
         "SELECT status, COUNT(*) FROM connections GROUP BY status ORDER BY status";
-    snapshot.connections =
+    let counted: Vec<(String, i64)> =
         on_pool!(ex.re(), pool => sqlx::query_as(STATUSES).fetch_all(pool).await)?;
+    // Every status has a series, at 0 when no connection has it.
+    snapshot.connections = [Status::Active, Status::Degraded, Status::NeedsReconnect]
+        .into_iter()
+        .map(|status| {
+            let count = counted
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            (status.as_str().to_owned(), count)
+        })
+        .collect();
 
     // A token in use: sealed, expiring (a Page token may never expire), and not already given
     // up on (a connection that needs a reconnect is counted by its status instead).

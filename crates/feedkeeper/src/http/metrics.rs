@@ -36,7 +36,7 @@ pub async fn count_requests(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     state.metrics.request(
-        route.as_deref().unwrap_or("(none)"),
+        route.unwrap_or_else(|| "(none)".to_owned()),
         &method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

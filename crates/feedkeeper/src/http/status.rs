@@ -93,19 +93,21 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 const READINESS_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn readiness(state: AppState) -> Result<String, String> {
-    let kind = state.db.kind();
-    let applied =
-        match tokio::time::timeout(READINESS_DB_TIMEOUT, state.db.applied_migration()).await {
-            Ok(Ok(applied)) => applied,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "readiness check: the database does not answer");
-                return Err("database unavailable\n".to_owned());
-            }
-            Err(_) => {
-                tracing::warn!("readiness check: the database did not answer in time");
-                return Err("database unavailable (no answer in time)\n".to_owned());
-            }
-        };
+    // On this serving thread's probe connection: a probe that times out never holds one of
+    // the requests' connections (`Shared::probe_db`).
+    let db = &state.probe_db;
+    let kind = db.kind();
+    let applied = match tokio::time::timeout(READINESS_DB_TIMEOUT, db.applied_migration()).await {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check: the database does not answer");
+            return Err("database unavailable\n".to_owned());
+        }
+        Err(_) => {
+            tracing::warn!("readiness check: the database did not answer in time");
+            return Err("database unavailable (no answer in time)\n".to_owned());
+        }
+    };
     let needed = crate::db::latest_migration(kind);
     if applied < needed {
         return Err(format!(

@@ -219,6 +219,14 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
         ),
         0.0
     );
+    // Every status has its series, at 0 when no connection has it.
+    for status in ["active", "degraded", "needs_reconnect"] {
+        assert_eq!(
+            samples(&after, "feedkeeper_connections", &[("status", status)]).len(),
+            1,
+            "{status}"
+        );
+    }
     let expiry = value(
         &after,
         "feedkeeper_token_soonest_expiry_timestamp_seconds",
