@@ -12,13 +12,16 @@
 //! values (route patterns, never raw paths; job kinds; configured hosts), so the series count
 //! has a ceiling whatever visitors send.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -97,49 +100,123 @@ struct BuildLabels {
     node: String,
 }
 
-type Seconds = Family<RouteLabels, Histogram, fn() -> Histogram>;
+/// The upper bounds of the request latency buckets: half a millisecond to about a minute, each
+/// 2.5 times the one before (and `+Inf` after them).
+const LATENCY_BOUNDS: [f64; 14] = {
+    let mut bounds = [0.0005; 14];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.5;
+        i += 1;
+    }
+    bounds
+};
 
-/// Request latencies from half a millisecond to about a minute.
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.5, 14))
-}
-
-/// What this node counts as it happens. Cheap to share (`Arc` in the state); every family is
-/// shared with the registry each scrape builds.
-#[derive(Debug)]
+/// What this node counts as it happens. Cheap to share (`Arc` in the state).
+#[derive(Debug, Default)]
 pub struct Metrics {
-    http_requests: Family<HttpLabels, Counter>,
-    http_seconds: Seconds,
+    /// Every [`RequestCounts`] handed out; a scrape adds them up.
+    requests: Mutex<Vec<Arc<RequestCounts>>>,
     jobs: Family<JobLabels, Counter>,
     meta_calls: Family<MetaCallLabels, Counter>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            http_requests: Family::default(),
-            http_seconds: Family::new_with_constructor(latency_histogram),
-            jobs: Family::default(),
-            meta_calls: Family::default(),
+/// HTTP requests counted by one serving thread, by route pattern: its own lock and numbers, so
+/// the busiest path of the service writes no memory another core writes too (one shared
+/// counter, or one histogram's lock, moved between the cores on every widget request). A
+/// scrape adds up every thread's counts.
+#[derive(Debug, Default)]
+pub struct RequestCounts(Mutex<HashMap<Box<str>, RouteCounts>>);
+
+/// One route's requests on one thread.
+#[derive(Clone, Debug, Default)]
+struct RouteCounts {
+    /// Answers by method and status.
+    answers: Vec<(&'static str, u16, u64)>,
+    /// Latencies: how many fell in each bucket of [`LATENCY_BOUNDS`], then `+Inf`.
+    buckets: [u64; LATENCY_BOUNDS.len() + 1],
+    seconds: f64,
+}
+
+impl RouteCounts {
+    fn add(&mut self, other: &RouteCounts) {
+        for &(method, status, n) in &other.answers {
+            self.count(method, status, n);
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.seconds += other.seconds;
+    }
+
+    fn count(&mut self, method: &'static str, status: u16, n: u64) {
+        match self
+            .answers
+            .iter_mut()
+            .find(|(m, s, _)| *m == method && *s == status)
+        {
+            Some((_, _, count)) => *count += n,
+            None => self.answers.push((method, status, n)),
         }
     }
 }
 
-impl Metrics {
-    /// One HTTP request answered. On the widget path: the route's label is made once and
-    /// serves both families' lookups.
-    pub fn request(&self, route: String, method: &axum::http::Method, status: u16, seconds: f64) {
-        let labels = HttpLabels {
-            route,
-            method: method_label(method),
-            status,
+impl RequestCounts {
+    /// One request answered: `route` is its route's pattern (`None`: no route matched).
+    pub fn count(
+        &self,
+        route: Option<&str>,
+        method: &axum::http::Method,
+        status: u16,
+        seconds: f64,
+    ) {
+        let route = route.unwrap_or(NO_ROUTE);
+        let mut routes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Allocates once per route, at its first request.
+        let counts = match routes.get_mut(route) {
+            Some(counts) => counts,
+            None => routes.entry(route.into()).or_default(),
         };
-        self.http_requests.get_or_create(&labels).inc();
-        self.http_seconds
-            .get_or_create(&RouteLabels {
-                route: labels.route,
-            })
-            .observe(seconds);
+        counts.count(method_label(method), status, 1);
+        let bucket = LATENCY_BOUNDS.partition_point(|&bound| bound < seconds);
+        counts.buckets[bucket] += 1;
+        counts.seconds += seconds;
+    }
+}
+
+/// The route "pattern" of a request no route matched.
+const NO_ROUTE: &str = "(none)";
+
+impl Metrics {
+    /// A new set of request counts, for one serving thread (or anything else that answers
+    /// requests), included in every scrape from now on.
+    pub fn request_counts(&self) -> Arc<RequestCounts> {
+        let counts = Arc::new(RequestCounts::default());
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(counts.clone());
+        counts
+    }
+
+    /// Every thread's request counts added up, by route label.
+    fn requests_so_far(&self) -> RequestFamilies {
+        let shards = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut routes: BTreeMap<String, RouteCounts> = BTreeMap::new();
+        for shard in shards {
+            let counts = shard.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for (pattern, counts) in counts {
+                routes
+                    .entry(route_label(&pattern))
+                    .or_default()
+                    .add(&counts);
+            }
+        }
+        RequestFamilies(routes)
     }
 
     /// The outcomes a job can end with.
@@ -208,16 +285,7 @@ impl Metrics {
     /// format.
     pub fn encode(&self, snapshot: &Snapshot) -> String {
         let mut registry = Registry::with_prefix("feedkeeper");
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route pattern, method and status",
-            self.http_requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request (to its headers), by route pattern",
-            self.http_seconds.clone(),
-        );
+        registry.register_collector(Box::new(self.requests_so_far()));
         registry.register(
             "jobs_ended",
             "Background jobs that ended on this node, by kind and outcome (finished, retried, \
@@ -237,6 +305,73 @@ impl Metrics {
         }
         text
     }
+}
+
+/// The request families of one scrape: every thread's counts added up, by route label.
+#[derive(Debug)]
+struct RequestFamilies(BTreeMap<String, RouteCounts>);
+
+impl Collector for RequestFamilies {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut requests = encoder.encode_descriptor(
+            "http_requests",
+            "HTTP requests answered, by route pattern, method and status",
+            None,
+            MetricType::Counter,
+        )?;
+        for (route, counts) in &self.0 {
+            for &(method, status, n) in &counts.answers {
+                let labels = HttpLabels {
+                    route: route.clone(),
+                    method,
+                    status,
+                };
+                requests
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
+        let mut seconds = encoder.encode_descriptor(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (to its headers), by route pattern",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (route, counts) in &self.0 {
+            let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .zip(counts.buckets)
+                .collect();
+            let labels = RouteLabels {
+                route: route.clone(),
+            };
+            seconds
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    counts.seconds,
+                    counts.buckets.iter().sum(),
+                    &buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}
+
+/// A route pattern as a label: `/w/{id}` becomes `/w/:id` (braces in label values trip up
+/// simple exposition parsers and read badly in queries).
+fn route_label(pattern: &str) -> String {
+    let mut label = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        match c {
+            '{' => label.push(':'),
+            '}' => {}
+            c => label.push(c),
+        }
+    }
+    label
 }
 
 fn method_label(method: &axum::http::Method) -> &'static str {
@@ -715,9 +850,63 @@ mod tests {
     }
 
     #[test]
+    fn route_labels_name_parameters_without_braces() {
+        assert_eq!(route_label("/w/{id}"), "/w/:id");
+        assert_eq!(route_label("/i/{key}/{file}"), "/i/:key/:file");
+        assert_eq!(route_label("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn a_scrape_adds_up_every_threads_request_counts() {
+        use axum::http::Method;
+        let m = Metrics::default();
+        let (one, two) = (m.request_counts(), m.request_counts());
+        // Latencies a float adds up exactly: 2^-10 s (about 1 ms) and 2^-12 s.
+        let (ms, quarter_ms) = (0.0009765625, 0.000244140625);
+        one.count(Some("/w/{id}"), &Method::GET, 200, ms);
+        one.count(Some("/w/{id}"), &Method::GET, 200, quarter_ms);
+        two.count(Some("/w/{id}"), &Method::GET, 200, 2.0);
+        two.count(Some("/w/{id}"), &Method::HEAD, 304, ms);
+        two.count(None, &Method::POST, 404, 100.0);
+        let text = m.encode(&Snapshot::default());
+        for line in [
+            "feedkeeper_http_requests_total{route=\"/w/:id\",method=\"GET\",status=\"200\"} 3",
+            "feedkeeper_http_requests_total{route=\"/w/:id\",method=\"HEAD\",status=\"304\"} 1",
+            "feedkeeper_http_requests_total{route=\"(none)\",method=\"POST\",status=\"404\"} 1",
+            "feedkeeper_http_request_duration_seconds_count{route=\"/w/:id\"} 4",
+            "feedkeeper_http_request_duration_seconds_sum{route=\"/w/:id\"} 2.002197265625",
+            // Cumulative: the quarter millisecond in the first bucket, the two 1 ms answers
+            // in the second, the 2 s one further up.
+            "feedkeeper_http_request_duration_seconds_bucket{le=\"0.0005\",route=\"/w/:id\"} 1",
+            "feedkeeper_http_request_duration_seconds_bucket{le=\"0.00125\",route=\"/w/:id\"} 3",
+            "feedkeeper_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/w/:id\"} 4",
+            // Beyond the last bound (about a minute): only in +Inf.
+            "feedkeeper_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"(none)\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(
+            text.contains(
+                "feedkeeper_http_request_duration_seconds_bucket{le=\"74.50580596923828\",route=\"(none)\"} 0"
+            ),
+            "{text}"
+        );
+        // Counts only grow: a second scrape sees the same, plus what came since.
+        one.count(Some("/w/{id}"), &Method::GET, 200, ms);
+        let again = m.encode(&Snapshot::default());
+        assert!(
+            again.contains(
+                "feedkeeper_http_requests_total{route=\"/w/:id\",method=\"GET\",status=\"200\"} 4"
+            ),
+            "{again}"
+        );
+    }
+
+    #[test]
     fn the_exposition_ends_as_openmetrics_requires_and_names_every_family() {
         let m = Metrics::default();
-        m.request("/w/:id".to_owned(), &axum::http::Method::GET, 200, 0.001);
+        m.request_counts()
+            .count(Some("/w/{id}"), &axum::http::Method::GET, 200, 0.001);
         m.job_ended("sync", "finished");
         m.meta_call("graph.instagram.com", "ok");
         let text = m.encode(&Snapshot {

@@ -58,6 +58,9 @@ pub struct Shared {
     pub api_limits: Arc<crate::accounts::api_keys::ApiLimits>,
     /// What this node counts for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where requests answered with this state are counted: each serving thread has its own
+    /// (see [`crate::metrics::RequestCounts`]).
+    pub requests: Arc<crate::metrics::RequestCounts>,
     /// The workers' pool, kept when a serving thread swaps `db` for its own (`with_db`), for
     /// the pool metrics.
     pub workers_db: Db,
@@ -124,6 +127,7 @@ impl AppState {
         let mut shared = (*self.shared).clone();
         shared.db = db;
         shared.probe_db = probe_db;
+        shared.requests = self.metrics.request_counts();
         AppState {
             shared: Arc::new(shared),
         }
@@ -192,6 +196,7 @@ impl AppState {
         ));
         let shared = Shared {
             api_limits,
+            requests: metrics.request_counts(),
             metrics,
             workers_db: db.clone(),
             probe_db: db.clone(),
