@@ -177,7 +177,9 @@ impl std::fmt::Display for ImageKey {
 /// written before a key rotation keep working while the old key is listed.
 #[derive(Clone)]
 pub struct Signer {
-    keys: Vec<[u8; 32]>,
+    /// One MAC per key, its key already absorbed: every image request checks a signature, and
+    /// a fresh HMAC hashes its key twice before the message.
+    keys: Vec<hmac::Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -201,13 +203,18 @@ impl Signer {
     }
 
     pub fn from_keys(keys: Vec<[u8; 32]>) -> Signer {
+        let keys = keys
+            .iter()
+            .map(|key| {
+                <hmac::Hmac<Sha256> as Mac>::new_from_slice(key)
+                    .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+            })
+            .collect();
         Signer { keys }
     }
 
-    fn signature(key: &[u8; 32], image: &ImageKey) -> [u8; 6] {
-        use hmac::Mac as _;
-        let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    fn signature(keyed: &hmac::Hmac<Sha256>, image: &ImageKey) -> [u8; 6] {
+        let mut mac = keyed.clone();
         mac.update(&image.0);
         let full = mac.finalize().into_bytes();
         let mut short = [0u8; 6];
