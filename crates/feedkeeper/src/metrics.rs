@@ -124,7 +124,8 @@ pub struct Metrics {
 /// HTTP requests counted by one serving thread, by route pattern: its own lock and numbers, so
 /// the busiest path of the service writes no memory another core writes too (one shared
 /// counter, or one histogram's lock, moved between the cores on every widget request). A
-/// scrape adds up every thread's counts.
+/// scrape adds up every thread's counts. (Anything else that answers requests, a test's
+/// router, shares one set behind its lock.)
 #[derive(Debug, Default)]
 pub struct RequestCounts(Mutex<HashMap<Box<str>, RouteCounts>>);
 
@@ -172,7 +173,7 @@ impl RequestCounts {
     ) {
         let route = route.unwrap_or(NO_ROUTE);
         let mut routes = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Allocates once per route, at its first request.
+        // Allocates only for a route's first request, and a method and status's first.
         let counts = match routes.get_mut(route) {
             Some(counts) => counts,
             None => routes.entry(route.into()).or_default(),
@@ -206,15 +207,26 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut routes: BTreeMap<String, RouteCounts> = BTreeMap::new();
+        // Added up by pattern while each thread's lock is held (no allocation there but a
+        // route's first), labelled after.
+        let mut by_pattern: HashMap<Box<str>, RouteCounts> = HashMap::new();
         for shard in shards {
-            let counts = shard.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            for (pattern, counts) in counts {
-                routes
-                    .entry(route_label(&pattern))
-                    .or_default()
-                    .add(&counts);
+            let counts = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            for (pattern, counts) in counts.iter() {
+                match by_pattern.get_mut(pattern) {
+                    Some(total) => total.add(counts),
+                    None => {
+                        by_pattern.insert(pattern.clone(), counts.clone());
+                    }
+                }
             }
+        }
+        let mut routes: BTreeMap<String, RouteCounts> = BTreeMap::new();
+        for (pattern, counts) in by_pattern {
+            routes
+                .entry(route_label(&pattern))
+                .or_default()
+                .add(&counts);
         }
         RequestFamilies(routes)
     }

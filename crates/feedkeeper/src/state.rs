@@ -59,9 +59,10 @@ pub struct Shared {
     /// What this node counts for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where requests answered with this state are counted: each serving thread has its own
+    /// (`serving`); the state `build` makes has one that whatever else serves with it shares
     /// (see [`crate::metrics::RequestCounts`]).
     pub requests: Arc<crate::metrics::RequestCounts>,
-    /// The workers' pool, kept when a serving thread swaps `db` for its own (`with_db`), for
+    /// The workers' pool, kept when a serving thread swaps `db` for its own (`serving`), for
     /// the pool metrics.
     pub workers_db: Db,
     /// Where `/readyz` and `/metrics` read the database: on a serving thread, a pool of one
@@ -75,7 +76,7 @@ pub struct Shared {
     pub readiness: Arc<crate::metrics::Recent<Result<String, String>>>,
     /// The database's part of the last scrape (`/metrics`).
     pub scraped: Arc<crate::metrics::Recent<Result<crate::metrics::DbSnapshot, String>>>,
-    /// The serving threads' own pools (`with_db`), for the pool metrics.
+    /// The serving threads' own pools (`serving`), for the pool metrics.
     pub serving_pools: Arc<std::sync::Mutex<Vec<Db>>>,
     /// When this process started (for the uptime metric).
     pub started: std::time::Instant,
@@ -112,15 +113,6 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// The same state over another pool of the same database (a serving thread's own).
-    pub fn with_db(&self, db: Db) -> AppState {
-        let mut shared = (*self.shared).clone();
-        shared.db = db;
-        AppState {
-            shared: Arc::new(shared),
-        }
-    }
-
     /// The same state as a serving thread has it: its own pool for requests, and one more
     /// connection of its own for probes and scrapes.
     pub fn serving(&self, db: Db, probe_db: Db) -> AppState {
