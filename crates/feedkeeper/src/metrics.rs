@@ -122,8 +122,8 @@ pub struct Metrics {
 }
 
 /// HTTP requests counted by one serving thread, by route pattern: its own lock and numbers, so
-/// the busiest path of the service writes no memory another core writes too (one shared
-/// counter, or one histogram's lock, moved between the cores on every widget request). A
+/// counting takes no lock and no counter another core uses too (one shared counter, or one
+/// histogram's lock, moved between the cores on every widget request). A
 /// scrape adds up every thread's counts. (Anything else that answers requests, a test's
 /// router, shares one set behind its lock.)
 #[derive(Debug, Default)]
