@@ -112,6 +112,9 @@ async fn metrics_have_every_family_with_its_labels_and_move_when_work_happens() 
 
     // Work happens: a pass syncs the account and stores its pictures; the widget is read.
     w.pass().await;
+    // The pass's changes to the widget applied to memory first: applied by the poller after a
+    // rendering (a busy machine), they would drop it, and the next read would miss again.
+    feedkeeper::widgets::poll_changes(&w.state).await.unwrap();
     for _ in 0..3 {
         let page = reqwest::get(base.join(&format!("w/{}", widget.public_id)).unwrap())
             .await
