@@ -200,33 +200,26 @@ impl Metrics {
         counts
     }
 
-    /// Every thread's request counts added up, by route label.
+    /// Every thread's request counts added up, by route pattern.
     fn requests_so_far(&self) -> RequestFamilies {
         let shards = self
             .requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        // Added up by pattern while each thread's lock is held (no allocation there but a
-        // route's first), labelled after.
-        let mut by_pattern: HashMap<Box<str>, RouteCounts> = HashMap::new();
+        // Added up while each thread's lock is held (no allocation there but a route's
+        // first); labelled when written out.
+        let mut routes: BTreeMap<Box<str>, RouteCounts> = BTreeMap::new();
         for shard in shards {
             let counts = shard.0.lock().unwrap_or_else(|e| e.into_inner());
             for (pattern, counts) in counts.iter() {
-                match by_pattern.get_mut(pattern) {
+                match routes.get_mut(pattern) {
                     Some(total) => total.add(counts),
                     None => {
-                        by_pattern.insert(pattern.clone(), counts.clone());
+                        routes.insert(pattern.clone(), counts.clone());
                     }
                 }
             }
-        }
-        let mut routes: BTreeMap<String, RouteCounts> = BTreeMap::new();
-        for (pattern, counts) in by_pattern {
-            routes
-                .entry(route_label(&pattern))
-                .or_default()
-                .add(&counts);
         }
         RequestFamilies(routes)
     }
@@ -319,9 +312,9 @@ impl Metrics {
     }
 }
 
-/// The request families of one scrape: every thread's counts added up, by route label.
+/// The request families of one scrape: every thread's counts added up, by route pattern.
 #[derive(Debug)]
-struct RequestFamilies(BTreeMap<String, RouteCounts>);
+struct RequestFamilies(BTreeMap<Box<str>, RouteCounts>);
 
 impl Collector for RequestFamilies {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -331,7 +324,8 @@ impl Collector for RequestFamilies {
             None,
             MetricType::Counter,
         )?;
-        for (route, counts) in &self.0 {
+        for (pattern, counts) in &self.0 {
+            let route = route_label(pattern);
             for &(method, status, n) in &counts.answers {
                 let labels = HttpLabels {
                     route: route.clone(),
@@ -349,7 +343,7 @@ impl Collector for RequestFamilies {
             None,
             MetricType::Histogram,
         )?;
-        for (route, counts) in &self.0 {
+        for (pattern, counts) in &self.0 {
             let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
                 .iter()
                 .copied()
@@ -357,7 +351,7 @@ impl Collector for RequestFamilies {
                 .zip(counts.buckets)
                 .collect();
             let labels = RouteLabels {
-                route: route.clone(),
+                route: route_label(pattern),
             };
             seconds
                 .encode_family(&labels)?

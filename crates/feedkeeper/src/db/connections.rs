@@ -56,6 +56,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order they are listed.
+    pub const ALL: [Status; 3] = [Status::Active, Status::Degraded, Status::NeedsReconnect];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",

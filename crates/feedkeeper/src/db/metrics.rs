@@ -34,7 +34,7 @@ pub async fn fill(
     let counted: Vec<(String, i64)> =
         on_pool!(ex.re(), pool => sqlx::query_as(STATUSES).fetch_all(pool).await)?;
     // Every status has a series, at 0 when no connection has it.
-    snapshot.connections = [Status::Active, Status::Degraded, Status::NeedsReconnect]
+    snapshot.connections = Status::ALL
         .into_iter()
         .map(|status| {
             let count = counted
