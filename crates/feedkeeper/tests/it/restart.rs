@@ -168,7 +168,26 @@ async fn sigterm_on_one_of_two_nodes_loses_no_request_and_no_job() {
         }));
     }
 
-    // Every refresh due now; wait until the leaving node is running some.
+    // Let the clients get going first (on a busy machine the leaving node can take a job before
+    // they have sent more than a handful), then make every refresh due and wait until the
+    // leaving node is running some.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| *r == Ok(200))
+            .count();
+        if answered > 40 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leaving node answered only {answered} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     jobs::make_all_due(&w.state.db, LIFECYCLE_JOB, Clock::System.now())
         .await
         .unwrap();
