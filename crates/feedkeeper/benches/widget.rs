@@ -1,7 +1,8 @@
 //! The public widget and image endpoints against nginx serving the same bytes from files, in
 //! one run on one machine: `wrk` at 64 and 256 connections on `/w/{id}`, `/w/{id}.json` and a
 //! stored image variant (`/i/{key}/640.webp`), requests per second and p99 latency, and their
-//! ratios. `BENCH_ROWS=widget` or `BENCH_ROWS=images` runs only those rows.
+//! ratios. `BENCH_ROWS=widget` or `BENCH_ROWS=images` runs only those rows; `BENCH_HOLD=1`
+//! sets both servers up and keeps them serving, for profiling by hand.
 //!
 //! Run: `scripts/bench-widget.sh` (needs `wrk` and `nginx`: `apt-get install wrk nginx-light`).
 //! It builds a release binary of this bench, which sets up a real widget (SQLite, the built-in
@@ -130,6 +131,11 @@ async fn main() -> anyhow::Result<()> {
         json_br.len(),
         image.len()
     );
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // For profiling by hand (`perf record -p`, `strace -c -p`): both servers stay up.
+        println!("holding: feedkeeper {base}/w/{id}, nginx {nginx_base}/w/{id} (Ctrl-C ends)");
+        std::future::pending::<()>().await;
+    }
     let only = std::env::var("BENCH_ROWS").unwrap_or_default();
     println!(
         "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio |"
