@@ -34,8 +34,48 @@ pub(crate) fn csp_hash(source: &str) -> String {
     )
 }
 
-static SCRIPT_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(WIDGET_JS));
-static BASE_CSS_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(WIDGET_CSS));
+/// The widget's script and styles as every framing page downloads them: without the sources'
+/// indentation and their comments (a third of their bytes), made once.
+static SCRIPT: LazyLock<String> = LazyLock::new(|| compact(WIDGET_JS, Comments::Line));
+static BASE_CSS: LazyLock<String> = LazyLock::new(|| compact(WIDGET_CSS, Comments::Block));
+static SCRIPT_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(&SCRIPT));
+static BASE_CSS_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(&BASE_CSS));
+
+/// How a source's comments are written.
+#[derive(Clone, Copy)]
+enum Comments {
+    /// `// …` (the script's).
+    Line,
+    /// `/* … */` (the styles').
+    Block,
+}
+
+/// `source` without each line's indentation, its empty lines, and the comments that stand on
+/// lines of their own (a block comment from a line's start to a line's end). Nothing inside a
+/// line of code is touched, so no string or expression can be cut: a comment after code stays.
+fn compact(source: &str, comments: Comments) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut in_block = false;
+    for line in source.lines().map(str::trim) {
+        match comments {
+            Comments::Block if in_block => {
+                in_block = !line.ends_with("*/");
+                continue;
+            }
+            Comments::Block if line.starts_with("/*") => {
+                in_block = !line.ends_with("*/");
+                continue;
+            }
+            Comments::Line if line.starts_with("//") => continue,
+            _ => {}
+        }
+        if !line.is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
 
 /// A tile's picture: a stored image with its variants, or one address.
 struct ImageView {
@@ -290,6 +330,22 @@ fn media_sources(config: &Config) -> String {
     sources.join(" ")
 }
 
+/// The `sizes` of every tile's sources: a column's share of the frame's width at each of the
+/// layout's breakpoints, which `srcset` candidates are picked by. Written once per source of
+/// every tile, so kept short.
+fn sizes(s: &super::settings::WidgetSettings) -> String {
+    let share = |columns: u32| {
+        let vw = format!("{:.2}", 100.0 / f64::from(columns.max(1)));
+        format!("{}vw", vw.trim_end_matches('0').trim_end_matches('.'))
+    };
+    format!(
+        "(min-width:960px) {},(min-width:600px) {},{}",
+        share(s.columns_desktop),
+        share(s.columns_tablet),
+        share(s.columns_mobile)
+    )
+}
+
 /// The widget as an HTML document for an iframe.
 pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::Error> {
     let s = &data.settings;
@@ -360,12 +416,7 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
             Picture::Remote { url, .. } => Some(url.to_owned()),
         }
     });
-    let sizes = format!(
-        "(min-width: 960px) calc(100vw / {}), (min-width: 600px) calc(100vw / {}), calc(100vw / {})",
-        s.columns_desktop.max(1),
-        s.columns_tablet.max(1),
-        s.columns_mobile.max(1)
-    );
+    let sizes = sizes(s);
     let vars_css = format!(
         ":root{{--fk-cols-desktop:{};--fk-cols-tablet:{};--fk-cols-mobile:{};--fk-gap:{}px;--fk-radius:{}px}}",
         s.columns_desktop, s.columns_tablet, s.columns_mobile, s.spacing, s.radius
@@ -401,8 +452,8 @@ pub fn document(config: &Config, data: &WidgetData) -> Result<Document, askama::
         avatar,
         posts,
         sizes,
-        base_css: WIDGET_CSS,
-        script: WIDGET_JS,
+        base_css: &BASE_CSS,
+        script: &SCRIPT,
         vars_css: vars_css.clone(),
         placeholders_css: placeholders_css.clone(),
     };
@@ -863,6 +914,47 @@ mod tests {
         assert!(!page.contains("<b>bold</b>"));
         assert!(page.contains("&#60;b&#62;bold&#60;/b&#62;"));
         assert!(page.contains("href=\"https://www.instagram.com/explore/tags/tag/\""));
+    }
+
+    #[test]
+    fn the_inline_script_and_styles_lose_their_comments_and_indentation_only() {
+        let css = compact(
+            "/* one */\na {\n  color: red; /* kept */\n}\n\n/* two\n   lines */\nb{}\n",
+            Comments::Block,
+        );
+        assert_eq!(css, "a {\ncolor: red; /* kept */\n}\nb{}\n");
+        let js = compact(
+            "// one\n(function () {\n  // two\n  var a = \"//x\"; // kept\n})();\n",
+            Comments::Line,
+        );
+        assert_eq!(js, "(function () {\nvar a = \"//x\"; // kept\n})();\n");
+        // The real sources lose about a third, and every rule and statement survives.
+        assert!(SCRIPT.len() < WIDGET_JS.len() * 3 / 4, "{}", SCRIPT.len());
+        assert!(
+            BASE_CSS.len() < WIDGET_CSS.len() * 17 / 20,
+            "{}",
+            BASE_CSS.len()
+        );
+        assert_eq!(
+            BASE_CSS.matches('{').count(),
+            WIDGET_CSS.matches('{').count()
+        );
+        let page = html(WidgetSettings::default());
+        assert!(page.contains(&*SCRIPT) && page.contains(&*BASE_CSS));
+        assert_eq!(
+            sizes(&WidgetSettings::default()),
+            "(min-width:960px) 25vw,(min-width:600px) 33.33vw,50vw"
+        );
+        let seven = WidgetSettings {
+            columns_desktop: 7,
+            columns_tablet: 1,
+            columns_mobile: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            sizes(&seven),
+            "(min-width:960px) 14.29vw,(min-width:600px) 100vw,100vw"
+        );
     }
 
     #[test]
