@@ -34,6 +34,63 @@ pub fn router(state: AppState) -> Router {
     .merge(with_public_edge(http::health_router(), state))
 }
 
+/// What each serving thread answers with: `GET` and `HEAD` of `/w/{id}`, by far the busiest
+/// route, taken straight to its handler behind the same public edge as through the router
+/// (panics caught, security headers, counted under the route's pattern); everything else
+/// through the router. Skipping the router's matching, its extractors and its boxed
+/// middleware on that route shows against nginx (docs/benchmarks.md).
+#[derive(Clone)]
+pub struct Front(std::sync::Arc<FrontParts>);
+
+struct FrontParts {
+    router: Router,
+    state: AppState,
+    headers: SecurityHeaders,
+}
+
+impl Front {
+    pub fn new(state: AppState) -> Front {
+        Front(std::sync::Arc::new(FrontParts {
+            router: router(state.clone()),
+            headers: SecurityHeaders::from_config(&state.config),
+            state,
+        }))
+    }
+}
+
+impl http::server::Answer for Front {
+    fn answer(
+        &self,
+        request: axum::http::Request<hyper::body::Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> impl std::future::Future<Output = axum::response::Response> + Send + use<> {
+        use futures_util::FutureExt as _;
+        let front = self.0.clone();
+        async move {
+            let Some(id) = http::widgets::hot_id(&request) else {
+                return front.router.answer(request, peer).await;
+            };
+            let started = std::time::Instant::now();
+            let answered = std::panic::AssertUnwindSafe(http::widgets::answer(
+                &front.state,
+                id,
+                request.headers(),
+            ))
+            .catch_unwind()
+            .await;
+            let mut response = answered.unwrap_or_else(edge::panic_response);
+            front.headers.apply(&mut response);
+            http::metrics::counted(
+                &front.state,
+                Some(http::widgets::WIDGET_ROUTE),
+                request.method(),
+                started,
+                response,
+            )
+        }
+    }
+}
+
 /// The public widget routes behind a lighter edge: the security headers and the panic catcher.
 /// They answer from memory in microseconds, on the busiest path of the service, so they carry
 /// no request id or log span, and no timeout or shared concurrency limit (a flood of widget
@@ -204,14 +261,14 @@ pub async fn serve_http(
     let poller = crate::widgets::spawn_poller(state.clone(), polling_stopped);
     let per_thread = state.config.storage.http_pool_size as u32;
     // Each serving thread gets a database pool of its own (see `Db::sibling`).
-    let make_router: http::server::MakeRouter = std::sync::Arc::new(move |_| {
+    let make_router: http::server::MakeRouter<Front> = std::sync::Arc::new(move |_| {
         let pool = state.db.sibling(per_thread);
         state
             .serving_pools
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(pool.clone());
-        router(state.serving(pool, state.db.sibling(1)))
+        Front::new(state.serving(pool, state.db.sibling(1)))
     });
     let serving = http::server::serve_on_threads(listener, make_router, threads, limits, shutdown)
         .await

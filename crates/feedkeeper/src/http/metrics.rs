@@ -27,15 +27,34 @@ pub async fn count_requests(
     let method = request.method().clone();
     // An `Arc` clone: the pattern is the router's own.
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let mut response = next.run(request).await;
+    let response = next.run(request).await;
+    counted(
+        &state,
+        route.as_ref().map(MatchedPath::as_str),
+        &method,
+        started,
+        response,
+    )
+}
+
+/// `response`, to a request for `route` (its pattern) started at `started`, counted; and
+/// asking the client to close its connection while the node drains. What [`count_requests`]
+/// does, for the routes the serving threads take straight to their handlers (`app::Front`).
+pub fn counted(
+    state: &AppState,
+    route: Option<&str>,
+    method: &axum::http::Method,
+    started: Instant,
+    mut response: Response,
+) -> Response {
     if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     state.requests.count(
-        route.as_ref().map(MatchedPath::as_str),
-        &method,
+        route,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

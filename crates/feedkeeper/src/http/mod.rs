@@ -7,11 +7,11 @@ mod dashboard;
 pub mod edge;
 mod images;
 mod meta_callbacks;
-mod metrics;
+pub(crate) mod metrics;
 pub mod negotiate;
 pub mod server;
 mod status;
-mod widgets;
+pub(crate) mod widgets;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -27,7 +27,7 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
 /// The public widget and image routes, for anyone's website (they get a lighter edge: `app::router`).
 pub fn public_router() -> Router<AppState> {
     Router::new()
-        .route("/w/{id}", get(widgets::widget))
+        .route(widgets::WIDGET_ROUTE, get(widgets::widget))
         .route("/i/{key}/{file}", get(images::image))
         .route("/embed.js", get(widgets::embed_script))
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt as _;
@@ -167,21 +168,51 @@ impl Drop for Admitted {
 }
 
 /// What one serving thread is given.
-struct Worker {
+struct Worker<A> {
     listener: std::net::TcpListener,
-    serving: Serving,
+    serving: Serving<A>,
 }
 
-/// Makes the router of serving thread `index`, on that thread (so what it opens, such as its
-/// database pool's connections, belongs to that thread's runtime).
-pub type MakeRouter = Arc<dyn Fn(usize) -> Router + Send + Sync>;
+/// What a serving thread answers requests with: a router, or a front that takes some routes
+/// straight to their handlers before it (`app::Front`).
+pub trait Answer: Clone + Send + 'static {
+    /// The answer to `request`, which came from `peer`.
+    fn answer(
+        &self,
+        request: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<Self>;
+}
+
+impl Answer for Router {
+    fn answer(
+        &self,
+        mut request: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<> {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(peer));
+        let answer = self.clone().oneshot(request);
+        async move {
+            match answer.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
+/// Makes what serving thread `index` answers with, on that thread (so what it opens, such as
+/// its database pool's connections, belongs to that thread's runtime).
+pub type MakeRouter<A = Router> = Arc<dyn Fn(usize) -> A + Send + Sync>;
 
 /// What one serving thread serves with.
-struct Serving {
+struct Serving<A> {
     index: usize,
     inbox: mpsc::UnboundedReceiver<Handed>,
     peers: Arc<[Peer]>,
-    router: MakeRouter,
+    router: MakeRouter<A>,
     gate: Arc<Gate>,
 }
 
@@ -190,9 +221,9 @@ struct Serving {
 /// thread at once) and returns. Each connection is held to `limits`, and handlers see the peer
 /// address (`ConnectInfo`). If this future is dropped instead, the threads stop the same way
 /// and end.
-pub async fn serve_on_threads(
+pub async fn serve_on_threads<A: Answer>(
     listener: TcpListener,
-    router: MakeRouter,
+    router: MakeRouter<A>,
     threads: usize,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
@@ -328,9 +359,9 @@ pub fn raise_open_file_limit() -> Option<u64> {
 /// connection here, or hands it to the thread with the fewest open connections (whichever
 /// thread the kernel wakes first accepts, which left one core busier than the other), and
 /// serves what the others hand over. Then lets open requests finish for up to `grace`.
-async fn serve_connections(
+async fn serve_connections<A: Answer>(
     listener: TcpListener,
-    serving: Serving,
+    serving: Serving<A>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let Serving {
@@ -387,21 +418,17 @@ async fn serve_connections(
             tracing::debug!(error = %e, "TCP_NODELAY could not be set");
         }
         let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                // Refused before any route: no Host, or two (RFC 9112 §3.2).
-                let refused = crate::http::edge::bad_host(&request);
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                let answer = (!refused).then(|| router.clone().oneshot(request));
-                async move {
-                    match answer {
-                        Some(answer) => answer.await,
-                        None => Ok::<_, Infallible>(crate::http::edge::bad_host_response()),
-                    }
-                }
-            });
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            // Refused before any route: no Host, or two (RFC 9112 §3.2).
+            let refused = crate::http::edge::bad_host(&request);
+            let answer = (!refused).then(|| router.answer(request, peer));
+            async move {
+                Ok::<_, Infallible>(match answer {
+                    Some(answer) => answer.await,
+                    None => crate::http::edge::bad_host_response(),
+                })
+            }
+        });
         let waiting = Arc::new(Waiting::default());
         let stream = Watched {
             inner: stream,

@@ -163,19 +163,42 @@ fn missing(status: StatusCode, json: bool) -> Response {
     response
 }
 
-/// `GET /w/{id}` and `GET /w/{id}.json`. The hottest route of the service: it reads the
-/// request's headers in place and sends header values made when the widget was rendered.
+/// The route of [`widget`], as it is counted.
+pub const WIDGET_ROUTE: &str = "/w/{id}";
+
+/// `GET /w/{id}` and `GET /w/{id}.json` through the router. The serving threads take most
+/// requests for them straight to [`answer`] (see [`hot_id`]).
 pub async fn widget(
     State(state): State<AppState>,
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let headers = request.headers();
+    answer(&state, &id, request.headers()).await
+}
+
+/// The `{id}` of a request that may go straight to [`answer`], skipping the router: `GET` or
+/// `HEAD` of `/w/{id}` where the id needs no percent-decoding. Anything else (an encoded id,
+/// another method, a longer path) goes through the router, which decodes or refuses it.
+pub fn hot_id<B>(request: &axum::http::Request<B>) -> Option<&str> {
+    if !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return None;
+    }
+    let id = request.uri().path().strip_prefix("/w/")?;
+    (!id.is_empty() && !id.contains(['/', '%'])).then_some(id)
+}
+
+/// The answer for widget `id` (`{public id}` or `{public id}.json`). The hottest route of the
+/// service: it reads the request's headers in place and sends header values made when the
+/// widget was rendered.
+pub async fn answer(state: &AppState, id: &str, headers: &HeaderMap) -> Response {
     let (public_id, json) = match id.strip_suffix(".json") {
         Some(id) => (id, true),
-        None => (id.as_str(), false),
+        None => (id, false),
     };
-    let rendered = match crate::widgets::served(&state, public_id).await {
+    let rendered = match crate::widgets::served(state, public_id).await {
         Served::Found(rendered) => rendered,
         Served::NotFound => return missing(StatusCode::NOT_FOUND, json),
         Served::Gone => return missing(StatusCode::GONE, json),

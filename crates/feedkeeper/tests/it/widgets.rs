@@ -202,6 +202,39 @@ async fn a_widget_is_made_in_the_dashboard_and_served_to_any_website() {
         .unwrap();
     assert_eq!(plain, html);
 
+    // The serving threads take `/w/{id}` straight to its handler; an address the router must
+    // decode (an escaped character) goes through the router: both answer alike, HEAD included.
+    let escaped = format!("/w/%{:02X}{}", id.as_bytes()[0], &id[1..]);
+    for encoding in ["", "br"] {
+        let direct = get(&app, &format!("/w/{id}"), &[("accept-encoding", encoding)]).await;
+        let routed = get(&app, &escaped, &[("accept-encoding", encoding)]).await;
+        assert_eq!(direct.status(), routed.status());
+        let headers = |r: &reqwest::Response| {
+            let mut h: Vec<(String, String)> = r
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != "date")
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(headers(&direct), headers(&routed));
+        assert_eq!(direct.bytes().await.unwrap(), routed.bytes().await.unwrap());
+    }
+    let http = reqwest::Client::new();
+    for path in [format!("/w/{id}"), escaped] {
+        let head = http.head(app.url(&path)).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(
+            head.headers()["content-length"].to_str().unwrap(),
+            html.len().to_string()
+        );
+        assert!(head.bytes().await.unwrap().is_empty());
+    }
+    let post = http.post(app.url(&format!("/w/{id}"))).send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+
     // The embed script.
     let embed = get(&app, "/embed.js", &[]).await;
     assert_eq!(embed.status(), StatusCode::OK);
