@@ -34,11 +34,11 @@ pub fn router(state: AppState) -> Router {
     .merge(with_public_edge(http::health_router(), state))
 }
 
-/// What each serving thread answers with: `GET` and `HEAD` of `/w/{id}`, by far the busiest
-/// route, taken straight to its handler behind the same public edge as through the router
+/// What each serving thread answers with: `GET` and `HEAD` of `/w/{id}` and `/i/{key}/{file}`,
+/// by far the busiest routes, taken straight to their handlers behind the same public edge as through the router
 /// (panics caught, security headers, counted under the route's pattern); everything else
 /// through the router. Skipping the router's matching, its extractors and its boxed
-/// middleware on that route shows against nginx (docs/benchmarks.md).
+/// middleware on those routes shows against nginx (docs/benchmarks.md).
 #[derive(Clone)]
 pub struct Front(std::sync::Arc<FrontParts>);
 
@@ -65,28 +65,30 @@ impl http::server::Answer for Front {
         peer: std::net::SocketAddr,
     ) -> impl std::future::Future<Output = axum::response::Response> + Send + use<> {
         use futures_util::FutureExt as _;
+        use std::panic::AssertUnwindSafe;
         let front = self.0.clone();
         async move {
-            let Some(id) = http::widgets::hot_id(&request) else {
+            let started = std::time::Instant::now();
+            let state = &front.state;
+            let headers = request.headers();
+            let (route, answered) = if let Some(id) = http::widgets::hot_id(&request) {
+                let answer = http::widgets::answer(state, id, headers);
+                (
+                    http::widgets::WIDGET_ROUTE,
+                    AssertUnwindSafe(answer).catch_unwind().await,
+                )
+            } else if let Some((key, file)) = http::images::hot_parts(&request) {
+                let answer = http::images::answer(state, key, file, headers);
+                (
+                    http::images::IMAGE_ROUTE,
+                    AssertUnwindSafe(answer).catch_unwind().await,
+                )
+            } else {
                 return front.router.answer(request, peer).await;
             };
-            let started = std::time::Instant::now();
-            let answered = std::panic::AssertUnwindSafe(http::widgets::answer(
-                &front.state,
-                id,
-                request.headers(),
-            ))
-            .catch_unwind()
-            .await;
             let mut response = answered.unwrap_or_else(edge::panic_response);
             front.headers.apply(&mut response);
-            http::metrics::counted(
-                &front.state,
-                Some(http::widgets::WIDGET_ROUTE),
-                request.method(),
-                started,
-                response,
-            )
+            http::metrics::counted(state, Some(route), request.method(), started, response)
         }
     }
 }

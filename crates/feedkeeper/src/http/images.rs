@@ -41,14 +41,43 @@ fn not_found_for(format: Option<crate::images::Format>) -> Response {
     r
 }
 
-/// `GET` (and `HEAD`) `/i/{key}/{file}`.
+/// The route of [`image`], as it is counted.
+pub const IMAGE_ROUTE: &str = "/i/{key}/{file}";
+
+/// `GET` (and `HEAD`) `/i/{key}/{file}` through the router. The serving threads take most
+/// requests for it straight to [`answer`] (see [`hot_parts`]).
 pub async fn image(
     State(state): State<AppState>,
     Path((key, file)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    answer(&state, &key, &file, request.headers()).await
+}
+
+/// The `{key}` and `{file}` of a request that may go straight to [`answer`], skipping the
+/// router: `GET` or `HEAD` of `/i/{key}/{file}` where neither needs percent-decoding.
+/// Anything else goes through the router, which decodes or refuses it.
+pub fn hot_parts<B>(request: &axum::http::Request<B>) -> Option<(&str, &str)> {
+    if !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return None;
+    }
+    let (key, file) = request.uri().path().strip_prefix("/i/")?.split_once('/')?;
+    let plain = |part: &str| !part.is_empty() && !part.contains(['/', '%']);
+    (plain(key) && plain(file)).then_some((key, file))
+}
+
+/// The answer for variant `file` of the image whose signed key is `key`.
+pub async fn answer(
+    state: &AppState,
+    key: &str,
+    file: &str,
+    headers: &axum::http::HeaderMap,
+) -> Response {
     // Only addresses feedkeeper signed reach the store; anything else is answered from here.
-    let (Some(key), Some((width, format))) = (state.images.signer.verify(&key), parse_file(&file))
+    let (Some(key), Some((width, format))) = (state.images.signer.verify(key), parse_file(file))
     else {
         return not_found();
     };
@@ -74,8 +103,7 @@ pub async fn image(
             return r;
         }
     };
-    let matches = request
-        .headers()
+    let matches = headers
         .get_all(IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())

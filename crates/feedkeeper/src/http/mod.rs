@@ -5,7 +5,7 @@ pub mod client_addr;
 mod connect;
 mod dashboard;
 pub mod edge;
-mod images;
+pub(crate) mod images;
 mod meta_callbacks;
 pub(crate) mod metrics;
 pub mod negotiate;
@@ -28,7 +28,7 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
 pub fn public_router() -> Router<AppState> {
     Router::new()
         .route(widgets::WIDGET_ROUTE, get(widgets::widget))
-        .route("/i/{key}/{file}", get(images::image))
+        .route(images::IMAGE_ROUTE, get(images::image))
         .route("/embed.js", get(widgets::embed_script))
 }
 

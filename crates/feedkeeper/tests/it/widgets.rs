@@ -232,7 +232,11 @@ async fn a_widget_is_made_in_the_dashboard_and_served_to_any_website() {
         );
         assert!(head.bytes().await.unwrap().is_empty());
     }
-    let post = http.post(app.url(&format!("/w/{id}"))).send().await.unwrap();
+    let post = http
+        .post(app.url(&format!("/w/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     // The embed script.
