@@ -134,7 +134,9 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var_os("BENCH_HOLD").is_some() {
         // For profiling by hand (`perf record -p`, `strace -c -p`): both servers stay up.
         println!("holding: feedkeeper {base}/w/{id}, nginx {nginx_base}/w/{id} (Ctrl-C ends)");
-        std::future::pending::<()>().await;
+        tokio::signal::ctrl_c().await?;
+        // Returning stops nginx and removes the files.
+        return Ok(());
     }
     let only = std::env::var("BENCH_ROWS").unwrap_or_default();
     println!(

@@ -131,3 +131,43 @@ pub async fn answer(
     h.insert(TIMING_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, target: &str) -> axum::http::Request<()> {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(target)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn only_plain_image_addresses_skip_the_router() {
+        assert_eq!(
+            hot_parts(&request("GET", "/i/key/640.webp")),
+            Some(("key", "640.webp"))
+        );
+        assert_eq!(
+            hot_parts(&request("HEAD", "/i/key/640.webp?v=1")),
+            Some(("key", "640.webp"))
+        );
+        for (method, target) in [
+            ("POST", "/i/key/640.webp"),
+            ("GET", "/i/key"),
+            ("GET", "/i//640.webp"),
+            ("GET", "/i/key/"),
+            ("GET", "/i/key/640.webp/x"),
+            ("GET", "/i/key/640%2Ewebp"),
+            ("GET", "/w/abc"),
+        ] {
+            assert_eq!(
+                hot_parts(&request(method, target)),
+                None,
+                "{method} {target}"
+            );
+        }
+    }
+}

@@ -258,6 +258,39 @@ pub async fn embed_script(request: Request) -> Response {
 mod tests {
     use super::*;
 
+    fn request(method: &str, target: &str) -> axum::http::Request<()> {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(target)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn only_plain_widget_addresses_skip_the_router() {
+        assert_eq!(hot_id(&request("GET", "/w/abc")), Some("abc"));
+        assert_eq!(
+            hot_id(&request("HEAD", "/w/abc.json?x=1")),
+            Some("abc.json")
+        );
+        assert_eq!(
+            hot_id(&request("GET", "http://fk.example/w/abc")),
+            Some("abc")
+        );
+        for (method, target) in [
+            ("POST", "/w/abc"),
+            ("OPTIONS", "/w/abc"),
+            ("GET", "/w/"),
+            ("GET", "/w/abc/"),
+            ("GET", "/w//abc"),
+            ("GET", "/w/%41bc"),
+            ("GET", "/i/abc/1.webp"),
+            ("GET", "/widgets"),
+        ] {
+            assert_eq!(hot_id(&request(method, target)), None, "{method} {target}");
+        }
+    }
+
     fn with(name: axum::http::HeaderName, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(name, HeaderValue::from_str(value).unwrap());
