@@ -135,14 +135,7 @@ pub async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(method: &str, target: &str) -> axum::http::Request<()> {
-        axum::http::Request::builder()
-            .method(method)
-            .uri(target)
-            .body(())
-            .unwrap()
-    }
+    use crate::http::test_request as request;
 
     #[test]
     fn only_plain_image_addresses_skip_the_router() {

@@ -175,3 +175,13 @@ pub fn router() -> Router<AppState> {
         .route("/static/favicon.svg", get(dashboard::assets::favicon))
         .route("/favicon.ico", get(dashboard::assets::favicon))
 }
+
+/// A request without a body, for the tests of what a route is given.
+#[cfg(test)]
+pub(crate) fn test_request(method: &str, target: &str) -> axum::http::Request<()> {
+    axum::http::Request::builder()
+        .method(method)
+        .uri(target)
+        .body(())
+        .unwrap()
+}

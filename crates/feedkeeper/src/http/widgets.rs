@@ -257,14 +257,7 @@ pub async fn embed_script(request: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(method: &str, target: &str) -> axum::http::Request<()> {
-        axum::http::Request::builder()
-            .method(method)
-            .uri(target)
-            .body(())
-            .unwrap()
-    }
+    use crate::http::test_request as request;
 
     #[test]
     fn only_plain_widget_addresses_skip_the_router() {
