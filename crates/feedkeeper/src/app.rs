@@ -37,8 +37,8 @@ pub fn router(state: AppState) -> Router {
 /// What each serving thread answers with: `GET` and `HEAD` of `/w/{id}` and `/i/{key}/{file}`,
 /// by far the busiest routes, taken straight to their handlers behind the same public edge as
 /// through the router (panics caught, security headers, counted under the route's pattern);
-/// everything else through the router. Skipping the router's matching, its extractors and its boxed
-/// middleware on those routes shows against nginx (docs/benchmarks.md).
+/// everything else through the router. Skipping the router's matching, its extractors and its
+/// boxed middleware on those routes shows against nginx (docs/benchmarks.md).
 #[derive(Clone)]
 pub struct Front(std::sync::Arc<FrontParts>);
 
