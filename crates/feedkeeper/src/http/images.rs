@@ -8,7 +8,7 @@
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, ETAG, RETRY_AFTER,
     X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -58,15 +58,8 @@ pub async fn image(
 /// router: `GET` or `HEAD` of `/i/{key}/{file}` where neither needs percent-decoding.
 /// Anything else goes through the router, which decodes or refuses it.
 pub fn hot_parts<B>(request: &axum::http::Request<B>) -> Option<(&str, &str)> {
-    if !matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    ) {
-        return None;
-    }
-    let (key, file) = request.uri().path().strip_prefix("/i/")?.split_once('/')?;
-    let plain = |part: &str| !part.is_empty() && !part.contains(['/', '%']);
-    (plain(key) && plain(file)).then_some((key, file))
+    let (key, file) = super::plain_get(request, "/i/")?.split_once('/')?;
+    (!key.is_empty() && !file.is_empty() && !file.contains('/')).then_some((key, file))
 }
 
 /// The answer for variant `file` of the image whose signed key is `key`.
@@ -103,14 +96,7 @@ pub async fn answer(
             return r;
         }
     };
-    let matches = headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*");
-    let mut response = if matches {
+    let mut response = if super::widgets::not_modified(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = Response::new(Body::from(bytes));

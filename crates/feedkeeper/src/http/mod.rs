@@ -24,6 +24,23 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, AppError> {
     raw.parse().map_err(|_| AppError::NotFound)
 }
 
+/// What follows `prefix` in the path of a `GET` or `HEAD` request, when it is not empty and
+/// needs no percent-decoding: the part of the public routes' addresses that the serving
+/// threads may read in place (`app::Front`).
+pub(crate) fn plain_get<'a, B>(
+    request: &'a axum::http::Request<B>,
+    prefix: &str,
+) -> Option<&'a str> {
+    if !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return None;
+    }
+    let rest = request.uri().path().strip_prefix(prefix)?;
+    (!rest.is_empty() && !rest.contains('%')).then_some(rest)
+}
+
 /// The public widget and image routes, for anyone's website (they get a lighter edge: `app::router`).
 pub fn public_router() -> Router<AppState> {
     Router::new()

@@ -33,7 +33,7 @@ const CACHE_GONE: &str = "public, max-age=86400";
 pub const EMBED_JS: &str = include_str!("../../static/embed.js");
 
 /// Whether `If-None-Match` names this ETag (weak comparison, as RFC 9110 wants for GET).
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     let opaque = etag.trim_start_matches("W/");
     headers
         .get_all(IF_NONE_MATCH)
@@ -180,14 +180,7 @@ pub async fn widget(
 /// `HEAD` of `/w/{id}` where the id needs no percent-decoding. Anything else (an encoded id,
 /// another method, a longer path) goes through the router, which decodes or refuses it.
 pub fn hot_id<B>(request: &axum::http::Request<B>) -> Option<&str> {
-    if !matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    ) {
-        return None;
-    }
-    let id = request.uri().path().strip_prefix("/w/")?;
-    (!id.is_empty() && !id.contains(['/', '%'])).then_some(id)
+    super::plain_get(request, "/w/").filter(|id| !id.contains('/'))
 }
 
 /// The answer for widget `id` (`{public id}` or `{public id}.json`). The hottest route of the
