@@ -79,6 +79,14 @@ impl ImageCache {
         if self.missing.contains_key(&id) {
             return Served::NotFound;
         }
+        // Boxed: the store's futures are kilobytes, and a future is moved whole several times
+        // per request; inline, every answer from memory paid for copying them.
+        Box::pin(self.read(store, id)).await
+    }
+
+    /// [`ImageCache::get`] when memory has neither the variant nor its absence: from the store.
+    async fn read(&self, store: &ImageStore, id: (ImageKey, u32, Format)) -> Served {
+        let (key, width, format) = id;
         let read = async {
             let _slot = self.slots.acquire().await.ok()?;
             Some(store.get(&key.variant_path(width, format)).await)

@@ -442,8 +442,15 @@ pub async fn served(state: &AppState, public_id: &str) -> Served {
     if let Some(answer) = answer_of(hit) {
         return answer;
     }
-    // One rendering per widget at a time on this node; those who waited serve it, or share
-    // its answer.
+    // Boxed: a rendering's state (the turn, the database's futures) is kilobytes, and a future
+    // is moved whole several times per request; inline, every answer from memory paid for
+    // copying it.
+    Box::pin(served_after_miss(state, public_id, key)).await
+}
+
+/// [`served`] when memory had no answer: one rendering per widget at a time on this node.
+async fn served_after_miss(state: &AppState, public_id: &str, key: cache::PublicKey) -> Served {
+    // Those who waited serve what the one before them rendered, or share its answer.
     let turn = state.widgets.rendering_turn(public_id);
     let waited_since = std::time::Instant::now();
     let mut turn_state = turn.lock().await;
