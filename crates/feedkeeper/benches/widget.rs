@@ -53,17 +53,6 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .bytes()
         .await?;
-    let sent_from_files = feedkeeper::zero_copy::bytes_sent_from_files();
-    client
-        .get(format!("{base}/w/{id}"))
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    anyhow::ensure!(
-        feedkeeper::zero_copy::bytes_sent_from_files() - sent_from_files >= html.len() as u64,
-        "the document should leave with sendfile"
-    );
     // What browsers get: brotli (reqwest here has no decoder, so the bytes arrive as sent).
     let br = |path: String| {
         let client = client.clone();
@@ -142,9 +131,6 @@ async fn main() -> anyhow::Result<()> {
         json_br.len(),
         image.len()
     );
-    if std::env::var_os("FK_EXPERIMENT_OFF").is_some() {
-        feedkeeper::zero_copy::set_sendfile(false);
-    }
     if std::env::var_os("BENCH_HOLD").is_some() {
         // For profiling by hand (`perf record -p`, `strace -c -p`): both servers stay up.
         println!("holding: feedkeeper {base}/w/{id}, nginx {nginx_base}/w/{id} (Ctrl-C ends)");
@@ -154,9 +140,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let only = std::env::var("BENCH_ROWS").unwrap_or_default();
     println!(
-        "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio | copied, not sent from a file: req/s ratio |"
+        "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (label, path, brotli) in [
         ("/w/{id}", format!("/w/{id}"), false),
         ("/w/{id}.json", format!("/w/{id}.json"), false),
@@ -177,10 +163,6 @@ async fn main() -> anyhow::Result<()> {
         for connections in [64, 256] {
             let mut ours = Vec::with_capacity(ROUNDS);
             let mut theirs = Vec::with_capacity(ROUNDS);
-            let mut copying = Vec::with_capacity(ROUNDS);
-            // Bodies large enough for `sendfile` (the plain documents) are measured copied too,
-            // in the same alternation, to show what it is worth.
-            let from_file = !brotli && !is_image;
             for _ in 0..ROUNDS {
                 ours.push(wrk(&format!("{base}{path}"), connections, header)?);
                 theirs.push(wrk(
@@ -188,21 +170,10 @@ async fn main() -> anyhow::Result<()> {
                     connections,
                     header,
                 )?);
-                if from_file {
-                    feedkeeper::zero_copy::set_sendfile(false);
-                    let copied = wrk(&format!("{base}{path}"), connections, header);
-                    feedkeeper::zero_copy::set_sendfile(true);
-                    copying.push(copied?);
-                }
             }
             let (ours, theirs) = (WrkResult::median(&ours), WrkResult::median(&theirs));
-            let copied = if copying.is_empty() {
-                "(copied either way)".to_owned()
-            } else {
-                format!("{:.2}×", WrkResult::median(&copying).rps / theirs.rps)
-            };
             println!(
-                "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× | {copied} |",
+                "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× |",
                 ours.rps,
                 theirs.rps,
                 ours.rps / theirs.rps,

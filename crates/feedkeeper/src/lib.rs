@@ -45,4 +45,3 @@ pub mod state;
 pub mod telemetry;
 pub mod webhooks;
 pub mod widgets;
-pub mod zero_copy;

@@ -431,7 +431,7 @@ async fn serve_connections<A: Answer>(
         });
         let waiting = Arc::new(Waiting::default());
         let stream = Watched {
-            inner: crate::zero_copy::ZeroCopyStream::new(stream),
+            inner: stream,
             waiting: waiting.clone(),
             epoch,
         };

@@ -82,12 +82,7 @@ impl Drop for Mapped {
 /// the allocator's heap, the memory of renderings the cache had dropped stayed with the process
 /// (a node grew to 2.5× `widgets.cache_bytes` in the memory benchmark). Small ones, which
 /// would waste most of a page each, stay on the heap, trimmed to their length.
-fn kept(body: Vec<u8>) -> Bytes {
-    // Also in a memory file of its own, if large enough: sent with `sendfile`, not copied.
-    let mut body = match crate::zero_copy::file_backed(body) {
-        Ok(bytes) => return bytes,
-        Err(body) => body,
-    };
+fn kept(mut body: Vec<u8>) -> Bytes {
     if body.len() >= MAPPED_FROM {
         // Counted first, so that threads racing here never pass the limit together.
         if MAPPED.fetch_add(1, Ordering::Relaxed) < MAX_MAPPED {
