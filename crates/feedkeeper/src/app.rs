@@ -84,7 +84,7 @@ impl http::server::Answer for Front {
                     AssertUnwindSafe(answer).catch_unwind().await,
                 )
             } else {
-                // Boxed, so the hot routes' future stays small (see `widgets::served`).
+                // Boxed, so the hot routes' future stays small (see `crate::widgets::served`).
                 return Box::pin(front.router.answer(request, peer)).await;
             };
             let mut response = answered.unwrap_or_else(edge::panic_response);
@@ -329,8 +329,11 @@ mod tests {
     }
 
     /// hyper moves each request's future whole several times, so its size is paid on every
-    /// request: the rare paths (a rendering, a read from the store, the router) are boxed. They
-    /// had made the front's future 3.6 KB, copied on every answer from memory.
+    /// request: the rare paths are boxed. A rendering's and a store read's futures had made the
+    /// front's 3.6 KB (in a debug build), copied on every answer from memory; it is now about
+    /// 512 bytes, most of it the request itself (whose size is hyper's and http's). The
+    /// router's path is boxed too, but its future is small either way, so no bound here
+    /// would notice it unboxed.
     #[test]
     fn the_public_routes_answer_with_small_futures() {
         type Incoming = Request<hyper::body::Incoming>;
@@ -339,7 +342,7 @@ mod tests {
         );
         let widget = returned_size::<&AppState, &str, &HeaderMap, _>(http::widgets::answer);
         let image = returned_size_4::<&AppState, &str, &str, &HeaderMap, _>(http::images::answer);
-        assert!(front <= 1024, "the front's future is {front} bytes");
+        assert!(front <= 768, "the front's future is {front} bytes");
         assert!(widget <= 512, "the widget route's future is {widget} bytes");
         assert!(image <= 512, "the image route's future is {image} bytes");
     }

@@ -85,7 +85,7 @@ impl ImageCache {
     }
 
     /// [`ImageCache::get`] when memory has neither the variant nor its absence: from the store.
-    async fn read(&self, store: &ImageStore, id: (ImageKey, u32, Format)) -> Served {
+    async fn read(&self, store: &ImageStore, id: VariantId) -> Served {
         let (key, width, format) = id;
         let read = async {
             let _slot = self.slots.acquire().await.ok()?;
