@@ -2,7 +2,9 @@
 //! one run on one machine: `wrk` at 64 and 256 connections on `/w/{id}`, `/w/{id}.json` and a
 //! stored image variant (`/i/{key}/640.webp`), requests per second and p99 latency, and their
 //! ratios. `BENCH_ROWS=widget` or `BENCH_ROWS=images` runs only those rows; `BENCH_HOLD=1`
-//! sets both servers up and keeps them serving, for profiling by hand.
+//! sets both servers up and keeps them serving, for profiling by hand (`BENCH_COPY=1` with it:
+//! large plain answers copied, not sent from their files). The plain rows are also measured
+//! with sending from files turned off, in the same alternation, to show what it is worth.
 //!
 //! Run: `scripts/bench-widget.sh` (needs `wrk` and `nginx`: `apt-get install wrk nginx-light`).
 //! It builds a release binary of this bench, which sets up a real widget (SQLite, the built-in
@@ -53,6 +55,17 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .bytes()
         .await?;
+    let sent_from_files = feedkeeper::zero_copy::bytes_sent_from_files();
+    client
+        .get(format!("{base}/w/{id}"))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    anyhow::ensure!(
+        feedkeeper::zero_copy::bytes_sent_from_files() - sent_from_files >= html.len() as u64,
+        "the document should leave from its file (is the work folder on a filesystem without O_TMPFILE?)"
+    );
     // What browsers get: brotli (reqwest here has no decoder, so the bytes arrive as sent).
     let br = |path: String| {
         let client = client.clone();
@@ -131,6 +144,10 @@ async fn main() -> anyhow::Result<()> {
         json_br.len(),
         image.len()
     );
+    if std::env::var_os("BENCH_COPY").is_some() {
+        // Profiling the copying path by hand.
+        feedkeeper::zero_copy::set_sendfile(false);
+    }
     if std::env::var_os("BENCH_HOLD").is_some() {
         // For profiling by hand (`perf record -p`, `strace -c -p`): both servers stay up.
         println!("holding: feedkeeper {base}/w/{id}, nginx {nginx_base}/w/{id} (Ctrl-C ends)");
@@ -140,9 +157,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let only = std::env::var("BENCH_ROWS").unwrap_or_default();
     println!(
-        "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio |"
+        "| endpoint | connections | feedkeeper req/s | nginx req/s | req/s ratio | feedkeeper p99 | nginx p99 | p99 ratio | copied, not sent from a file: req/s ratio |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (label, path, brotli) in [
         ("/w/{id}", format!("/w/{id}"), false),
         ("/w/{id}.json", format!("/w/{id}.json"), false),
@@ -163,6 +180,10 @@ async fn main() -> anyhow::Result<()> {
         for connections in [64, 256] {
             let mut ours = Vec::with_capacity(ROUNDS);
             let mut theirs = Vec::with_capacity(ROUNDS);
+            let mut copying = Vec::with_capacity(ROUNDS);
+            // Bodies large enough for `sendfile` (the plain documents) are measured copied too,
+            // in the same alternation, to show what it is worth.
+            let from_file = !brotli && !is_image;
             for _ in 0..ROUNDS {
                 ours.push(wrk(&format!("{base}{path}"), connections, header)?);
                 theirs.push(wrk(
@@ -170,10 +191,21 @@ async fn main() -> anyhow::Result<()> {
                     connections,
                     header,
                 )?);
+                if from_file {
+                    feedkeeper::zero_copy::set_sendfile(false);
+                    let copied = wrk(&format!("{base}{path}"), connections, header);
+                    feedkeeper::zero_copy::set_sendfile(true);
+                    copying.push(copied?);
+                }
             }
             let (ours, theirs) = (WrkResult::median(&ours), WrkResult::median(&theirs));
+            let copied = if copying.is_empty() {
+                "(copied either way)".to_owned()
+            } else {
+                format!("{:.2}×", WrkResult::median(&copying).rps / theirs.rps)
+            };
             println!(
-                "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× |",
+                "| `{label}` | {connections} | {:.0} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {:.2}× | {copied} |",
                 ours.rps,
                 theirs.rps,
                 ours.rps / theirs.rps,

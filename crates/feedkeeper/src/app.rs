@@ -260,6 +260,20 @@ pub async fn serve_http(
     let threads = http::server::thread_count(server.threads);
     let grace = Duration::from_secs(state.config.workers.shutdown_grace_secs.max(1));
     let limits = http::server::ConnectionLimits::from_config(server, grace);
+    if server.send_from_files {
+        let dir = &state.config.storage.data_dir;
+        match crate::zero_copy::BodyFiles::open(dir) {
+            Ok(files) => state.widgets.send_from_files(files),
+            // A filesystem without unnamed files (older overlayfs), read-only or full: answers
+            // are copied, as before; nothing is wrong with the node.
+            Err(e) => tracing::info!(
+                error = %e,
+                dir = %dir.display(),
+                "large answers will be copied, not sent from files: the data directory cannot \
+                 hold unnamed files (server.send_from_files = false silences this)"
+            ),
+        }
+    }
     let (stop_polling, polling_stopped) = tokio::sync::watch::channel(false);
     let poller = crate::widgets::spawn_poller(state.clone(), polling_stopped);
     let per_thread = state.config.storage.http_pool_size as u32;

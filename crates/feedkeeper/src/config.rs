@@ -523,6 +523,13 @@ pub struct ServerConfig {
     /// On SIGTERM, keep serving this long (with `/readyz` answering 503 and every answer
     /// closing its connection) so load balancers move traffic away, then stop accepting.
     pub shutdown_drain_secs: u64,
+    /// Large answers (16 KB and more, such as a widget's uncompressed document) are also
+    /// written to unnamed files in `storage.data_dir` and sent from there with `sendfile`, as
+    /// nginx sends files, instead of copied into each connection. Costs disk space and page
+    /// cache up to what those answers hold (at most about `widgets.cache_bytes`); the files
+    /// vanish with their answer. Where the filesystem cannot hold such files, answers are
+    /// copied (logged at start). false: always copied.
+    pub send_from_files: bool,
 }
 
 impl Default for ServerConfig {
@@ -545,6 +552,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             client_address_header: Default::default(),
             shutdown_drain_secs: 3,
+            send_from_files: true,
         }
     }
 }

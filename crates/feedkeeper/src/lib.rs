@@ -45,3 +45,4 @@ pub mod state;
 pub mod telemetry;
 pub mod webhooks;
 pub mod widgets;
+pub mod zero_copy;

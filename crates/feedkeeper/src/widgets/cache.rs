@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -29,6 +29,7 @@ use sha2::{Digest as _, Sha256};
 use crate::clock::UnixSeconds;
 use crate::config::WidgetsConfig;
 use crate::db::widget_changes::{Change, Now, Position};
+use crate::zero_copy::BodyFiles;
 
 /// A public id, decoded: 16 random bytes (22 URL-safe base64 characters on the wire).
 pub type PublicKey = [u8; 16];
@@ -81,8 +82,19 @@ impl Drop for Mapped {
 /// memory map of its own, given back to the system whole when the last copy is dropped: from
 /// the allocator's heap, the memory of renderings the cache had dropped stayed with the process
 /// (a node grew to 2.5× `widgets.cache_bytes` in the memory benchmark). Small ones, which
-/// would waste most of a page each, stay on the heap, trimmed to their length.
-fn kept(mut body: Vec<u8>) -> Bytes {
+/// would waste most of a page each, stay on the heap, trimmed to their length. With `files`,
+/// a large body is also written to a file of its own there, from which it is sent.
+fn kept(body: Vec<u8>, files: Option<&BodyFiles>) -> Bytes {
+    let body = in_memory(body);
+    // Large ones also get a file, to be sent with `sendfile` (see `zero_copy`).
+    match files {
+        Some(files) => files.back(body),
+        None => body,
+    }
+}
+
+/// A body's bytes in memory, as [`kept`] describes.
+fn in_memory(mut body: Vec<u8>) -> Bytes {
     if body.len() >= MAPPED_FROM {
         // Counted first, so that threads racing here never pass the limit together.
         if MAPPED.fetch_add(1, Ordering::Relaxed) < MAX_MAPPED {
@@ -116,15 +128,16 @@ pub struct Encoded {
 impl Encoded {
     /// A fixed text (a script), encoded once.
     pub fn from_text(text: &str) -> Encoded {
-        Encoded::new(text.as_bytes().to_vec())
+        Encoded::new(text.as_bytes().to_vec(), None)
     }
 
-    /// Compresses `body` both ways (CPU work: call it off the async threads).
-    pub fn new(body: Vec<u8>) -> Encoded {
-        Encoded::with_digest(&Sha256::digest(&body).into(), body)
+    /// Compresses `body` both ways (CPU work: call it off the async threads). With `files`,
+    /// the large encodings are also kept in files there and sent from them.
+    pub fn new(body: Vec<u8>, files: Option<&BodyFiles>) -> Encoded {
+        Encoded::with_digest(&Sha256::digest(&body).into(), body, files)
     }
 
-    fn with_digest(digest: &[u8; 32], body: Vec<u8>) -> Encoded {
+    fn with_digest(digest: &[u8; 32], body: Vec<u8>, files: Option<&BodyFiles>) -> Encoded {
         let etag = format!("W/\"{}\"", &hex::encode(digest)[..32]);
         let mut gz =
             flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
@@ -147,9 +160,9 @@ impl Encoded {
             brotli.clear();
         }
         Encoded {
-            identity: kept(body),
-            gzip: kept(gzip),
-            brotli: kept(brotli),
+            identity: kept(body, files),
+            gzip: kept(gzip, files),
+            brotli: kept(brotli, files),
             // Hex in quotes is always a valid header value.
             etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
             etag,
@@ -293,6 +306,8 @@ pub struct WidgetCache {
     last_poll_ok_ms: AtomicU64,
     started: Instant,
     stale_after: Duration,
+    /// Where large bodies also get a file, to be sent with `sendfile` (`server.send_from_files`).
+    body_files: OnceLock<BodyFiles>,
 }
 
 impl std::fmt::Debug for WidgetCache {
@@ -333,7 +348,14 @@ impl WidgetCache {
             last_poll_ok_ms: AtomicU64::new(0),
             started: Instant::now(),
             stale_after: Duration::from_secs(config.poll_stale_secs),
+            body_files: OnceLock::new(),
         }
+    }
+
+    /// From now on, large bodies also get a file in `files` (see `zero_copy`); set once, by
+    /// the server as it starts (a later call changes nothing).
+    pub fn send_from_files(&self, files: BodyFiles) {
+        let _ = self.body_files.set(files);
     }
 
     fn dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
@@ -518,7 +540,7 @@ impl WidgetCache {
         if let Some(held) = self.documents().get(&digest).and_then(Weak::upgrade) {
             return held;
         }
-        let encoded = Arc::new(Encoded::with_digest(&digest, body));
+        let encoded = Arc::new(Encoded::with_digest(&digest, body, self.body_files.get()));
         let mut documents = self.documents();
         // Forget documents no rendering holds any more, now and then.
         if documents.len() >= 64 && documents.len().is_power_of_two() {
@@ -526,6 +548,12 @@ impl WidgetCache {
         }
         documents.insert(digest, Arc::downgrade(&encoded));
         encoded
+    }
+
+    /// `body` encoded, its large encodings in files if this node sends from files. CPU work:
+    /// call it off the async threads.
+    pub fn encoded(&self, body: Vec<u8>) -> Encoded {
+        Encoded::new(body, self.body_files.get())
     }
 
     fn documents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Weak<Encoded>>> {

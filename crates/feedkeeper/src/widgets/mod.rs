@@ -29,7 +29,7 @@ use crate::db::{DbError, Tx, widget_changes};
 use crate::failpoint;
 use crate::ids::{ConnectionId, UserId, WidgetId};
 use crate::state::AppState;
-use cache::{Encoded, Hit, Rendered, Served, Unkept};
+use cache::{Hit, Rendered, Served, Unkept};
 use settings::WidgetSettings;
 
 /// A new unguessable public id: 128 random bits, URL-safe.
@@ -560,7 +560,7 @@ fn render_blocking(
     let json = render::json(data).map_err(|e| askama::Error::Custom(Box::new(e)))?;
     Ok(Rendered {
         html: cache.document(doc.html.into_bytes()),
-        json: Encoded::new(json.into_bytes()),
+        json: cache.encoded(json.into_bytes()),
         csp: axum::http::HeaderValue::from_str(&doc.csp)
             .unwrap_or(axum::http::HeaderValue::from_static("default-src 'none'")),
         valid_until: data.urls_expire_at,

@@ -1150,3 +1150,71 @@ async fn widgets_say_when_their_account_needs_the_owner_and_a_disconnect_names_t
         .unwrap();
     assert!(!html.contains("No posts to show yet"), "{html}");
 }
+
+/// A widget's uncompressed document (large: long captions) leaves from its file with
+/// `sendfile`, byte for byte what its compressed form holds; a node that has not started
+/// serving keeps it in memory only, and its answers are the same.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn large_plain_answers_are_sent_from_files_and_arrive_whole() {
+    use feedkeeper::zero_copy::{MIN_LEN, bytes_sent_from_files, is_file_backed};
+
+    let app = TestApp::spawn().await;
+    let browser = app.signup_and_login("owner@example.com").await;
+    let owner = user_id(&app, "owner@example.com").await;
+    let connection = connect_instagram(&app, owner, "shop").await.id.to_string();
+    for n in 0..12 {
+        let caption = format!("{n}: {}", "Fresh bread and a long story. ".repeat(60));
+        app.sim
+            .post_media(
+                "shop",
+                NewMedia {
+                    kind: MediaKind::Image,
+                    caption: Some(caption),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    run_due_now(&app.state, "test").await.unwrap();
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, &connection))
+        .await;
+    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+
+    let sent_before = bytes_sent_from_files();
+    let plain = get(&app, &format!("/w/{id}"), &[])
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert!(plain.len() >= MIN_LEN, "only {} bytes", plain.len());
+    // Counted just after the kernel took the bytes, so perhaps a moment after they arrived.
+    let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while bytes_sent_from_files() - sent_before < plain.len() as u64 {
+        assert!(
+            std::time::Instant::now() < wait_until,
+            "the document was copied, not sent from its file"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let rendering = rendered(feedkeeper::widgets::served(&app.state, &id).await);
+    assert!(is_file_backed(&rendering.html.identity));
+    assert_eq!(&rendering.html.identity[..], &plain[..]);
+    let br = get(&app, &format!("/w/{id}"), &[("accept-encoding", "br")]).await;
+    assert_eq!(br.headers()["content-encoding"], "br");
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&br.bytes().await.unwrap()[..], 4096)
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert!(
+        decoded == plain,
+        "the compressed and plain documents differ"
+    );
+
+    let node = other_node(&app).await;
+    poll(&node).await;
+    let there = rendered(feedkeeper::widgets::served(&node, &id).await);
+    assert!(!is_file_backed(&there.html.identity));
+    assert_eq!(&there.html.identity[..], &plain[..]);
+}
