@@ -526,9 +526,10 @@ pub struct ServerConfig {
     /// Large answers (16 KB and more, such as a widget's uncompressed document) are also
     /// written to unnamed files in `storage.data_dir` and sent from there with `sendfile`, as
     /// nginx sends files, instead of copied into each connection. Costs disk space and page
-    /// cache up to what those answers hold (at most about `widgets.cache_bytes`); the files
-    /// vanish with their answer. Where the filesystem cannot hold such files, answers are
-    /// copied (logged at start). false: always copied.
+    /// cache up to what those answers hold (about `widgets.cache_bytes`, plus answers still
+    /// being sent); the files vanish with their answer. Not on a filesystem kept in memory
+    /// (tmpfs), nor while it has less than 1 GiB or 5 % free: there answers are copied
+    /// (logged). false: always copied.
     pub send_from_files: bool,
 }
 

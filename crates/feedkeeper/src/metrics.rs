@@ -461,6 +461,9 @@ pub struct Snapshot {
     pub widget_cache_bytes: u64,
     /// Widgets read from the database to be rendered.
     pub widget_loads: u64,
+    /// Bytes held in files for sending large answers (`zero_copy`), and sent from them.
+    pub body_file_bytes: u64,
+    pub body_file_sent_bytes: u64,
     /// Meta's last reported usage (percent of the limit): the app's, and the highest of any
     /// account's (business use case), seen in the last hour.
     pub meta_usage_app: Option<u32>,
@@ -552,6 +555,19 @@ impl Snapshot {
             "widget_cache_bytes",
             "Bytes of rendered widgets held in memory",
             int_gauge(self.widget_cache_bytes as i64),
+        );
+        registry.register(
+            "body_file_bytes",
+            "Bytes of large answers held in unnamed files in the data directory, to be sent \
+             with sendfile (disk space and page cache)",
+            int_gauge(self.body_file_bytes as i64),
+        );
+        let sent: Counter = Counter::default();
+        sent.inc_by(self.body_file_sent_bytes);
+        registry.register(
+            "body_file_sent_bytes",
+            "Bytes of answers sent from those files with sendfile",
+            sent,
         );
         let loads: Counter = Counter::default();
         loads.inc_by(self.widget_loads);

@@ -17,17 +17,24 @@
 //! written again). Only buffers of at least [`MIN_LEN`] bytes are looked up, so headers and
 //! small bodies cost nothing.
 //!
-//! **Cost**: the files hold what the large bodies hold (for widgets, at most
-//! `widgets.cache_bytes` plus bodies still being sent after the cache dropped them): that much
-//! disk space in the data directory, and the same in the kernel's page cache, which it writes
-//! back and may reclaim like any file's. The process's own memory is unchanged. The files have
-//! no name: they vanish when their body is dropped, and a crash leaves nothing behind.
+//! **Cost**: the files hold what the large bodies hold: for widgets, at most
+//! `widgets.cache_bytes`, plus renderings the cache has dropped that connections are still
+//! sending (at most [`files_max`] files in all). That is disk space in the data directory
+//! (seen by `df`, not `du`: the files have no name) and the same in the kernel's page cache,
+//! charged to the node's memory cgroup like any file it writes until the kernel has written it
+//! back (within about 30 s) and may reclaim it. Under memory pressure a body's pages may be
+//! dropped and read back from disk when sent, on the serving thread, as nginx's `sendfile`
+//! does. The process's own memory is unchanged. The files vanish when their body is dropped
+//! (closed on a thread of their own: freeing a file's blocks is filesystem work), and a crash
+//! leaves nothing behind. `feedkeeper_body_file_bytes` shows what they hold.
 //!
 //! **Everything degrades to copying**, and no answer is lost: small bodies; a data directory
-//! whose filesystem refuses unnamed files or writes (checked at start, and logged); a full disk
-//! (that body); a body beyond the cap on open files ([`files_max`]); a file the kernel cannot
-//! send (that write: the bytes are in memory too); a kernel or sandbox that refuses `sendfile`
-//! (from then on); systems other than Linux.
+//! on a filesystem kept in memory (tmpfs: the files would double the memory), or one that
+//! refuses unnamed files or writes (all checked at start, and logged); a filesystem with less
+//! than 1 GiB or 5 % free (kept for the database and images; checked for every file); a full
+//! disk (that body); a body beyond the cap on open files ([`files_max`]); a file the kernel
+//! cannot send (that write: the bytes are in memory too); a kernel or sandbox that keeps
+//! refusing `sendfile` (from then on); systems other than Linux.
 
 use std::io::{self, IoSlice};
 use std::path::Path;
@@ -48,6 +55,11 @@ static SENT_FROM_FILES: AtomicU64 = AtomicU64::new(0);
 /// How many bytes have been sent from body files since start.
 pub fn bytes_sent_from_files() -> u64 {
     SENT_FROM_FILES.load(Ordering::Relaxed)
+}
+
+/// Bytes held in body files now (disk space in the data directory, and page cache).
+pub fn bytes_in_files() -> u64 {
+    imp::file_bytes()
 }
 
 /// How many bodies may hold a file at once: a quarter of the process's file-descriptor limit,
@@ -168,7 +180,7 @@ mod imp {
     use std::io::{self, IoSlice, Write as _};
     use std::os::fd::OwnedFd;
     use std::path::Path;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
     use axum::body::Bytes;
@@ -178,16 +190,53 @@ mod imp {
 
     use super::{MIN_LEN, SENT_FROM_FILES};
 
-    /// Body files open now.
+    /// Body files open now, and the bytes they hold.
     static FILES_OPEN: AtomicUsize = AtomicUsize::new(0);
-    /// Set when the kernel refuses `sendfile` itself (a sandbox that filters it): from then on
-    /// every body is copied.
+    static FILE_BYTES: AtomicU64 = AtomicU64::new(0);
+    /// Set when the kernel keeps refusing `sendfile` itself (a sandbox that filters it): from
+    /// then on every body is copied.
     static SENDFILE_REFUSED: AtomicBool = AtomicBool::new(false);
+    /// Refusals since `sendfile` last worked; [`REFUSALS_TO_GIVE_UP`] of them in a row turn it
+    /// off (one refusal may be one file's or one socket's, from a security module).
+    static REFUSALS: AtomicUsize = AtomicUsize::new(0);
+    const REFUSALS_TO_GIVE_UP: usize = 64;
     /// Set by [`super::set_sendfile`]`(false)`.
     static SENDFILE_OFF: AtomicBool = AtomicBool::new(false);
-    /// Whether a failure to make a body's file has been logged as a warning (once: a full disk
-    /// would otherwise log every rendering).
+    /// Whether a failure to make a body's file has been logged as a warning since files were
+    /// last made (once per episode: a full disk would otherwise log every rendering).
     static MAKE_FAILURE_WARNED: AtomicBool = AtomicBool::new(false);
+
+    /// Files are not made while the data directory's filesystem has less than this free, or
+    /// less than [`FREE_PERCENT_FLOOR`] percent of its size: the database and the stored
+    /// images need it more.
+    const FREE_BYTES_FLOOR: u64 = 1 << 30;
+    const FREE_PERCENT_FLOOR: u64 = 5;
+
+    /// Filesystems kept in memory (tmpfs, ramfs): a file there would double a body's memory,
+    /// and its pages cannot be written back and reclaimed.
+    const IN_MEMORY_FILESYSTEMS: [u32; 2] = [0x0102_1994, 0x8584_58f6];
+
+    /// Bytes held in body files now.
+    pub(super) fn file_bytes() -> u64 {
+        FILE_BYTES.load(Ordering::Relaxed)
+    }
+
+    /// Where the last reference to a body's file goes: a thread of its own closes it, because
+    /// the last close of an unnamed file frees its blocks (journal work on ext4), which must not
+    /// stall a serving thread. Inline if that thread could not be started.
+    fn close_later(file: Arc<File>) {
+        static CLOSER: LazyLock<Option<std::sync::mpsc::Sender<Arc<File>>>> = LazyLock::new(|| {
+            let (send, receive) = std::sync::mpsc::channel::<Arc<File>>();
+            std::thread::Builder::new()
+                .name("body-files-closer".into())
+                .spawn(move || receive.into_iter().for_each(drop))
+                .ok()
+                .map(|_| send)
+        });
+        if let Some(Err(returned)) = CLOSER.as_ref().map(|closer| closer.send(file)) {
+            drop(returned.0);
+        }
+    }
 
     pub(super) fn set_sendfile(enabled: bool) {
         SENDFILE_OFF.store(!enabled, Ordering::Relaxed);
@@ -205,11 +254,39 @@ mod imp {
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
+            // Truncated on purpose: the magic numbers are 32 bits wide, `f_type`'s width varies.
+            let kind = rustix::fs::fstatfs(&fd)?.f_type as u32;
+            if IN_MEMORY_FILESYSTEMS.contains(&kind) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "its filesystem is kept in memory (tmpfs): files there would hold every \
+                     large answer twice in memory",
+                ));
+            }
             let dir = Dir(Arc::new(fd));
             // Refused here rather than at every body: a filesystem without unnamed files, a
             // read-only or full one.
             dir.file_holding(&[0; 1])?;
             Ok(dir)
+        }
+
+        /// Whether `len` more bytes leave the filesystem above the floor of free space.
+        pub(super) fn room_for(&self, len: usize) -> io::Result<()> {
+            let stats = rustix::fs::fstatvfs(&*self.0)?;
+            let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+            let size = stats.f_blocks.saturating_mul(stats.f_frsize);
+            let floor = FREE_BYTES_FLOOR.max(size / 100 * FREE_PERCENT_FLOOR);
+            if free.saturating_sub(len as u64) < floor {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "{} MiB free, below the {} MiB kept for the database and images",
+                        free >> 20,
+                        floor >> 20
+                    ),
+                ));
+            }
+            Ok(())
         }
 
         /// An unnamed file in the directory holding `bytes`, written whole.
@@ -218,6 +295,7 @@ mod imp {
         }
 
         fn file_holding_opened(&self, bytes: &[u8], access: OFlags) -> io::Result<File> {
+            self.room_for(bytes.len())?;
             // EXCL: the file can never be given a name (linked) by anyone.
             let fd = rustix::fs::openat(
                 &*self.0,
@@ -265,7 +343,8 @@ mod imp {
     /// is freed.
     struct FileBacked {
         bytes: Bytes,
-        file: Arc<File>,
+        /// Always `Some` until dropped (taken then, to be closed elsewhere).
+        file: Option<Arc<File>>,
     }
 
     impl AsRef<[u8]> for FileBacked {
@@ -276,16 +355,23 @@ mod imp {
 
     impl Drop for FileBacked {
         fn drop(&mut self) {
-            let mut registry = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
+            let Some(file) = self.file.take() else {
+                return;
+            };
             let address = self.bytes.as_ptr() as usize;
-            if registry
+            let mut registry = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
+            let ours = registry
                 .get(&address)
-                .is_some_and(|entry| Arc::ptr_eq(&entry.file, &self.file))
-            {
-                registry.remove(&address);
+                .is_some_and(|entry| Arc::ptr_eq(&entry.file, &file));
+            let removed = ours.then(|| registry.remove(&address)).flatten();
+            drop(registry);
+            if let Some(entry) = removed {
                 FILES_OPEN.fetch_sub(1, Ordering::Relaxed);
+                FILE_BYTES.fetch_sub(entry.len as u64, Ordering::Relaxed);
+                close_later(entry.file);
             }
-            // The memory is freed after this; the file is closed with the last write holding it.
+            close_later(file);
+            // The memory is freed after this, unregistered.
         }
     }
 
@@ -309,6 +395,11 @@ mod imp {
                 return body;
             }
         };
+        if MAKE_FAILURE_WARNED.load(Ordering::Relaxed) {
+            // Files can be made again: a next failure is worth a warning again.
+            MAKE_FAILURE_WARNED.store(false, Ordering::Relaxed);
+            tracing::info!("large answers get their files again");
+        }
         let start = body.as_ptr() as usize;
         let end = start + body.len();
         let mut registry = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
@@ -322,6 +413,7 @@ mod imp {
         if before || after {
             drop(registry);
             FILES_OPEN.fetch_sub(1, Ordering::Relaxed);
+            close_later(file);
             return body;
         }
         registry.insert(
@@ -332,7 +424,11 @@ mod imp {
             },
         );
         drop(registry);
-        Bytes::from_owner(FileBacked { bytes: body, file })
+        FILE_BYTES.fetch_add(body.len() as u64, Ordering::Relaxed);
+        Bytes::from_owner(FileBacked {
+            bytes: body,
+            file: Some(file),
+        })
     }
 
     /// A body backed by a file the kernel cannot send from (opened for writing only), to test
@@ -386,18 +482,26 @@ mod imp {
         buf: &[u8],
     ) -> Result<usize, Errno> {
         loop {
-            // `sendfile` takes no MSG_NOSIGNAL, but Rust programs ignore SIGPIPE (std sets it
-            // before `main`), so a peer that has gone is an EPIPE error here.
+            // `sendfile` takes no MSG_NOSIGNAL, but Rust programs ignore SIGPIPE (std's `main`
+            // sets that, for the binary and its test harnesses; a program embedding this
+            // library with a `main` of its own must too), so a peer that has gone is an EPIPE
+            // error here.
             match rustix::fs::sendfile(socket, file, Some(&mut offset), buf.len()) {
                 Ok(n) => {
                     SENT_FROM_FILES.fetch_add(n as u64, Ordering::Relaxed);
+                    if REFUSALS.load(Ordering::Relaxed) != 0 {
+                        REFUSALS.store(0, Ordering::Relaxed);
+                    }
                     return Ok(n);
                 }
                 Err(Errno::INTR) => continue,
                 Err(e) if e == Errno::AGAIN => return Err(e),
                 Err(e) => {
                     if refused(e) {
-                        if !SENDFILE_REFUSED.swap(true, Ordering::Relaxed) {
+                        let in_a_row = REFUSALS.fetch_add(1, Ordering::Relaxed) + 1;
+                        if in_a_row >= REFUSALS_TO_GIVE_UP
+                            && !SENDFILE_REFUSED.swap(true, Ordering::Relaxed)
+                        {
                             tracing::warn!(error = %e, "sendfile is refused here; large answers will be copied");
                         }
                     } else {
@@ -503,6 +607,10 @@ mod imp {
         0
     }
 
+    pub(super) fn file_bytes() -> u64 {
+        0
+    }
+
     pub(super) fn back(_: &Dir, body: Bytes) -> Bytes {
         body
     }
@@ -599,6 +707,20 @@ mod tests {
         std::fs::write(&not_a_directory, b"x").unwrap();
         assert!(BodyFiles::open(&not_a_directory).is_err());
         assert!(BodyFiles::open(&dir.path().join("file/below")).is_err());
+    }
+
+    #[test]
+    fn memory_filesystems_and_the_last_free_space_are_not_used() {
+        // /dev/shm is tmpfs on Linux (containers included).
+        let in_memory = tempfile::tempdir_in("/dev/shm").unwrap();
+        let refused = BodyFiles::open(in_memory.path()).unwrap_err();
+        assert!(refused.to_string().contains("tmpfs"), "{refused}");
+
+        let (_dir, files) = body_files();
+        files.dir.room_for(MIN_LEN).unwrap();
+        // A body that would eat into the space kept for the database and images.
+        let full = files.dir.room_for(usize::MAX / 2).unwrap_err();
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull, "{full}");
     }
 
     #[test]

@@ -146,6 +146,8 @@ fn add_this_node(state: &AppState, snapshot: &mut Snapshot) {
     snapshot.widget_cache_entries = entries;
     snapshot.widget_cache_bytes = bytes;
     snapshot.widget_loads = state.widgets.loads();
+    snapshot.body_file_bytes = crate::zero_copy::bytes_in_files();
+    snapshot.body_file_sent_bytes = crate::zero_copy::bytes_sent_from_files();
     let now = state.clock.now();
     let mut app = None;
     let mut account_max = None;

@@ -852,29 +852,35 @@ mod tests {
             .await
             .unwrap();
         let mut reader = tokio::io::BufReader::new(stream);
-        for (answer, expected) in [(0, &body[..]), (1, &body[..]), (2, b"http-0".as_slice())] {
-            let length = content_length(&mut reader).await;
-            assert_eq!(length, expected.len(), "answer {answer}");
-            let mut received = vec![0; length];
-            let mut at = 0;
-            while at < length {
-                // The first answer read slowly, so the server meets a full socket and sends
-                // the rest of the file from where the last short write ended.
-                let slowly = answer == 0 && at < 4 * 1024 * 1024;
-                let end = if slowly {
-                    (at + 64 * 1024).min(length)
-                } else {
-                    length
-                };
-                let n = reader.read(&mut received[at..end]).await.unwrap();
-                assert!(n > 0, "answer {answer} cut short at {at}");
-                at += n;
-                if slowly {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+        // A write that stalled (data corked, a lost wake-up) fails here rather than hangs.
+        let read_all = async {
+            for (answer, expected) in [(0, &body[..]), (1, &body[..]), (2, b"http-0".as_slice())] {
+                let length = content_length(&mut reader).await;
+                assert_eq!(length, expected.len(), "answer {answer}");
+                let mut received = vec![0; length];
+                let mut at = 0;
+                while at < length {
+                    // The first answer read slowly, so the server meets a full socket and sends
+                    // the rest of the file from where the last short write ended.
+                    let slowly = answer == 0 && at < 4 * 1024 * 1024;
+                    let end = if slowly {
+                        (at + 64 * 1024).min(length)
+                    } else {
+                        length
+                    };
+                    let n = reader.read(&mut received[at..end]).await.unwrap();
+                    assert!(n > 0, "answer {answer} cut short at {at}");
+                    at += n;
+                    if slowly {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
+                assert!(received == expected, "answer {answer} differs");
             }
-            assert!(received == expected, "answer {answer} differs");
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(60), read_all)
+            .await
+            .expect("the answers arrive within a minute");
         assert!(
             crate::zero_copy::bytes_sent_from_files() - sent_before >= 2 * body.len() as u64,
             "the bodies were copied, not sent from their file"

@@ -1189,6 +1189,8 @@ async fn large_plain_answers_are_sent_from_files_and_arrive_whole() {
         .await
         .unwrap();
     assert!(plain.len() >= MIN_LEN, "only {} bytes", plain.len());
+    // The count is the process's (exact under nextest, one process per test; other tests may
+    // add to it under `cargo test`, which is why the rendering itself is checked below too).
     // Counted just after the kernel took the bytes, so perhaps a moment after they arrived.
     let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while bytes_sent_from_files() - sent_before < plain.len() as u64 {
