@@ -522,10 +522,7 @@ async fn the_json_feed_matches_its_published_schema() {
         .await
         .unwrap();
     run_due_now(&app.state, "test").await.unwrap();
-    let made = browser
-        .post("/widgets", &form(&browser.csrf, &connection))
-        .await;
-    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+    let id = widget_made(&browser, &connection).await;
 
     let reply = get(&app, &format!("/w/{id}.json"), &[]).await;
     assert_eq!(reply.status(), StatusCode::OK);
@@ -564,6 +561,14 @@ async fn the_json_feed_matches_its_published_schema() {
     assert!(feed["profile"]["picture_url"].is_string(), "{feed:#}");
 }
 
+/// A widget made in the dashboard from the valid form for `connection`: its public id.
+async fn widget_made(browser: &Session, connection: &str) -> String {
+    let made = browser
+        .post("/widgets", &form(&browser.csrf, connection))
+        .await;
+    public_id(&browser.get(made.location().unwrap()).await.body)
+}
+
 /// Waits (a few seconds at most) until the node's poller has read the change log.
 async fn trusted_soon(node: &feedkeeper::state::AppState) {
     let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -587,10 +592,7 @@ async fn other_node(app: &TestApp) -> feedkeeper::state::AppState {
 /// database with its own, empty cache.
 async fn widget_and_second_node(app: &TestApp) -> (String, String, feedkeeper::state::AppState) {
     let (browser, connection) = shop(app).await;
-    let made = browser
-        .post("/widgets", &form(&browser.csrf, &connection))
-        .await;
-    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+    let id = widget_made(&browser, &connection).await;
     let node = other_node(app).await;
     (connection, id, node)
 }
@@ -1005,10 +1007,7 @@ async fn what_a_hostile_meta_sends_never_reaches_a_widget() {
         .patch_settings(&serde_json::json!({"hostile_content": true}))
         .unwrap();
     let (browser, connection) = shop(&app).await;
-    let made = browser
-        .post("/widgets", &form(&browser.csrf, &connection))
-        .await;
-    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+    let id = widget_made(&browser, &connection).await;
     let c = feedkeeper::ids::ConnectionId(connection.parse().unwrap());
     let stored_posts = feedkeeper::db::posts::list_posts(&app.state.db, c, 100)
         .await
@@ -1177,10 +1176,7 @@ async fn large_plain_answers_are_sent_from_files_and_arrive_whole() {
             .unwrap();
     }
     run_due_now(&app.state, "test").await.unwrap();
-    let made = browser
-        .post("/widgets", &form(&browser.csrf, &connection))
-        .await;
-    let id = public_id(&browser.get(made.location().unwrap()).await.body);
+    let id = widget_made(&browser, &connection).await;
 
     let sent_before = bytes_sent_from_files();
     let plain = get(&app, &format!("/w/{id}"), &[])
