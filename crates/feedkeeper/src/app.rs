@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
+use axum::response::Response;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -58,39 +59,123 @@ impl Front {
     }
 }
 
+/// A request for one of the hot routes, read in place.
+enum Hot<'a> {
+    /// `/w/{id}`: the id.
+    Widget(&'a str),
+    /// `/i/{key}/{file}`: the key and the file.
+    Image(&'a str, &'a str),
+}
+
+impl Hot<'_> {
+    fn of<B>(request: &axum::http::Request<B>) -> Option<Hot<'_>> {
+        if let Some(id) = http::widgets::hot_id(request) {
+            Some(Hot::Widget(id))
+        } else {
+            http::images::hot_parts(request).map(|(key, file)| Hot::Image(key, file))
+        }
+    }
+
+    /// The route it is counted under.
+    fn route(&self) -> &'static str {
+        match self {
+            Hot::Widget(_) => http::widgets::WIDGET_ROUTE,
+            Hot::Image(..) => http::images::IMAGE_ROUTE,
+        }
+    }
+}
+
+/// What a hot route must wait for, when memory could not answer at once.
+enum Later {
+    Widget(String, crate::widgets::cache::PublicKey),
+    Image(http::images::Variant),
+}
+
+impl FrontParts {
+    /// A hot route's answer from memory, or what it must wait for (see [`http::Now`]).
+    fn answer_now(&self, hot: &Hot<'_>, headers: &axum::http::HeaderMap) -> http::Now<Later> {
+        use http::Now;
+        match *hot {
+            Hot::Widget(id) => match http::widgets::answer_now(&self.state, id, headers) {
+                Now::Ready(response) => Now::Ready(response),
+                Now::Later(key) => Now::Later(Later::Widget(id.to_owned(), key)),
+            },
+            Hot::Image(key, file) => {
+                match http::images::answer_now(&self.state, key, file, headers) {
+                    Now::Ready(response) => Now::Ready(response),
+                    Now::Later(variant) => Now::Later(Later::Image(variant)),
+                }
+            }
+        }
+    }
+
+    /// A hot route's answer once it waited for what memory did not have.
+    async fn answer_later(&self, later: Later, headers: &axum::http::HeaderMap) -> Response {
+        match later {
+            Later::Widget(id, key) => {
+                http::widgets::answer_later(&self.state, &id, key, headers).await
+            }
+            Later::Image(variant) => {
+                http::images::answer_later(&self.state, variant, headers).await
+            }
+        }
+    }
+
+    /// The public edge of a hot route's answer: the security headers, and the count.
+    fn finish(
+        &self,
+        route: &'static str,
+        method: &axum::http::Method,
+        started: std::time::Instant,
+        mut response: Response,
+    ) -> Response {
+        self.headers.apply(&mut response);
+        http::metrics::counted(&self.state, Some(route), method, started, response)
+    }
+}
+
 impl http::server::Answer for Front {
     fn answer(
         &self,
         request: axum::http::Request<hyper::body::Incoming>,
         peer: std::net::SocketAddr,
-    ) -> impl std::future::Future<Output = axum::response::Response> + Send + use<> {
+    ) -> impl std::future::Future<Output = Response> + Send + use<> {
         use futures_util::FutureExt as _;
+        use futures_util::future::{Either, ready};
         use std::panic::AssertUnwindSafe;
         let front = self.0.clone();
-        async move {
-            let started = std::time::Instant::now();
-            let state = &front.state;
-            let headers = request.headers();
-            let (route, answered) = if let Some(id) = http::widgets::hot_id(&request) {
-                let answer = http::widgets::answer(state, id, headers);
-                (
-                    http::widgets::WIDGET_ROUTE,
-                    AssertUnwindSafe(answer).catch_unwind().await,
-                )
-            } else if let Some((key, file)) = http::images::hot_parts(&request) {
-                let answer = http::images::answer(state, key, file, headers);
-                (
-                    http::images::IMAGE_ROUTE,
-                    AssertUnwindSafe(answer).catch_unwind().await,
-                )
-            } else {
+        let started = std::time::Instant::now();
+        // Answered here, in hyper's call, when memory can (see `http::Now`).
+        let now = Hot::of(&request).map(|hot| {
+            let now = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                front.answer_now(&hot, request.headers())
+            }));
+            (
+                hot.route(),
+                now.unwrap_or_else(|panic| http::Now::Ready(edge::panic_response(panic))),
+            )
+        });
+        let waiting = match now {
+            Some((route, http::Now::Ready(response))) => {
+                let (parts, _) = request.into_parts();
+                http::recycle_headers(parts.headers);
+                let method = parts.method;
+                return Either::Left(ready(front.finish(route, &method, started, response)));
+            }
+            Some((route, http::Now::Later(later))) => Some((route, later)),
+            None => None,
+        };
+        Either::Right(async move {
+            let Some((route, later)) = waiting else {
                 // Boxed, so the hot routes' future stays small (see `crate::widgets::served`).
                 return Box::pin(front.router.answer(request, peer)).await;
             };
-            let mut response = answered.unwrap_or_else(edge::panic_response);
-            front.headers.apply(&mut response);
-            http::metrics::counted(state, Some(route), request.method(), started, response)
-        }
+            let answered = AssertUnwindSafe(front.answer_later(later, request.headers()))
+                .catch_unwind()
+                .await;
+            let response = answered.unwrap_or_else(edge::panic_response);
+            front.finish(route, request.method(), started, response)
+        })
     }
 }
 

@@ -488,7 +488,7 @@ pub struct ServerConfig {
     /// A request (headers, body and the answer) must be done within this long.
     pub request_timeout_secs: u64,
     /// A client must send a request's headers within this long (slow clients cannot hold
-    /// connections open).
+    /// connections open); on a kept-alive connection, counted from the answer before.
     pub header_read_timeout_secs: u64,
     /// Largest request body accepted (forms and callbacks are small).
     pub max_body_bytes: u64,

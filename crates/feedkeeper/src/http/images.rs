@@ -14,8 +14,9 @@ use axum::http::header::{
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::Now;
 use crate::images::cache::Served;
-use crate::images::parse_file;
+use crate::images::{Format, ImageKey, parse_file};
 use crate::state::AppState;
 
 const CACHE_FOREVER: &str = "public, max-age=31536000, immutable";
@@ -69,18 +70,54 @@ pub async fn answer(
     file: &str,
     headers: &axum::http::HeaderMap,
 ) -> Response {
+    match answer_now(state, key, file, headers) {
+        Now::Ready(response) => response,
+        Now::Later(variant) => answer_later(state, variant, headers).await,
+    }
+}
+
+/// A variant the node's memory knows nothing of: its image, width and format.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant(ImageKey, u32, Format);
+
+/// [`answer`] as far as it goes without waiting: the answer to a made-up address, or from
+/// memory; or the variant to read from the store ([`answer_later`]).
+pub fn answer_now(
+    state: &AppState,
+    key: &str,
+    file: &str,
+    headers: &axum::http::HeaderMap,
+) -> Now<Variant> {
     // Only addresses feedkeeper signed reach the store; anything else is answered from here.
     let (Some(key), Some((width, format))) = (state.images.signer.verify(key), parse_file(file))
     else {
-        return not_found();
+        return Now::Ready(not_found());
     };
-    let etag = format!("\"{key}-{width}-{}\"", format.extension());
-    let bytes = match state
+    match state.images.cache.get_now(key, width, format) {
+        Some(served) => Now::Ready(respond(served, Variant(key, width, format), headers)),
+        None => Now::Later(Variant(key, width, format)),
+    }
+}
+
+/// [`answer`] for a variant memory did not have: from the store.
+pub async fn answer_later(
+    state: &AppState,
+    variant: Variant,
+    headers: &axum::http::HeaderMap,
+) -> Response {
+    let Variant(key, width, format) = variant;
+    let served = state
         .images
         .cache
-        .get(&state.images.store, key, width, format)
-        .await
-    {
+        .get_later(&state.images.store, key, width, format)
+        .await;
+    respond(served, variant, headers)
+}
+
+/// The response for what became of `variant`.
+fn respond(served: Served, variant: Variant, headers: &axum::http::HeaderMap) -> Response {
+    let Variant(key, width, format) = variant;
+    let bytes = match served {
         Served::Found(bytes) => bytes,
         Served::NotFound => return not_found_for(Some(format)),
         Served::Busy => {
@@ -96,14 +133,20 @@ pub async fn answer(
             return r;
         }
     };
-    let mut response = if super::widgets::not_modified(headers, &etag) {
-        StatusCode::NOT_MODIFIED.into_response()
+    let etag = format!("\"{key}-{width}-{}\"", format.extension());
+    let modified = !super::widgets::not_modified(headers, &etag);
+    let mut response = super::response_with_room(if modified {
+        Body::from(bytes)
     } else {
-        let mut r = Response::new(Body::from(bytes));
-        r.headers_mut()
+        Body::empty()
+    });
+    if modified {
+        response
+            .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(format.mime()));
-        r
-    };
+    } else {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+    }
     let h = response.headers_mut();
     h.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_FOREVER));
     if let Ok(value) = HeaderValue::from_str(&etag) {

@@ -41,6 +41,44 @@ pub(crate) fn plain_get<'a, B>(
     (!rest.is_empty() && !rest.contains('%')).then_some(rest)
 }
 
+/// What a public route answers without waiting, or what it must wait for (`L`) to answer.
+/// The serving threads answer from memory inside hyper's call, so the request (whose header
+/// values share hyper's read buffer) is gone before hyper reads again and that buffer is reused,
+/// not replaced by a new one per request (`app::Front`).
+pub enum Now<L> {
+    Ready(axum::response::Response),
+    Later(L),
+}
+
+/// A response with room for the headers a public answer carries with the security headers
+/// (about ten), so none is added by growing the map and moving what it held. Its map is the
+/// one the thread's last answered request left ([`recycle_headers`]), when there is one: hyper
+/// reads each request's headers into the map of the answer before, so on a busy thread the
+/// same few maps go round and a request costs no map of its own.
+pub(crate) fn response_with_room(body: axum::body::Body) -> axum::response::Response {
+    let mut response = axum::response::Response::new(body);
+    if let Some(headers) = SPARE_HEADERS.take() {
+        *response.headers_mut() = headers;
+    }
+    response.headers_mut().reserve(12);
+    response
+}
+
+thread_local! {
+    /// One emptied header map per thread, for [`response_with_room`].
+    static SPARE_HEADERS: std::cell::Cell<Option<axum::http::HeaderMap>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Keeps an answered request's header map, emptied, for this thread's next
+/// [`response_with_room`] (unless it is oddly large: a request can carry a hundred headers).
+pub(crate) fn recycle_headers(mut headers: axum::http::HeaderMap) {
+    if headers.capacity() <= 32 {
+        headers.clear();
+        SPARE_HEADERS.set(Some(headers));
+    }
+}
+
 /// The public widget and image routes, for anyone's website (they get a lighter edge: `app::router`).
 pub fn public_router() -> Router<AppState> {
     Router::new()
@@ -201,4 +239,36 @@ pub(crate) fn test_request(method: &str, target: &str) -> axum::http::Request<()
         .uri(target)
         .body(())
         .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    #[test]
+    fn a_recycled_header_map_comes_back_empty_and_roomy() {
+        let mut used = HeaderMap::new();
+        used.insert(header::HOST, HeaderValue::from_static("example.com"));
+        used.insert(header::COOKIE, HeaderValue::from_static("a=b"));
+        recycle_headers(used);
+        let response = response_with_room(axum::body::Body::empty());
+        assert!(response.headers().is_empty(), "{:?}", response.headers());
+        assert!(response.headers().capacity() >= 12);
+        // Taken: the next one is a map of its own.
+        let other = response_with_room(axum::body::Body::empty());
+        assert!(other.headers().is_empty());
+
+        // A map grown by a request with very many headers is not kept.
+        let mut huge = HeaderMap::new();
+        for i in 0..100 {
+            huge.insert(
+                axum::http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        recycle_headers(huge);
+        let response = response_with_room(axum::body::Body::empty());
+        assert!(response.headers().capacity() <= 32);
+    }
 }

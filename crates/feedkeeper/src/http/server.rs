@@ -375,9 +375,18 @@ async fn serve_connections<A: Answer>(
     let limits = gate.limits.clone();
     let epoch = std::time::Instant::now();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let watched = Arc::new(Watchlist::default());
+    let watchdog = tokio::spawn(watchdog(
+        watched.clone(),
+        epoch,
+        [
+            limits.idle_timeout,
+            limits.write_timeout,
+            limits.header_timeout,
+        ],
+    ));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+    http.header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     tokio::pin!(shutdown);
@@ -433,21 +442,23 @@ async fn serve_connections<A: Answer>(
         let stream = Watched {
             inner: crate::zero_copy::ZeroCopyStream::new(stream),
             waiting: waiting.clone(),
-            epoch,
         };
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = http
+            .clone()
+            .timer(WatchdogTimer {
+                waiting: waiting.clone(),
+                epoch,
+            })
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
-        let watchdog = watchdog(waiting, epoch, limits.idle_timeout, limits.write_timeout);
-        tokio::spawn(async move {
-            tokio::select! {
-                ended = connection => if let Err(e) = ended {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                },
-                () = watchdog => tracing::debug!("connection closed: it waited too long"),
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(open);
             drop(admitted);
         });
+        watched.add(waiting, task.abort_handle());
     }
     drop(listener);
     // Connections handed over but not yet taken are closed unserved, as a closed port would.
@@ -461,6 +472,7 @@ async fn serve_connections<A: Answer>(
     {
         tracing::warn!("some connections were still open after the shutdown grace period");
     }
+    watchdog.abort();
 }
 
 /// Keeps `stream` on thread `index` (returned, counted) unless another thread has fewer open
@@ -511,34 +523,34 @@ fn hand_over(
 }
 
 /// When a connection's socket last started waiting, in milliseconds since `epoch` (0: it is not
-/// waiting), written by [`Watched`] and read by [`watchdog`].
+/// waiting; [`UNSTAMPED`]: it is, since a moment the watchdog has not yet stamped), written by
+/// [`Watched`] and read by [`watchdog`]; and the deadline for the request head being read
+/// ([`WatchdogTimer`]; 0: none).
 #[derive(Debug, Default)]
 struct Waiting {
     read: AtomicU64,
     write: AtomicU64,
+    head_deadline: AtomicU64,
 }
 
+/// A wait the watchdog stamps with its own clock when it next looks: the serving path reads no
+/// clock per request.
+const UNSTAMPED: u64 = u64::MAX;
+
 /// A connection's socket, noting when it starts and stops waiting, for the deadlines hyper does
-/// not have (see [`watchdog`]). On the hot path this is a clock read when a wait begins and an
-/// atomic store when it ends: no timer per request.
+/// not have (see [`watchdog`]). On the hot path this is an atomic store when a wait begins or
+/// ends: no clock read, no timer per request.
 struct Watched<T> {
     inner: T,
     waiting: Arc<Waiting>,
-    epoch: std::time::Instant,
 }
 
 impl<T> Watched<T> {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    fn note(&self, slot: &AtomicU64, poll: &std::task::Poll<std::io::Result<impl Sized>>) {
+    fn note(slot: &AtomicU64, poll: &std::task::Poll<std::io::Result<impl Sized>>) {
         match poll {
             std::task::Poll::Pending => {
                 if slot.load(Ordering::Relaxed) == 0 {
-                    slot.store(self.now_ms(), Ordering::Relaxed);
+                    slot.store(UNSTAMPED, Ordering::Relaxed);
                 }
             }
             std::task::Poll::Ready(_) => slot.store(0, Ordering::Relaxed),
@@ -553,7 +565,7 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.note(&self.waiting.read, &poll);
+        Self::note(&self.waiting.read, &poll);
         poll
     }
 }
@@ -569,10 +581,10 @@ impl<T: tokio::io::AsyncWrite + Unpin> Watched<T> {
         ) -> std::task::Poll<std::io::Result<R>>,
     ) -> std::task::Poll<std::io::Result<R>> {
         let result = poll(std::pin::Pin::new(&mut self.inner), cx);
-        self.note(&self.waiting.write, &result);
+        Self::note(&self.waiting.write, &result);
         if result.is_ready() && self.waiting.read.load(Ordering::Relaxed) != 0 {
             // An answer going out is not silence: a long one is not cut by the idle limit.
-            self.waiting.read.store(self.now_ms(), Ordering::Relaxed);
+            self.waiting.read.store(UNSTAMPED, Ordering::Relaxed);
         }
         result
     }
@@ -614,28 +626,121 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
     }
 }
 
-/// Ends (returns) once the connection's socket has waited too long: a read for longer than
-/// `idle` (nothing sent: an idle keep-alive, or a client gone silent), or a write for longer
-/// than `stall` (a client that does not read its answer). It looks a few times per limit, so a
-/// connection is closed within a quarter more than its limit.
-async fn watchdog(
+/// The timer hyper is given for its one deadline, the request head's: the deadline is noted for
+/// the connection's [`watchdog`], which closes the connection once it passes (what hyper does
+/// when its timer fires), instead of a timer registered and cancelled for every request.
+/// hyper's HTTP/1 server uses its timer for nothing else; a sleep from this timer never wakes
+/// its task by itself.
+#[derive(Clone)]
+struct WatchdogTimer {
     waiting: Arc<Waiting>,
     epoch: std::time::Instant,
-    idle: Duration,
-    stall: Duration,
+}
+
+impl WatchdogTimer {
+    fn note(&self, deadline: std::time::Instant) {
+        let at = u64::try_from(deadline.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .clamp(1, u64::MAX - 1);
+        self.waiting.head_deadline.store(at, Ordering::Relaxed);
+    }
+}
+
+impl hyper::rt::Timer for WatchdogTimer {
+    fn sleep(&self, duration: Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(std::time::Instant::now() + duration)
+    }
+
+    fn sleep_until(
+        &self,
+        deadline: std::time::Instant,
+    ) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        self.note(deadline);
+        Box::pin(HeadDeadline(self.waiting.clone()))
+    }
+
+    fn reset(
+        &self,
+        _: &mut std::pin::Pin<Box<dyn hyper::rt::Sleep>>,
+        new_deadline: std::time::Instant,
+    ) {
+        self.note(new_deadline);
+    }
+}
+
+/// A head deadline noted for the watchdog, and withdrawn when hyper drops it (the head arrived).
+struct HeadDeadline(Arc<Waiting>);
+
+impl Future for HeadDeadline {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // The watchdog ends the connection when the deadline passes.
+        std::task::Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for HeadDeadline {}
+
+impl Drop for HeadDeadline {
+    fn drop(&mut self) {
+        self.0.head_deadline.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A serving thread's connections, as its [`watchdog`] sees them.
+#[derive(Default)]
+struct Watchlist(std::sync::Mutex<Vec<(Arc<Waiting>, tokio::task::AbortHandle)>>);
+
+impl Watchlist {
+    fn add(&self, waiting: Arc<Waiting>, task: tokio::task::AbortHandle) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((waiting, task));
+    }
+}
+
+/// Closes (aborts the task of) each of a thread's connections that has waited too long: a
+/// read for longer than the idle limit (nothing sent: an idle keep-alive, or a client gone
+/// silent), a write for longer than the write limit (a client that does not read its answer),
+/// or a request head past its deadline. One task per thread, not a timer per connection or per
+/// request: it looks a few times per limit and stamps the waits it finds begun, so a
+/// connection is closed within half as much again as its limit.
+async fn watchdog(
+    watched: Arc<Watchlist>,
+    epoch: std::time::Instant,
+    [idle, stall, head]: [Duration; 3],
 ) {
-    let every = (idle.min(stall) / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let shortest = idle.min(stall).min(head);
+    let every = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let (idle, stall) = (idle.as_millis() as u64, stall.as_millis() as u64);
     loop {
         tokio::time::sleep(every).await;
-        let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let since = |slot: &AtomicU64| match slot.load(Ordering::Relaxed) {
             0 => 0,
+            UNSTAMPED => {
+                slot.store(now.max(1), Ordering::Relaxed);
+                0
+            }
             at => now.saturating_sub(at),
         };
-        if since(&waiting.read) > idle || since(&waiting.write) > stall {
-            return;
-        }
+        let mut connections = watched.0.lock().unwrap_or_else(|e| e.into_inner());
+        connections.retain(|(waiting, task)| {
+            if task.is_finished() {
+                return false;
+            }
+            let head = waiting.head_deadline.load(Ordering::Relaxed);
+            let expired = since(&waiting.read) > idle
+                || since(&waiting.write) > stall
+                || (head != 0 && now > head);
+            if expired {
+                tracing::debug!("connection closed: it waited too long");
+                task.abort();
+            }
+            !expired
+        });
     }
 }
 
@@ -725,6 +830,78 @@ mod tests {
             "no longer accepting"
         );
         drop(threads);
+    }
+
+    /// Reads one answer's head and body (`Content-Length`) from `stream`.
+    async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the answer was whole: {text}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// The request head's deadline, kept by the thread's watchdog: a connection that sends a
+    /// request head in time, again and again, is served for as long as it likes; one that falls
+    /// silent between requests, or stops half-way through a head, is closed soon after.
+    #[tokio::test]
+    async fn request_heads_must_arrive_in_time_each_time() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut limits = test_limits();
+        limits.header_timeout = Duration::from_millis(800);
+        let _serving = tokio::spawn(serve_on_threads(
+            listener,
+            Arc::new(|_| app()),
+            1,
+            limits,
+            std::future::pending(),
+        ));
+        let request = b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n";
+
+        // Each head within the deadline, over three times the deadline in all.
+        let mut steady = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(2500) {
+            steady.write_all(request).await.unwrap();
+            assert!(read_answer(&mut steady).await.starts_with("HTTP/1.1 200"));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // Silent after an answer, and silent half-way through a head: both closed.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(request).await.unwrap();
+        assert!(read_answer(&mut idle).await.starts_with("HTTP/1.1 200"));
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /thread HTTP/1.1\r\nHo").await.unwrap();
+        let waited = std::time::Instant::now();
+        for stream in [&mut idle, &mut slow] {
+            let mut rest = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest));
+            assert!(closed.await.is_ok(), "the connection was left open");
+        }
+        // Within half as much again as the deadline, plus the machine's own delays.
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            waited.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -17,10 +17,11 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::Now;
 use super::negotiate::{self, Coding};
 use crate::clock::UnixSeconds;
 use crate::state::AppState;
-use crate::widgets::cache::{Encoded, Served};
+use crate::widgets::cache::{Encoded, PublicKey, Served};
 
 /// Fresh for a minute in browsers and CDNs; then served stale while revalidating, or for a day
 /// if we cannot answer.
@@ -68,7 +69,9 @@ fn cache_control(valid_until: Option<UnixSeconds>, now: UnixSeconds) -> HeaderVa
 /// A cached body as a response, in the client's encoding.
 fn serve(headers: &HeaderMap, body: &Encoded, content_type: &'static str) -> Response {
     let mut response = if not_modified(headers, &body.etag) {
-        StatusCode::NOT_MODIFIED.into_response()
+        let mut r = super::response_with_room(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
     } else {
         let (bytes, encoding) = match negotiate::coding(headers) {
             Coding::Brotli if !body.brotli.is_empty() => (body.brotli.clone(), Some("br")),
@@ -77,7 +80,7 @@ fn serve(headers: &HeaderMap, body: &Encoded, content_type: &'static str) -> Res
             }
             _ => (body.identity.clone(), None),
         };
-        let mut r = Response::new(Body::from(bytes));
+        let mut r = super::response_with_room(Body::from(bytes));
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(encoding) = encoding {
@@ -187,11 +190,44 @@ pub fn hot_id<B>(request: &axum::http::Request<B>) -> Option<&str> {
 /// service: it reads the request's headers in place and sends header values made when the
 /// widget was rendered.
 pub async fn answer(state: &AppState, id: &str, headers: &HeaderMap) -> Response {
-    let (public_id, json) = match id.strip_suffix(".json") {
+    match answer_now(state, id, headers) {
+        Now::Ready(response) => response,
+        Now::Later(key) => answer_later(state, id, key, headers).await,
+    }
+}
+
+/// `{public id}` and whether the feed (`.json`) is asked for.
+fn parts(id: &str) -> (&str, bool) {
+    match id.strip_suffix(".json") {
         Some(id) => (id, true),
         None => (id, false),
-    };
-    let rendered = match crate::widgets::served(state, public_id).await {
+    }
+}
+
+/// [`answer`] from memory alone, or the key to render the widget by ([`answer_later`]).
+pub fn answer_now(state: &AppState, id: &str, headers: &HeaderMap) -> Now<PublicKey> {
+    let (public_id, json) = parts(id);
+    match crate::widgets::served_now(state, public_id) {
+        Ok(served) => Now::Ready(respond(state, served, json, headers)),
+        Err(key) => Now::Later(key),
+    }
+}
+
+/// [`answer`] for a widget memory had no answer for.
+pub async fn answer_later(
+    state: &AppState,
+    id: &str,
+    key: PublicKey,
+    headers: &HeaderMap,
+) -> Response {
+    let (public_id, json) = parts(id);
+    let served = crate::widgets::served_later(state, public_id, key).await;
+    respond(state, served, json, headers)
+}
+
+/// The response for what became of the widget.
+fn respond(state: &AppState, served: Served, json: bool, headers: &HeaderMap) -> Response {
+    let rendered = match served {
         Served::Found(rendered) => rendered,
         Served::NotFound => return missing(StatusCode::NOT_FOUND, json),
         Served::Gone => return missing(StatusCode::GONE, json),

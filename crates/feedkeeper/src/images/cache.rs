@@ -72,19 +72,36 @@ impl ImageCache {
         width: u32,
         format: Format,
     ) -> Served {
-        let id = (key, width, format);
-        if let Some(bytes) = self.variants.get(&id) {
-            return Served::Found(bytes);
+        match self.get_now(key, width, format) {
+            Some(served) => served,
+            None => self.get_later(store, key, width, format).await,
         }
-        if self.missing.contains_key(&id) {
-            return Served::NotFound;
-        }
-        // Boxed: the store's futures are kilobytes, and a future is moved whole several times
-        // per request; inline, every answer from memory paid for copying them.
-        Box::pin(self.read(store, id)).await
     }
 
-    /// [`ImageCache::get`] when memory has neither the variant nor its absence: from the store.
+    /// What memory alone says of the variant: its bytes, or that the store lately had none
+    /// (`None`: ask the store, with [`ImageCache::get_later`]).
+    pub fn get_now(&self, key: ImageKey, width: u32, format: Format) -> Option<Served> {
+        let id = (key, width, format);
+        if let Some(bytes) = self.variants.get(&id) {
+            return Some(Served::Found(bytes));
+        }
+        self.missing.contains_key(&id).then_some(Served::NotFound)
+    }
+
+    /// The variant from the store, when [`ImageCache::get_now`] had no answer.
+    pub async fn get_later(
+        &self,
+        store: &ImageStore,
+        key: ImageKey,
+        width: u32,
+        format: Format,
+    ) -> Served {
+        // Boxed: the store's futures are kilobytes, and a future is moved whole several times
+        // per request; inline, every answer from memory paid for copying them.
+        Box::pin(self.read(store, (key, width, format))).await
+    }
+
+    /// [`ImageCache::get_later`]: through a slot, within the wait.
     async fn read(&self, store: &ImageStore, id: VariantId) -> Served {
         let (key, width, format) = id;
         let read = async {

@@ -432,16 +432,27 @@ pub async fn delete(state: &AppState, owner: UserId, id: WidgetId) -> Result<boo
 /// the list of addresses); what must read the database waits for it only so long
 /// (`widgets.public_db_timeout_ms`, among `widgets.public_db_concurrency` at once per node).
 pub async fn served(state: &AppState, public_id: &str) -> Served {
+    match served_now(state, public_id) {
+        Ok(answer) => answer,
+        Err(key) => served_later(state, public_id, key).await,
+    }
+}
+
+/// [`served`] as far as memory alone goes: the answer, or the key to render it by
+/// ([`served_later`]).
+pub fn served_now(state: &AppState, public_id: &str) -> Result<Served, cache::PublicKey> {
     let Some(key) = cache::key_of(public_id) else {
         // Not even well formed: refused before memory is asked, counted with the unknown.
         state.widgets.count_lookup(&Hit::NotFound);
-        return Served::NotFound;
+        return Ok(Served::NotFound);
     };
     let hit = state.widgets.lookup(&key, state.clock.now());
     state.widgets.count_lookup(&hit);
-    if let Some(answer) = answer_of(hit) {
-        return answer;
-    }
+    answer_of(hit).ok_or(key)
+}
+
+/// [`served`] for an address memory had no answer for: rendered, or the answer found.
+pub async fn served_later(state: &AppState, public_id: &str, key: cache::PublicKey) -> Served {
     // Boxed: a rendering's state (the turn, the database's futures) is kilobytes, and a future
     // is moved whole several times per request; inline, every answer from memory paid for
     // copying it.
