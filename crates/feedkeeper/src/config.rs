@@ -488,7 +488,8 @@ pub struct ServerConfig {
     /// A request (headers, body and the answer) must be done within this long.
     pub request_timeout_secs: u64,
     /// A client must send a request's headers within this long (slow clients cannot hold
-    /// connections open); on a kept-alive connection, counted from the answer before.
+    /// connections open); on a kept-alive connection, counted from when the answer before
+    /// was handed to the socket.
     pub header_read_timeout_secs: u64,
     /// Largest request body accepted (forms and callbacks are small).
     pub max_body_bytes: u64,
