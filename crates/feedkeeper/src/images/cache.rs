@@ -64,20 +64,6 @@ impl ImageCache {
         }
     }
 
-    /// The variant's bytes.
-    pub async fn get(
-        &self,
-        store: &ImageStore,
-        key: ImageKey,
-        width: u32,
-        format: Format,
-    ) -> Served {
-        match self.get_now(key, width, format) {
-            Some(served) => served,
-            None => self.get_later(store, key, width, format).await,
-        }
-    }
-
     /// What memory alone says of the variant: its bytes, or that the store lately had none
     /// (`None`: ask the store, with [`ImageCache::get_later`]).
     pub fn get_now(&self, key: ImageKey, width: u32, format: Format) -> Option<Served> {
@@ -96,8 +82,8 @@ impl ImageCache {
         width: u32,
         format: Format,
     ) -> Served {
-        // Boxed: the store's futures are kilobytes, and a future is moved whole several times
-        // per request; inline, every answer from memory paid for copying them.
+        // Boxed: the store's futures are kilobytes, and the serving threads' future for the hot
+        // routes has room for this path; inline, every answer from memory would be that size.
         Box::pin(self.read(store, (key, width, format))).await
     }
 

@@ -453,9 +453,9 @@ pub fn served_now(state: &AppState, public_id: &str) -> Result<Served, cache::Pu
 
 /// [`served`] for an address memory had no answer for: rendered, or the answer found.
 pub async fn served_later(state: &AppState, public_id: &str, key: cache::PublicKey) -> Served {
-    // Boxed: a rendering's state (the turn, the database's futures) is kilobytes, and a future
-    // is moved whole several times per request; inline, every answer from memory paid for
-    // copying it.
+    // Boxed: a rendering's state (the turn, the database's futures) is kilobytes, and the
+    // serving threads' future for the hot routes has room for this path; inline, every answer
+    // from memory would be that size (it is moved whole several times per request).
     Box::pin(served_after_miss(state, public_id, key)).await
 }
 
